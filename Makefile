@@ -1,0 +1,67 @@
+# The two commands of the README are the contract: `make demo` and `make test`.
+# Both bootstrap a virtualenv (.venv) and the Go conformance tools (.tools/bin) from scratch.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+TOOLS := $(CURDIR)/.tools/bin
+STAMP := $(VENV)/.installed
+CSI_SANITY_VERSION := v5.4.0
+HELM_VERSION := v3.21.4
+PYTEST_ARGS ?=
+
+export CSI_SANITY := $(TOOLS)/csi-sanity
+export HELM := $(TOOLS)/helm
+
+.PHONY: all test demo venv tools lint typecheck pytest proto proto-check clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+# Go tools of the CSI ecosystem. Without Go they are not installed: the tests that need them
+# skip on a laptop and fail under CI.
+tools: $(TOOLS)/csi-sanity $(TOOLS)/helm
+
+$(TOOLS)/csi-sanity:
+	@if command -v go >/dev/null 2>&1; then \
+	  echo "installing csi-sanity $(CSI_SANITY_VERSION)"; \
+	  GOBIN=$(TOOLS) go install github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$(CSI_SANITY_VERSION); \
+	else echo "Go not found: csi-sanity not installed"; fi
+
+$(TOOLS)/helm:
+	@if command -v go >/dev/null 2>&1; then \
+	  echo "installing helm $(HELM_VERSION)"; \
+	  GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
+	else echo "Go not found: helm not installed"; fi
+
+proto: $(STAMP)
+	$(BIN)/python protos/generate.py
+
+proto-check: $(STAMP)
+	$(BIN)/python protos/generate.py --check
+
+lint: $(STAMP) proto-check
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP) tools
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything CI runs: lint, types, tests (unit, rpc, integration, conformance, chart).
+test: lint typecheck pytest
+
+demo: $(STAMP)
+	$(BIN)/python demo/demo.py
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache

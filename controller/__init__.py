@@ -1,0 +1,1 @@
+"""efs-csi-controller: provisions EFS access points (the CSI Controller service)."""

@@ -1,0 +1,113 @@
+"""Command-line pieces shared by both binaries.
+
+Each binary builds its parser from ``base_parser`` so the common flags are spelled the same
+way, and exposes ``build_parser()`` so the Helm chart's arguments can be checked against it.
+argparse already exits 2 with a usage line on an unknown flag or a bad value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Coroutine
+from typing import Any
+
+from efs_csi import __version__
+from efs_csi.logging import LOG_FORMATS, LOG_LEVELS, configure_logging
+from efs_csi.server import Endpoint, parse_endpoint
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_bool_flag(parser: argparse.ArgumentParser, flag: str, *, default: bool,
+                  help_text: str) -> None:
+    """A flag usable as ``--flag``, ``--flag=true`` or ``--flag=false`` (as the reference)."""
+    parser.add_argument(flag, type=parse_bool, nargs="?", const=True, default=default,
+                        metavar="true|false", help=help_text)
+
+
+def endpoint_arg(text: str) -> Endpoint:
+    try:
+        return parse_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def host_port_arg(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected host:port, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+    parser.add_argument("--endpoint", type=endpoint_arg,
+                        default=os.environ.get("CSI_ENDPOINT", "unix:///csi/csi.sock"),
+                        help="CSI endpoint: unix:///path/to/csi.sock or tcp://host:port")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="json")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                        type=str.lower)
+    parser.add_argument("--http-endpoint", type=host_port_arg, default=None,
+                        metavar="HOST:PORT", help="serve Prometheus metrics and /healthz here")
+    parser.add_argument("--shutdown-grace-period", type=positive_float, default=30.0,
+                        metavar="SECONDS",
+                        help="how long in-flight calls may run after SIGTERM")
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    # A default given as a string is not passed through ``type`` when it is not a str action
+    # default; normalise the endpoint either way.
+    if isinstance(args.endpoint, str):
+        args.endpoint = endpoint_arg(args.endpoint)
+    configure_logging(args.log_format, args.log_level)
+    return args
+
+
+def run(main: Coroutine[Any, Any, None]) -> int:
+    asyncio.run(main)
+    return 0

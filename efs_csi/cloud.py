@@ -1,0 +1,90 @@
+"""What the driver needs from the EFS API, without any boto import.
+
+``Cloud`` is implemented by ``efs_csi.aws.AwsCloud`` (aiobotocore) and by fakes in tests.
+It raises ``efs_csi.errors`` exceptions only, translated in ``efs_csi.aws``, so use cases never
+see botocore's error shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PosixUser:
+    uid: int
+    gid: int
+    secondary_gids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class CreationInfo:
+    owner_uid: int
+    owner_gid: int
+    permissions: str  # octal text such as "0755"
+
+
+@dataclass(frozen=True)
+class AccessPoint:
+    access_point_id: str
+    file_system_id: str
+    root_path: str
+    posix_user: PosixUser | None = None
+    creation_info: CreationInfo | None = None
+    client_token: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    life_cycle_state: str = "available"
+
+
+@dataclass(frozen=True)
+class FileSystem:
+    file_system_id: str
+    # Set for One Zone file systems: the zone the file system lives in.
+    availability_zone_name: str | None = None
+    life_cycle_state: str = "available"
+
+
+@dataclass(frozen=True)
+class MountTarget:
+    mount_target_id: str
+    file_system_id: str
+    ip_address: str
+    availability_zone_name: str
+    life_cycle_state: str = "available"
+
+
+@dataclass(frozen=True)
+class AccessPointRequest:
+    file_system_id: str
+    client_token: str
+    root_path: str
+    posix_user: PosixUser
+    creation_info: CreationInfo
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class Cloud(Protocol):
+    async def describe_file_system(self, file_system_id: str) -> FileSystem:
+        """NotFound when the file system does not exist."""
+
+    def access_points(self, file_system_id: str) -> AsyncIterator[AccessPoint]:
+        """Every access point of a file system, following NextToken pages."""
+
+    async def describe_access_point(self, access_point_id: str) -> AccessPoint:
+        """NotFound when the access point does not exist."""
+
+    async def create_access_point(self, request: AccessPointRequest) -> AccessPoint:
+        """AlreadyExists (``AccessPointAlreadyExistsError``) when the token is taken."""
+
+    async def delete_access_point(self, access_point_id: str) -> None:
+        """NotFound when the access point does not exist."""
+
+    async def mount_targets(self, file_system_id: str) -> list[MountTarget]: ...
+
+
+class ApiObserver(Protocol):
+    """Told about every EFS API call (metrics hang off this)."""
+
+    def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None: ...

@@ -1,0 +1,86 @@
+"""Domain errors, and the one place that maps any exception to a gRPC status.
+
+Use cases raise these; only ``to_grpc_error`` (called by ``efs_csi.rpc``) turns them into
+what the caller sees. Everything unexpected becomes INTERNAL with the exception's type name,
+never a traceback to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+
+class CsiError(Exception):
+    """An error with a gRPC status; ``message`` is shown to the caller as-is."""
+
+    status: ClassVar[Status] = Status.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(CsiError):
+    status = Status.INVALID_ARGUMENT
+
+
+class NotFound(CsiError):
+    status = Status.NOT_FOUND
+
+
+class AlreadyExists(CsiError):
+    status = Status.ALREADY_EXISTS
+
+
+class Aborted(CsiError):
+    """Another operation on the same object is in flight; the caller retries."""
+
+    status = Status.ABORTED
+
+
+class ResourceExhausted(CsiError):
+    status = Status.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(CsiError):
+    status = Status.FAILED_PRECONDITION
+
+
+class PermissionDenied(CsiError):
+    status = Status.PERMISSION_DENIED
+
+
+class Unavailable(CsiError):
+    status = Status.UNAVAILABLE
+
+
+class DeadlineExceeded(CsiError):
+    status = Status.DEADLINE_EXCEEDED
+
+
+class Unimplemented(CsiError):
+    status = Status.UNIMPLEMENTED
+
+
+class Internal(CsiError):
+    status = Status.INTERNAL
+
+
+def missing(field: str) -> InvalidArgument:
+    """The error for an absent REQUIRED field (proto3 cannot express required)."""
+    return InvalidArgument(f"{field} is required")
+
+
+def to_grpc_error(exc: BaseException) -> GRPCError:
+    """Map any exception raised by a handler to the GRPCError the caller receives."""
+    if isinstance(exc, GRPCError):
+        return exc
+    if isinstance(exc, CsiError):
+        return GRPCError(exc.status, exc.message)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return GRPCError(Status.DEADLINE_EXCEEDED, "operation timed out")
+    return GRPCError(Status.INTERNAL, f"internal error ({type(exc).__name__})")

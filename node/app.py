@@ -1,0 +1,22 @@
+"""Composition root of efs-csi-node: builds the services and serves them."""
+
+from __future__ import annotations
+
+import argparse
+
+from efs_csi.identity import IdentityService, Readiness
+from efs_csi.server import ServeOptions, serve
+
+
+async def run_node(args: argparse.Namespace) -> None:
+    readiness = Readiness()
+
+    async def startup() -> None:
+        readiness.set_ready()
+
+    await serve(
+        [IdentityService(readiness, controller=False)],
+        args.endpoint,
+        options=ServeOptions(grace_period=args.shutdown_grace_period),
+        startup=startup,
+    )
