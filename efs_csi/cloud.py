@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from efs_csi.errors import AlreadyExists
+
 
 @dataclass(frozen=True)
 class PosixUser:
@@ -65,6 +67,15 @@ class AccessPointRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
+class AccessPointAlreadyExistsError(AlreadyExists):
+    """CreateAccessPoint found the client token taken; ``access_point_id`` is the existing
+    access point when EFS names it (real EFS does; look it up and compare if it is None)."""
+
+    def __init__(self, message: str, *, access_point_id: str | None = None) -> None:
+        super().__init__(message)
+        self.access_point_id = access_point_id
+
+
 class Cloud(Protocol):
     async def describe_file_system(self, file_system_id: str) -> FileSystem:
         """NotFound when the file system does not exist."""
@@ -82,6 +93,13 @@ class Cloud(Protocol):
         """NotFound when the access point does not exist."""
 
     async def mount_targets(self, file_system_id: str) -> list[MountTarget]: ...
+
+
+class CloudProvider(Protocol):
+    """Hands out clouds: the controller's own, or one acting as another account's role."""
+
+    async def cloud_for(self, role_arn: str | None, external_id: str | None = None) -> Cloud:
+        """The default cloud when ``role_arn`` is empty; NotFound/PermissionDenied from STS."""
 
 
 class ApiObserver(Protocol):
