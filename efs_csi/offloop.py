@@ -1,0 +1,117 @@
+"""Blocking file-system calls (stat, statvfs, mkdir, rmdir) off the event loop, time-limited.
+
+A call on a path whose NFS server is dead blocks its thread forever, and Python cannot
+interrupt it. So these calls never use the default executor (a few hung calls would exhaust
+it and stall every other volume): each runs in its own daemon thread (daemon, so a hung one
+never blocks process exit), and while a call on a key (a path) is still hung, new calls on
+that key fail at once instead of piling up more stuck threads. One dead server costs at most
+one thread per path it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# errnos that mean "the mount is there but its server is gone or the handle is dead".
+STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ESTALE, errno.EIO, errno.EHOSTDOWN})
+
+
+class StillHung(TimeoutError):
+    """An earlier call on the same key has not returned yet."""
+
+
+@dataclass
+class OffLoop:
+    _hung: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def run(self, key: str, function: Callable[[], T], time_limit: float) -> T:
+        """Run ``function`` in a daemon thread; TimeoutError when it takes over ``time_limit``."""
+        with self._lock:
+            if key in self._hung:
+                raise StillHung(f"an earlier call on {key} is still blocked")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def deliver(result: T | None, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def work() -> None:
+            try:
+                result, error = function(), None
+            except BaseException as exc:  # handed to the awaiting coroutine
+                result, error = None, exc
+            with self._lock:
+                self._hung.discard(key)
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed in between
+                    loop.call_soon_threadsafe(deliver, result, error)
+
+        threading.Thread(target=work, name=f"offloop:{key}", daemon=True).start()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), time_limit)
+        except TimeoutError:
+            with self._lock:
+                if not future.done():
+                    self._hung.add(key)
+            raise
+
+    def hung(self, key: str) -> bool:
+        with self._lock:
+            return key in self._hung
+
+
+class PathState(Enum):
+    OK = "ok"
+    MISSING = "missing"
+    STALE = "stale"  # ENOTCONN/ESTALE/EIO, or no answer within the timeout
+
+
+@dataclass(frozen=True)
+class Health:
+    state: PathState
+    detail: str = ""
+
+
+@dataclass
+class PathProbe:
+    """Checks whether a path answers: the stale-mount detector.
+
+    ``stat`` is injectable only so tests can simulate what a real dead NFS server does
+    (ESTALE, or a stat that never returns), which a bind mount cannot reproduce.
+    """
+
+    off_loop: OffLoop
+    timeout: float
+    stat: Callable[[str], object] = os.stat
+
+    async def check(self, path: Path) -> Health:
+        try:
+            await self.off_loop.run(str(path), lambda: self.stat(str(path)), self.timeout)
+        except FileNotFoundError:
+            return Health(PathState.MISSING)
+        except NotADirectoryError:
+            return Health(PathState.MISSING, "a parent is not a directory")
+        except TimeoutError:
+            return Health(PathState.STALE, f"stat did not answer within {self.timeout:g}s")
+        except OSError as exc:
+            if exc.errno in STALE_ERRNOS:
+                return Health(PathState.STALE, os.strerror(exc.errno or 0))
+            raise
+        return Health(PathState.OK)
