@@ -112,7 +112,7 @@ def configure_logging(log_format: str = "json", level: str = "info",
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)
 
 
 def redacted_fields(fields: MutableMapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -142,6 +143,8 @@ def _wrap(
             if observer is not None:
                 observer.observe(method, code, seconds)
             fields = _log_fields(request)
+            if request is not None and logging.getLogger("efs_csi.rpc").isEnabledFor(logging.DEBUG):
+                fields["request"] = redacted_fields(request.to_dict())
             level = "info" if code in (Status.OK, Status.CANCELLED) else "warning"
             if failure is not None:
                 _log.error("rpc", method=method, code=code.name, duration_s=round(seconds, 6),
@@ -178,7 +181,7 @@ def instrument(
 
 
 async def _unimplemented(stream: Stream[Any, Any]) -> None:
-    raise GRPCError(Status.UNIMPLEMENTED, f"unknown method {stream.method_name}")
+    raise GRPCError(Status.UNIMPLEMENTED, "method not implemented by this plugin")
 
 
 class _UnimplementedFallback(dict[str, grpclib.const.Handler]):
@@ -196,7 +199,7 @@ class _UnimplementedFallback(dict[str, grpclib.const.Handler]):
         GetPluginInfoRequest, GetPluginInfoRequest,
     )
 
-    def get(self, key: str, default: Any = None) -> grpclib.const.Handler:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> grpclib.const.Handler:
         return super().get(key) or self._fallback
 
 

@@ -44,7 +44,7 @@ def parse_endpoint(text: str) -> Endpoint:
     """Parse ``unix:///abs/path``, ``unix:/abs/path`` or ``tcp://host:port``."""
     if text.startswith("unix:"):
         raw = text.removeprefix("unix:")
-        path = "/" + raw.lstrip("/") if raw.startswith("//") else raw
+        path = raw.removeprefix("//")  # unix:///abs/path has an empty authority
         if not path.startswith("/") or path == "/":
             raise ValueError(f"unix endpoint needs an absolute socket path: {text!r}")
         return Endpoint(path=Path(path))
@@ -127,7 +127,7 @@ async def serve(
     in_flight = InFlight()
     server = Server([instrument(service, in_flight, options.observer) for service in services])
     # See efs_csi.rpc._UnimplementedFallback for why the method table is replaced.
-    server._mapping = unimplemented_fallback(server._mapping)  # noqa: SLF001
+    server._mapping = unimplemented_fallback(server._mapping)
     stop = stop or asyncio.Event()
     uninstall = _install_stop_signals(stop)
     await _start(server, endpoint)

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support.ci import in_ci
+from tests.support.efs_proxy import efs_proxy  # noqa: F401 - fixture registration
 from tests.support.moto_server import MotoEndpoint, running_moto
 from tests.support.processes import RunningBinary, start_binary
 
@@ -67,7 +68,7 @@ async def binary(tmp_path: Path) -> AsyncIterator[StartBinary]:
     async def start(kind: str, args: Sequence[str] = (), env: dict[str, str] | None = None,
                     socket_name: str | None = None) -> RunningBinary:
         directory = tmp_path / f"{kind}-{len(started)}"
-        directory.mkdir()
+        directory.mkdir(exist_ok=True)  # a test may prepare it (e.g. leave a stale socket)
         running = await start_binary(kind, directory, args, env,
                                      socket_name=socket_name or "csi.sock")
         started.append(running)

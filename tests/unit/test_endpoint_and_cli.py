@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from controller.__main__ import build_parser as controller_parser
+from efs_csi.server import Endpoint, parse_endpoint
+from node.__main__ import build_parser as node_parser
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("unix:///csi/csi.sock", Endpoint(path=Path("/csi/csi.sock"))),
+        ("unix:/csi/csi.sock", Endpoint(path=Path("/csi/csi.sock"))),
+        ("tcp://127.0.0.1:10000", Endpoint(host="127.0.0.1", port=10000)),
+        ("tcp://[::1]:10000", Endpoint(host="::1", port=10000)),
+    ],
+)
+def test_endpoints(text: str, expected: Endpoint) -> None:
+    assert parse_endpoint(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "unix://", "unix://relative", "tcp://host",
+                                  "tcp://:80", "tcp://h:99999", "http://x:1", "/csi.sock"])
+def test_bad_endpoints(text: str) -> None:
+    with pytest.raises(ValueError, match="endpoint"):
+        parse_endpoint(text)
+
+
+@pytest.mark.parametrize("parser", [controller_parser, node_parser])
+@pytest.mark.parametrize("argv", [["--no-such-flag"], ["--endpoint", "http://x"],
+                                  ["--log-format", "xml"], ["--log-level", "loud"],
+                                  ["--http-endpoint", "nope"]])
+def test_bad_flags_exit_2_with_usage(parser, argv, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as caught:
+        parser().parse_args(argv)
+    assert caught.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("parser", [controller_parser, node_parser])
+def test_version_exits_0(parser, capsys) -> None:  # type: ignore[no-untyped-def]
+    from efs_csi import __version__
+
+    with pytest.raises(SystemExit) as caught:
+        parser().parse_args(["--version"])
+    assert caught.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_bool_flags_accept_reference_spellings() -> None:
+    parser = controller_parser()
+    assert parser.parse_args(["--adaptive-retry-mode=false"]).adaptive_retry_mode is False
+    assert parser.parse_args(["--delete-access-point-root-dir"]).delete_access_point_root_dir
+    assert parser.parse_args([]).adaptive_retry_mode is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--adaptive-retry-mode=maybe"])

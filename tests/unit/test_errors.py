@@ -1,0 +1,39 @@
+
+import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from efs_csi import errors
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (errors.InvalidArgument("x"), Status.INVALID_ARGUMENT),
+        (errors.NotFound("x"), Status.NOT_FOUND),
+        (errors.AlreadyExists("x"), Status.ALREADY_EXISTS),
+        (errors.Aborted("x"), Status.ABORTED),
+        (errors.ResourceExhausted("x"), Status.RESOURCE_EXHAUSTED),
+        (errors.FailedPrecondition("x"), Status.FAILED_PRECONDITION),
+        (errors.PermissionDenied("x"), Status.PERMISSION_DENIED),
+        (errors.Unavailable("x"), Status.UNAVAILABLE),
+        (errors.DeadlineExceeded("x"), Status.DEADLINE_EXCEEDED),
+        (errors.Unimplemented("x"), Status.UNIMPLEMENTED),
+        (errors.Internal("x"), Status.INTERNAL),
+        (TimeoutError(), Status.DEADLINE_EXCEEDED),
+        (GRPCError(Status.NOT_FOUND, "kept"), Status.NOT_FOUND),
+    ],
+)
+def test_mapping(exc: BaseException, status: Status) -> None:
+    assert errors.to_grpc_error(exc).status == status
+
+
+def test_unexpected_errors_become_internal_without_details() -> None:
+    error = errors.to_grpc_error(KeyError("secret-detail"))
+    assert error.status == Status.INTERNAL
+    assert "secret-detail" not in (error.message or "")
+    assert "KeyError" in (error.message or "")
+
+
+def test_missing_names_the_field() -> None:
+    assert errors.missing("volume_id").message == "volume_id is required"
