@@ -42,7 +42,7 @@ class RunningBinary:
                     reply = await csi.IdentityStub(channel).probe(csi.ProbeRequest(), timeout=2)
                     if reply.ready:
                         return
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     pass
                 finally:
                     channel.close()
