@@ -1,0 +1,261 @@
+"""The create and delete use cases: one access point per volume, idempotent and race-free.
+
+Create costs one EFS call in the common case (CreateAccessPoint): the file system's access
+points are listed once, then kept current in ``GidAllocator``, which also answers "does this
+client token already have an access point?" for retried calls. Everything that can be
+checked without AWS (parameters, root path, tags, secrets) is checked before the first call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from controller import paths
+from controller.cross_account import CloudSelector, mount_target_context, parse_secrets
+from controller.gid import GidAllocator
+from controller.inflight import OperationKeys
+from controller.params import FileSystemSource, ProvisionParams, parse_parameters
+from controller.root_dir import RootDirectoryRemover
+from controller.tags import CAPACITY_TAG, access_point_tags
+from efs_csi.cloud import AccessPoint, AccessPointRequest, Cloud, CreationInfo, PosixUser
+from efs_csi.errors import AlreadyExists, Internal, InvalidArgument, NotFound
+from efs_csi.kube import Kube
+from efs_csi.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
+
+MAX_CLIENT_TOKEN = 64
+ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
+CAPACITY_CONTEXT_KEY = "capacityBytes"
+
+
+def client_token(text: str) -> str:
+    """EFS allows 64 characters: longer names are replaced by their SHA-256."""
+    if len(text) <= MAX_CLIENT_TOKEN:
+        return text
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    name: str
+    capacity_bytes: int
+    parameters: Mapping[str, str]
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CreatedVolume:
+    volume_id: str
+    capacity_bytes: int
+    context: dict[str, str]
+    zone: str | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated create, before any AWS call."""
+
+    params: ProvisionParams
+    root_path: str
+    token: str
+    tags: dict[str, str]
+
+
+class Provisioner:
+    def __init__(self, *, clouds: CloudSelector, allocator: GidAllocator, kube: Kube | None,
+                 extra_tags: Mapping[str, str], root_dirs: RootDirectoryRemover | None) -> None:
+        self._clouds = clouds
+        self._allocator = allocator
+        self._kube = kube
+        self._extra_tags = dict(extra_tags)
+        self._root_dirs = root_dirs
+        self._keys = OperationKeys()
+        # Capacities of volumes made by this process, for when tagging is disabled.
+        self._capacities: dict[tuple[str, str], int] = {}
+        self._zones: dict[str, str | None] = {}
+
+    def _plan(self, request: CreateRequest) -> _Plan:
+        params = parse_parameters(request.parameters)
+        root = paths.root_path(
+            base_path=params.base_path, sub_path_pattern=params.sub_path_pattern,
+            metadata=params.metadata, ensure_unique_directory=params.ensure_unique_directory,
+            volume_name=request.name)
+        if params.reuse_access_point:
+            meta = params.metadata
+            if not meta.pvc_name or not meta.pvc_namespace:
+                raise InvalidArgument("parameter reuseAccessPoint=true needs the PVC name and "
+                                      "namespace (run csi-provisioner with "
+                                      "--extra-create-metadata)")
+            # The namespace is part of the token: equal PVC names in two namespaces must
+            # never share an access point.
+            token = client_token(f"{meta.pvc_namespace}/{meta.pvc_name}")
+        else:
+            token = client_token(request.name)
+        tags = access_point_tags(enabled=params.enable_tagging, extra=self._extra_tags,
+                                 metadata=params.metadata, capacity_bytes=request.capacity_bytes,
+                                 base_path=paths.normalised_base_path(params.base_path))
+        return _Plan(params, root, token, tags)
+
+    async def create(self, request: CreateRequest) -> CreatedVolume:
+        plan = self._plan(request)
+        cross_account = parse_secrets(request.secrets)
+        with self._keys.hold(f"name:{request.name}", f"volume {request.name!r}"):
+            cloud = await self._clouds.select(cross_account)
+            fs_id = await self._file_system_id(plan.params.file_system)
+            access_point = await self._access_point(cloud, fs_id, plan, request)
+            context = {CAPACITY_CONTEXT_KEY: str(request.capacity_bytes)}
+            if cross_account.mount_target_addresses:
+                targets = await cloud.mount_targets(fs_id)
+                context.update(mount_target_context(targets, fs_id, plan.params.az))
+            zone = None
+            if plan.params.enforce_zone_affinity:
+                zone = await self._zone(cloud, fs_id)
+        handle = VolumeHandle(fs_id, "", access_point.access_point_id)
+        return CreatedVolume(str(handle), request.capacity_bytes, context, zone)
+
+    async def _file_system_id(self, source: FileSystemSource) -> str:
+        if source.file_system_id is not None:
+            return source.file_system_id
+        if self._kube is None:
+            raise InvalidArgument("fileSystemIdConfigRef/fileSystemIdSecretRef need Kubernetes "
+                                  "API access, which this controller does not have")
+        if source.config_map is not None:
+            ref, kind = source.config_map, "fileSystemIdConfigRef"
+            value = await self._kube.read_config_map_key(ref.namespace, ref.name, ref.key)
+        else:
+            assert source.secret is not None
+            ref, kind = source.secret, "fileSystemIdSecretRef"
+            value = await self._kube.read_secret_key(ref.namespace, ref.name, ref.key)
+        value = value.strip()
+        if not is_file_system_id(value):
+            raise InvalidArgument(f"parameter {kind}: {ref.namespace}/{ref.name} key {ref.key} "
+                                  "does not hold a file system id (fs-...)")
+        return value
+
+    async def _zone(self, cloud: Cloud, fs_id: str) -> str | None:
+        if fs_id not in self._zones:
+            self._zones[fs_id] = (await cloud.describe_file_system(fs_id)).availability_zone_name
+        return self._zones[fs_id]
+
+    async def _access_point(self, cloud: Cloud, fs_id: str, plan: _Plan,
+                            request: CreateRequest) -> AccessPoint:
+        existing = await self._allocator.find_by_token(cloud, fs_id, plan.token)
+        if existing is not None:
+            self._check_matches(existing, plan, request)
+            return existing
+        params = plan.params
+        reservation = await self._allocator.reserve(cloud, fs_id, params.gid_range, params.gid)
+        gid = params.gid if params.gid is not None else reservation.gid
+        assert gid is not None
+        uid = params.uid if params.uid is not None else gid
+        ap_request = AccessPointRequest(
+            file_system_id=fs_id, client_token=plan.token, root_path=plan.root_path,
+            posix_user=PosixUser(uid, gid),
+            creation_info=CreationInfo(uid, gid, params.directory_perms), tags=plan.tags)
+        try:
+            created = await cloud.create_access_point(ap_request)
+        except AlreadyExists:
+            self._allocator.release(reservation)
+            return await self._resolve_conflict(cloud, fs_id, plan, request)
+        except BaseException:
+            self._allocator.release(reservation)
+            raise
+        self._allocator.commit(reservation, created)
+        self._capacities[(fs_id, plan.token)] = request.capacity_bytes
+        return created
+
+    async def _resolve_conflict(self, cloud: Cloud, fs_id: str, plan: _Plan,
+                                request: CreateRequest) -> AccessPoint:
+        """The token is taken by an access point we did not know: re-learn and compare."""
+        self._allocator.mark_stale(fs_id)
+        existing = await self._allocator.find_by_token(cloud, fs_id, plan.token)
+        if existing is None:
+            raise Internal(f"file system {fs_id}: EFS reports client token {plan.token!r} in "
+                           "use but no access point carries it")
+        self._check_matches(existing, plan, request)
+        return existing
+
+    def _check_matches(self, existing: AccessPoint, plan: _Plan, request: CreateRequest) -> None:
+        problem = self._mismatch(existing, plan, request)
+        if problem is not None:
+            what = ("access point for this PVC" if plan.params.reuse_access_point
+                    else f"volume {request.name!r}")
+            raise AlreadyExists(f"{what} exists as {existing.access_point_id} but {problem}")
+
+    def _mismatch(self, existing: AccessPoint, plan: _Plan,
+                  request: CreateRequest) -> str | None:
+        params = plan.params
+        user = existing.posix_user
+        if user is None:
+            return "it has no POSIX user"
+        if params.gid is not None and user.gid != params.gid:
+            return f"its gid is {user.gid}, not {params.gid}"
+        if params.gid is None and not params.gid_range.start <= user.gid <= params.gid_range.end:
+            return f"its gid {user.gid} is outside {params.gid_range}"
+        expected_uid = params.uid if params.uid is not None else user.gid
+        if user.uid != expected_uid:
+            return f"its uid is {user.uid}, not {expected_uid}"
+        if params.reuse_access_point:
+            base = paths.normalised_base_path(params.base_path)
+            root = existing.root_path.rstrip("/") or "/"
+            if base not in ("/", root) and not root.startswith(base + "/"):
+                return f"its path {existing.root_path} is outside basePath {base}"
+            return None
+        if existing.root_path.rstrip("/") != plan.root_path.rstrip("/"):
+            return f"its path is {existing.root_path}, not {plan.root_path}"
+        recorded = existing.tags.get(CAPACITY_TAG)
+        capacity = (int(recorded) if recorded and recorded.isdigit()
+                    else self._capacities.get((existing.file_system_id, plan.token)))
+        if capacity is not None and capacity != request.capacity_bytes:
+            return f"it was created with capacity {capacity} bytes, not {request.capacity_bytes}"
+        return None
+
+    async def delete(self, volume_id: str, secrets: Mapping[str, str]) -> None:
+        """Idempotent: malformed, static, unknown and already-deleted volumes all succeed."""
+        try:
+            handle = parse_volume_id(volume_id)
+        except InvalidArgument:
+            return  # nothing we could have created
+        if not handle.access_point_id:
+            return  # a static volume: the file system is not ours to delete
+        cross_account = parse_secrets(secrets)
+        with self._keys.hold(f"id:{handle.access_point_id}", f"volume {volume_id!r}"):
+            cloud = await self._clouds.select(cross_account)
+            fs_id, ap_id = handle.file_system_id, handle.access_point_id
+            access_point = self._allocator.lookup(fs_id, ap_id)
+            if access_point is None:
+                try:
+                    access_point = await cloud.describe_access_point(ap_id)
+                except NotFound:
+                    self._allocator.forget(fs_id, ap_id)
+                    return
+            if access_point.file_system_id != fs_id:
+                raise InvalidArgument(f"volume_id {volume_id!r}: access point {ap_id} belongs "
+                                      f"to {access_point.file_system_id}, not {fs_id}")
+            if self._root_dirs is not None:
+                live = await self._allocator.known(cloud, fs_id)
+                await self._root_dirs.remove(access_point, live)
+            with contextlib.suppress(NotFound):
+                await cloud.delete_access_point(ap_id)
+            self._allocator.forget(fs_id, ap_id)
+            self._capacities.pop((fs_id, access_point.client_token), None)
+
+    async def check_exists(self, volume_id: str, secrets: Mapping[str, str]) -> VolumeHandle:
+        """NotFound unless the volume's access point (or file system) exists."""
+        try:
+            handle = parse_volume_id(volume_id)
+        except InvalidArgument as exc:
+            raise NotFound(f"volume {volume_id!r} does not exist: {exc.message}") from None
+        cloud = await self._clouds.select(parse_secrets(secrets))
+        if handle.access_point_id:
+            if self._allocator.lookup(handle.file_system_id, handle.access_point_id) is None:
+                access_point = await cloud.describe_access_point(handle.access_point_id)
+                if access_point.file_system_id != handle.file_system_id:
+                    raise NotFound(f"volume {volume_id!r}: access point "
+                                   f"{handle.access_point_id} is not on "
+                                   f"{handle.file_system_id}")
+        else:
+            await cloud.describe_file_system(handle.file_system_id)
+        return handle
