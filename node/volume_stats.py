@@ -1,0 +1,315 @@
+"""The rate-limited volume-usage collector behind NodeGetVolumeStats (``--vol-metrics-opt-in``).
+
+``VolumeStatsCollector.stats`` answers at once from a per-volume cache. A missing entry, or one
+older than the refresh period, schedules a background walk and the RPC returns what is known
+(nothing yet, or the previous figures). Walks run in threads of their own (one small pool per
+file system, sized ``--vol-metrics-fs-rate-limit``), so one slow file system never delays
+another and the event loop never waits on a directory read; at most one walk per volume runs at
+a time, and a failed walk is retried with exponential backoff rather than on every call.
+
+The mount itself is checked on every call with a ``statvfs`` bounded by a short timeout: a stale
+handle, an I/O error or no answer gives VOLUME_CONDITION abnormal with the reason. A hung probe
+is not repeated while it is still stuck (each would pin a thread in the kernel).
+
+Capacity is the PV's requested size when the node knows it, else ``statvfs``, except that NFS's
+"unlimited" (~8 EiB) is reported as unknown rather than as a real size.
+
+The collector owns its tasks and threads: ``run`` (a server background task) or ``aclose``
+cancels pending walks, tells running ones to stop and shuts the pools down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from efs_csi.errors import NotFound, Unavailable
+from efs_csi.logging import get_logger
+from node.stats import StatsRequest, VolumeStats
+
+_log = get_logger("node.volume_stats")
+
+# Sizes at or above this are NFS's "no limit" placeholder, not a real capacity.
+_IMPLAUSIBLE_SIZE = 1 << 60
+# Inodes with several links whose other links have not been seen yet. Each costs ~100 bytes of
+# dict, so 100k keeps the walk's memory under ~10 MiB whatever the tree's size. Past it, further
+# multiply-linked files are counted every time they are met (an over-count, flagged in the
+# result) rather than letting memory grow with the tree.
+DEFAULT_HARDLINK_CAPACITY = 100_000
+
+
+@dataclass(frozen=True)
+class Usage:
+    used_bytes: int
+    used_inodes: int
+    # True when the hard-link table overflowed and some links may be counted twice.
+    approximate: bool = False
+
+
+class WalkCancelled(Exception):
+    """The collector is shutting down; the walk stopped early."""
+
+
+def measure_usage(root: Path, *, stop: threading.Event | None = None,
+                  hardlink_capacity: int = DEFAULT_HARDLINK_CAPACITY) -> Usage:
+    """Bytes (``st_blocks * 512``, as ``du -s -B1``) and inodes (as ``du -s --inodes``) under
+    ``root``, root included, staying on root's device and counting each hard-linked file once.
+
+    Blocking: run it in a thread. Each directory is opened once and its entries are stat'ed
+    relative to that descriptor, so only one directory descriptor is open at a time.
+    """
+    root_stat = os.stat(root)
+    device = root_stat.st_dev
+    used_blocks = root_stat.st_blocks
+    inodes = 1
+    # inode -> links not yet seen; dropped once all are seen, so it only holds "open" links.
+    pending_links: dict[int, int] = {}
+    approximate = False
+    directories = [os.fsencode(root)]
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    while directories:
+        if stop is not None and stop.is_set():
+            raise WalkCancelled(str(root))
+        directory = directories.pop()
+        try:
+            fd = os.open(directory, flags)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # removed or replaced while we walked: nothing left to count
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if info.st_dev != device:
+                        continue  # another mount: not this volume's usage
+                    if entry.is_dir(follow_symlinks=False):
+                        directories.append(directory + b"/" + os.fsencode(entry.name))
+                    elif info.st_nlink > 1:
+                        remaining = pending_links.get(info.st_ino)
+                        if remaining is not None:
+                            if remaining <= 1:
+                                del pending_links[info.st_ino]
+                            else:
+                                pending_links[info.st_ino] = remaining - 1
+                            continue  # already counted through another link
+                        if len(pending_links) < hardlink_capacity:
+                            pending_links[info.st_ino] = info.st_nlink - 1
+                        else:
+                            approximate = True
+                    used_blocks += info.st_blocks
+                    inodes += 1
+        finally:
+            os.close(fd)
+    return Usage(used_bytes=used_blocks * 512, used_inodes=inodes, approximate=approximate)
+
+
+class WalkObserver(Protocol):
+    """Told about walks (``efs_csi.metrics.NodeMetrics`` implements it)."""
+
+    def observe_walk(self, seconds: float, ok: bool) -> None: ...
+
+    def set_queue_depth(self, depth: int) -> None: ...
+
+
+@dataclass
+class _Volume:
+    usage: Usage | None = None
+    measured_at: float = 0.0
+    walking: bool = False
+    failures: int = 0
+    retry_at: float = 0.0
+    probe_stuck: bool = False
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    refresh_period_s: float = 240 * 60.0
+    walks_per_file_system: int = 5
+    probe_timeout_s: float = 2.0
+    retry_base_s: float = 30.0
+    retry_max_s: float = 3600.0
+
+
+Walker = Callable[[Path, threading.Event], Usage]
+StatVfs = Callable[[Path], os.statvfs_result]
+
+
+def _default_walker(path: Path, stop: threading.Event) -> Usage:
+    return measure_usage(path, stop=stop)
+
+
+def _default_statvfs(path: Path) -> os.statvfs_result:
+    return os.statvfs(path)
+
+
+def _condition(exc: OSError) -> str:
+    reason = {errno.ESTALE: "stale file handle", errno.EIO: "I/O error",
+              errno.ENOTCONN: "transport endpoint not connected"}.get(exc.errno or 0)
+    return f"volume mount is unhealthy: {reason or exc.strerror or type(exc).__name__}"
+
+
+class VolumeStatsCollector:
+    """``node.stats.VolumeStatsSource`` with cached, rate-limited background walks."""
+
+    def __init__(self, settings: CollectorSettings, *, observer: WalkObserver | None = None,
+                 walker: Walker = _default_walker, statvfs: StatVfs = _default_statvfs,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._observer = observer
+        self._walker = walker
+        self._statvfs = statvfs
+        self._clock = clock
+        self._volumes: dict[str, _Volume] = {}
+        # Per file system, so a hung one pins only its own threads: walks, and probes (a probe
+        # stuck in the kernel is not repeated for its volume while stuck, see _probe).
+        self._walk_pools: dict[str, ThreadPoolExecutor] = {}
+        self._probe_pools: dict[str, ThreadPoolExecutor] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop = threading.Event()
+        self._closed = False
+
+    async def stats(self, request: StatsRequest) -> VolumeStats:
+        if self._closed:
+            raise Unavailable("node plugin is shutting down")
+        volume = self._volumes.setdefault(request.volume_id, _Volume())
+        self._maybe_schedule(request, volume)
+        usage = volume.usage
+        try:
+            fs = await self._probe(request, volume)
+        except FileNotFoundError:
+            raise NotFound(f"volume path {request.volume_path} does not exist") from None
+        except TimeoutError:  # before OSError, of which it is a subclass
+            return self._answer(request, usage, None,
+                                abnormal="volume mount is not answering (statvfs timed out)")
+        except OSError as exc:
+            return self._answer(request, usage, None, abnormal=_condition(exc))
+        return self._answer(request, usage, fs, abnormal="")
+
+    async def wait_idle(self) -> None:
+        """Wait until no walk is scheduled or running (tests and benchmarks)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        """Lifetime of the collector as a server background task: closes it when cancelled."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._stop.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for pool in [*self._walk_pools.values(), *self._probe_pools.values()]:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _maybe_schedule(self, request: StatsRequest, volume: _Volume) -> None:
+        now = self._clock()
+        fresh = (volume.usage is not None
+                 and now - volume.measured_at < self._settings.refresh_period_s)
+        if self._closed or fresh or volume.walking or now < volume.retry_at:
+            return
+        volume.walking = True
+        task = asyncio.create_task(self._walk(request, volume),
+                                   name=f"volume-stats-walk:{request.volume_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._walk_done)
+        self._report_depth()
+
+    def _walk_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._report_depth()
+
+    def _report_depth(self) -> None:
+        if self._observer is not None:
+            self._observer.set_queue_depth(len(self._tasks))
+
+    @staticmethod
+    def _pool(pools: dict[str, ThreadPoolExecutor], file_system_id: str, size: int,
+              prefix: str) -> ThreadPoolExecutor:
+        pool = pools.get(file_system_id)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=size,
+                                      thread_name_prefix=f"{prefix}-{file_system_id}")
+            pools[file_system_id] = pool
+        return pool
+
+    async def _walk(self, request: StatsRequest, volume: _Volume) -> None:
+        loop = asyncio.get_running_loop()
+        started = self._clock()
+        ok = False
+        try:
+            pool = self._pool(self._walk_pools, request.file_system_id,
+                              self._settings.walks_per_file_system, "walk")
+            usage = await loop.run_in_executor(pool, self._walker, request.volume_path,
+                                               self._stop)
+            volume.usage, volume.measured_at, volume.failures = usage, self._clock(), 0
+            ok = True
+            if usage.approximate:
+                _log.warning("hard-link table full; usage may count some links twice",
+                             volume_id=request.volume_id)
+        except (OSError, WalkCancelled) as exc:
+            volume.failures += 1
+            delay = min(self._settings.retry_base_s * 2 ** (volume.failures - 1),
+                        self._settings.retry_max_s)
+            # Jitter so volumes that failed together do not retry together.
+            volume.retry_at = self._clock() + delay * random.uniform(0.5, 1.0)  # noqa: S311
+            _log.warning("volume usage walk failed", volume_id=request.volume_id,
+                         error=str(exc), retry_in_s=round(delay, 1))
+        finally:
+            volume.walking = False
+            if self._observer is not None:
+                self._observer.observe_walk(self._clock() - started, ok)
+
+    async def _probe(self, request: StatsRequest, volume: _Volume) -> os.statvfs_result:
+        if volume.probe_stuck:
+            raise TimeoutError
+        loop = asyncio.get_running_loop()
+        pool = self._pool(self._probe_pools, request.file_system_id, 2, "probe")
+        future = loop.run_in_executor(pool, self._statvfs, request.volume_path)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future),
+                                          self._settings.probe_timeout_s)
+        except TimeoutError:
+            volume.probe_stuck = True
+            future.add_done_callback(lambda _: setattr(volume, "probe_stuck", False))
+            raise
+
+    def _answer(self, request: StatsRequest, usage: Usage | None,
+                fs: os.statvfs_result | None, *, abnormal: str) -> VolumeStats:
+        total_bytes = request.capacity_bytes
+        total_inodes: int | None = None
+        available_inodes: int | None = None
+        available_bytes: int | None = None
+        if fs is not None:
+            if total_bytes is None and fs.f_blocks * fs.f_frsize < _IMPLAUSIBLE_SIZE:
+                total_bytes = fs.f_blocks * fs.f_frsize
+                available_bytes = fs.f_bavail * fs.f_frsize
+            if 0 < fs.f_files < _IMPLAUSIBLE_SIZE:
+                total_inodes, available_inodes = fs.f_files, fs.f_favail
+        used_bytes = usage.used_bytes if usage else None
+        used_inodes = usage.used_inodes if usage else None
+        if request.capacity_bytes is not None and used_bytes is not None:
+            available_bytes = max(request.capacity_bytes - used_bytes, 0)
+        return VolumeStats(used_bytes=used_bytes, total_bytes=total_bytes,
+                           available_bytes=available_bytes, used_inodes=used_inodes,
+                           total_inodes=total_inodes, available_inodes=available_inodes,
+                           abnormal=bool(abnormal), message=abnormal)
