@@ -72,6 +72,12 @@ class OffLoop:
                     self._hung.add(key)
             raise
 
+    def forget(self, key: str) -> None:
+        """Let new calls on ``key`` run again (the path was lazily unmounted; the hung
+        thread is abandoned, one per recovery)."""
+        with self._lock:
+            self._hung.discard(key)
+
     def hung(self, key: str) -> bool:
         with self._lock:
             return key in self._hung

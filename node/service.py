@@ -1,0 +1,165 @@
+"""The CSI Node service: validates each request, calls one use case, shapes the reply.
+
+proto3 has no required fields, so every REQUIRED field of the spec is checked here and a
+missing or malformed one is INVALID_ARGUMENT naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from efs_csi import csi
+from efs_csi.capabilities import is_read_only, validate_capabilities
+from efs_csi.errors import InvalidArgument, NotFound, Unimplemented, missing
+from efs_csi.offloop import PathProbe, PathState
+from efs_csi.volume_id import parse_volume_id
+from node.mount_options import build_mount_options
+from node.publishing import Publisher, PublishRequest
+from node.staging import Stager, StageRequest
+from node.stats import StatsRequest, VolumeStatsSource
+from node.volume_context import parse_volume_context
+
+ZONE_KEY = "topology.kubernetes.io/zone"
+RpcType = csi.NodeServiceCapabilityRpcType
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: str
+    max_volumes_per_node: int = 0
+    volume_stats: bool = False
+
+
+def _path(value: str, field: str) -> Path:
+    if not value:
+        raise missing(field)
+    if not value.startswith("/") or "\x00" in value:
+        raise InvalidArgument(f"{field} must be an absolute path")
+    return Path(value)
+
+
+def _capability(capability: csi.VolumeCapability | None) -> csi.VolumeCapability:
+    if capability is None:
+        raise missing("volume_capability")
+    validate_capabilities([capability], "volume_capability")
+    return capability
+
+
+class NodeService(csi.NodeBase):
+    def __init__(self, config: NodeConfig, *, stager: Stager, publisher: Publisher,
+                 stats: VolumeStatsSource, probe: PathProbe,
+                 zone: Callable[[], str | None]) -> None:
+        self._config = config
+        self._stager = stager
+        self._publisher = publisher
+        self._stats = stats
+        self._probe = probe
+        self._zone = zone
+
+    async def node_stage_volume(
+        self, message: csi.NodeStageVolumeRequest
+    ) -> csi.NodeStageVolumeResponse:
+        handle = parse_volume_id(message.volume_id)
+        staging = _path(message.staging_target_path, "staging_target_path")
+        capability = _capability(message.volume_capability)
+        context = parse_volume_context(message.volume_context)
+        assert capability.mount is not None  # validated above
+        options = build_mount_options(handle, context, capability.mount.mount_flags,
+                                      read_only=is_read_only(capability), zone=self._zone())
+        await self._stager.stage(StageRequest(message.volume_id, handle, staging,
+                                              tuple(options), context.capacity_bytes))
+        return csi.NodeStageVolumeResponse()
+
+    async def node_unstage_volume(
+        self, message: csi.NodeUnstageVolumeRequest
+    ) -> csi.NodeUnstageVolumeResponse:
+        if not message.volume_id:
+            raise missing("volume_id")
+        staging = _path(message.staging_target_path, "staging_target_path")
+        await self._stager.unstage(message.volume_id, staging)
+        return csi.NodeUnstageVolumeResponse()
+
+    async def node_publish_volume(
+        self, message: csi.NodePublishVolumeRequest
+    ) -> csi.NodePublishVolumeResponse:
+        parse_volume_id(message.volume_id)
+        target = _path(message.target_path, "target_path")
+        staging = _path(message.staging_target_path, "staging_target_path")
+        capability = _capability(message.volume_capability)
+        parse_volume_context(message.volume_context)
+        read_only = message.readonly or is_read_only(capability)
+        await self._publisher.publish(PublishRequest(message.volume_id, staging, target,
+                                                     read_only))
+        return csi.NodePublishVolumeResponse()
+
+    async def node_unpublish_volume(
+        self, message: csi.NodeUnpublishVolumeRequest
+    ) -> csi.NodeUnpublishVolumeResponse:
+        if not message.volume_id:
+            raise missing("volume_id")
+        target = _path(message.target_path, "target_path")
+        await self._publisher.unpublish(target)
+        return csi.NodeUnpublishVolumeResponse()
+
+    async def node_get_volume_stats(
+        self, message: csi.NodeGetVolumeStatsRequest
+    ) -> csi.NodeGetVolumeStatsResponse:
+        if not message.volume_id:
+            raise missing("volume_id")
+        path = _path(message.volume_path, "volume_path")
+        try:
+            handle = parse_volume_id(message.volume_id)
+        except InvalidArgument as exc:
+            raise NotFound(f"volume {message.volume_id!r} does not exist: {exc.message}") \
+                from None
+        health = await self._probe.check(path)
+        if health.state is PathState.MISSING:
+            raise NotFound(f"volume_path {path} does not exist")
+        if health.state is PathState.STALE:
+            return csi.NodeGetVolumeStatsResponse(
+                volume_condition=csi.VolumeCondition(abnormal=True, message=health.detail))
+        if self._stager.state.table().at(path) is None:
+            raise NotFound(f"volume {message.volume_id} is not mounted at volume_path {path}")
+        figures = await self._stats.stats(StatsRequest(
+            message.volume_id, handle.file_system_id, path,
+            self._stager.staged.capacity_of(message.volume_id)))
+        usage = []
+        if figures.total_bytes is not None:
+            usage.append(csi.VolumeUsage(unit=csi.VolumeUsageUnit.BYTES,
+                                         total=figures.total_bytes,
+                                         used=figures.used_bytes or 0,
+                                         available=figures.available_bytes or 0))
+        if figures.total_inodes is not None:
+            usage.append(csi.VolumeUsage(unit=csi.VolumeUsageUnit.INODES,
+                                         total=figures.total_inodes,
+                                         used=figures.used_inodes or 0,
+                                         available=figures.available_inodes or 0))
+        return csi.NodeGetVolumeStatsResponse(
+            usage=usage,
+            volume_condition=csi.VolumeCondition(abnormal=figures.abnormal,
+                                                 message=figures.message))
+
+    async def node_expand_volume(
+        self, message: csi.NodeExpandVolumeRequest
+    ) -> csi.NodeExpandVolumeResponse:
+        raise Unimplemented("EFS volumes are elastic; NodeExpandVolume is not supported")
+
+    async def node_get_capabilities(
+        self, message: csi.NodeGetCapabilitiesRequest
+    ) -> csi.NodeGetCapabilitiesResponse:
+        kinds = [RpcType.STAGE_UNSTAGE_VOLUME, RpcType.SINGLE_NODE_MULTI_WRITER,
+                 RpcType.VOLUME_CONDITION]
+        if self._config.volume_stats:
+            kinds.append(RpcType.GET_VOLUME_STATS)
+        return csi.NodeGetCapabilitiesResponse(capabilities=[
+            csi.NodeServiceCapability(rpc=csi.NodeServiceCapabilityRpc(type=kind))
+            for kind in kinds])
+
+    async def node_get_info(self, message: csi.NodeGetInfoRequest) -> csi.NodeGetInfoResponse:
+        zone = self._zone()
+        topology = csi.Topology(segments={ZONE_KEY: zone}) if zone else None
+        return csi.NodeGetInfoResponse(node_id=self._config.node_id,
+                                       max_volumes_per_node=self._config.max_volumes_per_node,
+                                       accessible_topology=topology)
