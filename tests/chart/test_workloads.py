@@ -1,0 +1,139 @@
+"""What the rendered controller, node and RBAC must look like (the security-relevant parts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.render import CHART, Manifest, find, render
+from tests.support.ci import REPO
+
+
+def pod_spec(manifests: list[Manifest], kind: str, name: str) -> dict[str, Any]:
+    return find(manifests, kind, name)["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in spec["containers"] if c["name"] == name)
+
+
+def rules(manifests: list[Manifest], role: str) -> list[dict[str, Any]]:
+    return find(manifests, "ClusterRole", role)["rules"]  # type: ignore[no-any-return]
+
+
+def verbs_on(role_rules: list[dict[str, Any]], resource: str) -> set[str]:
+    return {verb for rule in role_rules if resource in rule["resources"] for verb in rule["verbs"]}
+
+
+@pytest.fixture(scope="module")
+def defaults() -> list[Manifest]:
+    return render()
+
+
+def test_node_daemonset_is_privileged_on_the_host_network(defaults: list[Manifest]) -> None:
+    spec = pod_spec(defaults, "DaemonSet", "efs-csi-node")
+    plugin = container(spec, "efs-plugin")
+    assert spec["hostNetwork"] is True
+    assert plugin["securityContext"]["privileged"] is True
+    assert {"operator": "Exists"} in spec["tolerations"]
+    node_name = next(e for e in plugin["env"] if e["name"] == "CSI_NODE_NAME")
+    assert node_name["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert {c["name"] for c in spec["containers"]} == {
+        "efs-plugin", "csi-driver-registrar", "liveness-probe"}
+
+
+@pytest.mark.parametrize("kubelet", ["/var/lib/kubelet", "/var/lib/k0s/kubelet"])
+def test_node_mounts_the_kubelet_dir_bidirectionally(kubelet: str) -> None:
+    manifests = render(sets=[f"node.kubeletPath={kubelet}"])
+    spec = pod_spec(manifests, "DaemonSet", "efs-csi-node")
+    host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    mounts = {m["name"]: m for m in container(spec, "efs-plugin")["volumeMounts"]}
+    assert host_paths["kubelet-dir"] == kubelet
+    assert mounts["kubelet-dir"] == {"name": "kubelet-dir", "mountPath": kubelet,
+                                     "mountPropagation": "Bidirectional"}
+    assert host_paths["plugin-dir"] == f"{kubelet}/plugins/efs.csi.aws.com"
+    assert host_paths["registration-dir"] == f"{kubelet}/plugins_registry"
+    registrar = container(spec, "csi-driver-registrar")
+    assert {"name": "DRIVER_REG_SOCK_PATH",
+            "value": f"{kubelet}/plugins/efs.csi.aws.com/csi.sock"} in registrar["env"]
+
+
+def test_efs_utils_state_lives_on_the_host(defaults: list[Manifest]) -> None:
+    spec = pod_spec(defaults, "DaemonSet", "efs-csi-node")
+    host_paths = {v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    assert {"/var/amazon/efs", "/var/run/efs", "/etc/amazon/efs-legacy"} <= host_paths
+
+
+def test_controller_deployment(defaults: list[Manifest]) -> None:
+    deployment = find(defaults, "Deployment", "efs-csi-controller")
+    spec = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    provisioner = container(spec, "csi-provisioner")["args"]
+    for arg in ("--extra-create-metadata", "--leader-election", "--timeout=60s",
+                "--feature-gates=Topology=true"):
+        assert arg in provisioner
+    assert any(arg.startswith("--worker-threads=") for arg in provisioner)
+    socket = next(v for v in spec["volumes"] if v["name"] == "socket-dir")
+    assert socket == {"name": "socket-dir", "emptyDir": {}}
+    assert "liveness-probe" in {c["name"] for c in spec["containers"]}
+
+
+def test_controller_is_unprivileged_by_default(defaults: list[Manifest]) -> None:
+    spec = pod_spec(defaults, "Deployment", "efs-csi-controller")
+    plugin = container(spec, "efs-plugin")
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert plugin["securityContext"]["allowPrivilegeEscalation"] is False
+    assert "privileged" not in plugin["securityContext"]
+    assert plugin["image"].startswith("ghcr.io/efs-csi/efs-csi-controller:")
+
+
+def test_controller_is_privileged_only_to_delete_access_point_dirs() -> None:
+    manifests = render(sets=["controller.deleteAccessPointRootDir=true"])
+    spec = pod_spec(manifests, "Deployment", "efs-csi-controller")
+    plugin = container(spec, "efs-plugin")
+    assert plugin["securityContext"] == {"privileged": True}
+    assert "securityContext" not in spec
+    # Only the node image carries efs-utils (mount -t efs).
+    assert plugin["image"].startswith("ghcr.io/efs-csi/efs-csi-node:")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_node_may_patch_nodes_only_when_it_removes_the_taint(enabled: bool) -> None:
+    manifests = render(sets=[f"node.removeNotReadyTaint={str(enabled).lower()}"])
+    verbs = verbs_on(rules(manifests, "efs-csi-node-role"), "nodes")
+    assert ("patch" in verbs) is enabled
+    assert verbs <= {"get", "patch"}
+    args = container(pod_spec(manifests, "DaemonSet", "efs-csi-node"), "efs-plugin")["args"]
+    assert f"--remove-not-ready-taint={str(enabled).lower()}" in args
+
+
+def test_controller_reads_configmaps_and_secrets_only_when_references_are_on(
+        defaults: list[Manifest]) -> None:
+    off = rules(defaults, "efs-csi-external-provisioner-role")
+    assert not verbs_on(off, "secrets")
+    assert not verbs_on(off, "configmaps")
+    on = rules(render(sets=["controller.fileSystemIdReferences=true"]),
+               "efs-csi-external-provisioner-role")
+    assert verbs_on(on, "secrets") == {"get"}
+    assert verbs_on(on, "configmaps") == {"get"}
+
+
+def test_no_role_grants_wildcards(defaults: list[Manifest]) -> None:
+    everything = render(REPO / "tests" / "chart" / "values" / "everything.yaml")
+    for manifest in defaults + everything:
+        for rule in manifest.get("rules", []) if manifest["kind"].endswith("Role") else []:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+
+
+def test_csidriver_needs_no_attach(defaults: list[Manifest]) -> None:
+    driver = find(defaults, "CSIDriver", "efs.csi.aws.com")
+    assert driver["spec"]["attachRequired"] is False
+
+
+def test_chart_ships_the_driver_version() -> None:
+    from efs_csi import __version__
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == __version__
