@@ -1,0 +1,298 @@
+"""The Controller service over grpclib's in-memory channel, backed by the in-memory cloud."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.testing import ChannelFor
+
+from controller.cross_account import CloudSelector
+from controller.gid import GidAllocator
+from controller.paths import unique_suffix
+from controller.provisioning import Provisioner
+from controller.service import ControllerService
+from efs_csi import csi
+from efs_csi.cloud import (AccessPointRequest, Cloud, CreationInfo, FileSystem, MountTarget,
+                           PosixUser)
+from efs_csi.rpc import InFlight, instrument
+from tests.controller.fakes import FakeCloud, FakeKube
+
+FS = "fs-12345678"
+PARAMS = {"provisioningMode": "efs-ap", "fileSystemId": FS, "directoryPerms": "700",
+          "gidRangeStart": "1000", "gidRangeEnd": "2000", "basePath": "/dyn",
+          "csi.storage.k8s.io/pv/name": "pv-1", "csi.storage.k8s.io/pvc/name": "data",
+          "csi.storage.k8s.io/pvc/namespace": "team"}
+Mode = csi.VolumeCapabilityAccessModeMode
+
+
+def capability(mode: Mode = Mode.MULTI_NODE_MULTI_WRITER, block: bool = False
+               ) -> csi.VolumeCapability:
+    access_type = ({"block": csi.VolumeCapabilityBlockVolume()} if block
+                   else {"mount": csi.VolumeCapabilityMountVolume()})
+    return csi.VolumeCapability(access_mode=csi.VolumeCapabilityAccessMode(mode=mode),
+                                **access_type)  # type: ignore[arg-type]
+
+
+def create_request(name: str = "pv-1", capacity: int = 5 << 30, **params: str
+                   ) -> csi.CreateVolumeRequest:
+    return csi.CreateVolumeRequest(
+        name=name, capacity_range=csi.CapacityRange(required_bytes=capacity),
+        volume_capabilities=[capability()], parameters={**PARAMS, **params})
+
+
+@dataclass
+class Harness:
+    cloud: FakeCloud
+    stub: csi.ControllerStub
+    allocator: GidAllocator
+    roles: list[str]
+
+
+def provisioner(cloud: FakeCloud, allocator: GidAllocator, roles: list[str],
+                kube: FakeKube | None = None) -> Provisioner:
+    async def for_role(arn: str, external_id: str | None) -> Cloud:
+        roles.append(arn)
+        return cloud
+
+    return Provisioner(clouds=CloudSelector(cloud, for_role), allocator=allocator, kube=kube,
+                       extra_tags={"team": "storage"}, root_dirs=None)
+
+
+@pytest_asyncio.fixture
+async def harness() -> AsyncIterator[Harness]:
+    cloud = FakeCloud(FS)
+    allocator = GidAllocator(access_point_limit=100)
+    roles: list[str] = []
+    kube = FakeKube(config_maps={("kube-system", "efs", "id"): FS + "\n"})
+    service = ControllerService(provisioner(cloud, allocator, roles, kube))
+    async with ChannelFor([instrument(service, InFlight())]) as channel:
+        yield Harness(cloud, csi.ControllerStub(channel), allocator, roles)
+
+
+async def code_of(call: object) -> tuple[Status, str]:
+    with pytest.raises(GRPCError) as raised:
+        await call  # type: ignore[misc]
+    return raised.value.status, raised.value.message or ""
+
+
+@pytest.mark.asyncio
+async def test_create_makes_one_access_point_with_a_gid_and_tags(harness: Harness) -> None:
+    reply = await harness.stub.create_volume(create_request())
+    volume = reply.volume
+    assert volume is not None and volume.capacity_bytes == 5 << 30
+    assert volume.volume_id.startswith(f"{FS}::fsap-")
+    assert volume.volume_context == {"capacityBytes": str(5 << 30)}
+    [ap] = harness.cloud.access_points_by_id.values()
+    assert ap.posix_user == PosixUser(1000, 1000)
+    assert ap.root_path.startswith("/dyn/pv-1-") and ap.client_token == "pv-1"
+    assert ap.tags["efs.csi.aws.com/cluster"] == "true" and ap.tags["team"] == "storage"
+    assert ap.tags["kubernetes.io/created-for/pvc/name"] == "data"
+    assert harness.cloud.calls["CreateAccessPoint"] == 1
+
+
+@pytest.mark.asyncio
+async def test_repeated_create_returns_the_same_volume_without_new_calls(harness: Harness
+                                                                         ) -> None:
+    first = await harness.stub.create_volume(create_request())
+    second = await harness.stub.create_volume(create_request())
+    assert first == second
+    assert harness.cloud.calls["CreateAccessPoint"] == 1
+    status, message = await code_of(harness.stub.create_volume(create_request(capacity=1)))
+    assert status == Status.ALREADY_EXISTS and "capacity" in message
+
+
+@pytest.mark.asyncio
+async def test_restarted_controller_finds_the_volume_and_conflicts_are_resolved(
+        harness: Harness) -> None:
+    first = await harness.stub.create_volume(create_request())
+    # A fresh controller process: learns the access points, finds the token.
+    fresh = ControllerService(provisioner(harness.cloud, GidAllocator(access_point_limit=100),
+                                          []))
+    async with ChannelFor([instrument(fresh, InFlight())]) as channel:
+        again = await csi.ControllerStub(channel).create_volume(create_request())
+    assert again == first
+    # An access point made behind our back after we learned: EFS says AlreadyExists.
+    await harness.stub.create_volume(create_request(name="pv-2"))
+    other = harness.cloud.add_existing(AccessPointRequest(
+        FS, "pv-3", f"/dyn/pv-1-{unique_suffix('pv-3')}", PosixUser(1500, 1500),
+        CreationInfo(1500, 1500, "700")))
+    reply = await harness.stub.create_volume(create_request(name="pv-3"))
+    # Resolved by looking the access point up after AccessPointAlreadyExists, not a duplicate.
+    assert reply.volume is not None and reply.volume.volume_id.endswith(other.access_point_id)
+    assert len(harness.cloud.access_points_by_id) == 3
+    assert harness.cloud.calls["CreateAccessPoint"] == 3
+
+
+@pytest.mark.asyncio
+async def test_long_names_get_a_hashed_64_char_token(harness: Harness) -> None:
+    await harness.stub.create_volume(create_request(name="p" * 100))
+    [ap] = harness.cloud.access_points_by_id.values()
+    assert len(ap.client_token) == 64 and ap.client_token != "p" * 64
+
+
+@pytest.mark.asyncio
+async def test_concurrent_same_name_is_aborted_and_different_names_run_in_parallel(
+        harness: Harness) -> None:
+    harness.cloud.gate = asyncio.Event()
+    creates = [asyncio.ensure_future(harness.stub.create_volume(create_request(name=f"v{i}")))
+               for i in range(40)]
+    while harness.cloud.calls["CreateAccessPoint"] < 40:  # all 40 in flight at once
+        await asyncio.sleep(0.01)
+    status, _ = await code_of(harness.stub.create_volume(create_request(name="v0")))
+    assert status == Status.ABORTED
+    harness.cloud.gate.set()
+    replies = await asyncio.gather(*creates)
+    gids = {ap.posix_user.gid for ap in harness.cloud.access_points_by_id.values()
+            if ap.posix_user}
+    assert len(replies) == 40 and len(gids) == 40
+
+
+@pytest.mark.asyncio
+async def test_failed_create_leaves_nothing_reserved(harness: Harness) -> None:
+    harness.cloud.fail_creates = 1
+    status, _ = await code_of(harness.stub.create_volume(create_request()))
+    assert status == Status.INTERNAL
+    [snapshot] = harness.allocator.snapshot()
+    assert snapshot.in_flight_creates == 0 and snapshot.gids_in_use == 0
+    await harness.stub.create_volume(create_request())
+    [ap] = harness.cloud.access_points_by_id.values()
+    assert ap.posix_user is not None and ap.posix_user.gid == 1001  # cursor moved on
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("request_", "named"), [
+    (create_request(name=""), "name is required"),
+    (create_request(directoryPerms="999"), "directoryPerms"),
+    (create_request(subPathPattern="${.PVC.uid}"), "subPathPattern"),
+    (create_request(basePath="/a/b/c/d"), "components"),
+    (create_request(enableTagging="false"), "enableTagging"),  # conflicts with --tags
+    (csi.CreateVolumeRequest(name="x", parameters=PARAMS), "volume_capabilities"),
+    (csi.CreateVolumeRequest(name="x", parameters=PARAMS,
+                             volume_capabilities=[capability(block=True)]), "block"),
+    (csi.CreateVolumeRequest(name="x", parameters=PARAMS, volume_capabilities=[capability()],
+                             capacity_range=csi.CapacityRange(required_bytes=10,
+                                                              limit_bytes=5)), "limit_bytes"),
+])
+async def test_bad_requests_fail_before_any_aws_call(harness: Harness,
+                                                     request_: csi.CreateVolumeRequest,
+                                                     named: str) -> None:
+    status, message = await code_of(harness.stub.create_volume(request_))
+    assert status == Status.INVALID_ARGUMENT and named in message
+    assert sum(harness.cloud.calls.values()) == 0
+
+
+@pytest.mark.asyncio
+async def test_unknown_file_system_is_not_found(harness: Harness) -> None:
+    status, message = await code_of(harness.stub.create_volume(
+        create_request(fileSystemId="fs-87654321")))
+    assert status == Status.NOT_FOUND and "fs-87654321" in message
+
+
+@pytest.mark.asyncio
+async def test_delete_is_idempotent_and_checks_the_file_system(harness: Harness) -> None:
+    reply = await harness.stub.create_volume(create_request())
+    assert reply.volume is not None
+    volume_id = reply.volume.volume_id
+    wrong = volume_id.replace(FS, "fs-aaaaaaaa")
+    status, message = await code_of(harness.stub.delete_volume(
+        csi.DeleteVolumeRequest(volume_id=wrong)))
+    assert status == Status.INVALID_ARGUMENT and FS in message
+    for target in (volume_id, volume_id, "not-a-handle", FS, f"{FS}::fsap-0123456789abcdef"):
+        await harness.stub.delete_volume(csi.DeleteVolumeRequest(volume_id=target))
+    assert harness.cloud.access_points_by_id == {}
+    status, _ = await code_of(harness.stub.delete_volume(csi.DeleteVolumeRequest()))
+    assert status == Status.INVALID_ARGUMENT
+    [snapshot] = harness.allocator.snapshot()
+    assert snapshot.access_points == 0 and snapshot.gids_in_use == 0
+
+
+@pytest.mark.asyncio
+async def test_reuse_access_point_by_pvc(harness: Harness) -> None:
+    first = await harness.stub.create_volume(create_request(reuseAccessPoint="true"))
+    again = await harness.stub.create_volume(create_request(
+        name="pv-new", reuseAccessPoint="true", **{"csi.storage.k8s.io/pv/name": "pv-new"}))
+    assert first.volume is not None and again.volume is not None
+    assert first.volume.volume_id == again.volume.volume_id
+    status, message = await code_of(harness.stub.create_volume(create_request(
+        name="pv-other", reuseAccessPoint="true", gidRangeStart="5000", gidRangeEnd="6000")))
+    assert status == Status.ALREADY_EXISTS and "outside 5000-6000" in message
+    status, message = await code_of(harness.stub.create_volume(create_request(
+        name="pv-x", reuseAccessPoint="true", **{"csi.storage.k8s.io/pvc/name": ""})))
+    assert status == Status.INVALID_ARGUMENT and "reuseAccessPoint" in message
+
+
+@pytest.mark.asyncio
+async def test_file_system_id_from_config_map(harness: Harness) -> None:
+    params = {k: v for k, v in create_request().parameters.items() if k != "fileSystemId"}
+    request = create_request()
+    request.parameters = {**params, "fileSystemIdConfigRef": "kube-system/efs/id"}
+    reply = await harness.stub.create_volume(request)
+    assert reply.volume is not None and reply.volume.volume_id.startswith(FS)
+    request.parameters = {**params, "fileSystemIdConfigRef": "kube-system/efs/missing"}
+    status, _ = await code_of(harness.stub.create_volume(request))
+    assert status == Status.NOT_FOUND
+
+
+@pytest.mark.asyncio
+async def test_cross_account_context_and_zone_topology(harness: Harness) -> None:
+    harness.cloud.add_file_system(FileSystem(FS, availability_zone_name="us-east-1b"))
+    harness.cloud.mount_targets_by_fs[FS] = [
+        MountTarget("fsmt-1", FS, "10.0.0.1", "us-east-1a"),
+        MountTarget("fsmt-2", FS, "10.0.0.2", "us-east-1b"),
+        MountTarget("fsmt-3", FS, "10.0.0.3", "us-east-1c", life_cycle_state="creating")]
+    secrets = {"awsRoleArn": "arn:aws:iam::123456789012:role/efs", "crossaccount": "true"}
+    request = create_request(enforceZoneAffinity="true")
+    request.secrets = secrets
+    reply = await harness.stub.create_volume(request)
+    assert reply.volume is not None
+    context = reply.volume.volume_context
+    assert context["crossaccount"] == "true"
+    assert json.loads(context["mounttargetipmap"]) == {"us-east-1a": "10.0.0.1",
+                                                       "us-east-1b": "10.0.0.2"}
+    assert reply.volume.accessible_topology == [
+        csi.Topology(segments={"topology.kubernetes.io/zone": "us-east-1b"})]
+    request = create_request(name="pv-az", az="us-east-1a")
+    request.secrets = secrets
+    reply = await harness.stub.create_volume(request)
+    assert reply.volume is not None
+    assert reply.volume.volume_context["mounttargetip"] == "10.0.0.1"
+    assert harness.roles == ["arn:aws:iam::123456789012:role/efs"]  # cached per role
+    request = create_request(name="pv-bad")
+    request.secrets = {"awsRoleArn": "not-an-arn"}
+    status, message = await code_of(harness.stub.create_volume(request))
+    assert status == Status.INVALID_ARGUMENT and "awsRoleArn" in message
+
+
+@pytest.mark.asyncio
+async def test_capabilities_expand_validate_and_unimplemented(harness: Harness) -> None:
+    caps = await harness.stub.controller_get_capabilities(csi.ControllerGetCapabilitiesRequest())
+    kinds = {c.rpc.type for c in caps.capabilities if c.rpc}
+    assert kinds == {csi.ControllerServiceCapabilityRpcType.CREATE_DELETE_VOLUME,
+                     csi.ControllerServiceCapabilityRpcType.EXPAND_VOLUME}
+    created = await harness.stub.create_volume(create_request())
+    assert created.volume is not None
+    volume_id = created.volume.volume_id
+    expanded = await harness.stub.controller_expand_volume(csi.ControllerExpandVolumeRequest(
+        volume_id=volume_id, capacity_range=csi.CapacityRange(required_bytes=10 << 30)))
+    assert (expanded.capacity_bytes, expanded.node_expansion_required) == (10 << 30, False)
+    valid = await harness.stub.validate_volume_capabilities(
+        csi.ValidateVolumeCapabilitiesRequest(volume_id=volume_id,
+                                              volume_capabilities=[capability()]))
+    assert valid.confirmed is not None
+    block = await harness.stub.validate_volume_capabilities(
+        csi.ValidateVolumeCapabilitiesRequest(volume_id=volume_id,
+                                              volume_capabilities=[capability(block=True)]))
+    assert block.confirmed is None and "block" in block.message
+    status, _ = await code_of(harness.stub.validate_volume_capabilities(
+        csi.ValidateVolumeCapabilitiesRequest(volume_id=f"{FS}::fsap-0123456789abcdef",
+                                              volume_capabilities=[capability()])))
+    assert status == Status.NOT_FOUND
+    status, _ = await code_of(harness.stub.list_volumes(csi.ListVolumesRequest()))
+    assert status == Status.UNIMPLEMENTED
