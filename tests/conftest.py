@@ -12,7 +12,6 @@ import pytest_asyncio
 
 from tests.support.ci import in_ci
 from tests.support.efs_proxy import efs_proxy  # noqa: F401 - fixture registration
-from tests.support.efs_proxy import efs_proxy  # noqa: F401 - fixture registration
 from tests.support.moto_server import MotoEndpoint, running_moto
 from tests.support.processes import RunningBinary, start_binary
 
