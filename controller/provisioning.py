@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from controller import paths
 from controller.cross_account import CloudSelector, mount_target_context, parse_secrets
@@ -22,7 +23,6 @@ from controller.root_dir import RootDirectoryRemover
 from controller.tags import CAPACITY_TAG, access_point_tags
 from efs_csi.cloud import AccessPoint, AccessPointRequest, Cloud, CreationInfo, PosixUser
 from efs_csi.errors import AlreadyExists, Internal, InvalidArgument, NotFound
-from efs_csi.kube import Kube
 from efs_csi.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
 
 MAX_CLIENT_TOKEN = 64
@@ -35,6 +35,14 @@ def client_token(text: str) -> str:
     if len(text) <= MAX_CLIENT_TOKEN:
         return text
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ObjectReader(Protocol):
+    """The part of ``efs_csi.kube.Kube`` the controller uses (fileSystemId references)."""
+
+    async def read_config_map_key(self, namespace: str, name: str, key: str) -> str: ...
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ class _Plan:
 
 
 class Provisioner:
-    def __init__(self, *, clouds: CloudSelector, allocator: GidAllocator, kube: Kube | None,
+    def __init__(self, *, clouds: CloudSelector, allocator: GidAllocator, kube: ObjectReader | None,
                  extra_tags: Mapping[str, str], root_dirs: RootDirectoryRemover | None) -> None:
         self._clouds = clouds
         self._allocator = allocator

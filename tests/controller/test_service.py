@@ -19,8 +19,14 @@ from controller.paths import unique_suffix
 from controller.provisioning import Provisioner
 from controller.service import ControllerService
 from efs_csi import csi
-from efs_csi.cloud import (AccessPointRequest, Cloud, CreationInfo, FileSystem, MountTarget,
-                           PosixUser)
+from efs_csi.cloud import (
+    AccessPointRequest,
+    Cloud,
+    CreationInfo,
+    FileSystem,
+    MountTarget,
+    PosixUser,
+)
 from efs_csi.rpc import InFlight, instrument
 from tests.controller.fakes import FakeCloud, FakeKube
 
@@ -37,14 +43,15 @@ def capability(mode: Mode = Mode.MULTI_NODE_MULTI_WRITER, block: bool = False
     access_type = ({"block": csi.VolumeCapabilityBlockVolume()} if block
                    else {"mount": csi.VolumeCapabilityMountVolume()})
     return csi.VolumeCapability(access_mode=csi.VolumeCapabilityAccessMode(mode=mode),
-                                **access_type)  # type: ignore[arg-type]
+                                **access_type)
 
 
-def create_request(name: str = "pv-1", capacity: int = 5 << 30, **params: str
+def create_request(name: str = "pv-1", capacity: int = 5 << 30,
+                   extra: dict[str, str] | None = None, **params: str
                    ) -> csi.CreateVolumeRequest:
     return csi.CreateVolumeRequest(
         name=name, capacity_range=csi.CapacityRange(required_bytes=capacity),
-        volume_capabilities=[capability()], parameters={**PARAMS, **params})
+        volume_capabilities=[capability()], parameters={**PARAMS, **params, **(extra or {})})
 
 
 @dataclass
@@ -143,7 +150,7 @@ async def test_concurrent_same_name_is_aborted_and_different_names_run_in_parall
     harness.cloud.gate = asyncio.Event()
     creates = [asyncio.ensure_future(harness.stub.create_volume(create_request(name=f"v{i}")))
                for i in range(40)]
-    while harness.cloud.calls["CreateAccessPoint"] < 40:  # all 40 in flight at once
+    while harness.cloud.calls["CreateAccessPoint"] < 40:  # noqa: ASYNC110 - all 40 in flight
         await asyncio.sleep(0.01)
     status, _ = await code_of(harness.stub.create_volume(create_request(name="v0")))
     assert status == Status.ABORTED
@@ -217,14 +224,14 @@ async def test_delete_is_idempotent_and_checks_the_file_system(harness: Harness)
 async def test_reuse_access_point_by_pvc(harness: Harness) -> None:
     first = await harness.stub.create_volume(create_request(reuseAccessPoint="true"))
     again = await harness.stub.create_volume(create_request(
-        name="pv-new", reuseAccessPoint="true", **{"csi.storage.k8s.io/pv/name": "pv-new"}))
+        name="pv-new", reuseAccessPoint="true", extra={"csi.storage.k8s.io/pv/name": "pv-new"}))
     assert first.volume is not None and again.volume is not None
     assert first.volume.volume_id == again.volume.volume_id
     status, message = await code_of(harness.stub.create_volume(create_request(
         name="pv-other", reuseAccessPoint="true", gidRangeStart="5000", gidRangeEnd="6000")))
     assert status == Status.ALREADY_EXISTS and "outside 5000-6000" in message
     status, message = await code_of(harness.stub.create_volume(create_request(
-        name="pv-x", reuseAccessPoint="true", **{"csi.storage.k8s.io/pvc/name": ""})))
+        name="pv-x", reuseAccessPoint="true", extra={"csi.storage.k8s.io/pvc/name": ""})))
     assert status == Status.INVALID_ARGUMENT and "reuseAccessPoint" in message
 
 
