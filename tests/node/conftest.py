@@ -4,7 +4,7 @@ and a teardown that always removes every mount left under the test's directory."
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,9 +81,24 @@ def publish_request(volume_id: str, staging: Path, target: Path, *, readonly: bo
         volume_capability=capability(mode), readonly=readonly)
 
 
+class RecordingRunner(CommandRunner):
+    """The real runner, remembering each command line (to count mounts and unmounts)."""
+
+    calls: list[list[str]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        object.__setattr__(self, "calls", [])
+
+    async def run(self, argv: Sequence[str], time_limit: float) -> str:
+        self.calls.append(list(argv))
+        return await super().run(argv, time_limit)
+
+
 def local_parts(root: Path, *, stat: object | None = None, describe: object | None = None,
-                zone: str | None = "us-east-1a", stats_enabled: bool = True) -> NodeParts:
-    commands = MountCommands(CommandRunner(), mount_timeout=20, unmount_timeout=10)
+                zone: str | None = "us-east-1a", stats_enabled: bool = True,
+                runner: CommandRunner | None = None) -> NodeParts:
+    commands = MountCommands(runner or CommandRunner(), mount_timeout=20, unmount_timeout=10)
     off_loop = OffLoop()
     probe = PathProbe(off_loop, 0.5, stat) if stat is not None else None  # type: ignore[arg-type]
     mounter = LocalMounter(root, commands, off_loop, describe)  # type: ignore[arg-type]

@@ -1,0 +1,162 @@
+"""Stale mounts are detected, lazily unmounted and remounted; a hung stat blocks nobody else.
+
+A bind mount cannot go stale the way NFS does, so the stat hook is faked: it answers ESTALE
+(or never answers) for chosen paths, exactly what a dead NFS server does to ``stat``. The
+mounts, unmounts and remounts themselves are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from grpclib.testing import ChannelFor
+
+from efs_csi import csi
+from efs_csi.mountinfo import read_mount_table
+from efs_csi.offloop import OffLoop, PathProbe, PathState
+from efs_csi.rpc import InFlight, instrument
+from tests.node.conftest import (
+    FS_ID,
+    RecordingRunner,
+    local_parts,
+    publish_request,
+    stage_request,
+)
+
+
+class BrokenPaths:
+    """A stat that fails like a dead NFS server on chosen paths, real elsewhere."""
+
+    def __init__(self) -> None:
+        self.stale: set[str] = set()
+        self.hung: set[str] = set()
+        self.release = threading.Event()
+
+    def __call__(self, path: str) -> os.stat_result:
+        if path in self.stale:
+            self.stale.discard(path)  # the lazy unmount and remount cure it
+            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), path)
+        if path in self.hung:
+            self.hung.discard(path)
+            self.release.wait(30)
+        return os.stat(path)
+
+
+Broken = tuple[csi.NodeStub, BrokenPaths, Path, RecordingRunner]
+
+
+@pytest_asyncio.fixture
+async def broken_node(mounts_cleaned: Path) -> AsyncIterator[Broken]:
+    root = mounts_cleaned / "efs"
+    (root / FS_ID).mkdir(parents=True)
+    broken = BrokenPaths()
+    runner = RecordingRunner()
+    parts = local_parts(root, stat=broken, runner=runner)
+    try:
+        async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+            yield csi.NodeStub(channel), broken, mounts_cleaned / "kubelet", runner
+    finally:
+        broken.release.set()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("failure", ["stale", "hung"])
+async def test_stale_target_is_recovered_on_publish(
+        broken_node: Broken, failure: str) -> None:
+    stub, broken, work, runner = broken_node
+    staging, target = work / "staging", work / "pod" / "vol"
+    await stub.node_stage_volume(stage_request(FS_ID, staging))
+    await stub.node_publish_volume(publish_request(FS_ID, staging, target))
+    first = read_mount_table().at(target)
+    getattr(broken, failure).add(str(target))
+    await stub.node_publish_volume(publish_request(FS_ID, staging, target))
+    table = read_mount_table()
+    again = table.at(target)
+    assert first is not None and again is not None
+    assert again.same_origin(first)
+    # unmounted lazily and bound again (mount ids are reused, so count commands instead)
+    assert ["umount", "-l", str(target)] in runner.calls
+    assert [c for c in runner.calls if c[:2] == ["mount", "--bind"] and c[-1] == str(target)] \
+        == [["mount", "--bind", str(staging), str(target)]] * 2
+    assert table.count_at(target) == 1
+    (target / "works").write_text("yes")
+
+
+@pytest.mark.asyncio
+async def test_stale_staging_is_remounted_before_publish(
+        broken_node: Broken) -> None:
+    stub, broken, work, runner = broken_node
+    staging, target = work / "staging", work / "pod" / "vol"
+    await stub.node_stage_volume(stage_request(FS_ID, staging))
+    broken.stale.add(str(staging))
+    await stub.node_publish_volume(publish_request(FS_ID, staging, target))
+    table = read_mount_table()
+    assert table.count_at(staging) == 1 and table.count_at(target) == 1
+    assert ["umount", "-l", str(staging)] in runner.calls
+    assert len([c for c in runner.calls if c[-1] == str(staging) and c[0] == "mount"]) == 2
+
+
+@pytest.mark.asyncio
+async def test_stale_staging_is_remounted_on_stage(
+        broken_node: Broken) -> None:
+    stub, broken, work, runner = broken_node
+    staging = work / "staging"
+    await stub.node_stage_volume(stage_request(FS_ID, staging))
+    broken.stale.add(str(staging))
+    await stub.node_stage_volume(stage_request(FS_ID, staging))
+    assert read_mount_table().count_at(staging) == 1
+    assert ["umount", "-l", str(staging)] in runner.calls
+    assert len([c for c in runner.calls if c[-1] == str(staging) and c[0] == "mount"]) == 2
+
+
+@pytest.mark.asyncio
+async def test_stats_of_a_stale_volume_report_abnormal_condition(
+        broken_node: Broken) -> None:
+    stub, broken, work, _ = broken_node
+    staging = work / "staging"
+    await stub.node_stage_volume(stage_request(FS_ID, staging))
+    broken.stale.add(str(staging))
+    reply = await stub.node_get_volume_stats(
+        csi.NodeGetVolumeStatsRequest(volume_id=FS_ID, volume_path=str(staging)))
+    assert reply.volume_condition is not None and reply.volume_condition.abnormal
+    assert "stale" in reply.volume_condition.message.lower()
+
+
+@pytest.mark.asyncio
+async def test_a_hung_call_blocks_neither_its_caller_nor_other_paths(tmp_path: Path) -> None:
+    release = threading.Event()
+    started: list[str] = []
+
+    def stat(path: str) -> object:
+        started.append(path)
+        if path == "/dead":
+            release.wait(30)
+        return os.stat(tmp_path)
+
+    probe = PathProbe(OffLoop(), 0.2, stat)
+    try:
+        assert (await probe.check(Path("/dead"))).state is PathState.STALE
+        # While the first call is still stuck, the same path answers STALE without a new
+        # thread, and other paths are served normally, many at once.
+        assert (await probe.check(Path("/dead"))).state is PathState.STALE
+        healthy = await asyncio.gather(*(probe.check(tmp_path / str(i)) for i in range(50)))
+        assert all(h.state is PathState.OK for h in healthy)
+        assert started.count("/dead") == 1
+    finally:
+        release.set()
+
+
+@pytest.mark.asyncio
+async def test_off_loop_passes_errors_and_results(tmp_path: Path) -> None:
+    off_loop = OffLoop()
+    boom: Callable[[], None] = lambda: (_ for _ in ()).throw(OSError(errno.EIO, "io"))  # noqa: E731
+    with pytest.raises(OSError):
+        await off_loop.run("k", boom, 5)
+    assert await off_loop.run("k", lambda: 42, 5) == 42
