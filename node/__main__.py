@@ -15,6 +15,7 @@ from efs_csi.cli import (
     positive_int,
     run,
 )
+from node.efs_utils.startup import overrides_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="efs-utils configuration directory (a host directory)")
     parser.add_argument("--efs-utils-legacy-config-dir", default="/etc/amazon/efs-legacy",
                         help="where an older release kept efs-utils state (migrated once)")
-    parser.add_argument("--efs-utils-conf-overrides", default="",
+    parser.add_argument("--efs-utils-conf-overrides", type=overrides_arg, default="",
                         metavar="SECTION:KEY=VALUE,...",
                         help="extra efs-utils.conf settings")
     add_bool_flag(parser, "--fips", default=os.environ.get("AWS_USE_FIPS_ENDPOINT") == "true",
