@@ -89,6 +89,7 @@ class Faults:
     server_error: float = 0.0
     server_error_status: int = 500
     latency: tuple[float, float] = (0.0, 0.0)  # uniform random seconds before answering
+    fail_with: tuple[int, str] | None = None  # (HTTP status, error code) for every call
 
 
 @dataclass
@@ -199,9 +200,13 @@ class EfsProxy:
 
     def inject(self, *, throttle: float = 0.0, server_error: float = 0.0,
                server_error_status: int = 500, latency: tuple[float, float] = (0.0, 0.0),
+               fail_with: tuple[int, str] | None = None,
                operations: Iterable[str] | None = None) -> None:
-        """Inject faults into every operation, or only into ``operations`` (EFS names)."""
-        faults = Faults(throttle, server_error, server_error_status, latency)
+        """Inject faults into every operation, or only into ``operations`` (EFS names).
+
+        ``fail_with=(status, code)`` answers every such call with that AWS error.
+        """
+        faults = Faults(throttle, server_error, server_error_status, latency, fail_with)
         for operation in (list(operations) if operations is not None else [None]):
             self._faults[operation] = faults
 
@@ -271,6 +276,10 @@ class EfsProxy:
         low, high = faults.latency
         if high > 0:
             await asyncio.sleep(self._random.uniform(low, high))
+        if faults.fail_with is not None:
+            self._count_fault(operation)
+            status, code = faults.fail_with
+            return _error(status, code, f"injected {code}")
         draw = self._random.random()
         if draw < faults.throttle:
             self._count_fault(operation)
