@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from efs_csi.identity import IdentityService, Readiness
 from efs_csi.local_mount import LocalMounter
 from efs_csi.mount import BindMounts, EfsMounter, MountCommands, Mounter
 from efs_csi.offloop import OffLoop, PathProbe
-from efs_csi.server import ServeOptions, serve
+from efs_csi.server import BackgroundTask, ServeOptions, serve
+from node.efs_utils.startup import efs_utils_background, prepare_efs_utils
 from node.locks import KeyedLocks, MountSlots
 from node.mount_state import MountState
 from node.publishing import Publisher
@@ -25,6 +27,7 @@ from node.service import NodeConfig, NodeService
 from node.staging import Stager
 from node.stats import VolumeStatsSource
 from node.statvfs_stats import StatvfsStats
+from node.topology import ImdsSettings, resolve_zone
 
 # How long a stat of a staging or target path may take before the mount counts as stale.
 # Short on purpose: a healthy mount answers in milliseconds, and kubelet's own call timeout
@@ -102,11 +105,15 @@ async def run_node(args: argparse.Namespace) -> None:
     off_loop = OffLoop()
     cloud = LazyCloud(args.region)
     mounter: Mounter
+    background: list[BackgroundTask] = []
     if args.mount_backend == "local":
         mounter = LocalMounter(Path(args.local_root), commands, off_loop,
                                cloud.describe_access_point)
     else:
         mounter = EfsMounter(commands)
+        # Before listening: a bad efs-utils setting stops the node with the flag's name.
+        await prepare_efs_utils(args)
+        background += efs_utils_background()
     zone = ZoneHolder(args.availability_zone)
     parts = build_node(
         NodeConfig(node_id=args.node_id, max_volumes_per_node=args.volume_attach_limit,
@@ -115,6 +122,10 @@ async def run_node(args: argparse.Namespace) -> None:
         stat_timeout=min(STAT_TIMEOUT, args.mount_timeout), off_loop=off_loop)
 
     async def startup() -> None:
+        # Probe answers not-ready until the zone is known, so NodeGetInfo reports it.
+        zone.zone = await resolve_zone(
+            configured=args.availability_zone, node_name=args.node_id,
+            imds=ImdsSettings.from_environment(os.environ), kube=None)
         readiness.set_ready()
 
     try:
@@ -123,6 +134,7 @@ async def run_node(args: argparse.Namespace) -> None:
             args.endpoint,
             options=ServeOptions(grace_period=args.shutdown_grace_period),
             startup=startup,
+            background=background,
         )
     finally:
         await cloud.close()
