@@ -1,14 +1,30 @@
 """What the driver needs from the Kubernetes API.
 
-``Kube`` is the protocol; the kubernetes-asyncio adapter lives in this module too (the only
-place that imports kubernetes_asyncio). Errors surface as ``efs_csi.errors`` exceptions, with
-``KubeConflict`` for 409/422 answers so callers can retry optimistic updates.
+``Kube`` is the protocol; ``KubernetesAsyncioKube`` is its kubernetes-asyncio adapter (this
+module is the only place that imports kubernetes_asyncio). Errors surface as ``efs_csi.errors``
+exceptions (404 NotFound, others Unavailable), with ``KubeConflict`` for 409/422 answers so
+callers can retry optimistic updates.
+
+Where the API is comes from a ``KubeEndpoint``: ``in_cluster_endpoint`` reads the pod's service
+account (token + CA files, ``KUBERNETES_SERVICE_HOST``/``_PORT``), and tests build one that points
+at a fake API server over plain HTTP. The token file is re-read when it changes, because
+projected service-account tokens rotate.
 """
 
 from __future__ import annotations
 
+import base64
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from efs_csi.errors import NotFound, Unavailable
 
 
 class KubeConflict(Exception):
@@ -46,3 +62,135 @@ class Kube(Protocol):
         """True/False when the CSINode exists, None when the API does not know it."""
 
     async def close(self) -> None: ...
+
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+@dataclass(frozen=True)
+class KubeEndpoint:
+    """Where the API server is and how to authenticate to it."""
+
+    host: str  # "https://10.0.0.1:443", or "http://127.0.0.1:PORT" for a test server
+    token_file: Path | None = None
+    ca_file: Path | None = None
+
+
+def in_cluster_endpoint(environ: Mapping[str, str] = os.environ,
+                        service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> KubeEndpoint:
+    """The in-cluster API endpoint; Unavailable when not running in a pod."""
+    host = environ.get("KUBERNETES_SERVICE_HOST", "")
+    port = environ.get("KUBERNETES_SERVICE_PORT", "")
+    token_file = service_account_dir / "token"
+    if not host or not port or not token_file.is_file():
+        raise Unavailable("not running in a cluster: no KUBERNETES_SERVICE_HOST/PORT or "
+                          f"no service account token at {token_file}")
+    bracketed = f"[{host}]" if ":" in host else host
+    ca_file = service_account_dir / "ca.crt"
+    return KubeEndpoint(host=f"https://{bracketed}:{port}", token_file=token_file,
+                        ca_file=ca_file if ca_file.is_file() else None)
+
+
+class _TokenFile:
+    """Reads the bearer token again whenever the file changes (rotated projected tokens)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._seen: tuple[int, int] | None = None
+
+    def refresh(self, configuration: k8s.Configuration) -> None:
+        info = self._path.stat()
+        stamp = (info.st_mtime_ns, info.st_size)
+        if stamp != self._seen:
+            token = self._path.read_text().strip()
+            # The BearerToken key is the one kubernetes-asyncio sends; "authorization" is
+            # silently ignored.
+            configuration.api_key["BearerToken"] = f"Bearer {token}"
+            self._seen = stamp
+
+
+def _taint_from_api(taint: Any) -> Taint:
+    return Taint(key=taint.key, effect=taint.effect, value=taint.value)
+
+
+def _taint_to_api(taint: Taint) -> dict[str, str]:
+    body = {"key": taint.key, "effect": taint.effect}
+    if taint.value is not None:
+        body["value"] = taint.value
+    return body
+
+
+class KubernetesAsyncioKube:
+    """``Kube`` over kubernetes-asyncio. Build it inside the running event loop; ``close`` it."""
+
+    def __init__(self, endpoint: KubeEndpoint, *, timeout_s: float = 15.0) -> None:
+        configuration = k8s.Configuration(host=endpoint.host)
+        if endpoint.ca_file is not None:
+            configuration.ssl_ca_cert = str(endpoint.ca_file)
+        if endpoint.token_file is not None:
+            token = _TokenFile(endpoint.token_file)
+            token.refresh(configuration)
+            configuration.refresh_api_key_hook = token.refresh
+        self._api_client = k8s.ApiClient(configuration)
+        self._core = k8s.CoreV1Api(self._api_client)
+        self._storage = k8s.StorageV1Api(self._api_client)
+        self._timeout_s = timeout_s
+
+    async def _call(self, what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, _request_timeout=self._timeout_s, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(f"{what} not found") from None
+            if exc.status in (409, 422):
+                raise KubeConflict(f"{what}: {exc.status} {exc.reason}") from None
+            raise Unavailable(f"kubernetes API error on {what}: {exc.status} {exc.reason}") \
+                from None
+        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+            raise Unavailable(f"kubernetes API unreachable for {what}: "
+                              f"{type(exc).__name__}") from None
+
+    async def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
+        what = f"ConfigMap {namespace}/{name}"
+        config_map = await self._call(what, self._core.read_namespaced_config_map, name,
+                                      namespace)
+        data = config_map.data or {}
+        if key not in data:
+            raise NotFound(f"{what} has no key {key!r}")
+        return str(data[key])
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        what = f"Secret {namespace}/{name}"
+        secret = await self._call(what, self._core.read_namespaced_secret, name, namespace)
+        data = secret.data or {}
+        if key not in data:
+            raise NotFound(f"{what} has no key {key!r}")
+        return base64.b64decode(data[key]).decode()
+
+    async def get_node(self, name: str) -> NodeInfo:
+        node = await self._call(f"Node {name}", self._core.read_node, name)
+        taints = tuple(_taint_from_api(t) for t in (node.spec.taints or ()))
+        return NodeInfo(name=node.metadata.name, resource_version=node.metadata.resource_version,
+                        labels=dict(node.metadata.labels or {}), taints=taints)
+
+    async def replace_node_taints(self, node: NodeInfo, taints: tuple[Taint, ...]) -> None:
+        # A list body makes kubernetes-asyncio send a JSON Patch. Taints have no merge key, so
+        # the whole list is replaced, and the "test" makes the API refuse (422) if the Node
+        # changed since we read it: nobody else's taint edit is lost.
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": node.resource_version},
+            {"op": "add", "path": "/spec/taints", "value": [_taint_to_api(t) for t in taints]},
+        ]
+        await self._call(f"Node {node.name}", self._core.patch_node, node.name, patch)
+
+    async def csinode_has_driver(self, node_name: str, driver: str) -> bool | None:
+        try:
+            csinode = await self._call(f"CSINode {node_name}", self._storage.read_csi_node,
+                                       node_name)
+        except NotFound:
+            return None
+        drivers = csinode.spec.drivers or ()
+        return any(entry.name == driver for entry in drivers)
+
+    async def close(self) -> None:
+        await self._api_client.close()
