@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,17 +41,19 @@ class CommandRunner:
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
                 env=dict(self.env) if self.env is not None else None)
         except OSError as exc:
             raise CommandFailed(argv, -1, f"cannot run: {exc}") from None
         try:
             output, _ = await asyncio.wait_for(process.communicate(), time_limit)
         except TimeoutError:
+            # The whole process group: a helper the command started (mount.efs, stunnel
+            # setup) must not keep the output pipe open.
             with contextlib.suppress(ProcessLookupError):
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), _REAP_WAIT)
+                await asyncio.wait_for(process.communicate(), _REAP_WAIT)
             raise CommandTimedOut(f"{argv[0]} did not finish within {time_limit:g}s") from None
         text = output.decode(errors="replace")
         if process.returncode != 0:

@@ -1,0 +1,95 @@
+"""Per-key serialisation and the mount bound: queue, ABORTED only past the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from efs_csi.errors import Aborted
+from node.locks import KeyedLocks, MountSlots
+
+
+@pytest.mark.asyncio
+async def test_same_key_is_serialised_other_keys_are_not() -> None:
+    locks = KeyedLocks(deadline=lambda: None)
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def first() -> None:
+        async with locks.hold(["volume:a"]):
+            order.append("first-in")
+            await gate.wait()
+            order.append("first-out")
+
+    async def second() -> None:
+        async with locks.hold(["volume:a"]):
+            order.append("second-in")
+
+    async def other() -> None:
+        async with locks.hold(["volume:b"]):
+            order.append("other")
+
+    tasks = [asyncio.create_task(first())]
+    await asyncio.sleep(0)
+    tasks += [asyncio.create_task(second()), asyncio.create_task(other())]
+    await asyncio.sleep(0.01)
+    assert order == ["first-in", "other"]
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert order == ["first-in", "other", "first-out", "second-in"]
+    assert len(locks) == 0  # nothing kept for idle keys
+
+
+@pytest.mark.asyncio
+async def test_waiting_past_the_deadline_is_aborted() -> None:
+    locks = KeyedLocks(deadline=lambda: 0.05)
+    gate = asyncio.Event()
+
+    async def holder() -> None:
+        async with locks.hold(["path:/t"]):
+            await gate.wait()
+
+    task = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    with pytest.raises(Aborted, match="/t"):
+        async with locks.hold(["path:/t"]):
+            pass
+    gate.set()
+    await task
+    assert len(locks) == 0
+
+
+@pytest.mark.asyncio
+async def test_mount_slots_queue_then_abort_at_deadline() -> None:
+    deadline: list[float | None] = [None]
+    slots = MountSlots(2, deadline=lambda: deadline[0])
+    running = 0
+    peak = 0
+    gate = asyncio.Event()
+
+    async def mount() -> None:
+        nonlocal running, peak
+        async with slots.slot():
+            running += 1
+            peak = max(peak, running)
+            await gate.wait()
+            running -= 1
+
+    tasks = [asyncio.create_task(mount()) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    assert running == 2  # the rest queue
+    deadline[0] = 0.02
+    with pytest.raises(Aborted, match="2 mount operations"):
+        async with slots.slot():
+            pass
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert peak == 2
+
+
+@pytest.mark.asyncio
+async def test_zero_means_unbounded() -> None:
+    slots = MountSlots(0, deadline=lambda: 0.0)
+    async with slots.slot(), slots.slot():
+        pass
