@@ -63,5 +63,21 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/python demo/demo.py
 
+# Plain manifests for kubectl apply -k, rendered from the chart (tests/chart checks drift).
+manifests: tools
+	scripts/generate-manifests.sh
+
+# Local kind workflow (needs docker, kind, kubectl, helm): see docs/kind.md.
+kind-up: $(STAMP)
+	scripts/kind-up.sh
+
+kind-e2e: $(STAMP)
+	scripts/kind-e2e.sh
+
+kind-down:
+	scripts/kind-down.sh
+
+.PHONY: manifests kind-up kind-e2e kind-down
+
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache

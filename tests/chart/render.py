@@ -80,10 +80,11 @@ def binary_args(manifests: list[Manifest], binary: str) -> list[list[str]]:
     """The argument lists the chart gives ``binary``, with $(VAR) expanded as kubelet would."""
     found = []
     for container in containers(manifests):
-        if container.get("command", [None])[0] != binary:
+        command = list(container.get("command", []))
+        if binary not in command:  # may follow an init: [tini, -g, --, binary]
             continue
         env_names = [item["name"] for item in container.get("env", [])]
-        args = list(container.get("command", [])[1:]) + list(container.get("args", []))
+        args = command[command.index(binary) + 1:] + list(container.get("args", []))
         for name in env_names:
             args = [arg.replace(f"$({name})", f"value-of-{name.lower()}") for arg in args]
         found.append(args)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create a kind cluster, build and load both images, and install the chart with kind values
+# (moto as the in-cluster EFS API, the node's local mount backend). Needs docker, kind,
+# kubectl and helm on PATH.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cluster="${KIND_CLUSTER:-efs-csi}"
+# The host directory kind/cluster.yaml shares with every node as the local backend's root.
+data_dir="${EFS_CSI_KIND_DATA:-/tmp/efs-csi-kind}"
+zone="${EFS_CSI_KIND_ZONE:-us-east-1a}"
+
+mkdir -p "${data_dir}"
+if ! kind get clusters | grep -qx "${cluster}"; then
+  sed "s|/tmp/efs-csi-kind|${data_dir}|" "${repo}/kind/cluster.yaml" \
+    | kind create cluster --name "${cluster}" --config -
+fi
+
+for component in controller node; do
+  docker build -f "${repo}/docker/${component}.Dockerfile" -t "efs-csi-${component}:kind" "${repo}"
+  kind load docker-image --name "${cluster}" "efs-csi-${component}:kind"
+done
+
+# No instance metadata in kind: the node takes its zone from this label.
+kubectl label nodes --all --overwrite "topology.kubernetes.io/zone=${zone}"
+
+helm upgrade --install efs-csi "${repo}/helm" --namespace kube-system \
+  --values "${repo}/kind/values.yaml" --wait --timeout 5m
+kubectl -n kube-system rollout status deployment/efs-api --timeout=3m
+echo "efs-csi is up in kind cluster ${cluster}; next: make kind-e2e"

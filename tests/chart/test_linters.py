@@ -1,0 +1,71 @@
+"""hadolint on the Dockerfiles and shellcheck on the scripts (both installed as wheels)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.ci import REPO, skip_or_fail
+
+DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile"))
+SCRIPTS = sorted((REPO / "scripts").glob("*.sh"))
+
+
+def venv_tool(name: str) -> str:
+    """The linter from the test extra, next to this interpreter (or on PATH)."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.is_file() else shutil.which(name)
+    if not found:
+        skip_or_fail(f"{name} not installed (pip install -e '.[test]')")
+    return found
+
+
+def test_both_images_exist() -> None:
+    assert [p.name for p in DOCKERFILES] == ["controller.Dockerfile", "node.Dockerfile"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint(dockerfile: Path) -> None:
+    result = subprocess.run([venv_tool("hadolint"), "--failure-threshold", "info",
+                             str(dockerfile)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian\nRUN apt-get install curl\n")
+    result = subprocess.run([venv_tool("hadolint"), str(bad)], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode != 0
+
+
+def test_there_are_scripts() -> None:
+    assert SCRIPTS
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck(script: Path) -> None:
+    result = subprocess.run([venv_tool("shellcheck"), "--severity=style", "--external-sources",
+                             str(script)], capture_output=True, text=True, timeout=30,
+                            cwd=script.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_scripts_are_executable_and_strict(script: Path) -> None:
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n"), script
+    assert "set -euo pipefail" in text, script
+    assert script.stat().st_mode & 0o111, f"{script} is not executable"
+
+
+def test_node_image_entrypoint_matches_the_chart() -> None:
+    """The chart overrides the entrypoint; it must start the same init the image has."""
+    text = (REPO / "docker" / "node.Dockerfile").read_text()
+    assert 'ENTRYPOINT ["/usr/bin/tini", "-g", "--", "efs-csi-node"]' in text
+    chart = (REPO / "helm" / "templates" / "node-daemonset.yaml").read_text()
+    assert "command: [/usr/bin/tini, -g, --, efs-csi-node]" in chart
