@@ -199,6 +199,13 @@ class NodeMetrics:
     def stale_mount_recovered(self) -> None:
         self._stale_recovered.inc()
 
+    def on_stale(self, event: str) -> None:
+        """The node's stale-mount observer: told "found" or "recovered"."""
+        if event == "found":
+            self.stale_mount_found()
+        elif event == "recovered":
+            self.stale_mount_recovered()
+
     def observe_walk(self, seconds: float, ok: bool) -> None:
         self._walk_duration.labels("ok" if ok else "failed").observe(seconds)
 

@@ -14,8 +14,12 @@ from pathlib import Path
 
 from efs_csi.cloud import AccessPoint
 from efs_csi.commands import CommandRunner
+from efs_csi.errors import Unavailable
 from efs_csi.identity import IdentityService, Readiness
+from efs_csi.kube import Kube, KubernetesAsyncioKube, in_cluster_endpoint
 from efs_csi.local_mount import LocalMounter
+from efs_csi.logging import get_logger
+from efs_csi.metrics import MeasuredMounter, MetricsEndpoint, NodeMetrics, RpcMetrics, new_registry
 from efs_csi.mount import BindMounts, EfsMounter, MountCommands, Mounter
 from efs_csi.offloop import OffLoop, PathProbe
 from efs_csi.server import BackgroundTask, ServeOptions, serve
@@ -27,7 +31,11 @@ from node.service import NodeConfig, NodeService
 from node.staging import Stager
 from node.stats import VolumeStatsSource
 from node.statvfs_stats import StatvfsStats
+from node.taint import TaintRemover, taint_removal_enabled
 from node.topology import ImdsSettings, resolve_zone
+from node.volume_stats import CollectorSettings, VolumeStatsCollector
+
+_log = get_logger("node.app")
 
 # How long a stat of a staging or target path may take before the mount counts as stale.
 # Short on purpose: a healthy mount answers in milliseconds, and kubelet's own call timeout
@@ -99,8 +107,20 @@ class LazyCloud:
         self._cloud = None
 
 
+def _in_cluster_kube() -> Kube | None:
+    """The Kubernetes API when running in a pod (zone label, taint removal), else None."""
+    try:
+        endpoint = in_cluster_endpoint()
+    except Unavailable as exc:
+        _log.info("no Kubernetes API; no zone label lookup or taint removal", reason=exc.message)
+        return None
+    return KubernetesAsyncioKube(endpoint)
+
+
 async def run_node(args: argparse.Namespace) -> None:
     readiness = Readiness()
+    registry = new_registry()
+    node_metrics = NodeMetrics(registry)
     commands = MountCommands(CommandRunner(), args.mount_timeout, args.unmount_timeout)
     off_loop = OffLoop()
     cloud = LazyCloud(args.region)
@@ -114,27 +134,49 @@ async def run_node(args: argparse.Namespace) -> None:
         # Before listening: a bad efs-utils setting stops the node with the flag's name.
         await prepare_efs_utils(args)
         background += efs_utils_background()
+    mounter = MeasuredMounter(mounter, node_metrics)
+    stats: VolumeStatsSource | None = None
+    if args.vol_metrics_opt_in:
+        collector = VolumeStatsCollector(
+            CollectorSettings(refresh_period_s=args.vol_metrics_refresh_period * 60,
+                              walks_per_file_system=args.vol_metrics_fs_rate_limit),
+            observer=node_metrics)
+        stats = collector
+        background.append(collector.run)  # owns the walks; closes them at stop
     zone = ZoneHolder(args.availability_zone)
     parts = build_node(
         NodeConfig(node_id=args.node_id, max_volumes_per_node=args.volume_attach_limit,
                    volume_stats=args.vol_metrics_opt_in),
         mounter, commands, zone=zone, max_inflight_mounts=args.max_inflight_mount_calls,
-        stat_timeout=min(STAT_TIMEOUT, args.mount_timeout), off_loop=off_loop)
+        stat_timeout=min(STAT_TIMEOUT, args.mount_timeout), off_loop=off_loop, stats=stats)
+    parts.state.on_stale = node_metrics.on_stale
+    if args.http_endpoint is not None:
+        host, port = args.http_endpoint
+        background.append(MetricsEndpoint(registry, host, port,
+                                          healthy=lambda: readiness.ready).run)
+    kube = _in_cluster_kube()
+    serving = asyncio.Event()
+    if kube is not None and taint_removal_enabled(args.remove_not_ready_taint, os.environ):
+        background.append(TaintRemover(kube, args.node_id, serving).run)
 
     async def startup() -> None:
         # Probe answers not-ready until the zone is known, so NodeGetInfo reports it.
         zone.zone = await resolve_zone(
             configured=args.availability_zone, node_name=args.node_id,
-            imds=ImdsSettings.from_environment(os.environ), kube=None)
+            imds=ImdsSettings.from_environment(os.environ), kube=kube)
         readiness.set_ready()
+        serving.set()
 
     try:
         await serve(
             [IdentityService(readiness, controller=False), parts.service],
             args.endpoint,
-            options=ServeOptions(grace_period=args.shutdown_grace_period),
+            options=ServeOptions(grace_period=args.shutdown_grace_period,
+                                 observer=RpcMetrics(registry)),
             startup=startup,
             background=background,
         )
     finally:
         await cloud.close()
+        if kube is not None:
+            await kube.close()

@@ -168,8 +168,8 @@ async def test_node_mount_and_volume_series(
     inner.fail_with = Unavailable("mount target unreachable")
     with pytest.raises(Unavailable):
         await mounter.unmount(tmp_path)
-    metrics.stale_mount_found()
-    metrics.stale_mount_recovered()
+    metrics.on_stale("found")
+    metrics.on_stale("recovered")
     metrics.observe_walk(1.5, ok=True)
     metrics.set_queue_depth(3)
     samples = await scrape(port)
