@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from controller.tags import parse_tags
 from efs_csi.cli import add_bool_flag, base_parser, parse_args, positive_int, run
 
 
@@ -33,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(parser, argv)
     if args.mount_backend == "local" and not args.local_root:
         parser.error("--mount-backend local needs --local-root")
+    args.region = args.region or os.environ.get("AWS_DEFAULT_REGION")
+    if not args.region:
+        # Every EFS call needs one; failing here beats a NoRegionError on each CreateVolume.
+        parser.error("no AWS region: pass --region or set AWS_REGION")
+    try:
+        parse_tags(args.tags)
+    except ValueError as exc:
+        parser.error(str(exc))
     from controller.app import run_controller  # after logging is configured
 
     return run(run_controller(args))

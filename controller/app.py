@@ -1,22 +1,103 @@
-"""Composition root of efs-csi-controller: builds the services and serves them."""
+"""Composition root of efs-csi-controller: builds the parts from the flags and serves them.
+
+``build_controller`` is the one place the controller's parts are put together; tests call it
+with their own cloud (and fakes where a real part cannot reach), so they exercise the same
+assembly as the binary.
+"""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
 
+from controller.cross_account import CloudForRole, CloudSelector
+from controller.gid import GidAllocator
+from controller.provisioning import ObjectReader, Provisioner
+from controller.root_dir import RootDirectoryRemover
+from controller.service import ControllerService
+from controller.tags import parse_tags
+from efs_csi.aws import CloudFactory
+from efs_csi.cloud import Cloud
+from efs_csi.commands import CommandRunner
+from efs_csi.errors import Unavailable
 from efs_csi.identity import IdentityService, Readiness
+from efs_csi.kube import KubernetesAsyncioKube, in_cluster_endpoint
+from efs_csi.local_mount import LocalMounter
+from efs_csi.logging import get_logger
+from efs_csi.mount import EfsMounter, MountCommands, Mounter
+from efs_csi.offloop import OffLoop
 from efs_csi.server import ServeOptions, serve
+
+_log = get_logger("controller.app")
+# Mounting a file system root to delete one directory: generous, it is off the hot path.
+ROOT_MOUNT_TIMEOUT = 120.0
+
+
+@dataclass
+class ControllerParts:
+    service: ControllerService
+    provisioner: Provisioner
+    allocator: GidAllocator
+
+
+def build_controller(default_cloud: Cloud, *, for_role: CloudForRole | None,
+                     access_point_limit: int, extra_tags: Mapping[str, str],
+                     kube: ObjectReader | None = None,
+                     root_dirs: RootDirectoryRemover | None = None) -> ControllerParts:
+    allocator = GidAllocator(access_point_limit=access_point_limit)
+    provisioner = Provisioner(clouds=CloudSelector(default_cloud, for_role), allocator=allocator,
+                              kube=kube, extra_tags=extra_tags, root_dirs=root_dirs)
+    return ControllerParts(ControllerService(provisioner), provisioner, allocator)
+
+
+def root_directory_remover(args: argparse.Namespace) -> RootDirectoryRemover | None:
+    if not args.delete_access_point_root_dir:
+        return None
+    commands = MountCommands(CommandRunner(), ROOT_MOUNT_TIMEOUT, ROOT_MOUNT_TIMEOUT)
+    mounter: Mounter
+    options: tuple[str, ...]
+    if args.mount_backend == "local":
+        mounter, options = LocalMounter(Path(args.local_root), commands, OffLoop()), ()
+    else:
+        mounter, options = EfsMounter(commands), ("tls",)
+    work_dir = Path(tempfile.gettempdir()) / "efs-csi-controller"
+    return RootDirectoryRemover(mounter, work_dir=work_dir, mount_options=options)
+
+
+async def _kube(stack: AsyncExitStack) -> ObjectReader | None:
+    """The Kubernetes API when running in a pod (only fileSystemId references need it)."""
+    try:
+        endpoint = in_cluster_endpoint()
+    except Unavailable as exc:
+        _log.info("no Kubernetes API; fileSystemIdConfigRef/SecretRef unavailable",
+                  reason=exc.message)
+        return None
+    kube = KubernetesAsyncioKube(endpoint)
+    stack.push_async_callback(kube.close)
+    return kube
 
 
 async def run_controller(args: argparse.Namespace) -> None:
     readiness = Readiness()
+    async with AsyncExitStack() as stack:
+        # Opened before serving: Probe can only ever answer ready with a usable AWS client.
+        clouds = await stack.enter_async_context(
+            CloudFactory(args.region, adaptive_retry=args.adaptive_retry_mode))
+        parts = build_controller(
+            clouds.default, for_role=clouds.cloud_for,
+            access_point_limit=args.access_point_limit, extra_tags=parse_tags(args.tags),
+            kube=await _kube(stack), root_dirs=root_directory_remover(args))
 
-    async def startup() -> None:
-        readiness.set_ready()
+        async def startup() -> None:
+            readiness.set_ready()
 
-    await serve(
-        [IdentityService(readiness, controller=True)],
-        args.endpoint,
-        options=ServeOptions(grace_period=args.shutdown_grace_period),
-        startup=startup,
-    )
+        await serve(
+            [IdentityService(readiness, controller=True), parts.service],
+            args.endpoint,
+            options=ServeOptions(grace_period=args.shutdown_grace_period),
+            startup=startup,
+        )

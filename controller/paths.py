@@ -67,9 +67,24 @@ def base_components(base_path: str) -> list[str]:
     return _components(base_path, BASE_PATH)
 
 
+def _shortened(parts: list[str], stem: str, volume_name: str) -> list[str]:
+    """Shorten the last component to fit the length limit, keeping it unique per volume."""
+    head = "".join("/" + part for part in parts[:-1])
+    room = MAX_ROOT_PATH_CHARS - len(head) - 1
+    if room < _SUFFIX_CHARS + 2:
+        return parts
+    return [*parts[:-1], f"{stem[:room - _SUFFIX_CHARS - 1]}-{unique_suffix(volume_name)}"]
+
+
 def root_path(*, base_path: str, sub_path_pattern: str, metadata: PvcMetadata,
-              ensure_unique_directory: bool, volume_name: str) -> str:
-    """The access point root for a volume, validated against the limits of EFS."""
+              ensure_unique_directory: bool, volume_name: str,
+              shorten_to_fit: bool = False) -> str:
+    """The access point root for a volume, validated against the limits of EFS.
+
+    ``shorten_to_fit`` (used for the default pattern, whose only input is the volume name, up
+    to 128 characters) cuts the last component to fit the 100-character limit and adds the
+    volume name's hash, so the directory stays unique and stable across retries.
+    """
     if "$" in _VARIABLE.sub("", sub_path_pattern):
         raise InvalidArgument(f"parameter {SUB_PATH_PATTERN}={sub_path_pattern!r}: '$' is only "
                               f"allowed in the variables {', '.join(VARIABLES)}")
@@ -79,6 +94,9 @@ def root_path(*, base_path: str, sub_path_pattern: str, metadata: PvcMetadata,
         suffix = unique_suffix(volume_name)
         sub = [*sub[:-1], f"{sub[-1]}-{suffix}"] if sub else [suffix]
     parts = base + sub
+    stem = sub[-1].removesuffix(f"-{unique_suffix(volume_name)}") if sub else ""
+    if shorten_to_fit and sub and len("/" + "/".join(parts)) > MAX_ROOT_PATH_CHARS:
+        parts = _shortened(parts, stem, volume_name)
     path = "/" + "/".join(parts)
     where = f"{BASE_PATH} + {SUB_PATH_PATTERN}"
     if len(parts) > MAX_ROOT_PATH_COMPONENTS:

@@ -11,17 +11,29 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from controller import paths
 from controller.cross_account import CloudSelector, mount_target_context, parse_secrets
 from controller.gid import GidAllocator
 from controller.inflight import OperationKeys
-from controller.params import FileSystemSource, ProvisionParams, parse_parameters
+from controller.params import (
+    DEFAULT_SUB_PATH_PATTERN,
+    FileSystemSource,
+    ProvisionParams,
+    parse_parameters,
+)
 from controller.root_dir import RootDirectoryRemover
 from controller.tags import CAPACITY_TAG, access_point_tags
-from efs_csi.cloud import AccessPoint, AccessPointRequest, Cloud, CreationInfo, PosixUser
+from efs_csi.cloud import (
+    AccessPoint,
+    AccessPointAlreadyExistsError,
+    AccessPointRequest,
+    Cloud,
+    CreationInfo,
+    PosixUser,
+)
 from efs_csi.errors import AlreadyExists, Internal, InvalidArgument, NotFound
 from efs_csi.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
 
@@ -86,10 +98,14 @@ class Provisioner:
 
     def _plan(self, request: CreateRequest) -> _Plan:
         params = parse_parameters(request.parameters)
+        # The CSI volume name is the PV name: use it when the provisioner did not pass one.
+        params = replace(params, metadata=replace(
+            params.metadata, pv_name=params.metadata.pv_name or request.name))
         root = paths.root_path(
             base_path=params.base_path, sub_path_pattern=params.sub_path_pattern,
             metadata=params.metadata, ensure_unique_directory=params.ensure_unique_directory,
-            volume_name=request.name)
+            volume_name=request.name,
+            shorten_to_fit=params.sub_path_pattern == DEFAULT_SUB_PATH_PATTERN)
         if params.reuse_access_point:
             meta = params.metadata
             if not meta.pvc_name or not meta.pvc_namespace:
@@ -164,9 +180,9 @@ class Provisioner:
             creation_info=CreationInfo(uid, gid, params.directory_perms), tags=plan.tags)
         try:
             created = await cloud.create_access_point(ap_request)
-        except AlreadyExists:
+        except AlreadyExists as exc:
             self._allocator.release(reservation)
-            return await self._resolve_conflict(cloud, fs_id, plan, request)
+            return await self._resolve_conflict(cloud, fs_id, plan, request, exc)
         except BaseException:
             self._allocator.release(reservation)
             raise
@@ -175,10 +191,20 @@ class Provisioner:
         return created
 
     async def _resolve_conflict(self, cloud: Cloud, fs_id: str, plan: _Plan,
-                                request: CreateRequest) -> AccessPoint:
-        """The token is taken by an access point we did not know: re-learn and compare."""
-        self._allocator.mark_stale(fs_id)
-        existing = await self._allocator.find_by_token(cloud, fs_id, plan.token)
+                                request: CreateRequest, conflict: AlreadyExists) -> AccessPoint:
+        """The token is taken by an access point we did not know: look it up and compare."""
+        existing: AccessPoint | None = None
+        named = getattr(conflict, "access_point_id", None)
+        if isinstance(conflict, AccessPointAlreadyExistsError) and named:
+            # EFS named it: one describe instead of a full re-listing.
+            with contextlib.suppress(NotFound):
+                existing = await cloud.describe_access_point(named)
+        if existing is not None and existing.file_system_id == fs_id:
+            self._allocator.remember(existing)
+        else:
+            # Our inventory missed something: re-learn the file system and search it.
+            self._allocator.mark_stale(fs_id)
+            existing = await self._allocator.find_by_token(cloud, fs_id, plan.token)
         if existing is None:
             raise Internal(f"file system {fs_id}: EFS reports client token {plan.token!r} in "
                            "use but no access point carries it")

@@ -51,3 +51,19 @@ def test_rejected(base: str, pattern: str, meta: PvcMetadata, named: str) -> Non
     with pytest.raises(InvalidArgument) as raised:
         make(base, pattern, meta=meta)
     assert named in raised.value.message
+
+
+def test_default_pattern_is_shortened_to_fit_and_stays_unique() -> None:
+    long_name = "pvc-" + "x" * 124
+    meta = PvcMetadata(pv_name=long_name)
+    first = root_path(base_path="/base", sub_path_pattern="${.PV.name}", metadata=meta,
+                      ensure_unique_directory=True, volume_name=long_name, shorten_to_fit=True)
+    assert len(first) == 100 and first.endswith(unique_suffix(long_name))
+    other = root_path(base_path="/base", sub_path_pattern="${.PV.name}",
+                      metadata=PvcMetadata(pv_name=long_name + "y"),
+                      ensure_unique_directory=False, volume_name=long_name + "y",
+                      shorten_to_fit=True)
+    assert len(other) == 100 and other != first
+    with pytest.raises(InvalidArgument):  # an explicit pattern is never rewritten
+        root_path(base_path="/base", sub_path_pattern="${.PV.name}", metadata=meta,
+                  ensure_unique_directory=True, volume_name=long_name)
