@@ -108,6 +108,11 @@ class NodeService(csi.NodeBase):
     ) -> csi.NodeGetVolumeStatsResponse:
         if not message.volume_id:
             raise missing("volume_id")
+        if not message.volume_path:
+            raise missing("volume_path")
+        if not message.volume_path.startswith("/"):
+            # Nothing can be mounted at a relative path (csi-sanity expects NOT_FOUND here).
+            raise NotFound(f"volume_path {message.volume_path!r} does not exist")
         path = _path(message.volume_path, "volume_path")
         try:
             handle = parse_volume_id(message.volume_id)
