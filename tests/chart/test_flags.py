@@ -119,3 +119,8 @@ def test_tags_keep_their_escapes() -> None:
     (args,) = binary_args(manifests, "efs-csi-controller")
     tags = next(arg for arg in args if arg.startswith("--tags="))
     assert tags == r"--tags=environment:prod path:c\\d team\ name:a\:b"
+    # The controller reads back exactly the map the values gave.
+    from controller.tags import parse_tags
+
+    assert parse_tags(tags.removeprefix("--tags=")) == {
+        "environment": "prod", "team name": "a:b", "path": "c\\d"}
