@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from aiohttp import web
 from grpclib.const import Status
@@ -86,15 +87,20 @@ class ApiMetrics:
             self._errors.labels(operation, error_code).inc()
 
 
-@dataclass(frozen=True)
-class FileSystemSnapshot:
-    """What the controller knows about one file system at scrape time."""
+class FileSystemFigures(Protocol):
+    """What the controller knows about one file system at scrape time (the GID allocator's
+    ``InventorySnapshot`` has this shape)."""
 
-    file_system_id: str
-    access_points: int
-    gids_in_use: int
-    gid_range_size: int
-    creates_in_flight: int
+    @property
+    def file_system_id(self) -> str: ...
+    @property
+    def access_points(self) -> int: ...
+    @property
+    def gids_in_use(self) -> int: ...
+    @property
+    def range_size(self) -> int: ...
+    @property
+    def in_flight_creates(self) -> int: ...
 
 
 class ProvisioningCollector(Collector):
@@ -104,7 +110,7 @@ class ProvisioningCollector(Collector):
     free of metrics code and the figures exactly what the allocator holds.
     """
 
-    def __init__(self, snapshot: Callable[[], Iterable[FileSystemSnapshot]]) -> None:
+    def __init__(self, snapshot: Callable[[], Iterable[FileSystemFigures]]) -> None:
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
@@ -115,10 +121,10 @@ class ProvisioningCollector(Collector):
             "gids_in_use": GaugeMetricFamily(
                 "efs_csi_gids_in_use", "GIDs allocated per file system",
                 labels=["file_system_id"]),
-            "gid_range_size": GaugeMetricFamily(
+            "range_size": GaugeMetricFamily(
                 "efs_csi_gid_range_size", "GIDs available to allocate per file system",
                 labels=["file_system_id"]),
-            "creates_in_flight": GaugeMetricFamily(
+            "in_flight_creates": GaugeMetricFamily(
                 "efs_csi_access_point_creates_in_flight",
                 "Access point creations running per file system", labels=["file_system_id"]),
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +18,6 @@ from efs_csi.errors import Unavailable
 from efs_csi.identity import IdentityService, Readiness
 from efs_csi.metrics import (
     ApiMetrics,
-    FileSystemSnapshot,
     MeasuredMounter,
     MetricsEndpoint,
     NodeMetrics,
@@ -113,6 +113,15 @@ async def test_aws_api_series_use_the_reference_names(
                  code="ThrottlingException") == 0
 
 
+@dataclass(frozen=True)
+class Figures:
+    file_system_id: str
+    access_points: int
+    gids_in_use: int
+    range_size: int
+    in_flight_creates: int
+
+
 @pytest.mark.asyncio
 async def test_provisioning_gauges_are_read_at_scrape_time(
     registry_and_port: tuple[CollectorRegistry, int, Readiness]
@@ -120,8 +129,8 @@ async def test_provisioning_gauges_are_read_at_scrape_time(
     registry, port, _ = registry_and_port
     state = {"gids": 3}
     registry.register(ProvisioningCollector(lambda: [
-        FileSystemSnapshot("fs-0123456789abcdef0", access_points=4, gids_in_use=state["gids"],
-                           gid_range_size=1000, creates_in_flight=1)]))
+        Figures("fs-0123456789abcdef0", access_points=4, gids_in_use=state["gids"],
+                range_size=1000, in_flight_creates=1)]))
     first = await scrape(port)
     state["gids"] = 7
     second = await scrape(port)
@@ -199,3 +208,24 @@ async def test_run_serves_until_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not endpoint.listening.is_set()
+
+
+@pytest.mark.asyncio
+async def test_provisioning_gauges_read_the_real_gid_allocator(
+    registry_and_port: tuple[CollectorRegistry, int, Readiness]
+) -> None:
+    from controller.gid import GidAllocator
+    from efs_csi.cloud import AccessPoint, PosixUser
+    from tests.controller.fakes import FakeCloud
+
+    registry, port, _ = registry_and_port
+    fs = "fs-0123456789abcdef0"
+    allocator = GidAllocator(access_point_limit=10)
+    registry.register(ProvisioningCollector(allocator.snapshot))
+    await allocator.known(FakeCloud(fs), fs)
+    for index, gid in enumerate((50000, 50001)):
+        allocator.remember(AccessPoint(f"fsap-0000000{index}00000000", fs, f"/v{index}",
+                                       posix_user=PosixUser(gid, gid)))
+    samples = await scrape(port)
+    assert value(samples, "efs_csi_access_points", file_system_id=fs) == 2
+    assert value(samples, "efs_csi_gids_in_use", file_system_id=fs) == 2
