@@ -35,9 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.mount_backend == "local" and not args.local_root:
         parser.error("--mount-backend local needs --local-root")
     args.region = args.region or os.environ.get("AWS_DEFAULT_REGION")
-    if not args.region:
-        # Every EFS call needs one; failing here beats a NoRegionError on each CreateVolume.
-        parser.error("no AWS region: pass --region or set AWS_REGION")
     try:
         parse_tags(args.tags)
     except ValueError as exc:

@@ -20,6 +20,8 @@ from controller.provisioning import ObjectReader, Provisioner
 from controller.root_dir import RootDirectoryRemover
 from controller.service import ControllerService
 from controller.tags import parse_tags
+from controller.unconfigured import MESSAGE as NO_REGION
+from controller.unconfigured import NoRegionCloud
 from efs_csi.aws import CloudFactory
 from efs_csi.cloud import Cloud
 from efs_csi.commands import CommandRunner
@@ -85,10 +87,16 @@ async def run_controller(args: argparse.Namespace) -> None:
     readiness = Readiness()
     async with AsyncExitStack() as stack:
         # Opened before serving: Probe can only ever answer ready with a usable AWS client.
-        clouds = await stack.enter_async_context(
-            CloudFactory(args.region, adaptive_retry=args.adaptive_retry_mode))
+        clouds: CloudFactory | NoRegionCloud
+        if args.region:
+            clouds = await stack.enter_async_context(
+                CloudFactory(args.region, adaptive_retry=args.adaptive_retry_mode))
+            default: Cloud = clouds.default
+        else:
+            _log.error("no AWS region; every EFS call will fail", hint=NO_REGION)
+            clouds = default = NoRegionCloud()
         parts = build_controller(
-            clouds.default, for_role=clouds.cloud_for,
+            default, for_role=clouds.cloud_for,
             access_point_limit=args.access_point_limit, extra_tags=parse_tags(args.tags),
             kube=await _kube(stack), root_dirs=root_directory_remover(args))
 
