@@ -140,7 +140,7 @@ async def run_node(args: argparse.Namespace) -> None:
         collector = VolumeStatsCollector(
             CollectorSettings(refresh_period_s=args.vol_metrics_refresh_period * 60,
                               walks_per_file_system=args.vol_metrics_fs_rate_limit),
-            observer=node_metrics)
+            off_loop=off_loop, observer=node_metrics)
         stats = collector
         background.append(collector.run)  # owns the walks; closes them at stop
     zone = ZoneHolder(args.availability_zone)

@@ -2,38 +2,40 @@
 
 ``VolumeStatsCollector.stats`` answers at once from a per-volume cache. A missing entry, or one
 older than the refresh period, schedules a background walk and the RPC returns what is known
-(nothing yet, or the previous figures). Walks run in threads of their own (one small pool per
-file system, sized ``--vol-metrics-fs-rate-limit``), so one slow file system never delays
-another and the event loop never waits on a directory read; at most one walk per volume runs at
-a time, and a failed walk is retried with exponential backoff rather than on every call.
+(nothing yet, or the previous figures). Walks run in daemon threads of their own (never the
+default executor; daemon so a walk stuck on a dead server never blocks process exit), at most
+``--vol-metrics-fs-rate-limit`` at once per file system, each file system with its own limit so
+one slow file system never delays another; at most one walk per volume runs at a time, and a
+failed walk is retried with exponential backoff rather than on every call.
 
-The mount itself is checked on every call with a ``statvfs`` bounded by a short timeout: a stale
-handle, an I/O error or no answer gives VOLUME_CONDITION abnormal with the reason. A hung probe
-is not repeated while it is still stuck (each would pin a thread in the kernel).
+The mount itself is checked on every call with a ``statvfs`` through ``efs_csi.offloop``
+(time-limited, and not repeated on a path while an earlier one is still hung): a stale handle,
+an I/O error or no answer gives VOLUME_CONDITION abnormal with the reason.
 
 Capacity is the PV's requested size when the node knows it, else ``statvfs``, except that NFS's
 "unlimited" (~8 EiB) is reported as unknown rather than as a real size.
 
-The collector owns its tasks and threads: ``run`` (a server background task) or ``aclose``
-cancels pending walks, tells running ones to stop and shuts the pools down.
+The collector owns its tasks: ``run`` (a server background task) or ``aclose`` cancels pending
+walks and tells running walk threads to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from efs_csi.errors import NotFound, Unavailable
 from efs_csi.logging import get_logger
+from efs_csi.offloop import OffLoop
 from node.stats import StatsRequest, VolumeStats
 
 _log = get_logger("node.volume_stats")
@@ -129,7 +131,7 @@ class _Volume:
     walking: bool = False
     failures: int = 0
     retry_at: float = 0.0
-    probe_stuck: bool = False
+    asked_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,33 @@ def _default_statvfs(path: Path) -> os.statvfs_result:
     return os.statvfs(path)
 
 
+async def _in_daemon_thread(name: str, function: Callable[[], Usage]) -> Usage:
+    """Run ``function`` in a new daemon thread and await its result."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Usage] = loop.create_future()
+
+    def deliver(result: Usage | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            assert result is not None
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = function(), None
+        except BaseException as exc:  # handed to the awaiting task
+            result, error = None, exc
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in between
+                loop.call_soon_threadsafe(deliver, result, error)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return await future
+
+
 def _condition(exc: OSError) -> str:
     reason = {errno.ESTALE: "stale file handle", errno.EIO: "I/O error",
               errno.ENOTCONN: "transport endpoint not connected"}.get(exc.errno or 0)
@@ -162,19 +191,19 @@ def _condition(exc: OSError) -> str:
 class VolumeStatsCollector:
     """``node.stats.VolumeStatsSource`` with cached, rate-limited background walks."""
 
-    def __init__(self, settings: CollectorSettings, *, observer: WalkObserver | None = None,
-                 walker: Walker = _default_walker, statvfs: StatVfs = _default_statvfs,
+    def __init__(self, settings: CollectorSettings, *, off_loop: OffLoop | None = None,
+                 observer: WalkObserver | None = None, walker: Walker = _default_walker,
+                 statvfs: StatVfs = _default_statvfs,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
+        self._off_loop = off_loop or OffLoop()
         self._observer = observer
         self._walker = walker
         self._statvfs = statvfs
         self._clock = clock
         self._volumes: dict[str, _Volume] = {}
-        # Per file system, so a hung one pins only its own threads: walks, and probes (a probe
-        # stuck in the kernel is not repeated for its volume while stuck, see _probe).
-        self._walk_pools: dict[str, ThreadPoolExecutor] = {}
-        self._probe_pools: dict[str, ThreadPoolExecutor] = {}
+        self._last_sweep = clock()
+        self._walk_slots: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = threading.Event()
         self._closed = False
@@ -182,11 +211,15 @@ class VolumeStatsCollector:
     async def stats(self, request: StatsRequest) -> VolumeStats:
         if self._closed:
             raise Unavailable("node plugin is shutting down")
+        self._sweep()
         volume = self._volumes.setdefault(request.volume_id, _Volume())
+        volume.asked_at = self._clock()
         self._maybe_schedule(request, volume)
         usage = volume.usage
         try:
-            fs = await self._probe(request, volume)
+            fs = await self._off_loop.run(f"statvfs:{request.volume_path}",
+                                          lambda: self._statvfs(request.volume_path),
+                                          self._settings.probe_timeout_s)
         except FileNotFoundError:
             raise NotFound(f"volume path {request.volume_path} does not exist") from None
         except TimeoutError:  # before OSError, of which it is a subclass
@@ -218,8 +251,17 @@ class VolumeStatsCollector:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        for pool in [*self._walk_pools.values(), *self._probe_pools.values()]:
-            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _sweep(self) -> None:
+        """Forget volumes nobody asked about for two refresh periods (unstaged ones)."""
+        now = self._clock()
+        period = self._settings.refresh_period_s
+        if now - self._last_sweep < period:
+            return
+        self._last_sweep = now
+        for volume_id, volume in list(self._volumes.items()):
+            if not volume.walking and now - volume.asked_at > 2 * period:
+                del self._volumes[volume_id]
 
     def _maybe_schedule(self, request: StatsRequest, volume: _Volume) -> None:
         now = self._clock()
@@ -242,25 +284,17 @@ class VolumeStatsCollector:
         if self._observer is not None:
             self._observer.set_queue_depth(len(self._tasks))
 
-    @staticmethod
-    def _pool(pools: dict[str, ThreadPoolExecutor], file_system_id: str, size: int,
-              prefix: str) -> ThreadPoolExecutor:
-        pool = pools.get(file_system_id)
-        if pool is None:
-            pool = ThreadPoolExecutor(max_workers=size,
-                                      thread_name_prefix=f"{prefix}-{file_system_id}")
-            pools[file_system_id] = pool
-        return pool
-
     async def _walk(self, request: StatsRequest, volume: _Volume) -> None:
-        loop = asyncio.get_running_loop()
-        started = self._clock()
+        slots = self._walk_slots.setdefault(
+            request.file_system_id, asyncio.Semaphore(self._settings.walks_per_file_system))
         ok = False
+        started = self._clock()
         try:
-            pool = self._pool(self._walk_pools, request.file_system_id,
-                              self._settings.walks_per_file_system, "walk")
-            usage = await loop.run_in_executor(pool, self._walker, request.volume_path,
-                                               self._stop)
+            async with slots:
+                started = self._clock()
+                usage = await _in_daemon_thread(
+                    f"walk:{request.volume_id}",
+                    lambda: self._walker(request.volume_path, self._stop))
             volume.usage, volume.measured_at, volume.failures = usage, self._clock(), 0
             ok = True
             if usage.approximate:
@@ -278,20 +312,6 @@ class VolumeStatsCollector:
             volume.walking = False
             if self._observer is not None:
                 self._observer.observe_walk(self._clock() - started, ok)
-
-    async def _probe(self, request: StatsRequest, volume: _Volume) -> os.statvfs_result:
-        if volume.probe_stuck:
-            raise TimeoutError
-        loop = asyncio.get_running_loop()
-        pool = self._pool(self._probe_pools, request.file_system_id, 2, "probe")
-        future = loop.run_in_executor(pool, self._statvfs, request.volume_path)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future),
-                                          self._settings.probe_timeout_s)
-        except TimeoutError:
-            volume.probe_stuck = True
-            future.add_done_callback(lambda _: setattr(volume, "probe_stuck", False))
-            raise
 
     def _answer(self, request: StatsRequest, usage: Usage | None,
                 fs: os.statvfs_result | None, *, abnormal: str) -> VolumeStats:
