@@ -1,0 +1,105 @@
+"""--delete-access-point-root-dir: real bind mounts of a local file system, and each guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.cross_account import CloudSelector
+from controller.gid import GidAllocator
+from controller.provisioning import Provisioner
+from controller.root_dir import RootDirectoryRemover
+from controller.tags import BASE_PATH_TAG
+from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
+from efs_csi.commands import CommandRunner
+from efs_csi.local_mount import LocalMounter
+from efs_csi.mount import MountCommands
+from efs_csi.offloop import OffLoop
+from tests.controller.fakes import FakeCloud
+from tests.support.ci import require_root
+
+FS = "fs-12345678"
+
+
+def setup(tmp_path: Path) -> tuple[FakeCloud, Provisioner, Path, Path]:
+    require_root()
+    root = tmp_path / "efs"
+    fs_dir = root / FS
+    fs_dir.mkdir(parents=True)
+    work = tmp_path / "work"
+    mounter = LocalMounter(root, MountCommands(CommandRunner(), 30, 30), OffLoop())
+    cloud = FakeCloud(FS)
+    provisioner = Provisioner(
+        clouds=CloudSelector(cloud, None), allocator=GidAllocator(access_point_limit=100),
+        kube=None, extra_tags={}, root_dirs=RootDirectoryRemover(mounter, work_dir=work))
+    return cloud, provisioner, fs_dir, work
+
+
+def access_point(cloud: FakeCloud, root_path: str, fs_dir: Path, *,
+                 base_path: str = "/dyn", make_dir: bool = True) -> AccessPoint:
+    if make_dir:
+        (fs_dir / root_path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (fs_dir / root_path.lstrip("/") / "data.txt").write_text("payload")
+    return cloud.add_existing(AccessPointRequest(
+        FS, f"token{root_path}", root_path, PosixUser(1, 1), CreationInfo(1, 1, "700"),
+        tags={BASE_PATH_TAG: base_path}))
+
+
+def no_mounts_left(work: Path) -> bool:
+    return str(work) not in Path("/proc/self/mountinfo").read_text()
+
+
+@pytest.mark.asyncio
+async def test_directory_is_removed_with_the_access_point(tmp_path: Path) -> None:
+    cloud, provisioner, fs_dir, work = setup(tmp_path)
+    doomed = access_point(cloud, "/dyn/pv-a", fs_dir)
+    access_point(cloud, "/dyn/pv-b", fs_dir)
+    await provisioner.delete(f"{FS}::{doomed.access_point_id}", {})
+    assert not (fs_dir / "dyn/pv-a").exists()
+    assert (fs_dir / "dyn/pv-b/data.txt").read_text() == "payload"
+    assert doomed.access_point_id not in cloud.access_points_by_id
+    assert no_mounts_left(work) and list(work.iterdir()) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("doomed_root", "other_root", "base_path"), [
+    ("/", None, "/dyn"),                   # never the file system root
+    ("/dyn", None, "/dyn"),                # never basePath itself
+    ("/dyn/shared", "/dyn/shared", "/dyn"),  # never a directory another access point uses
+    ("/dyn/outer", "/dyn/outer/inner", "/dyn"),  # ... or one that contains another's
+    ("/dyn/outer/inner", "/dyn/outer", "/dyn"),  # ... or one inside another's
+])
+async def test_guards_keep_the_directory(tmp_path: Path, doomed_root: str,
+                                         other_root: str | None, base_path: str) -> None:
+    cloud, provisioner, fs_dir, work = setup(tmp_path)
+    if other_root is not None:
+        access_point(cloud, other_root, fs_dir)
+    doomed = access_point(cloud, doomed_root, fs_dir, base_path=base_path)
+    await provisioner.delete(f"{FS}::{doomed.access_point_id}", {})
+    assert (fs_dir / doomed_root.lstrip("/") / "data.txt").read_text() == "payload"
+    # The access point itself is still deleted: a PV is never stuck on a kept directory.
+    assert doomed.access_point_id not in cloud.access_points_by_id
+    assert no_mounts_left(work)
+
+
+@pytest.mark.asyncio
+async def test_never_across_a_symlink(tmp_path: Path) -> None:
+    cloud, provisioner, fs_dir, work = setup(tmp_path)
+    precious = fs_dir / "precious"
+    precious.mkdir()
+    (precious / "pv-a").mkdir()
+    (precious / "pv-a" / "data.txt").write_text("payload")
+    (fs_dir / "dyn").symlink_to(precious)  # /dyn now leads somewhere else
+    doomed = access_point(cloud, "/dyn/pv-a", fs_dir, make_dir=False)
+    await provisioner.delete(f"{FS}::{doomed.access_point_id}", {})
+    assert (precious / "pv-a" / "data.txt").read_text() == "payload"
+    assert no_mounts_left(work)
+
+
+@pytest.mark.asyncio
+async def test_missing_directory_is_fine(tmp_path: Path) -> None:
+    cloud, provisioner, fs_dir, _work = setup(tmp_path)
+    doomed = access_point(cloud, "/dyn/never-mounted", fs_dir, make_dir=False)
+    await provisioner.delete(f"{FS}::{doomed.access_point_id}", {})
+    assert cloud.access_points_by_id == {}
