@@ -18,7 +18,7 @@ def request(file_system_id: str, token: str, gid: int = 50000, path: str = "/dyn
     return AccessPointRequest(file_system_id=file_system_id, client_token=token, root_path=path,
                               posix_user=PosixUser(gid, gid),
                               creation_info=CreationInfo(gid, gid, "0700"),
-                              tags=tags if tags is not None else {"efs.csi.aws.com/cluster": "true"})
+                              tags={"efs.csi.aws.com/cluster": "true"} if tags is None else tags)
 
 
 @pytest.mark.asyncio
@@ -175,6 +175,6 @@ async def test_unknown_ids_are_not_found(factory: CloudFactory,
 @pytest.mark.asyncio
 async def test_client_side_validation_is_invalid_argument(factory: CloudFactory,
                                                           file_system: FileSystemSetup) -> None:
-    with pytest.raises(errors.InvalidArgument, match="BadRequest.*ClientToken"):
+    with pytest.raises(errors.InvalidArgument, match=r"BadRequest.*ClientToken"):
         await factory.default.create_access_point(
             request(file_system.file_system_id, "x" * 65))

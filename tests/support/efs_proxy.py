@@ -45,6 +45,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
 import boto3
 import pytest
@@ -64,6 +65,7 @@ _EFS_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(rf"^{API}/mount-targets$"), "DescribeMountTargets"),
     ("DELETE", re.compile(rf"^{API}/mount-targets/[^/]+$"), "DeleteMountTarget"),
 ]
+_EFS_OPERATIONS = frozenset(name for _, _, name in _EFS_ROUTES)
 # Headers that belong to one hop, or that aiohttp recomputes for the forwarded body.
 _HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection",
                           "content-encoding", "keep-alive", "server", "date"})
@@ -108,6 +110,14 @@ def _fingerprint(item: dict[str, Any]) -> str:
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
     return web.json_response({"ErrorCode": code, "Message": message, **extra}, status=status,
                              headers={"x-amzn-ErrorType": code})
+
+
+def _query_error(status: int, code: str, message: str) -> web.Response:
+    """An error in the query protocol's XML (STS), for faults injected outside EFS."""
+    body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{escape(code)}</Code>"
+            f"<Message>{escape(message)}</Message></Error>"
+            "<RequestId>efs-proxy</RequestId></ErrorResponse>")
+    return web.Response(status=status, body=body.encode(), content_type="text/xml")
 
 
 def _file_system_not_found(file_system_id: str) -> web.Response:
@@ -227,8 +237,7 @@ class EfsProxy:
 
     def efs_calls(self) -> int:
         """All EFS API calls received (STS, EC2 and moto-api excluded)."""
-        names = {name for _, _, name in _EFS_ROUTES}
-        return sum(count for name, count in self.calls.items() if name in names)
+        return sum(count for name, count in self.calls.items() if name in _EFS_OPERATIONS)
 
     def reset_counts(self) -> None:
         with self._counts_lock:
@@ -276,17 +285,18 @@ class EfsProxy:
         low, high = faults.latency
         if high > 0:
             await asyncio.sleep(self._random.uniform(low, high))
+        answer = _error if operation in _EFS_OPERATIONS else _query_error
         if faults.fail_with is not None:
             self._count_fault(operation)
             status, code = faults.fail_with
-            return _error(status, code, f"injected {code}")
+            return answer(status, code, f"injected {code}")
         draw = self._random.random()
         if draw < faults.throttle:
             self._count_fault(operation)
-            return _error(400, "ThrottlingException", "Rate exceeded")
+            return answer(400, "ThrottlingException", "Rate exceeded")
         if draw < faults.throttle + faults.server_error:
             self._count_fault(operation)
-            return _error(faults.server_error_status, "InternalServerError",
+            return answer(faults.server_error_status, "InternalServerError",
                           "injected server error")
         return None
 
