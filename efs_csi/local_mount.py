@@ -9,6 +9,7 @@ system can be reached (symlinks are resolved and checked).
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,27 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+def _in_partial_user_namespace() -> bool:
+    """True inside a user namespace that maps only some ids (e.g. ``unshare --map-root-user``).
+
+    There an access point's owner may simply not exist; EFS would still record it, but the
+    kernel cannot, so ownership is left to the mapped user instead of failing the mount.
+    """
+    try:
+        mapping = Path("/proc/self/uid_map").read_text().split()
+    except OSError:
+        return False
+    return mapping[:3] != ["0", "0", "4294967295"]
+
+
+def _chown(path: Path, uid: int, gid: int) -> None:
+    try:
+        os.chown(path, uid, gid)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EPERM) or not _in_partial_user_namespace():
+            raise
+
+
 def _make_root(directory: Path, uid: int, gid: int, permissions: str) -> None:
     """Create ``directory`` and any missing parents as EFS does for an access point root."""
     missing: list[Path] = []
@@ -48,7 +70,7 @@ def _make_root(directory: Path, uid: int, gid: int, permissions: str) -> None:
     mode = int(permissions, 8)
     for path in reversed(missing):
         path.mkdir()
-        os.chown(path, uid, gid)
+        _chown(path, uid, gid)
         os.chmod(path, mode)  # not mkdir's mode: the umask must not change it
 
 
