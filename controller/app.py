@@ -30,9 +30,16 @@ from efs_csi.identity import IdentityService, Readiness
 from efs_csi.kube import KubernetesAsyncioKube, in_cluster_endpoint
 from efs_csi.local_mount import LocalMounter
 from efs_csi.logging import get_logger
+from efs_csi.metrics import (
+    ApiMetrics,
+    MetricsEndpoint,
+    ProvisioningCollector,
+    RpcMetrics,
+    new_registry,
+)
 from efs_csi.mount import EfsMounter, MountCommands, Mounter
 from efs_csi.offloop import OffLoop
-from efs_csi.server import ServeOptions, serve
+from efs_csi.server import BackgroundTask, ServeOptions, serve
 
 _log = get_logger("controller.app")
 # Mounting a file system root to delete one directory: generous, it is off the hot path.
@@ -85,12 +92,14 @@ async def _kube(stack: AsyncExitStack) -> ObjectReader | None:
 
 async def run_controller(args: argparse.Namespace) -> None:
     readiness = Readiness()
+    registry = new_registry()
     async with AsyncExitStack() as stack:
         # Opened before serving: Probe can only ever answer ready with a usable AWS client.
         clouds: CloudFactory | NoRegionCloud
         if args.region:
             clouds = await stack.enter_async_context(
-                CloudFactory(args.region, adaptive_retry=args.adaptive_retry_mode))
+                CloudFactory(args.region, adaptive_retry=args.adaptive_retry_mode,
+                             observer=ApiMetrics(registry)))
             default: Cloud = clouds.default
         else:
             _log.error("no AWS region; every EFS call will fail", hint=NO_REGION)
@@ -99,6 +108,13 @@ async def run_controller(args: argparse.Namespace) -> None:
             default, for_role=clouds.cloud_for,
             access_point_limit=args.access_point_limit, extra_tags=parse_tags(args.tags),
             kube=await _kube(stack), root_dirs=root_directory_remover(args))
+        # Per-file-system access points, GIDs and in-flight creates, read at scrape time.
+        registry.register(ProvisioningCollector(parts.allocator.snapshot))
+        background: list[BackgroundTask] = []
+        if args.http_endpoint is not None:
+            host, port = args.http_endpoint
+            background.append(MetricsEndpoint(registry, host, port,
+                                              healthy=lambda: readiness.ready).run)
 
         async def startup() -> None:
             readiness.set_ready()
@@ -106,6 +122,8 @@ async def run_controller(args: argparse.Namespace) -> None:
         await serve(
             [IdentityService(readiness, controller=True), parts.service],
             args.endpoint,
-            options=ServeOptions(grace_period=args.shutdown_grace_period),
+            options=ServeOptions(grace_period=args.shutdown_grace_period,
+                                 observer=RpcMetrics(registry)),
             startup=startup,
+            background=background,
         )
