@@ -15,7 +15,7 @@ from efs_csi import NOT_READY_TAINT, PLUGIN_NAME
 from efs_csi.errors import NotFound, Unavailable
 from efs_csi.kube import KubeEndpoint, KubernetesAsyncioKube, in_cluster_endpoint
 from node.taint import TaintRemovalSettings, TaintRemover, taint_removal_enabled
-from tests.support.fake_kube_api import FakeKubeApi
+from tests.support.fake_kube_api import FakeKubeApi, self_signed_tls
 
 NODE = "ip-10-0-0-1.ec2.internal"
 OURS_NO_EXECUTE = {"key": NOT_READY_TAINT, "effect": "NoExecute"}
@@ -100,6 +100,34 @@ def test_in_cluster_endpoint_reads_the_service_account(tmp_path: Path) -> None:
                                     tmp_path / "ca.crt")
     with pytest.raises(Unavailable):
         in_cluster_endpoint({}, tmp_path)
+
+
+@pytest.mark.asyncio
+async def test_in_cluster_https_with_the_service_account_ca_and_a_rotated_token(
+    tmp_path: Path
+) -> None:
+    service_account = tmp_path / "serviceaccount"
+    service_account.mkdir()
+    tls, ca_file = self_signed_tls(service_account)
+    (service_account / "token").write_text("first-token")
+    fake = FakeKubeApi(token="first-token")
+    fake.add_node(NODE)
+    url = await fake.start(tls)
+    port = url.rsplit(":", 1)[1]
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port}
+    kube = KubernetesAsyncioKube(in_cluster_endpoint(env, service_account))
+    try:
+        assert ca_file.exists()
+        assert (await kube.get_node(NODE)).name == NODE
+        # Projected tokens rotate: the file changes and the next call sends the new one.
+        fake.token = "second-token"
+        (service_account / "token").write_text("second-token\n")
+        assert (await kube.get_node(NODE)).name == NODE
+    finally:
+        await kube.close()
+        await fake.stop()
+    assert [seen.authorization for seen in fake.requests] == ["Bearer first-token",
+                                                              "Bearer second-token"]
 
 
 def test_disabled_by_flag_or_environment() -> None:

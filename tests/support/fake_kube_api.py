@@ -12,8 +12,11 @@ import asyncio
 import base64
 import copy
 import json
+import ssl
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -110,7 +113,8 @@ class FakeKubeApi:
         self._version += 1
         return str(self._version)
 
-    async def start(self) -> str:
+    async def start(self, tls: ssl.SSLContext | None = None) -> str:
+        """Listen on loopback (HTTPS with ``tls``, as a real API server); returns the URL."""
         app = web.Application(middlewares=[self._record])
         app.router.add_get("/api/v1/nodes/{name}", self._get_node)
         app.router.add_patch("/api/v1/nodes/{name}", self._patch_node)
@@ -119,10 +123,10 @@ class FakeKubeApi:
         app.router.add_get("/api/v1/namespaces/{ns}/secrets/{name}", self._get_secret)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=tls)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         return self.url
 
     async def stop(self) -> None:
@@ -192,3 +196,14 @@ class FakeKubeApi:
         return web.json_response({"apiVersion": "v1", "kind": "Secret",
                                   "metadata": {"name": key[1], "namespace": key[0]},
                                   "data": encoded})
+
+
+def self_signed_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 and the CA file a client trusts it with."""
+    cert, key = directory / "ca.crt", directory / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context, cert
