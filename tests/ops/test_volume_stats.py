@@ -350,3 +350,22 @@ async def test_run_cancels_pending_walks_and_stops_threads(tmp_path: Path) -> No
     with pytest.raises(Unavailable):  # closed: nothing new scheduled
         await collector.stats(request(tmp_path, FS_A, "v9"))
     assert collector.queue_depth == 0
+
+
+@pytest.mark.asyncio
+async def test_volumes_nobody_asks_about_are_forgotten(
+    make_collector: Callable[..., VolumeStatsCollector], tmp_path: Path
+) -> None:
+    clock = Clock()
+    walker = GatedWalker()
+    walker.gate.set()
+    collector = make_collector(walker=walker, clock=clock)
+    old, busy = request(tmp_path, FS_A, "old"), request(tmp_path, FS_A, "busy")
+    await collector.stats(old)
+    await collector.stats(busy)
+    await collector.wait_idle()
+    for _ in range(4):  # "busy" keeps being asked for; "old" (unstaged) is not
+        clock.now += 500
+        assert (await collector.stats(busy)).used_bytes == 4096
+        await collector.wait_idle()
+    assert (await collector.stats(old)).used_bytes is None  # its entry was dropped
