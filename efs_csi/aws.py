@@ -16,6 +16,7 @@ tests and the demo point the driver at a local EFS API).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -26,6 +27,7 @@ import botocore.exceptions
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.session import AioSession
+from aiobotocore.utils import AioInstanceMetadataRegionFetcher
 
 from efs_csi import errors
 from efs_csi._version import __version__
@@ -136,6 +138,25 @@ def _translate(operation: str, exc: Exception) -> tuple[errors.CsiError, str]:
         return errors.FailedPrecondition(f"EFS {operation}: no AWS region configured "
                                          "(--region or AWS_REGION)"), name
     return errors.Internal(f"EFS {operation} failed ({name}): {exc}"), name
+
+
+async def resolve_region(explicit: str | None, *,
+                         environment: Mapping[str, str] | None = None,
+                         metadata_url: str | None = None) -> str:
+    """The region: ``explicit`` (--region), then AWS_REGION / AWS_DEFAULT_REGION, then the
+    instance metadata service (the zone minus its letter); FailedPrecondition if none."""
+    env = os.environ if environment is None else environment
+    for candidate in (explicit, env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")):
+        if candidate:
+            return candidate
+    options: dict[str, Any] = {"timeout": 2, "num_attempts": 2, "env": dict(env)}
+    if metadata_url:
+        options["base_url"] = metadata_url
+    region = await AioInstanceMetadataRegionFetcher(**options).retrieve_region()
+    if not region:
+        raise errors.FailedPrecondition(
+            "no AWS region: pass --region or set AWS_REGION (instance metadata did not answer)")
+    return str(region)
 
 
 def client_config(region: str | None, *, adaptive_retry: bool, max_attempts: int,
