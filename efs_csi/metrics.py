@@ -170,8 +170,8 @@ class NodeMetrics:
     ``set_queue_depth``.
     """
 
-    def __init__(self, registry: CollectorRegistry,
-                 volume_counts: Callable[[], VolumeCounts] | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
         self._operation_duration = Histogram(
             "efs_csi_node_mount_operation_duration_seconds",
             "Duration of mount and unmount operations", ["operation"],
@@ -190,8 +190,10 @@ class NodeMetrics:
         self._queue_depth = Gauge(
             "efs_csi_node_volume_stats_queue_depth",
             "Usage walks waiting for a slot or running", registry=registry)
-        if volume_counts is not None:
-            registry.register(_VolumeCountCollector(volume_counts))
+
+    def track_volume_counts(self, counts: Callable[[], VolumeCounts]) -> None:
+        """Export staged/published counts, read from ``counts`` at scrape time."""
+        self._registry.register(_VolumeCountCollector(counts))
 
     def observe_operation(self, operation: str, seconds: float,
                           failure: BaseException | None) -> None:

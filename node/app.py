@@ -19,7 +19,14 @@ from efs_csi.identity import IdentityService, Readiness
 from efs_csi.kube import Kube, KubernetesAsyncioKube, in_cluster_endpoint
 from efs_csi.local_mount import LocalMounter
 from efs_csi.logging import get_logger
-from efs_csi.metrics import MeasuredMounter, MetricsEndpoint, NodeMetrics, RpcMetrics, new_registry
+from efs_csi.metrics import (
+    MeasuredMounter,
+    MetricsEndpoint,
+    NodeMetrics,
+    RpcMetrics,
+    VolumeCounts,
+    new_registry,
+)
 from efs_csi.mount import BindMounts, EfsMounter, MountCommands, Mounter
 from efs_csi.offloop import OffLoop, PathProbe
 from efs_csi.server import BackgroundTask, ServeOptions, serve
@@ -107,6 +114,18 @@ class LazyCloud:
         self._cloud = None
 
 
+def volume_counts(parts: NodeParts) -> VolumeCounts:
+    """Staged and published volumes as the mount table shows them (read at scrape time):
+    a publication is a mount of the same origin as a staging mount, elsewhere."""
+    table = parts.state.table()
+    staged = [entry for entry in table.entries
+              if parts.stager.staged.at(Path(entry.mount_point)) is not None]
+    published = sum(1 for entry in table.entries
+                    if parts.stager.staged.at(Path(entry.mount_point)) is None
+                    and any(entry.same_origin(staging) for staging in staged))
+    return VolumeCounts(staged=len(staged), published=published)
+
+
 def _in_cluster_kube() -> Kube | None:
     """The Kubernetes API when running in a pod (zone label, taint removal), else None."""
     try:
@@ -150,6 +169,7 @@ async def run_node(args: argparse.Namespace) -> None:
         mounter, commands, zone=zone, max_inflight_mounts=args.max_inflight_mount_calls,
         stat_timeout=min(STAT_TIMEOUT, args.mount_timeout), off_loop=off_loop, stats=stats)
     parts.state.on_stale = node_metrics.on_stale
+    node_metrics.track_volume_counts(lambda: volume_counts(parts))
     if args.http_endpoint is not None:
         host, port = args.http_endpoint
         background.append(MetricsEndpoint(registry, host, port,

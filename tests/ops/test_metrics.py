@@ -167,7 +167,8 @@ async def test_node_mount_and_volume_series(
 ) -> None:
     registry, port, _ = registry_and_port
     counts = VolumeCounts(staged=2, published=5)
-    metrics = NodeMetrics(registry, volume_counts=lambda: counts)
+    metrics = NodeMetrics(registry)
+    metrics.track_volume_counts(lambda: counts)
     inner = FlakyMounter()
     mounter = MeasuredMounter(inner, metrics)
     await mounter.mount("fs-01234567", "/", tmp_path, ["tls"])

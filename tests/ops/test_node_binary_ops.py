@@ -55,6 +55,7 @@ async def test_node_binary_serves_metrics_and_measures_usage(
                                                    context={"capacityBytes": str(5 << 30)}))
         await stub.node_publish_volume(publish_request(FS_ID, staging, target))
         reply = await volume_stats_until_measured(stub, target)
+        during = await scrape(port)
         await stub.node_unpublish_volume(
             csi.NodeUnpublishVolumeRequest(volume_id=FS_ID, target_path=str(target)))
         await stub.node_unstage_volume(
@@ -80,3 +81,7 @@ async def test_node_binary_serves_metrics_and_measures_usage(
     assert value(after, "efs_csi_node_volume_stats_walk_duration_seconds_count",
                  outcome="ok") >= 1
     assert value(after, "efs_csi_node_volume_stats_queue_depth") == 0
+    assert value(during, "efs_csi_node_staged_volumes") == 1
+    assert value(during, "efs_csi_node_published_volumes") == 1
+    assert value(after, "efs_csi_node_staged_volumes") == 0
+    assert value(after, "efs_csi_node_published_volumes") == 0
