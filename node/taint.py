@@ -63,6 +63,7 @@ class TaintRemover:
     async def wait_registered(self) -> None:
         """Return once kubelet lists our driver in the CSINode, or the API has no CSINode."""
         failures = 0
+        told = False
         while True:
             try:
                 registered = await self._kube.csinode_has_driver(self._node_name, PLUGIN_NAME)
@@ -74,7 +75,10 @@ class TaintRemover:
                 continue
             if registered is not False:
                 return
-            _log.info("waiting for the driver to be registered in CSINode", node=self._node_name)
+            if not told:  # once: kubelet may take a while, the wait is not news every poll
+                _log.info("waiting for the driver to be registered in CSINode",
+                          node=self._node_name)
+                told = True
             await self._sleep(self._settings.registration_poll_s)
 
     async def remove_taint(self) -> bool:
