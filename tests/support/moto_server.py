@@ -5,6 +5,7 @@ mock). One server per test session; its state is reset before every test that us
 from __future__ import annotations
 
 import json
+import logging
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ class MotoEndpoint:
 
 @contextmanager
 def running_moto() -> Iterator[MotoEndpoint]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
