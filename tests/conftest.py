@@ -15,6 +15,28 @@ from tests.support.efs_proxy import efs_proxy  # noqa: F401 - fixture registrati
 from tests.support.moto_server import MotoEndpoint, running_moto
 from tests.support.processes import RunningBinary, start_binary
 
+_SUMMARY = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_SUMMARY] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    """Print the figures tests reported (e.g. csi-sanity's pass/skip counts) at the end."""
+    lines = config.stash.get(_SUMMARY, [])
+    if lines:
+        terminalreporter.section("figures reported by tests")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Add a line to the end-of-run summary that `make test` prints."""
+    return request.config.stash[_SUMMARY].append
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -21,7 +22,7 @@ CLIENT = {"region_name": REGION, "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KE
 @pytest.mark.asyncio
 @pytest.mark.timeout(300)
 async def test_controller_specs_pass(binary: StartBinary, moto: MotoEndpoint,
-                                     tmp_path: Path) -> None:
+                                     tmp_path: Path, report: Callable[[str], None]) -> None:
     require_root()  # the node half of the run performs real bind mounts
     with EfsProxy(moto.url, seed=1) as proxy:
         file_system_id = make_file_system(proxy.url).file_system_id
@@ -37,7 +38,7 @@ async def test_controller_specs_pass(binary: StartBinary, moto: MotoEndpoint,
             node.socket, tmp_path, focus="Controller Service",
             controller_endpoint=controller.socket,
             extra=[f"--csi.testvolumeparameters={parameters}"])
-        print(f"csi-sanity Controller: {result.summary}")
+        report(f"csi-sanity Controller: {result.summary}")
         assert result.returncode == 0, result.output[-6000:]
         assert result.passed >= 15 and result.failed == 0
         # The run really provisioned through the EFS API, and deleted all it created.

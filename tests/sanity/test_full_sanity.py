@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,8 @@ def skip_reasons(junit: Path) -> Counter[str]:
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(600)
-async def test_full_suite_passes(binary: StartBinary, moto: MotoEndpoint,
-                                 tmp_path: Path) -> None:
+async def test_full_suite_passes(binary: StartBinary, moto: MotoEndpoint, tmp_path: Path,
+                                 report: Callable[[str], None]) -> None:
     require_root()
     try:
         with EfsProxy(moto.url, seed=7) as proxy:
@@ -66,9 +67,9 @@ async def test_full_suite_passes(binary: StartBinary, moto: MotoEndpoint,
                     plugin, tmp_path, extra=[f"--csi.testvolumeparameters={parameters}",
                                              f"--ginkgo.junit-report={junit}"])
             reasons = skip_reasons(junit)
-            print(f"\ncsi-sanity full suite: {result.summary}")
+            report(f"csi-sanity v5.4.0 full suite: {result.summary}")
             for reason, count in sorted(reasons.items()):
-                print(f"  skipped {count:>2} x {reason}")
+                report(f"  skipped {count:>2} x {reason}")
             assert result.returncode == 0, result.output[-8000:]
             assert result.failed == 0 and result.passed >= 40
             unexpected = {r: n for r, n in reasons.items() if not DELIBERATE.search(r)}

@@ -4,6 +4,7 @@ specs call CreateVolume on a controller when one is offered)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from tests.support.moto_server import MotoEndpoint
 @pytest.mark.asyncio
 @pytest.mark.timeout(300)
 async def test_node_specs_pass(binary: StartBinary, moto: MotoEndpoint,
-                               tmp_path: Path) -> None:
+                               tmp_path: Path, report: Callable[[str], None]) -> None:
     require_root()
     try:
         with EfsProxy(moto.url, seed=1) as proxy:
@@ -37,7 +38,7 @@ async def test_node_specs_pass(binary: StartBinary, moto: MotoEndpoint,
                 node.socket, tmp_path, focus="Node Service",
                 controller_endpoint=controller.socket,
                 extra=[f"--csi.testvolumeparameters={parameters}"])
-            print(f"csi-sanity Node: {result.summary}")
+            report(f"csi-sanity Node: {result.summary}")
             assert result.returncode == 0, result.output[-8000:]
             assert result.passed >= 15 and result.failed == 0
     finally:
