@@ -22,10 +22,10 @@ from controller.service import ControllerService
 from controller.tags import parse_tags
 from controller.unconfigured import MESSAGE as NO_REGION
 from controller.unconfigured import NoRegionCloud
-from efs_csi.aws import CloudFactory
+from efs_csi.aws import CloudFactory, resolve_region
 from efs_csi.cloud import Cloud
 from efs_csi.commands import CommandRunner
-from efs_csi.errors import Unavailable
+from efs_csi.errors import FailedPrecondition, Unavailable
 from efs_csi.identity import IdentityService, Readiness
 from efs_csi.kube import KubernetesAsyncioKube, in_cluster_endpoint
 from efs_csi.local_mount import LocalMounter
@@ -96,14 +96,18 @@ async def run_controller(args: argparse.Namespace) -> None:
     async with AsyncExitStack() as stack:
         # Opened before serving: Probe can only ever answer ready with a usable AWS client.
         clouds: CloudFactory | NoRegionCloud
-        if args.region:
-            clouds = await stack.enter_async_context(
-                CloudFactory(args.region, adaptive_retry=args.adaptive_retry_mode,
-                             observer=ApiMetrics(registry)))
-            default: Cloud = clouds.default
-        else:
+        default: Cloud
+        try:
+            # --region, then AWS_REGION / AWS_DEFAULT_REGION, then instance metadata.
+            region = await resolve_region(args.region)
+        except FailedPrecondition:
             _log.error("no AWS region; every EFS call will fail", hint=NO_REGION)
             clouds = default = NoRegionCloud()
+        else:
+            clouds = await stack.enter_async_context(
+                CloudFactory(region, adaptive_retry=args.adaptive_retry_mode,
+                             observer=ApiMetrics(registry)))
+            default = clouds.default
         parts = build_controller(
             default, for_role=clouds.cloud_for,
             access_point_limit=args.access_point_limit, extra_tags=parse_tags(args.tags),

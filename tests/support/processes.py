@@ -64,7 +64,8 @@ async def start_binary(kind: str, tmp_dir: Path, args: Sequence[str] = (),
         raise ValueError(kind)
     socket = tmp_dir / socket_name
     log_path = tmp_dir / f"{kind}.log"
-    full_env = {**os.environ, **(env or {})}
+    # Test machines are never EC2 instances: skip the instance-metadata lookups' timeouts.
+    full_env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", **(env or {})}
     base = ["--endpoint", f"unix://{socket}", "--log-format", "json"]
     if kind == "node" and "--node-id" not in args:
         base += ["--node-id", "test-node"]
