@@ -15,7 +15,8 @@ from efs_csi.cli import (
     positive_int,
     run,
 )
-from node.efs_utils.startup import overrides_arg
+from node.efs_utils.config import ConfigError, render
+from node.efs_utils.startup import overrides_arg, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--node-id (or CSI_NODE_NAME) is required")
     if args.mount_backend == "local" and not args.local_root:
         parser.error("--mount-backend local needs --local-root")
+    try:  # settings that only make sense together (e.g. the port range) fail here, exit 2
+        render(settings_from_args(args))
+    except ConfigError as exc:
+        parser.error(str(exc))
     from node.app import run_node  # after logging is configured
 
     return run(run_node(args))

@@ -88,3 +88,18 @@ async def test_background_tasks_run_the_watchdog_until_cancelled(tmp_path: Path)
     results = await asyncio.gather(*running, return_exceptions=True)
     assert all(isinstance(result, asyncio.CancelledError) for result in results)
     assert len(efs_utils_background(reap=False)) == 1
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--port-range-upper-bound", "100"], "--port-range-upper-bound"),
+    (["--region", "not a region"], "--region"),
+])
+def test_the_binary_refuses_inconsistent_settings_with_exit_2(
+        argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from node.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--node-id", "n", "--endpoint", "unix:///nonexistent/csi.sock", *argv])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "usage:" in error and flag in error
