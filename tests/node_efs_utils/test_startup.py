@@ -96,10 +96,18 @@ async def test_background_tasks_run_the_watchdog_until_cancelled(tmp_path: Path)
 ])
 def test_the_binary_refuses_inconsistent_settings_with_exit_2(
         argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
     from node.__main__ import main
 
-    with pytest.raises(SystemExit) as exited:
-        main(["--node-id", "n", "--endpoint", "unix:///nonexistent/csi.sock", *argv])
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:  # main() configures logging for the process; give the root logger back afterwards
+        with pytest.raises(SystemExit) as exited:
+            main(["--node-id", "n", "--endpoint", "unix:///nonexistent/csi.sock", *argv])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     assert exited.value.code == 2
     error = capsys.readouterr().err
     assert "usage:" in error and flag in error
