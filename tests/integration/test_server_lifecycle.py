@@ -152,3 +152,37 @@ async def test_canonical_line_has_method_code_duration(binary: StartBinary) -> N
     rpc_lines = [line for line in lines if line.get("method") == "GetPluginInfo"]
     assert len(rpc_lines) == 1
     assert rpc_lines[0]["code"] == "OK" and rpc_lines[0]["duration_s"] >= 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.asyncio
+async def test_tcp_endpoint_serves_and_stops_cleanly() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "node", "--endpoint", f"tcp://127.0.0.1:{port}", "--node-id", "n",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        info = None
+        for _ in range(200):
+            channel = Channel("127.0.0.1", port)
+            try:
+                info = await csi.IdentityStub(channel).get_plugin_info(
+                    csi.GetPluginInfoRequest(), timeout=2)
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+            finally:
+                channel.close()
+        assert info is not None and info.name == "efs.csi.aws.com"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 20)
+        assert process.returncode == 0, stderr.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
