@@ -161,16 +161,20 @@ class Binary:
         except TimeoutError:
             return await self.running.stop(signal.SIGKILL)
 
+    def _check_running(self) -> None:
+        if self.channel is None:  # between a SIGKILL and the restart: like a refused dial
+            raise ConnectionRefusedError(f"{self.kind} is not running")
+
     def controller(self) -> csi.ControllerStub:
-        assert self.channel is not None, f"{self.kind} is not running"
+        self._check_running()
         return csi.ControllerStub(self.channel)
 
     def node(self) -> csi.NodeStub:
-        assert self.channel is not None, f"{self.kind} is not running"
+        self._check_running()
         return csi.NodeStub(self.channel)
 
     def identity(self) -> csi.IdentityStub:
-        assert self.channel is not None, f"{self.kind} is not running"
+        self._check_running()
         return csi.IdentityStub(self.channel)
 
 
@@ -232,8 +236,7 @@ async def lab(work: Path, moto: MotoEndpoint, proxy: EfsProxy, *,
 def retryable(exc: BaseException) -> bool:
     if isinstance(exc, GRPCError):
         return exc.status in RETRYABLE
-    return isinstance(exc, ConnectionError | OSError | StreamTerminatedError | TimeoutError
-                      | AssertionError)  # AssertionError: "not running" while it restarts
+    return isinstance(exc, ConnectionError | OSError | StreamTerminatedError | TimeoutError)
 
 
 async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int = 200,
