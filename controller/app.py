@@ -25,9 +25,9 @@ from controller.unconfigured import NoRegionCloud
 from efs_csi.aws import CloudFactory, resolve_region
 from efs_csi.cloud import Cloud
 from efs_csi.commands import CommandRunner
-from efs_csi.errors import FailedPrecondition, Unavailable
+from efs_csi.errors import FailedPrecondition
 from efs_csi.identity import IdentityService, Readiness
-from efs_csi.kube import KubernetesAsyncioKube, in_cluster_endpoint
+from efs_csi.kube import in_cluster_kube
 from efs_csi.local_mount import LocalMounter
 from efs_csi.logging import get_logger
 from efs_csi.metrics import (
@@ -77,19 +77,6 @@ def root_directory_remover(args: argparse.Namespace) -> RootDirectoryRemover | N
     return RootDirectoryRemover(mounter, work_dir=work_dir, mount_options=options)
 
 
-async def _kube(stack: AsyncExitStack) -> ObjectReader | None:
-    """The Kubernetes API when running in a pod (only fileSystemId references need it)."""
-    try:
-        endpoint = in_cluster_endpoint()
-    except Unavailable as exc:
-        _log.info("no Kubernetes API; fileSystemIdConfigRef/SecretRef unavailable",
-                  reason=exc.message)
-        return None
-    kube = KubernetesAsyncioKube(endpoint)
-    stack.push_async_callback(kube.close)
-    return kube
-
-
 async def run_controller(args: argparse.Namespace) -> None:
     readiness = Readiness()
     registry = new_registry()
@@ -108,10 +95,13 @@ async def run_controller(args: argparse.Namespace) -> None:
                 CloudFactory(region, adaptive_retry=args.adaptive_retry_mode,
                              observer=ApiMetrics(registry)))
             default = clouds.default
+        kube = in_cluster_kube(without="fileSystemIdConfigRef/SecretRef unavailable")
+        if kube is not None:
+            stack.push_async_callback(kube.close)
         parts = build_controller(
             default, for_role=clouds.cloud_for,
             access_point_limit=args.access_point_limit, extra_tags=parse_tags(args.tags),
-            kube=await _kube(stack), root_dirs=root_directory_remover(args))
+            kube=kube, root_dirs=root_directory_remover(args))
         # Per-file-system access points, GIDs and in-flight creates, read at scrape time.
         registry.register(ProvisioningCollector(parts.allocator.snapshot))
         background: list[BackgroundTask] = []

@@ -25,6 +25,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from efs_csi.errors import NotFound, Unavailable
+from efs_csi.logging import get_logger
 
 
 class KubeConflict(Exception):
@@ -89,6 +90,19 @@ def in_cluster_endpoint(environ: Mapping[str, str] = os.environ,
     ca_file = service_account_dir / "ca.crt"
     return KubeEndpoint(host=f"https://{bracketed}:{port}", token_file=token_file,
                         ca_file=ca_file if ca_file.is_file() else None)
+
+
+_log = get_logger("efs_csi.kube")
+
+
+def in_cluster_kube(without: str) -> KubernetesAsyncioKube | None:
+    """The Kubernetes API when running in a pod, else None (logged: what goes ``without``)."""
+    try:
+        endpoint = in_cluster_endpoint()
+    except Unavailable as exc:
+        _log.info("no Kubernetes API", consequence=without, reason=exc.message)
+        return None
+    return KubernetesAsyncioKube(endpoint)
 
 
 class _TokenFile:

@@ -14,9 +14,8 @@ from pathlib import Path
 
 from efs_csi.cloud import AccessPoint
 from efs_csi.commands import CommandRunner
-from efs_csi.errors import Unavailable
 from efs_csi.identity import IdentityService, Readiness
-from efs_csi.kube import Kube, KubernetesAsyncioKube, in_cluster_endpoint
+from efs_csi.kube import in_cluster_kube
 from efs_csi.local_mount import LocalMounter
 from efs_csi.logging import get_logger
 from efs_csi.metrics import (
@@ -126,16 +125,6 @@ def volume_counts(parts: NodeParts) -> VolumeCounts:
     return VolumeCounts(staged=len(staged), published=published)
 
 
-def _in_cluster_kube() -> Kube | None:
-    """The Kubernetes API when running in a pod (zone label, taint removal), else None."""
-    try:
-        endpoint = in_cluster_endpoint()
-    except Unavailable as exc:
-        _log.info("no Kubernetes API; no zone label lookup or taint removal", reason=exc.message)
-        return None
-    return KubernetesAsyncioKube(endpoint)
-
-
 async def run_node(args: argparse.Namespace) -> None:
     readiness = Readiness()
     registry = new_registry()
@@ -174,7 +163,7 @@ async def run_node(args: argparse.Namespace) -> None:
         host, port = args.http_endpoint
         background.append(MetricsEndpoint(registry, host, port,
                                           healthy=lambda: readiness.ready).run)
-    kube = _in_cluster_kube()
+    kube = in_cluster_kube(without="no zone label lookup or taint removal")
     serving = asyncio.Event()
     if kube is not None and taint_removal_enabled(args.remove_not_ready_taint, os.environ):
         background.append(TaintRemover(kube, args.node_id, serving).run)
