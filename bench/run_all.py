@@ -1,6 +1,7 @@
 """Run every benchmark and gather their figures into one JSON summary and one Markdown table.
 
     python bench/run_all.py [--quick] [--only NAME ...]
+    python bench/run_all.py --collect     # only gather the JSON already saved
 
 Each benchmark is a script ``bench/<name>.py`` that prints its own table and saves
 ``bench/results/<name>.json``. This runner executes them one after another (they measure
@@ -63,6 +64,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
     parser.add_argument("--only", nargs="*", default=None, help="run only these benchmarks")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing; summarise the results already saved")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     summary: dict[str, Any] = {}
@@ -71,18 +74,20 @@ def main() -> int:
     for name in benchmarks():
         if args.only is not None and name not in args.only:
             continue
-        command = [sys.executable, str(BENCH / f"{name}.py"), *(["--quick"] if args.quick else [])]
-        print(f"=== {name}: {' '.join(command[1:])}", flush=True)
-        started = time.monotonic()
-        result = subprocess.run(command, check=False, cwd=BENCH.parent)
-        seconds = round(time.monotonic() - started, 1)
+        returncode, seconds = 0, 0.0
+        if not args.collect:
+            command = [sys.executable, str(BENCH / f"{name}.py"),
+                       *(["--quick"] if args.quick else [])]
+            print(f"=== {name}: {' '.join(command[1:])}", flush=True)
+            started = time.monotonic()
+            returncode = subprocess.run(command, check=False, cwd=BENCH.parent).returncode
+            seconds = round(time.monotonic() - started, 1)
         saved = RESULTS / f"{name}.json"
         data = json.loads(saved.read_text()) if saved.exists() else None
-        summary[name] = {"exit_code": result.returncode, "seconds": seconds, "results": data}
-        if result.returncode != 0:
-            failures += 1
-        sections.append(markdown(f"{name} (exit {result.returncode}, {seconds} s)",
-                                 rows_of(data)))
+        summary[name] = {"exit_code": returncode, "seconds": seconds, "results": data}
+        failures += returncode != 0
+        title = name if args.collect else f"{name} (exit {returncode}, {seconds} s)"
+        sections.append(markdown(title, rows_of(data)))
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / "summary.md").write_text("\n".join(sections))
     print("\n".join(sections))
