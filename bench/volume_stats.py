@@ -2,7 +2,7 @@
 
 For each size it builds a tree (1000 entries per directory, one file in ten holding 5000 bytes,
 one in a hundred hard-linked from a second directory), warms the page cache with one ``du``,
-then times ``du -s --inodes``, ``du -s -B1`` and ``node.volume_stats.measure_usage`` in the
+then times ``du -s --inodes``, ``du -s -B1`` and ``node.usage_walk.measure_usage`` in the
 same run. The walk runs in a fresh child process so its peak-RSS growth is its own. Prints a
 table and writes ``bench/results/volume_stats.json``.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from node.volume_stats import measure_usage  # noqa: E402
+from node.usage_walk import measure_usage  # noqa: E402
 
 PER_DIRECTORY = 1000
 PAYLOAD = b"x" * 5000

@@ -16,13 +16,8 @@ import pytest_asyncio
 
 from efs_csi.errors import NotFound, Unavailable
 from node.stats import StatsRequest
-from node.volume_stats import (
-    CollectorSettings,
-    Usage,
-    VolumeStatsCollector,
-    WalkCancelled,
-    measure_usage,
-)
+from node.usage_walk import Usage, WalkCancelled, measure_usage
+from node.volume_stats import CollectorSettings, VolumeStatsCollector
 from tests.support.ci import require_root
 
 FS_A = "fs-0000000a"
