@@ -12,7 +12,7 @@ import hashlib
 import re
 
 from controller.params import BASE_PATH, SUB_PATH_PATTERN, PvcMetadata
-from efs_csi.errors import InvalidArgument
+from efs_csi.errors import InvalidArgument, shown
 
 MAX_ROOT_PATH_CHARS = 100
 MAX_ROOT_PATH_COMPONENTS = 4
@@ -100,10 +100,10 @@ def root_path(*, base_path: str, sub_path_pattern: str, metadata: PvcMetadata,
     path = "/" + "/".join(parts)
     where = f"{BASE_PATH} + {SUB_PATH_PATTERN}"
     if len(parts) > MAX_ROOT_PATH_COMPONENTS:
-        raise InvalidArgument(f"{where} give {path!r} with {len(parts)} components; EFS allows "
-                              f"at most {MAX_ROOT_PATH_COMPONENTS}")
+        raise InvalidArgument(f"{where} give {shown(path)} with {len(parts)} components; "
+                              f"EFS allows at most {MAX_ROOT_PATH_COMPONENTS}")
     if len(path) > MAX_ROOT_PATH_CHARS:
-        raise InvalidArgument(f"{where} give {path!r} with {len(path)} characters; EFS allows "
+        raise InvalidArgument(f"{where} give {shown(path)} with {len(path)} characters; EFS allows "
                               f"at most {MAX_ROOT_PATH_CHARS}")
     return path
 

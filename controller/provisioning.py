@@ -34,7 +34,7 @@ from efs_csi.cloud import (
     CreationInfo,
     PosixUser,
 )
-from efs_csi.errors import AlreadyExists, Internal, InvalidArgument, NotFound
+from efs_csi.errors import AlreadyExists, Internal, InvalidArgument, NotFound, shown
 from efs_csi.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
 
 MAX_CLIENT_TOKEN = 64
@@ -125,7 +125,7 @@ class Provisioner:
     async def create(self, request: CreateRequest) -> CreatedVolume:
         plan = self._plan(request)
         cross_account = parse_secrets(request.secrets)
-        with self._keys.hold(f"name:{request.name}", f"volume {request.name!r}"):
+        with self._keys.hold(f"name:{request.name}", f"volume {shown(request.name)}"):
             cloud = await self._clouds.select(cross_account)
             fs_id = await self._file_system_id(plan.params.file_system)
             access_point = await self._access_point(cloud, fs_id, plan, request)
@@ -215,7 +215,7 @@ class Provisioner:
         problem = self._mismatch(existing, plan, request)
         if problem is not None:
             what = ("access point for this PVC" if plan.params.reuse_access_point
-                    else f"volume {request.name!r}")
+                    else f"volume {shown(request.name)}")
             raise AlreadyExists(f"{what} exists as {existing.access_point_id} but {problem}")
 
     def _mismatch(self, existing: AccessPoint, plan: _Plan,
@@ -255,7 +255,7 @@ class Provisioner:
         if not handle.access_point_id:
             return  # a static volume: the file system is not ours to delete
         cross_account = parse_secrets(secrets)
-        with self._keys.hold(f"id:{handle.access_point_id}", f"volume {volume_id!r}"):
+        with self._keys.hold(f"id:{handle.access_point_id}", f"volume {shown(volume_id)}"):
             cloud = await self._clouds.select(cross_account)
             fs_id, ap_id = handle.file_system_id, handle.access_point_id
             access_point = self._allocator.lookup(fs_id, ap_id)
@@ -266,7 +266,7 @@ class Provisioner:
                     self._allocator.forget(fs_id, ap_id)
                     return
             if access_point.file_system_id != fs_id:
-                raise InvalidArgument(f"volume_id {volume_id!r}: access point {ap_id} belongs "
+                raise InvalidArgument(f"volume_id {shown(volume_id)}: access point {ap_id} belongs "
                                       f"to {access_point.file_system_id}, not {fs_id}")
             if self._root_dirs is not None:
                 live = await self._allocator.known(cloud, fs_id)
@@ -281,13 +281,13 @@ class Provisioner:
         try:
             handle = parse_volume_id(volume_id)
         except InvalidArgument as exc:
-            raise NotFound(f"volume {volume_id!r} does not exist: {exc.message}") from None
+            raise NotFound(f"volume {shown(volume_id)} does not exist: {exc.message}") from None
         cloud = await self._clouds.select(parse_secrets(secrets))
         if handle.access_point_id:
             if self._allocator.lookup(handle.file_system_id, handle.access_point_id) is None:
                 access_point = await cloud.describe_access_point(handle.access_point_id)
                 if access_point.file_system_id != handle.file_system_id:
-                    raise NotFound(f"volume {volume_id!r}: access point "
+                    raise NotFound(f"volume {shown(volume_id)}: access point "
                                    f"{handle.access_point_id} is not on "
                                    f"{handle.file_system_id}")
         else:

@@ -70,6 +70,25 @@ class Internal(CsiError):
     status = Status.INTERNAL
 
 
+# grpc-message travels in an HTTP/2 trailer; a client drops the whole connection when the
+# header list is too large, so no message may echo unbounded client input.
+MAX_MESSAGE_CHARS = 1024
+_SHOWN_CHARS = 120
+
+
+def shown(value: str) -> str:
+    """``repr(value)`` fit for an error message: long client input is cut short."""
+    if len(value) <= _SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[:MAX_MESSAGE_CHARS] + f"... ({len(message)} characters)"
+
+
 def missing(field: str) -> InvalidArgument:
     """The error for an absent REQUIRED field (proto3 cannot express required)."""
     return InvalidArgument(f"{field} is required")
@@ -78,9 +97,9 @@ def missing(field: str) -> InvalidArgument:
 def to_grpc_error(exc: BaseException) -> GRPCError:
     """Map any exception raised by a handler to the GRPCError the caller receives."""
     if isinstance(exc, GRPCError):
-        return exc
+        return GRPCError(exc.status, _bounded(exc.message or ""), exc.details)
     if isinstance(exc, CsiError):
-        return GRPCError(exc.status, exc.message)
+        return GRPCError(exc.status, _bounded(exc.message))
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return GRPCError(Status.DEADLINE_EXCEEDED, "operation timed out")
     return GRPCError(Status.INTERNAL, f"internal error ({type(exc).__name__})")

@@ -42,6 +42,7 @@ _log = get_logger("efs_csi.rpc")
 
 # Request fields worth a place on the canonical line: they identify the object acted upon.
 _IDENTIFYING_FIELDS = ("name", "volume_id", "target_path", "staging_target_path")
+_LOGGED_CHARS = 512
 
 
 class RpcObserver(Protocol):
@@ -101,7 +102,8 @@ def _log_fields(request: betterproto2.Message | None) -> dict[str, Any]:
     if request is None:
         return {}
     present = {name: getattr(request, name, "") for name in _IDENTIFYING_FIELDS}
-    return redacted_fields({k: v for k, v in present.items() if v})
+    # Cut short: a log line is no place for a megabyte of hostile input.
+    return redacted_fields({k: v[:_LOGGED_CHARS] for k, v in present.items() if v})
 
 
 def _wrap(

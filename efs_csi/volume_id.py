@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from efs_csi.errors import InvalidArgument
+from efs_csi.errors import InvalidArgument, shown
 
 FILE_SYSTEM_ID = re.compile(r"fs-[0-9a-f]{8,40}")
 ACCESS_POINT_ID = re.compile(r"fsap-[0-9a-f]{8,40}")
@@ -49,12 +49,12 @@ def _check_path(path: str, volume_id: str) -> None:
     if not path:
         return
     if not path.startswith("/"):
-        raise InvalidArgument(f"volume_id {volume_id!r}: path {path!r} must be absolute")
+        raise InvalidArgument(f"volume_id {shown(volume_id)}: path {shown(path)} must be absolute")
     if len(path) > _MAX_PATH or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
-        raise InvalidArgument(f"volume_id {volume_id!r}: path contains control characters "
+        raise InvalidArgument(f"volume_id {shown(volume_id)}: path contains control characters "
                               "or is too long")
     if ".." in path.split("/"):
-        raise InvalidArgument(f"volume_id {volume_id!r}: path must not contain '..'")
+        raise InvalidArgument(f"volume_id {shown(volume_id)}: path must not contain '..'")
 
 
 def parse_volume_id(volume_id: str) -> VolumeHandle:
@@ -64,18 +64,18 @@ def parse_volume_id(volume_id: str) -> VolumeHandle:
     body = volume_id.removeprefix(_PREFIX)
     parts = body.split(":")
     if len(parts) > 3:
-        raise InvalidArgument(f"volume_id {volume_id!r}: expected "
+        raise InvalidArgument(f"volume_id {shown(volume_id)}: expected "
                               "fs-id[:path[:fsap-id]], got too many ':' separators")
     file_system_id = parts[0]
     path = parts[1] if len(parts) > 1 else ""
     access_point_id = parts[2] if len(parts) > 2 else ""
     if not is_file_system_id(file_system_id):
-        raise InvalidArgument(f"volume_id {volume_id!r}: file system id must match "
+        raise InvalidArgument(f"volume_id {shown(volume_id)}: file system id must match "
                               f"{FILE_SYSTEM_ID.pattern}")
     if len(parts) == 3 and not is_access_point_id(access_point_id):
-        raise InvalidArgument(f"volume_id {volume_id!r}: access point id must match "
+        raise InvalidArgument(f"volume_id {shown(volume_id)}: access point id must match "
                               f"{ACCESS_POINT_ID.pattern}")
     if len(parts) == 2 and not path:
-        raise InvalidArgument(f"volume_id {volume_id!r}: empty path after ':'")
+        raise InvalidArgument(f"volume_id {shown(volume_id)}: empty path after ':'")
     _check_path(path, volume_id)
     return VolumeHandle(file_system_id, path, access_point_id)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from efs_csi import csi
 from efs_csi.capabilities import is_read_only, validate_capabilities
-from efs_csi.errors import InvalidArgument, NotFound, Unimplemented, missing
+from efs_csi.errors import InvalidArgument, NotFound, Unimplemented, missing, shown
 from efs_csi.offloop import PathProbe, PathState
 from efs_csi.volume_id import parse_volume_id
 from node.mount_options import build_mount_options
@@ -112,12 +112,12 @@ class NodeService(csi.NodeBase):
             raise missing("volume_path")
         if not message.volume_path.startswith("/"):
             # Nothing can be mounted at a relative path (csi-sanity expects NOT_FOUND here).
-            raise NotFound(f"volume_path {message.volume_path!r} does not exist")
+            raise NotFound(f"volume_path {shown(message.volume_path)} does not exist")
         path = _path(message.volume_path, "volume_path")
         try:
             handle = parse_volume_id(message.volume_id)
         except InvalidArgument as exc:
-            raise NotFound(f"volume {message.volume_id!r} does not exist: {exc.message}") \
+            raise NotFound(f"volume {shown(message.volume_id)} does not exist: {exc.message}") \
                 from None
         health = await self._probe.check(path)
         if health.state is PathState.MISSING:

@@ -37,3 +37,14 @@ def test_unexpected_errors_become_internal_without_details() -> None:
 
 def test_missing_names_the_field() -> None:
     assert errors.missing("volume_id").message == "volume_id is required"
+
+
+def test_messages_are_bounded_and_echoed_input_cut_short() -> None:
+    huge = "x" * 100_000
+    assert len(errors.shown(huge)) < 200 and "100000 characters" in errors.shown(huge)
+    assert errors.shown("fs-1") == "'fs-1'"
+    mapped = errors.to_grpc_error(errors.NotFound(f"volume {huge} does not exist"))
+    assert len(mapped.message or "") <= errors.MAX_MESSAGE_CHARS + 40
+    passed_through = errors.to_grpc_error(GRPCError(Status.NOT_FOUND, huge))
+    assert passed_through.status == Status.NOT_FOUND
+    assert len(passed_through.message or "") <= errors.MAX_MESSAGE_CHARS + 40

@@ -69,3 +69,13 @@ def test_json_lines_are_json_with_level_and_logger() -> None:
 def test_unknown_format_is_rejected() -> None:
     with pytest.raises(ValueError, match="log format"):
         configure_logging("xml", "info")
+
+
+@pytest.mark.timeout(30)
+def test_scrubbing_huge_input_terminates() -> None:
+    """A huge run of word characters must not make the scrubber backtrack quadratically (at
+    this size that took many minutes: the per-test timeout is the guard, not a speed target)."""
+    huge = "a" * 200_000
+    for text in (huge, huge + "secret", "secret" + huge, f"secrets={huge}"):
+        assert scrub_text(text).startswith(text[:6])
+    assert SECRET not in scrub_text(f"{huge} secrets={{'k': '{SECRET}'}}")
