@@ -57,6 +57,13 @@ class NodeService(csi.NodeBase):
         self._stats = stats
         self._probe = probe
         self._zone = zone
+        # The PV's requested size per volume, from the volume context of NodeStage and
+        # NodePublish (kubelet repeats NodePublish after a plugin restart, so it comes back).
+        self._capacities: dict[str, int] = {}
+
+    def _remember_capacity(self, volume_id: str, capacity_bytes: int | None) -> None:
+        if capacity_bytes:
+            self._capacities[volume_id] = capacity_bytes
 
     async def node_stage_volume(
         self, message: csi.NodeStageVolumeRequest
@@ -69,7 +76,8 @@ class NodeService(csi.NodeBase):
         options = build_mount_options(handle, context, capability.mount.mount_flags,
                                       read_only=is_read_only(capability), zone=self._zone())
         await self._stager.stage(StageRequest(message.volume_id, handle, staging,
-                                              tuple(options), context.capacity_bytes))
+                                              tuple(options)))
+        self._remember_capacity(message.volume_id, context.capacity_bytes)
         return csi.NodeStageVolumeResponse()
 
     async def node_unstage_volume(
@@ -79,6 +87,7 @@ class NodeService(csi.NodeBase):
             raise missing("volume_id")
         staging = _path(message.staging_target_path, "staging_target_path")
         await self._stager.unstage(message.volume_id, staging)
+        self._capacities.pop(message.volume_id, None)
         return csi.NodeUnstageVolumeResponse()
 
     async def node_publish_volume(
@@ -88,10 +97,11 @@ class NodeService(csi.NodeBase):
         target = _path(message.target_path, "target_path")
         staging = _path(message.staging_target_path, "staging_target_path")
         capability = _capability(message.volume_capability)
-        parse_volume_context(message.volume_context)
+        context = parse_volume_context(message.volume_context)
         read_only = message.readonly or is_read_only(capability)
         await self._publisher.publish(PublishRequest(message.volume_id, staging, target,
                                                      read_only))
+        self._remember_capacity(message.volume_id, context.capacity_bytes)
         return csi.NodePublishVolumeResponse()
 
     async def node_unpublish_volume(
@@ -129,7 +139,7 @@ class NodeService(csi.NodeBase):
             raise NotFound(f"volume {message.volume_id} is not mounted at volume_path {path}")
         figures = await self._stats.stats(StatsRequest(
             message.volume_id, handle.file_system_id, path,
-            self._stager.staged.capacity_of(message.volume_id)))
+            self._capacities.get(message.volume_id)))
         usage = []
         if figures.total_bytes is not None:
             usage.append(csi.VolumeUsage(unit=csi.VolumeUsageUnit.BYTES,

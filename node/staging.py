@@ -28,7 +28,6 @@ class StageRequest:
     handle: VolumeHandle
     staging_path: Path
     options: tuple[str, ...]
-    capacity_bytes: int | None = None
 
 
 @dataclass
@@ -43,12 +42,6 @@ class StagedVolumes:
 
     def remove(self, path: Path) -> None:
         self._by_path.pop(path, None)
-
-    def capacity_of(self, volume_id: str) -> int | None:
-        for request in self._by_path.values():
-            if request.volume_id == volume_id:
-                return request.capacity_bytes
-        return None
 
 
 def staging_keys(volume_id: str, path: Path) -> list[str]:

@@ -74,11 +74,11 @@ def capability(mode: csi.VolumeCapabilityAccessModeMode =
 
 def publish_request(volume_id: str, staging: Path, target: Path, *, readonly: bool = False,
                     mode: csi.VolumeCapabilityAccessModeMode =
-                    csi.VolumeCapabilityAccessModeMode.MULTI_NODE_MULTI_WRITER
-                    ) -> csi.NodePublishVolumeRequest:
+                    csi.VolumeCapabilityAccessModeMode.MULTI_NODE_MULTI_WRITER,
+                    context: dict[str, str] | None = None) -> csi.NodePublishVolumeRequest:
     return csi.NodePublishVolumeRequest(
         volume_id=volume_id, staging_target_path=str(staging), target_path=str(target),
-        volume_capability=capability(mode), readonly=readonly)
+        volume_capability=capability(mode), readonly=readonly, volume_context=context or {})
 
 
 class RecordingRunner(CommandRunner):

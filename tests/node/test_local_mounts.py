@@ -152,3 +152,17 @@ async def test_volume_stats_and_capacity_from_context(local_node: LocalNode) -> 
         await node.stub.node_get_volume_stats(
             csi.NodeGetVolumeStatsRequest(volume_id=FS_ID, volume_path=str(work / "nothing")))
     assert caught.value.status == Status.NOT_FOUND
+
+
+@pytest.mark.asyncio
+async def test_capacity_is_also_learned_from_publish(local_node: LocalNode) -> None:
+    """After a plugin restart kubelet repeats NodePublish, not NodeStage: its context counts."""
+    node, work = local_node, local_node.work
+    staging, target = work / "staging", work / "pod" / "vol"
+    await node.stub.node_stage_volume(stage_request(FS_ID, staging))
+    await node.stub.node_publish_volume(publish_request(
+        FS_ID, staging, target, context={"capacityBytes": "2147483648"}))
+    reply = await node.stub.node_get_volume_stats(
+        csi.NodeGetVolumeStatsRequest(volume_id=FS_ID, volume_path=str(target)))
+    by_unit = {usage.unit: usage for usage in reply.usage}
+    assert by_unit[csi.VolumeUsageUnit.BYTES].total == 2147483648
