@@ -55,3 +55,18 @@ def test_bool_flags_accept_reference_spellings() -> None:
     assert parser.parse_args([]).adaptive_retry_mode is True
     with pytest.raises(SystemExit):
         parser.parse_args(["--adaptive-retry-mode=maybe"])
+
+
+@pytest.mark.parametrize(("parser", "argv"), [
+    (controller_parser, ["--access-point-limit", "0"]),
+    (controller_parser, ["--access-point-limit", "many"]),
+    (node_parser, ["--max-inflight-mount-calls", "-1"]),
+    (node_parser, ["--mount-timeout", "nan"]),
+    (node_parser, ["--vol-metrics-fs-rate-limit", "0"]),
+    (node_parser, ["--shutdown-grace-period", "-5"]),
+])
+def test_bad_numbers_exit_2_naming_the_flag(parser, argv, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as caught:
+        parser().parse_args(argv)
+    assert caught.value.code == 2
+    assert argv[0] in capsys.readouterr().err
