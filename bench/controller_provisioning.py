@@ -38,6 +38,7 @@ from controller.app import build_controller  # noqa: E402
 from efs_csi import csi  # noqa: E402
 from efs_csi.aws import CloudFactory  # noqa: E402
 from efs_csi.logging import configure_logging  # noqa: E402
+from tests.support.csi_builders import percentile  # noqa: E402
 from tests.support.efs_proxy import EfsProxy, make_file_system  # noqa: E402
 from tests.support.moto_server import CREDENTIALS, REGION, running_moto  # noqa: E402
 
@@ -76,10 +77,6 @@ def request(name: str, file_system_id: str) -> csi.CreateVolumeRequest:
         parameters={"provisioningMode": "efs-ap", "fileSystemId": file_system_id,
                     "directoryPerms": "700", "basePath": "/bench"})
 
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
 
 
 async def scenario(moto_url: str, proxy: EfsProxy, creates: int, existing: int,

@@ -27,21 +27,13 @@ sys.path.insert(0, str(REPO))
 from efs_csi import csi  # noqa: E402
 from efs_csi.mountinfo import read_mount_table  # noqa: E402
 from tests.node.conftest import unmount_everything_under  # noqa: E402
+from tests.support.csi_builders import mount_capability, percentile  # noqa: E402
 from tests.support.processes import start_binary  # noqa: E402
 
 FS_ID = "fs-0123456789abcdef0"
 Mode = csi.VolumeCapabilityAccessModeMode
 
 
-def capability() -> csi.VolumeCapability:
-    return csi.VolumeCapability(mount=csi.VolumeCapabilityMountVolume(),
-                                access_mode=csi.VolumeCapabilityAccessMode(
-                                    mode=Mode.MULTI_NODE_MULTI_WRITER))
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -71,11 +63,11 @@ async def run(publishes: int, work: Path) -> dict[str, object]:
         before = len(read_mount_table().under(kubelet))
         stage_s = await timed(stub.node_stage_volume(csi.NodeStageVolumeRequest(
             volume_id=FS_ID, staging_target_path=str(staging),
-            volume_capability=capability())))
+            volume_capability=mount_capability())))
         started = time.perf_counter()
         publish_s = await asyncio.gather(*(timed(stub.node_publish_volume(
             csi.NodePublishVolumeRequest(volume_id=FS_ID, staging_target_path=str(staging),
-                                         target_path=str(t), volume_capability=capability())))
+                                         target_path=str(t), volume_capability=mount_capability())))
             for t in targets))
         publish_wall = time.perf_counter() - started
         table = read_mount_table()

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from efs_csi import csi  # noqa: E402
 from efs_csi.mountinfo import read_mount_table  # noqa: E402
+from tests.support.csi_builders import mount_capability  # noqa: E402
 from tests.support.efs_proxy import make_file_system  # noqa: E402
 from tests.support.moto_server import REGION, running_moto  # noqa: E402
 from tests.support.processes import RunningBinary, start_binary  # noqa: E402
@@ -41,10 +42,6 @@ from tests.support.processes import RunningBinary, start_binary  # noqa: E402
 Mode = csi.VolumeCapabilityAccessModeMode
 GIB = 1 << 30
 
-
-def capability(mode: Mode) -> csi.VolumeCapability:
-    return csi.VolumeCapability(mount=csi.VolumeCapabilityMountVolume(),
-                                access_mode=csi.VolumeCapabilityAccessMode(mode=mode))
 
 
 @dataclass
@@ -109,8 +106,8 @@ class Walkthrough:
         pods = work / "kubelet" / "pods"
         self.pods = {name: pods / f"pod-{name}" / "volumes" / "pv-demo" / "mount"
                      for name in ("a", "b", "readonly")}
-        self.writer = capability(Mode.MULTI_NODE_MULTI_WRITER)
-        self.reader = capability(Mode.MULTI_NODE_READER_ONLY)
+        self.writer = mount_capability(Mode.MULTI_NODE_MULTI_WRITER)
+        self.reader = mount_capability(Mode.MULTI_NODE_READER_ONLY)
 
     async def run(self, report: Report) -> None:
         await report.step("CreateVolume (subPathPattern)", self.create)

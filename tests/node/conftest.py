@@ -22,6 +22,7 @@ from efs_csi.rpc import InFlight, instrument
 from node.app import NodeParts, ZoneHolder, build_node
 from node.service import NodeConfig
 from tests.support.ci import require_root
+from tests.support.csi_builders import mount_capability as capability
 
 FS_ID = "fs-0123456789abcdef0"
 
@@ -64,12 +65,6 @@ def stage_request(volume_id: str, staging: Path, *, mode: csi.VolumeCapabilityAc
         volume_id=volume_id, staging_target_path=str(staging),
         volume_capability=capability(mode, flags), volume_context=context or {})
 
-
-def capability(mode: csi.VolumeCapabilityAccessModeMode =
-               csi.VolumeCapabilityAccessModeMode.MULTI_NODE_MULTI_WRITER,
-               flags: list[str] | None = None) -> csi.VolumeCapability:
-    return csi.VolumeCapability(mount=csi.VolumeCapabilityMountVolume(mount_flags=flags or []),
-                                access_mode=csi.VolumeCapabilityAccessMode(mode=mode))
 
 
 def publish_request(volume_id: str, staging: Path, target: Path, *, readonly: bool = False,

@@ -25,6 +25,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from efs_csi import csi
 from efs_csi.mountinfo import read_mount_table
+from tests.support.csi_builders import mount_capability as capability
 from tests.support.efs_proxy import EfsProxy, make_file_system
 from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint
 from tests.support.processes import RunningBinary, start_binary
@@ -34,12 +35,6 @@ Mode = csi.VolumeCapabilityAccessModeMode
 GID_START, GID_END = 50000, 59999
 RETRYABLE = frozenset({Status.UNAVAILABLE, Status.ABORTED, Status.DEADLINE_EXCEEDED})
 
-
-def capability(mode: Mode = Mode.MULTI_NODE_MULTI_WRITER,
-               flags: list[str] | None = None) -> csi.VolumeCapability:
-    return csi.VolumeCapability(
-        mount=csi.VolumeCapabilityMountVolume(mount_flags=flags or []),
-        access_mode=csi.VolumeCapabilityAccessMode(mode=mode))
 
 
 def create_request(name: str, file_system_id: str) -> csi.CreateVolumeRequest:
