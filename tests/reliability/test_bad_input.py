@@ -219,7 +219,7 @@ def bad_volume_id(value: str) -> bool:
     if match is None:
         return True
     path, access_point = match.group(1), match.group(2)
-    if access_point is not None and not re.fullmatch(r"fsap-[0-9a-f]{8,40}", access_point):
+    if access_point and not re.fullmatch(r"fsap-[0-9a-f]{8,40}", access_point):
         return True
     return bool(path) and (not path.startswith("/") or ".." in path.split("/")
                            or _CONTROL.search(path) is not None)
