@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from efs_csi.booleans import EXPECTED, parse_bool_text
 from efs_csi.errors import InvalidArgument
 
 ENCRYPT_IN_TRANSIT = "encryptInTransit"
@@ -43,12 +44,10 @@ class VolumeContext:
 
 
 def _bool(key: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered == "true":
-        return True
-    if lowered == "false":
-        return False
-    raise InvalidArgument(f"volume_context[{key!r}]: expected true or false, got {value!r}")
+    parsed = parse_bool_text(value)
+    if parsed is None:
+        raise InvalidArgument(f"volume_context[{key!r}]: expected {EXPECTED}, got {value!r}")
+    return parsed
 
 
 def _ip(key: str, value: str) -> str:

@@ -303,3 +303,34 @@ async def test_capabilities_expand_validate_and_unimplemented(harness: Harness) 
     assert status == Status.NOT_FOUND
     status, _ = await code_of(harness.stub.list_volumes(csi.ListVolumesRequest()))
     assert status == Status.UNIMPLEMENTED
+
+
+GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("spelling", GO_TRUE + GO_FALSE)
+async def test_boolean_parameters_take_every_go_parsebool_spelling(harness: Harness,
+                                                                   spelling: str) -> None:
+    """StorageClasses written for the reference driver (Go's strconv.ParseBool) work as-is."""
+    reply = await harness.stub.create_volume(create_request(
+        name=f"pv-{spelling}", ensureUniqueDirectory=spelling, enforceZoneAffinity=spelling))
+    assert reply.volume is not None
+    [ap] = [ap for ap in harness.cloud.access_points_by_id.values()
+            if ap.client_token == f"pv-{spelling}"]
+    unique = spelling in GO_TRUE
+    assert ap.root_path == (f"/dyn/pv-1-{unique_suffix(f'pv-{spelling}')}" if unique
+                            else "/dyn/pv-1")
+    # enforceZoneAffinity=true costs one DescribeFileSystems; false costs none.
+    assert harness.cloud.calls["DescribeFileSystems"] == (1 if unique else 0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("spelling", ["yes", "on", "tRuE1", "", "2"])
+async def test_other_boolean_spellings_are_refused_naming_the_parameter(
+        harness: Harness, spelling: str) -> None:
+    status, message = await code_of(harness.stub.create_volume(
+        create_request(reuseAccessPoint=spelling)))
+    assert status == Status.INVALID_ARGUMENT and "reuseAccessPoint" in message
+    assert sum(harness.cloud.calls.values()) == 0

@@ -15,6 +15,13 @@ from node.volume_context import VolumeContext, parse_volume_context
     ({"mounttargetip": "10.0.0.5"}, VolumeContext(mount_target_ip="10.0.0.5")),
     ({"mounttargetip": "fd00::1"}, VolumeContext(mount_target_ip="fd00::1")),
     ({"crossaccount": "true"}, VolumeContext(cross_account=True)),
+    # every spelling of Go's strconv.ParseBool, which the reference driver uses
+    ({"encryptInTransit": "0"}, VolumeContext(encrypt_in_transit=False)),
+    ({"encryptInTransit": "F"}, VolumeContext(encrypt_in_transit=False)),
+    ({"encryptInTransit": "False"}, VolumeContext(encrypt_in_transit=False)),
+    ({"encryptInTransit": "f"}, VolumeContext(encrypt_in_transit=False)),
+    ({"crossaccount": "1"}, VolumeContext(cross_account=True)),
+    ({"crossaccount": "T"}, VolumeContext(cross_account=True)),
     ({"storage.kubernetes.io/csiProvisionerIdentity": "123-efs.csi.aws.com"}, VolumeContext()),
     ({"capacityBytes": "5368709120"}, VolumeContext(capacity_bytes=5368709120)),
     ({"mounttargetipmap": '{"us-east-1a": "10.0.1.1", "us-east-1b": "10.0.2.1"}'},
