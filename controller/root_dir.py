@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from controller.tags import BASE_PATH_TAG
+from controller.tags import BASE_PATH_TAG, is_base_path_tag_of
 from efs_csi.cloud import AccessPoint
 from efs_csi.logging import get_logger
 from efs_csi.mount import Mounter
@@ -42,7 +42,7 @@ def refusal(access_point: AccessPoint, live: Sequence[AccessPoint]) -> str | Non
     if root == PurePosixPath("/"):
         return "it is the file system root"
     base_path = access_point.tags.get(BASE_PATH_TAG)
-    if base_path is not None and root == _normalise(base_path):
+    if base_path is not None and is_base_path_tag_of(base_path, str(root)):
         return "it is the StorageClass basePath"
     for other in live:
         if other.access_point_id == access_point.access_point_id:

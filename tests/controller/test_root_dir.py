@@ -10,7 +10,7 @@ from controller.cross_account import CloudSelector
 from controller.gid import GidAllocator
 from controller.provisioning import Provisioner
 from controller.root_dir import RootDirectoryRemover
-from controller.tags import BASE_PATH_TAG
+from controller.tags import BASE_PATH_TAG, tag_value
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.commands import CommandRunner
 from efs_csi.local_mount import LocalMounter
@@ -66,6 +66,7 @@ async def test_directory_is_removed_with_the_access_point(tmp_path: Path) -> Non
 @pytest.mark.parametrize(("doomed_root", "other_root", "base_path"), [
     ("/", None, "/dyn"),                   # never the file system root
     ("/dyn", None, "/dyn"),                # never basePath itself
+    ("/team(a)", None, tag_value("/team(a)")),  # ... also when its tag had to be escaped
     ("/dyn/shared", "/dyn/shared", "/dyn"),  # never a directory another access point uses
     ("/dyn/outer", "/dyn/outer/inner", "/dyn"),  # ... or one that contains another's
     ("/dyn/outer/inner", "/dyn/outer", "/dyn"),  # ... or one inside another's
