@@ -107,10 +107,10 @@ def parse_tags(text: str) -> dict[str, str]:
                              f"({_MAX_KEY}/{_MAX_VALUE} characters)")
         if key.lower().startswith("aws:"):
             raise ValueError(f"--tags: {key!r}: the aws: prefix is reserved")
-        for what, text in (("key", key), ("value", value)):
-            bad = _disallowed(text)
+        for what, part in (("key", key), ("value", value)):
+            bad = _disallowed(part)
             if bad:
-                raise ValueError(f"--tags: {what} {text!r} holds {bad!r}, which EFS does not "
+                raise ValueError(f"--tags: {what} {part!r} holds {bad!r}, which EFS does not "
                                  "allow in tags (allowed: letters, numbers, spaces and "
                                  "_ . : / = + - @)")
         tags[key] = value
