@@ -77,6 +77,11 @@ def positive_float(text: str) -> float:
     return _number(text, float, lambda value: value > 0, "a positive number")
 
 
+def non_negative_float(text: str) -> float:
+    return _number(text, float, lambda value: value >= 0 and value != float("inf"),
+                   "a number >= 0")
+
+
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{prog} {__version__}")

@@ -108,3 +108,21 @@ async def test_base_paths_efs_tags_cannot_hold_still_provision(proxy: EfsProxy,
     assert access_point.root_path.startswith(base_path + "/pv-1-")
     assert tag_violations(access_point.tags) == []
     assert access_point.tags["efs.csi.aws.com/base-path"] == tag_value(base_path)
+
+
+@pytest.mark.asyncio
+async def test_same_name_on_another_file_system_is_already_exists(proxy: EfsProxy) -> None:
+    """EFS client tokens are account-wide: EFS refuses the second create."""
+    first_fs = make_file_system(proxy.url).file_system_id
+    second_fs = make_file_system(proxy.url).file_system_id
+    async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
+        made = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+                                extra_tags={}).service
+        await made.create_volume(request("pv-1", first_fs))
+        fresh = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+                                 extra_tags={}).service  # knows nothing of the first
+        with pytest.raises(CsiError) as raised:
+            await fresh.create_volume(request("pv-1", second_fs))
+        assert [ap async for ap in clouds.default.access_points(second_fs)] == []
+    assert raised.value.status == Status.ALREADY_EXISTS
+    assert second_fs in raised.value.message and "unique per account" in raised.value.message
