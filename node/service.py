@@ -13,6 +13,7 @@ from pathlib import Path
 from efs_csi import csi
 from efs_csi.capabilities import is_read_only, validate_capabilities
 from efs_csi.errors import InvalidArgument, NotFound, Unimplemented, missing, shown
+from efs_csi.logging import get_logger
 from efs_csi.offloop import PathProbe, PathState
 from efs_csi.volume_id import parse_volume_id
 from node.mount_options import build_mount_options
@@ -21,6 +22,7 @@ from node.staging import Stager, StageRequest
 from node.stats import StatsRequest, VolumeStatsSource
 from node.volume_context import parse_volume_context
 
+_log = get_logger("node.service")
 ZONE_KEY = "topology.kubernetes.io/zone"
 RpcType = csi.NodeServiceCapabilityRpcType
 
@@ -73,10 +75,12 @@ class NodeService(csi.NodeBase):
         capability = _capability(message.volume_capability)
         context = parse_volume_context(message.volume_context)
         assert capability.mount is not None  # validated above
-        options = build_mount_options(handle, context, capability.mount.mount_flags,
-                                      read_only=is_read_only(capability), zone=self._zone())
+        built = build_mount_options(handle, context, capability.mount.mount_flags,
+                                    read_only=is_read_only(capability), zone=self._zone())
+        for note in built.notes:
+            _log.warning("mount options adjusted", volume_id=message.volume_id, detail=note)
         await self._stager.stage(StageRequest(message.volume_id, handle, staging,
-                                              tuple(options)))
+                                              tuple(built.options)))
         self._remember_capacity(message.volume_id, context.capacity_bytes)
         return csi.NodeStageVolumeResponse()
 

@@ -6,8 +6,9 @@ every example:
 
 - the answer is a well-formed gRPC status, never a dropped connection or stream;
 - clearly invalid input (an independent oracle below decides: malformed volume ids, relative
-  or empty paths, NUL bytes, mount flags holding ',' / whitespace / control characters,
-  unknown access modes, missing required fields, unknown volume-context keys) is refused with
+  or empty paths, NUL bytes, mount flags holding an empty option / whitespace / control
+  characters, unknown access modes, missing required fields, unknown volume-context keys)
+  is refused with
   a status other than UNKNOWN/INTERNAL (or, where the spec makes the call idempotent, OK),
   and costs no EFS API call (the EfsProxy's counters do not move);
 - nothing is mounted anywhere but the staging/target path the request named (the mount table
@@ -230,7 +231,9 @@ def bad_path(value: str) -> bool:
 
 
 def bad_flag(flag: str) -> bool:
-    return not flag or "," in flag or any(ch.isspace() or _CONTROL.match(ch) for ch in flag)
+    """A flag may hold several comma-separated options; each must be non-empty."""
+    return (not flag or "" in flag.split(",")
+            or any(ch.isspace() or _CONTROL.match(ch) for ch in flag))
 
 
 def bad_capability(cap: csi.VolumeCapability | None) -> bool:
