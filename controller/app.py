@@ -75,7 +75,8 @@ def root_directory_remover(args: argparse.Namespace) -> RootDirectoryRemover | N
     else:
         mounter, options = EfsMounter(commands), ("tls",)
     work_dir = Path(tempfile.gettempdir()) / "efs-csi-controller"
-    return RootDirectoryRemover(mounter, work_dir=work_dir, mount_options=options)
+    return RootDirectoryRemover(mounter, work_dir=work_dir, mount_options=options,
+                                detach=commands.lazy_unmount)
 
 
 async def run_controller(args: argparse.Namespace) -> None:

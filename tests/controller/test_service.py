@@ -441,3 +441,37 @@ async def test_same_name_on_another_file_system_names_where_the_volume_is(
     # When EFS names the access point, so does the answer; else it says where to look.
     assert (FS in message) if named else ("another file system" in message)
     assert len(harness.cloud.access_points_by_id) == 1
+
+
+@dataclass
+class Codes:
+    seen: list[tuple[str, Status]]
+
+    def observe(self, method: str, code: Status, seconds: float) -> None:
+        self.seen.append((method, code))
+
+
+@pytest.mark.asyncio
+async def test_a_passed_deadline_is_counted_as_deadline_exceeded_not_cancelled() -> None:
+    """grpclib cancels the handler at the client's deadline; what the log line and the
+    metrics say must be what the client got: DEADLINE_EXCEEDED. A client that goes away
+    before its deadline is CANCELLED."""
+    cloud = FakeCloud(FS)
+    cloud.gate = asyncio.Event()  # EFS never answers the create
+    codes = Codes([])
+    service = ControllerService(provisioner(cloud, GidAllocator(access_point_limit=100), []))
+    async with ChannelFor([instrument(service, InFlight(), codes)]) as channel:
+        stub = csi.ControllerStub(channel)
+        with pytest.raises((GRPCError, TimeoutError)):
+            await stub.create_volume(create_request(), timeout=0.3)
+        call = asyncio.ensure_future(stub.create_volume(create_request(name="pv-2"),
+                                                        timeout=30))
+        while cloud.calls["CreateAccessPoint"] < 2:  # noqa: ASYNC110 - the call is in flight
+            await asyncio.sleep(0.01)
+        call.cancel()  # the client goes away long before its deadline
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        while len(codes.seen) < 2:  # noqa: ASYNC110 - the server side finishes
+            await asyncio.sleep(0.01)
+    assert codes.seen == [("CreateVolume", Status.DEADLINE_EXCEEDED),
+                          ("CreateVolume", Status.CANCELLED)]
