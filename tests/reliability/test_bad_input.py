@@ -227,7 +227,10 @@ def bad_volume_id(value: str) -> bool:
 
 
 def bad_path(value: str) -> bool:
-    return not value.startswith("/") or "\x00" in value
+    """Relative, NUL, a '..' component, or over Linux's PATH_MAX/NAME_MAX."""
+    components = value.split("/")
+    return (not value.startswith("/") or "\x00" in value or ".." in components
+            or len(value.encode()) > 4095 or any(len(c.encode()) > 255 for c in components))
 
 
 def bad_flag(flag: str) -> bool:
