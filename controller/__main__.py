@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     from controller.app import run_controller  # after logging is configured
 
-    return run(run_controller(args))
+    return run(run_controller(args), parser.prog)
 
 
 if __name__ == "__main__":
