@@ -236,7 +236,7 @@ class Provisioner:
             _log.info("not adopting the reference driver's access point for this PVC name",
                       access_point_id=existing.access_point_id, reason=problem)
         elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.token)
-        if elsewhere is not None:
+        if elsewhere is not None and await self._confirmed(cloud, elsewhere) is not None:
             raise self._on_other_file_system(elsewhere, fs_id, request)
         return None
 

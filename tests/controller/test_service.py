@@ -475,3 +475,13 @@ async def test_a_passed_deadline_is_counted_as_deadline_exceeded_not_cancelled()
             await asyncio.sleep(0.01)
     assert codes.seen == [("CreateVolume", Status.DEADLINE_EXCEEDED),
                           ("CreateVolume", Status.CANCELLED)]
+
+
+@pytest.mark.asyncio
+async def test_a_volume_gone_from_another_file_system_does_not_block_the_name(
+        harness: Harness) -> None:
+    harness.cloud.add_file_system(FileSystem(OTHER_FS))
+    await harness.stub.create_volume(create_request())
+    harness.cloud.access_points_by_id.clear()  # deleted by someone else
+    reply = await harness.stub.create_volume(create_request(fileSystemId=OTHER_FS))
+    assert reply.volume is not None and reply.volume.volume_id.startswith(OTHER_FS)
