@@ -340,8 +340,12 @@ async def check(served: Served, identity: csi.IdentityStub, call: Callable[[], A
         status = Status.OK
     except GRPCError as error:  # anything else (a dropped stream, a reset) fails the test
         status = error.status
+    # Only mounts of this module's file system count (and are undone): others on this
+    # machine (another test's kubelet, say) are neither this node's doing nor ours to touch.
+    ours = str(served.work)
     new = [entry for entry in read_mount_table().entries
-           if entry.mount_id not in mounts_before]
+           if entry.mount_id not in mounts_before
+           and (entry.root.startswith(ours) or entry.mount_point.startswith(ours))]
     for entry in sorted(new, key=lambda entry: -len(entry.mount_point)):
         subprocess.run(["umount", "-l", entry.mount_point], capture_output=True, check=False)
     allowed = {os.path.normpath(path) for path in given if path.startswith("/")}
