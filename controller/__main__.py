@@ -6,8 +6,16 @@ import argparse
 import os
 import sys
 
+from controller.gid import DEFAULT_MAX_AGE
 from controller.tags import parse_tags
-from efs_csi.cli import add_bool_flag, base_parser, parse_args, positive_int, run
+from efs_csi.cli import (
+    add_bool_flag,
+    base_parser,
+    non_negative_float,
+    parse_args,
+    positive_int,
+    run,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
                   help_text="use botocore's adaptive retry mode (client-side rate limiting)")
     parser.add_argument("--access-point-limit", type=positive_int, default=10000,
                         help="access points allowed per file system (the EFS quota)")
+    parser.add_argument("--gid-inventory-max-age", type=non_negative_float,
+                        default=DEFAULT_MAX_AGE, metavar="SECONDS",
+                        help="how old a file system's listing of access points (GIDs in use, "
+                             "client tokens) may be when a create starts before it is listed "
+                             "again; other writers' access points are seen within this time "
+                             "(0: list before every create)")
     parser.add_argument("--mount-backend", choices=("efs", "local"), default="efs",
                         help="how --delete-access-point-root-dir mounts a file system root")
     parser.add_argument("--local-root", default=None,
@@ -41,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     from controller.app import run_controller  # after logging is configured
 
-    return run(run_controller(args))
+    return run(run_controller(args), parser.prog)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.cross_account import CloudForRole, CloudSelector
-from controller.gid import GidAllocator
+from controller.gid import DEFAULT_MAX_AGE, GidAllocator
 from controller.provisioning import ObjectReader, Provisioner
 from controller.root_dir import RootDirectoryRemover
 from controller.service import ControllerService
@@ -56,8 +56,9 @@ class ControllerParts:
 def build_controller(default_cloud: Cloud, *, for_role: CloudForRole | None,
                      access_point_limit: int, extra_tags: Mapping[str, str],
                      kube: ObjectReader | None = None,
-                     root_dirs: RootDirectoryRemover | None = None) -> ControllerParts:
-    allocator = GidAllocator(access_point_limit=access_point_limit)
+                     root_dirs: RootDirectoryRemover | None = None,
+                     inventory_max_age: float = DEFAULT_MAX_AGE) -> ControllerParts:
+    allocator = GidAllocator(access_point_limit=access_point_limit, max_age=inventory_max_age)
     provisioner = Provisioner(clouds=CloudSelector(default_cloud, for_role), allocator=allocator,
                               kube=kube, extra_tags=extra_tags, root_dirs=root_dirs)
     return ControllerParts(ControllerService(provisioner), provisioner, allocator)
@@ -74,7 +75,8 @@ def root_directory_remover(args: argparse.Namespace) -> RootDirectoryRemover | N
     else:
         mounter, options = EfsMounter(commands), ("tls",)
     work_dir = Path(tempfile.gettempdir()) / "efs-csi-controller"
-    return RootDirectoryRemover(mounter, work_dir=work_dir, mount_options=options)
+    return RootDirectoryRemover(mounter, work_dir=work_dir, mount_options=options,
+                                detach=commands.lazy_unmount)
 
 
 async def run_controller(args: argparse.Namespace) -> None:
@@ -101,7 +103,8 @@ async def run_controller(args: argparse.Namespace) -> None:
         parts = build_controller(
             default, for_role=clouds.cloud_for,
             access_point_limit=args.access_point_limit, extra_tags=parse_tags(args.tags),
-            kube=kube, root_dirs=root_directory_remover(args))
+            kube=kube, root_dirs=root_directory_remover(args),
+            inventory_max_age=args.gid_inventory_max_age)
         # Per-file-system access points, GIDs and in-flight creates, read at scrape time.
         registry.register(ProvisioningCollector(parts.allocator.snapshot))
         background: list[BackgroundTask] = []

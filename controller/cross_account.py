@@ -13,6 +13,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from efs_csi.booleans import EXPECTED, parse_bool_text
 from efs_csi.cloud import Cloud, MountTarget
 from efs_csi.errors import FailedPrecondition, InvalidArgument
 
@@ -36,10 +37,10 @@ def parse_secrets(secrets: Mapping[str, str]) -> CrossAccount:
     if role_arn is not None and not _ROLE_ARN.fullmatch(role_arn):
         raise InvalidArgument(f"secret {ROLE_ARN_SECRET}: expected an IAM role ARN "
                               "(arn:aws:iam::<account>:role/<name>)")
-    flag = (secrets.get(CROSS_ACCOUNT_SECRET) or "false").strip().lower()
-    if flag not in ("true", "false"):
-        raise InvalidArgument(f"secret {CROSS_ACCOUNT_SECRET}: expected true or false")
-    return CrossAccount(role_arn, secrets.get(EXTERNAL_ID_SECRET) or None, flag == "true")
+    flag = parse_bool_text(secrets.get(CROSS_ACCOUNT_SECRET) or "false")
+    if flag is None:
+        raise InvalidArgument(f"secret {CROSS_ACCOUNT_SECRET}: expected {EXPECTED}")
+    return CrossAccount(role_arn, secrets.get(EXTERNAL_ID_SECRET) or None, flag)
 
 
 class CloudSelector:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from efs_csi.booleans import EXPECTED, parse_bool_text
 from efs_csi.errors import InvalidArgument
 from efs_csi.volume_id import FILE_SYSTEM_ID, is_file_system_id
 
@@ -113,10 +114,10 @@ def _bool(parameters: Mapping[str, str], key: str, default: bool) -> bool:
     raw = parameters.get(key)
     if raw is None:
         return default
-    lowered = raw.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    raise InvalidArgument(f"parameter {key}={raw!r}: expected true or false")
+    value = parse_bool_text(raw)
+    if value is None:
+        raise InvalidArgument(f"parameter {key}={raw!r}: expected {EXPECTED}")
+    return value
 
 
 def _posix_id(parameters: Mapping[str, str], key: str, minimum: int = 0) -> int | None:

@@ -1,9 +1,18 @@
 """The create and delete use cases: one access point per volume, idempotent and race-free.
 
-Create costs one EFS call in the common case (CreateAccessPoint): the file system's access
-points are listed once, then kept current in ``GidAllocator``, which also answers "does this
-client token already have an access point?" for retried calls. Everything that can be
-checked without AWS (parameters, root path, tags, secrets) is checked before the first call.
+In a burst a create costs about one EFS call (CreateAccessPoint): the file system's access
+points are listed at most every ``--gid-inventory-max-age`` seconds and kept current in
+``GidAllocator`` (see there for the other writers it allows for), which also answers "does
+this client token already have an access point?" for retried calls. An access point found
+that way is confirmed with EFS before it is answered (another writer may have deleted it).
+Everything that can be checked without AWS (parameters, root path, tags, secrets) is checked
+before the first call.
+
+Client tokens: a volume's token is its name (its SHA-256 when longer than EFS's 64
+characters). With ``reuseAccessPoint`` it is ``<pvc namespace>/<pvc name>`` (hashed alike),
+so equal PVC names in two namespaces never share an access point; an access point the
+reference driver made for the same PVC (its token: the SHA-256 of the PVC name alone) is
+adopted when it fits the StorageClass, so users moving over keep their data.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from controller.params import (
     parse_parameters,
 )
 from controller.root_dir import RootDirectoryRemover
-from controller.tags import CAPACITY_TAG, access_point_tags
+from controller.tags import CAPACITY_TAG, PVC_NAMESPACE_TAG, access_point_tags, tag_value
 from efs_csi.cloud import (
     AccessPoint,
     AccessPointAlreadyExistsError,
@@ -36,17 +45,23 @@ from efs_csi.cloud import (
 )
 from efs_csi.errors import (
     AlreadyExists,
-    Internal,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     shown,
 )
+from efs_csi.logging import get_logger
 from efs_csi.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
+
+_log = get_logger("controller.provisioning")
 
 MAX_CLIENT_TOKEN = 64
 ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
 CAPACITY_CONTEXT_KEY = "capacityBytes"
+
+
+# Access point states in which it is as good as gone: a new one is made instead.
+_GONE_STATES = frozenset({"deleting", "deleted"})
 
 
 def client_token(text: str) -> str:
@@ -54,6 +69,11 @@ def client_token(text: str) -> str:
     if len(text) <= MAX_CLIENT_TOKEN:
         return text
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def reference_reuse_token(pvc_name: str) -> str:
+    """The reference driver's token for ``reuseAccessPoint``: SHA-256 of the PVC name alone."""
+    return hashlib.sha256(pvc_name.encode()).hexdigest()
 
 
 class ObjectReader(Protocol):
@@ -88,6 +108,8 @@ class _Plan:
     root_path: str
     token: str
     tags: dict[str, str]
+    # Tokens of older schemes whose access point this create adopts instead of making one.
+    adoptable_tokens: tuple[str, ...] = ()
 
 
 class Provisioner:
@@ -122,12 +144,13 @@ class Provisioner:
             # The namespace is part of the token: equal PVC names in two namespaces must
             # never share an access point.
             token = client_token(f"{meta.pvc_namespace}/{meta.pvc_name}")
+            adoptable: tuple[str, ...] = (reference_reuse_token(meta.pvc_name),)
         else:
-            token = client_token(request.name)
+            token, adoptable = client_token(request.name), ()
         tags = access_point_tags(enabled=params.enable_tagging, extra=self._extra_tags,
                                  metadata=params.metadata, capacity_bytes=request.capacity_bytes,
                                  base_path=paths.normalised_base_path(params.base_path))
-        return _Plan(params, root, token, tags)
+        return _Plan(params, root, token, tags, adoptable)
 
     async def create(self, request: CreateRequest) -> CreatedVolume:
         plan = self._plan(request)
@@ -179,12 +202,13 @@ class Provisioner:
 
     async def _access_point(self, cloud: Cloud, fs_id: str, plan: _Plan,
                             request: CreateRequest) -> AccessPoint:
-        existing = await self._allocator.find_by_token(cloud, fs_id, plan.token)
+        started = self._allocator.now()
+        existing = await self._existing(cloud, fs_id, plan, request, started)
         if existing is not None:
-            self._check_matches(existing, plan, request)
             return existing
         params = plan.params
-        reservation = await self._allocator.reserve(cloud, fs_id, params.gid_range, params.gid)
+        reservation = await self._allocator.reserve(cloud, fs_id, params.gid_range, params.gid,
+                                                    as_of=started)
         gid = params.gid if params.gid is not None else reservation.gid
         assert gid is not None
         uid = params.uid if params.uid is not None else gid
@@ -204,6 +228,54 @@ class Provisioner:
         self._capacities[(fs_id, plan.token)] = request.capacity_bytes
         return created
 
+    async def _existing(self, cloud: Cloud, fs_id: str, plan: _Plan, request: CreateRequest,
+                        started: float) -> AccessPoint | None:
+        """The access point this create must answer with, confirmed to exist, if any."""
+        for token in (plan.token, *plan.adoptable_tokens):
+            found = await self._allocator.find_by_token(cloud, fs_id, token, as_of=started)
+            existing = None if found is None else await self._confirmed(cloud, found)
+            if existing is None:
+                continue
+            if token == plan.token:
+                self._check_matches(existing, plan, request)
+                return existing
+            # Made by the reference driver for a PVC of this name: adopted only when it fits
+            # this StorageClass (its token says nothing of the namespace or the class).
+            problem = self._mismatch(existing, plan, request)
+            if problem is None:
+                _log.info("adopted an access point the reference driver made for this PVC",
+                          access_point_id=existing.access_point_id, name=request.name)
+                return existing
+            _log.info("not adopting the reference driver's access point for this PVC name",
+                      access_point_id=existing.access_point_id, reason=problem)
+        elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.token)
+        if elsewhere is not None and await self._confirmed(cloud, elsewhere) is not None:
+            raise self._on_other_file_system(elsewhere, fs_id, request)
+        return None
+
+    async def _confirmed(self, cloud: Cloud, known: AccessPoint) -> AccessPoint | None:
+        """``known`` as EFS shows it now; None (and forgotten) when it is gone."""
+        try:
+            current = await cloud.describe_access_point(known.access_point_id)
+        except NotFound:
+            current = None
+        if current is None or current.life_cycle_state in _GONE_STATES:
+            self._allocator.forget(known.file_system_id, known.access_point_id)
+            _log.info("access point from the inventory is gone; making a new one",
+                      access_point_id=known.access_point_id)
+            return None
+        self._allocator.remember(current)
+        return current
+
+    @staticmethod
+    def _on_other_file_system(existing: AccessPoint, fs_id: str,
+                              request: CreateRequest) -> AlreadyExists:
+        return AlreadyExists(
+            f"volume {shown(request.name)} already exists on file system "
+            f"{existing.file_system_id} (access point {existing.access_point_id}), not on "
+            f"{fs_id}: EFS client tokens are unique per account and region, so one volume "
+            "name cannot have access points on two file systems")
+
     async def _resolve_conflict(self, cloud: Cloud, fs_id: str, plan: _Plan,
                                 request: CreateRequest, conflict: AlreadyExists) -> AccessPoint:
         """The token is taken by an access point we did not know: look it up and compare."""
@@ -213,15 +285,23 @@ class Provisioner:
             # EFS named it: one describe instead of a full re-listing.
             with contextlib.suppress(NotFound):
                 existing = await cloud.describe_access_point(named)
-        if existing is not None and existing.file_system_id == fs_id:
+        if existing is not None and existing.file_system_id != fs_id:
+            raise self._on_other_file_system(existing, fs_id, request)
+        if existing is not None:
             self._allocator.remember(existing)
         else:
-            # Our inventory missed something: re-learn the file system and search it.
+            # Our inventory missed something: list the file system again and search it.
             self._allocator.mark_stale(fs_id)
             existing = await self._allocator.find_by_token(cloud, fs_id, plan.token)
         if existing is None:
-            raise Internal(f"file system {fs_id}: EFS reports client token {plan.token!r} in "
-                           "use but no access point carries it")
+            elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.token)
+            if elsewhere is not None:
+                raise self._on_other_file_system(elsewhere, fs_id, request)
+            raise AlreadyExists(
+                f"volume {shown(request.name)}: EFS reports its client token {plan.token!r} "
+                f"in use, but no access point on {fs_id} carries it: EFS client tokens are "
+                "unique per account and region, so an access point on another file system "
+                "(made for the same volume name) most likely holds it")
         self._check_matches(existing, plan, request)
         return existing
 
@@ -245,6 +325,10 @@ class Provisioner:
         expected_uid = params.uid if params.uid is not None else user.gid
         if user.uid != expected_uid:
             return f"its uid is {user.uid}, not {expected_uid}"
+        namespace = existing.tags.get(PVC_NAMESPACE_TAG)
+        if (params.reuse_access_point and namespace is not None
+                and namespace != tag_value(params.metadata.pvc_namespace or "")):
+            return f"it belongs to a PVC in namespace {namespace}"
         if params.reuse_access_point:
             base = paths.normalised_base_path(params.base_path)
             root = existing.root_path.rstrip("/") or "/"
@@ -253,6 +337,10 @@ class Provisioner:
             return None
         if existing.root_path.rstrip("/") != plan.root_path.rstrip("/"):
             return f"its path is {existing.root_path}, not {plan.root_path}"
+        info = existing.creation_info
+        if info is not None and int(info.permissions, 8) != int(params.directory_perms, 8):
+            return (f"its directory was created with permissions {info.permissions}, not "
+                    f"{params.directory_perms}")
         recorded = existing.tags.get(CAPACITY_TAG)
         capacity = (int(recorded) if recorded and recorded.isdigit()
                     else self._capacities.get((existing.file_system_id, plan.token)))

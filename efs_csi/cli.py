@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from efs_csi import __version__
 from efs_csi.logging import LOG_FORMATS, LOG_LEVELS, configure_logging
-from efs_csi.server import Endpoint, parse_endpoint
+from efs_csi.server import Endpoint, EndpointUnusable, parse_endpoint
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -77,6 +78,11 @@ def positive_float(text: str) -> float:
     return _number(text, float, lambda value: value > 0, "a positive number")
 
 
+def non_negative_float(text: str) -> float:
+    return _number(text, float, lambda value: value >= 0 and value != float("inf"),
+                   "a number >= 0")
+
+
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
@@ -104,6 +110,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     return args
 
 
-def run(main: Coroutine[Any, Any, None]) -> int:
-    asyncio.run(main)
+def run(main: Coroutine[Any, Any, None], prog: str) -> int:
+    """Run a binary's main coroutine; an endpoint it cannot serve on is a usage error: one
+    line naming it on stderr and exit status 2, like a bad flag, not a traceback."""
+    try:
+        asyncio.run(main)
+    except EndpointUnusable as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -1,13 +1,17 @@
 """Domain errors, and the one place that maps any exception to a gRPC status.
 
 Use cases raise these; only ``to_grpc_error`` (called by ``efs_csi.rpc``) turns them into
-what the caller sees. Everything unexpected becomes INTERNAL with the exception's type name,
-never a traceback to the caller.
+what the caller sees. An operating-system error (a path too long, a file where a directory
+should be, no permission, ...) is answered by its errno (``from_os_error``) with its message
+and the path it names. Everything else unexpected becomes INTERNAL with the exception's type
+name, never a traceback to the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from typing import ClassVar
 
 from grpclib.const import Status
@@ -94,6 +98,43 @@ def missing(field: str) -> InvalidArgument:
     return InvalidArgument(f"{field} is required")
 
 
+#: errno -> domain error, for OSErrors that reach the mapping (a path the caller named, a
+#: directory the node made, ...). Not listed: INTERNAL, still with message and path.
+OS_ERRORS: dict[int, type[CsiError]] = {
+    errno.ENAMETOOLONG: InvalidArgument,
+    errno.EINVAL: InvalidArgument,
+    errno.ELOOP: InvalidArgument,
+    errno.ENOENT: NotFound,
+    errno.ENOTDIR: FailedPrecondition,
+    errno.EISDIR: FailedPrecondition,
+    errno.EEXIST: FailedPrecondition,
+    errno.ENOTEMPTY: FailedPrecondition,
+    errno.EBUSY: FailedPrecondition,
+    errno.EROFS: FailedPrecondition,
+    errno.EACCES: PermissionDenied,
+    errno.EPERM: PermissionDenied,
+    errno.ENOSPC: ResourceExhausted,
+    errno.EDQUOT: ResourceExhausted,
+    errno.EMFILE: ResourceExhausted,
+    errno.ENFILE: ResourceExhausted,
+    errno.ENOMEM: ResourceExhausted,
+    errno.EIO: Unavailable,
+    errno.ESTALE: Unavailable,
+    errno.ENOTCONN: Unavailable,
+    errno.EHOSTDOWN: Unavailable,
+}
+
+
+def from_os_error(exc: OSError) -> CsiError:
+    """The domain error for an OSError: its errno decides the status; the message says what
+    happened and names the path(s) involved."""
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else type(exc).__name__)
+    names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+    text = f"{reason}: {' -> '.join(shown(name) for name in names)}" if names else reason
+    kind = OS_ERRORS.get(exc.errno or 0, Internal)
+    return kind(text)
+
+
 def to_grpc_error(exc: BaseException) -> GRPCError:
     """Map any exception raised by a handler to the GRPCError the caller receives."""
     if isinstance(exc, GRPCError):
@@ -102,4 +143,6 @@ def to_grpc_error(exc: BaseException) -> GRPCError:
         return GRPCError(exc.status, _bounded(exc.message))
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return GRPCError(Status.DEADLINE_EXCEEDED, "operation timed out")
+    if isinstance(exc, OSError):
+        return to_grpc_error(from_os_error(exc))
     return GRPCError(Status.INTERNAL, f"internal error ({type(exc).__name__})")

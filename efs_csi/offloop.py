@@ -5,7 +5,8 @@ interrupt it. So these calls never use the default executor (a few hung calls wo
 it and stall every other volume): each runs in its own daemon thread (daemon, so a hung one
 never blocks process exit), and while a call on a key (a path) is still hung, new calls on
 that key fail at once instead of piling up more stuck threads. One dead server costs at most
-one thread per path it serves.
+one thread per path it serves. A call whose caller gave up (timed out, or was cancelled) while
+its thread still runs counts as hung until the thread returns.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class OffLoop:
                 raise StillHung(f"an earlier call on {key} is still blocked")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        finished = threading.Event()  # set under the lock, so "gave up" and "done" never race
 
         def deliver(result: T | None, error: BaseException | None) -> None:
             if future.done():
@@ -58,6 +60,7 @@ class OffLoop:
             except BaseException as exc:  # handed to the awaiting coroutine
                 result, error = None, exc
             with self._lock:
+                finished.set()
                 self._hung.discard(key)
             if not loop.is_closed():
                 with contextlib.suppress(RuntimeError):  # the loop closed in between
@@ -66,9 +69,9 @@ class OffLoop:
         threading.Thread(target=work, name=f"offloop:{key}", daemon=True).start()
         try:
             return await asyncio.wait_for(asyncio.shield(future), time_limit)
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError):
             with self._lock:
-                if not future.done():
+                if not finished.is_set():
                     self._hung.add(key)
             raise
 

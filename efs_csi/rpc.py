@@ -40,6 +40,12 @@ current_method: contextvars.ContextVar[str] = contextvars.ContextVar("current_me
 
 _log = get_logger("efs_csi.rpc")
 
+# grpclib cancels a handler both when its deadline passes and when the client resets the
+# stream; a client resets it at its own deadline, which may reach us a little before ours
+# (our deadline is counted from when the request arrived). Within this margin of the
+# deadline a cancellation counts as the deadline passing.
+_DEADLINE_MARGIN = 0.25
+
 # Request fields worth a place on the canonical line: they identify the object acted upon.
 _IDENTIFYING_FIELDS = ("name", "volume_id", "target_path", "staging_target_path")
 _LOGGED_CHARS = 512
@@ -79,6 +85,14 @@ class InFlight:
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
+
+
+def _cancel_code(deadline: Deadline | None) -> Status:
+    """What a cancelled call is: DEADLINE_EXCEEDED (what grpclib answers, and what the client
+    sees) when its deadline has passed, else CANCELLED (the client went away)."""
+    if deadline is not None and deadline.time_remaining() <= _DEADLINE_MARGIN:
+        return Status.DEADLINE_EXCEEDED
+    return Status.CANCELLED
 
 
 def seconds_left() -> float | None:
@@ -129,7 +143,7 @@ def _wrap(
             response = await typed_method(request)
             await stream.send_message(response)
         except asyncio.CancelledError:
-            code = Status.CANCELLED
+            code = _cancel_code(stream.deadline)
             raise
         except Exception as exc:
             error = to_grpc_error(exc)

@@ -4,7 +4,9 @@ On SIGTERM or SIGINT the server drains: the unix socket file is removed (no new 
 calls that arrive on open connections answer UNAVAILABLE, calls already running get up to
 ``grace_period`` seconds to finish, then everything is closed and ``serve`` returns normally
 so the process exits 0. A stale socket file left by a crashed process is removed at start; a
-socket someone is still listening on is not stolen.
+socket someone is still listening on is not stolen, and nothing that is not a socket is ever
+removed: an endpoint that cannot be served on raises ``EndpointUnusable`` naming it, which the
+binaries turn into a one-line error and exit status 2 (``efs_csi.cli.run``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ def parse_endpoint(text: str) -> Endpoint:
     raise ValueError(f"endpoint must start with unix:// or tcp://: {text!r}")
 
 
+class EndpointUnusable(Exception):
+    """The endpoint cannot be served on (a file in the way, a live socket, no permission);
+    the message names it and says why."""
+
+
 def _socket_is_live(path: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
@@ -75,9 +82,9 @@ def remove_stale_socket(path: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise RuntimeError(f"{path} exists and is not a socket; refusing to remove it")
+        raise EndpointUnusable(f"{path} exists and is not a socket; refusing to remove it")
     if _socket_is_live(path):
-        raise RuntimeError(f"another process is serving on {path}")
+        raise EndpointUnusable(f"another process is serving on {path}")
     path.unlink()
     _log.info("removed stale socket", path=str(path))
 
@@ -90,12 +97,17 @@ class ServeOptions:
 
 
 async def _start(server: Server, endpoint: Endpoint) -> None:
-    if endpoint.path is not None:
-        endpoint.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_socket(endpoint.path)
-        await server.start(path=str(endpoint.path))
-    else:
-        await server.start(endpoint.host, endpoint.port)
+    try:
+        if endpoint.path is not None:
+            endpoint.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_socket(endpoint.path)
+            await server.start(path=str(endpoint.path))
+        else:
+            await server.start(endpoint.host, endpoint.port)
+    except OSError as exc:  # a parent that is a file, no permission, an address in use, ...
+        where = exc.filename or endpoint
+        raise EndpointUnusable(f"cannot serve on {endpoint}: {exc.strerror or exc} "
+                               f"({where})") from exc
 
 
 def _install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
@@ -133,7 +145,11 @@ async def serve(
     server._mapping = unimplemented_fallback(server._mapping)
     stop = stop or asyncio.Event()
     uninstall = _install_stop_signals(stop)
-    await _start(server, endpoint)
+    try:
+        await _start(server, endpoint)
+    except BaseException:
+        uninstall()
+        raise
     _log.info("serving", endpoint=str(endpoint))
     tasks = [asyncio.create_task(supervise(task, options.restarts), name=task_name(task))
              for task in ([startup] if startup else []) + list(background)]

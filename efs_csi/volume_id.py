@@ -6,6 +6,10 @@ Forms (an optional ``efs:`` prefix is accepted on input, never produced):
     fs-<hex>::fsap-<hex>          an access point
     fs-<hex>:<path>:fsap-<hex>    a subdirectory below an access point's root
 
+Empty fields are accepted as absent, as the reference driver accepts them: ``fs-<hex>:`` and
+``fs-<hex>::`` are the file system root, ``fs-<hex>:<path>:`` a subdirectory. A handle is
+always produced in its shortest form.
+
 IDs are validated strictly: they end up in mount arguments, so anything that is not exactly
 ``fs-[0-9a-f]{8,40}`` / ``fsap-[0-9a-f]{8,40}`` is rejected rather than escaped.
 """
@@ -72,10 +76,8 @@ def parse_volume_id(volume_id: str) -> VolumeHandle:
     if not is_file_system_id(file_system_id):
         raise InvalidArgument(f"volume_id {shown(volume_id)}: file system id must match "
                               f"{FILE_SYSTEM_ID.pattern}")
-    if len(parts) == 3 and not is_access_point_id(access_point_id):
+    if access_point_id and not is_access_point_id(access_point_id):
         raise InvalidArgument(f"volume_id {shown(volume_id)}: access point id must match "
                               f"{ACCESS_POINT_ID.pattern}")
-    if len(parts) == 2 and not path:
-        raise InvalidArgument(f"volume_id {shown(volume_id)}: empty path after ':'")
     _check_path(path, volume_id)
     return VolumeHandle(file_system_id, path, access_point_id)

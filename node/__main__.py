@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     from node.app import run_node  # after logging is configured
 
-    return run(run_node(args))
+    return run(run_node(args), parser.prog)
 
 
 if __name__ == "__main__":

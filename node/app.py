@@ -79,7 +79,7 @@ def build_node(config: NodeConfig, mounter: Mounter, commands: MountCommands, *,
     locks = KeyedLocks()
     slots = MountSlots(max_inflight_mounts)
     stager = Stager(mounter, state, locks, slots)
-    publisher = Publisher(state, locks, slots, stager.restage_if_stale)
+    publisher = Publisher(state, locks, slots, stager.restage_if_stale, stager.staged)
     service = NodeService(config, stager=stager, publisher=publisher,
                           stats=stats or StatvfsStats(off_loop, stat_timeout),
                           probe=probe, zone=zone)

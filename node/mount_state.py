@@ -1,13 +1,21 @@
 """What staging and publishing both need: the mount table, stale-mount clearing, and
-directory changes, each time-limited and off the event loop."""
+directory changes, each time-limited and off the event loop.
+
+Paths are compared with the mount table, which shows them with every symlink resolved (a
+kubelet root dir reached through a symlink, say), so a path from a request is first made
+canonical: its parent resolved, its last component kept (``resolve``; the last component may be
+a mount point of a dead server, which a resolution would hang on).
+"""
 
 from __future__ import annotations
 
-import contextlib
+import errno
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from efs_csi.errors import FailedPrecondition
 from efs_csi.logging import get_logger
 from efs_csi.mount import BindMounts
 from efs_csi.mountinfo import MountTable, read_mount_table
@@ -49,13 +57,36 @@ class MountState:
             self.on_stale("recovered")
         return True
 
+    async def resolve(self, path: Path) -> Path:
+        """``path`` with its parent's symlinks resolved, as the mount table would show it."""
+        def canonical() -> Path:
+            return Path(os.path.realpath(path.parent)) / path.name
+
+        return await self.off_loop.run(f"resolve:{path.parent}", canonical, self.probe.timeout)
+
     async def make_dir(self, path: Path) -> None:
-        await self.off_loop.run(f"mkdir:{path}", lambda: path.mkdir(parents=True, exist_ok=True),
-                                self.probe.timeout)
+        def make() -> None:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                raise FailedPrecondition(f"{path} exists and is not a directory") from None
+            except NotADirectoryError:
+                raise FailedPrecondition(f"{path}: a parent of it is not a directory") from None
+
+        await self.off_loop.run(f"mkdir:{path}", make, self.probe.timeout)
 
     async def remove_dir(self, path: Path) -> None:
+        """Remove ``path`` if it is an empty directory; anything else there is left alone
+        (a user's files are never deleted), with a note in the log."""
         def remove() -> None:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    raise
+                _log.warning("left in place: not an empty directory", path=str(path),
+                             detail=exc.strerror)
 
         await self.off_loop.run(f"rmdir:{path}", remove, self.probe.timeout)

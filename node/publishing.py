@@ -2,7 +2,9 @@
 
 A publish is a bind mount of the staging path (read-only for ``readonly`` and reader-only
 modes), so 100 pods cost 100 binds and one NFS mount. A target already mounted from the same
-staged directory in the same mode is success; from anything else, ALREADY_EXISTS.
+staged directory in the same mode is success; from anything else, ALREADY_EXISTS. A staging
+path known to hold another volume is refused (FAILED_PRECONDITION). Paths arrive canonical
+(``MountState.resolve``), so one target never gets a second mount under another spelling.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from efs_csi.errors import AlreadyExists, FailedPrecondition, Internal
 from node.locks import KeyedLocks, MountSlots
 from node.mount_state import MountState
+from node.staging import StagedVolumes
 
 _MAX_STACKED = 8
 Restage = Callable[[str, Path], Awaitable[None]]
@@ -33,11 +36,18 @@ class Publisher:
     locks: KeyedLocks
     slots: MountSlots
     restage_if_stale: Restage
+    staged: StagedVolumes
 
     async def publish(self, request: PublishRequest) -> None:
         if self.state.table().at(request.staging_path) is None:
             raise FailedPrecondition(f"volume {request.volume_id} is not staged at "
                                      f"staging_target_path {request.staging_path}")
+        # What was staged there is known unless this process restarted since (then the CO's
+        # word is all there is).
+        known = self.staged.at(request.staging_path)
+        if known is not None and known.volume_id != request.volume_id:
+            raise FailedPrecondition(f"staging_target_path {request.staging_path} holds volume "
+                                     f"{known.volume_id}, not {request.volume_id}")
         await self.restage_if_stale(request.volume_id, request.staging_path)
         async with self.locks.hold([f"path:{request.target_path}"]):
             await self.state.clear_if_stale(request.target_path)

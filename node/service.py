@@ -12,7 +12,15 @@ from pathlib import Path
 
 from efs_csi import csi
 from efs_csi.capabilities import is_read_only, validate_capabilities
-from efs_csi.errors import InvalidArgument, NotFound, Unimplemented, missing, shown
+from efs_csi.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unimplemented,
+    missing,
+    shown,
+)
+from efs_csi.logging import get_logger
 from efs_csi.offloop import PathProbe, PathState
 from efs_csi.volume_id import parse_volume_id
 from node.mount_options import build_mount_options
@@ -21,6 +29,7 @@ from node.staging import Stager, StageRequest
 from node.stats import StatsRequest, VolumeStatsSource
 from node.volume_context import parse_volume_context
 
+_log = get_logger("node.service")
 ZONE_KEY = "topology.kubernetes.io/zone"
 RpcType = csi.NodeServiceCapabilityRpcType
 
@@ -32,11 +41,25 @@ class NodeConfig:
     volume_stats: bool = False
 
 
+# Linux's limits (PATH_MAX, NAME_MAX), in bytes.
+MAX_PATH_BYTES = 4095
+MAX_NAME_BYTES = 255
+
+
 def _path(value: str, field: str) -> Path:
+    """An absolute path without '..' and within Linux's limits, or INVALID_ARGUMENT."""
     if not value:
         raise missing(field)
     if not value.startswith("/") or "\x00" in value:
         raise InvalidArgument(f"{field} must be an absolute path")
+    components = value.split("/")
+    if ".." in components:
+        # A path that climbs out of where kubelet put it could name any directory.
+        raise InvalidArgument(f"{field} {shown(value)} must not contain '..'")
+    longest = max(len(component.encode()) for component in components)
+    if len(value.encode()) > MAX_PATH_BYTES or longest > MAX_NAME_BYTES:
+        raise InvalidArgument(f"{field} {shown(value)} is too long (Linux allows "
+                              f"{MAX_PATH_BYTES} bytes, {MAX_NAME_BYTES} per component)")
     return Path(value)
 
 
@@ -65,18 +88,26 @@ class NodeService(csi.NodeBase):
         if capacity_bytes:
             self._capacities[volume_id] = capacity_bytes
 
+    async def _resolved(self, value: str, field: str) -> Path:
+        """A checked path from the request, as the mount table shows it (symlinks in its
+        parent resolved)."""
+        return await self._stager.state.resolve(_path(value, field))
+
     async def node_stage_volume(
         self, message: csi.NodeStageVolumeRequest
     ) -> csi.NodeStageVolumeResponse:
         handle = parse_volume_id(message.volume_id)
-        staging = _path(message.staging_target_path, "staging_target_path")
+        _path(message.staging_target_path, "staging_target_path")
         capability = _capability(message.volume_capability)
         context = parse_volume_context(message.volume_context)
         assert capability.mount is not None  # validated above
-        options = build_mount_options(handle, context, capability.mount.mount_flags,
-                                      read_only=is_read_only(capability), zone=self._zone())
+        built = build_mount_options(handle, context, capability.mount.mount_flags,
+                                    read_only=is_read_only(capability), zone=self._zone())
+        for note in built.notes:
+            _log.warning("mount options adjusted", volume_id=message.volume_id, detail=note)
+        staging = await self._resolved(message.staging_target_path, "staging_target_path")
         await self._stager.stage(StageRequest(message.volume_id, handle, staging,
-                                              tuple(options)))
+                                              tuple(built.options)))
         self._remember_capacity(message.volume_id, context.capacity_bytes)
         return csi.NodeStageVolumeResponse()
 
@@ -85,7 +116,7 @@ class NodeService(csi.NodeBase):
     ) -> csi.NodeUnstageVolumeResponse:
         if not message.volume_id:
             raise missing("volume_id")
-        staging = _path(message.staging_target_path, "staging_target_path")
+        staging = await self._resolved(message.staging_target_path, "staging_target_path")
         await self._stager.unstage(message.volume_id, staging)
         self._capacities.pop(message.volume_id, None)
         return csi.NodeUnstageVolumeResponse()
@@ -94,11 +125,18 @@ class NodeService(csi.NodeBase):
         self, message: csi.NodePublishVolumeRequest
     ) -> csi.NodePublishVolumeResponse:
         parse_volume_id(message.volume_id)
-        target = _path(message.target_path, "target_path")
-        staging = _path(message.staging_target_path, "staging_target_path")
+        _path(message.target_path, "target_path")
+        if not message.staging_target_path:
+            # CSI: with STAGE_UNSTAGE_VOLUME advertised, the CO stages before publishing.
+            raise FailedPrecondition("staging_target_path is required: this plugin has the "
+                                     "STAGE_UNSTAGE_VOLUME capability, so NodeStageVolume must "
+                                     "run first and its path be passed")
+        _path(message.staging_target_path, "staging_target_path")
         capability = _capability(message.volume_capability)
         context = parse_volume_context(message.volume_context)
         read_only = message.readonly or is_read_only(capability)
+        target = await self._resolved(message.target_path, "target_path")
+        staging = await self._resolved(message.staging_target_path, "staging_target_path")
         await self._publisher.publish(PublishRequest(message.volume_id, staging, target,
                                                      read_only))
         self._remember_capacity(message.volume_id, context.capacity_bytes)
@@ -109,7 +147,7 @@ class NodeService(csi.NodeBase):
     ) -> csi.NodeUnpublishVolumeResponse:
         if not message.volume_id:
             raise missing("volume_id")
-        target = _path(message.target_path, "target_path")
+        target = await self._resolved(message.target_path, "target_path")
         await self._publisher.unpublish(target)
         return csi.NodeUnpublishVolumeResponse()
 
@@ -123,7 +161,7 @@ class NodeService(csi.NodeBase):
         if not message.volume_path.startswith("/"):
             # Nothing can be mounted at a relative path (csi-sanity expects NOT_FOUND here).
             raise NotFound(f"volume_path {shown(message.volume_path)} does not exist")
-        path = _path(message.volume_path, "volume_path")
+        path = await self._resolved(message.volume_path, "volume_path")
         try:
             handle = parse_volume_id(message.volume_id)
         except InvalidArgument as exc:

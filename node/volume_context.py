@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from efs_csi.booleans import EXPECTED, parse_bool_text
 from efs_csi.errors import InvalidArgument
 
 ENCRYPT_IN_TRANSIT = "encryptInTransit"
@@ -35,20 +36,26 @@ class VolumeContext:
     cross_account: bool = False
     capacity_bytes: int | None = None
 
-    def mount_target_ip_for(self, zone: str | None) -> str | None:
-        """The IP to mount through: this node's zone in the map wins over the single IP."""
+    def mount_target_for(self, zone: str | None) -> tuple[str | None, str | None]:
+        """(IP to mount through, the other zone it is in when it is not this node's).
+
+        This node's zone in the map wins, then the single IP; a map without this node's zone
+        falls back to another zone's mount target, as the reference driver does (cross-account
+        mounts depend on it): the first zone in name order, so every node picks the same.
+        """
         if zone is not None and zone in self.mount_target_ip_map:
-            return self.mount_target_ip_map[zone]
-        return self.mount_target_ip
+            return self.mount_target_ip_map[zone], None
+        if self.mount_target_ip is not None or not self.mount_target_ip_map:
+            return self.mount_target_ip, None
+        fallback = min(self.mount_target_ip_map)
+        return self.mount_target_ip_map[fallback], fallback
 
 
 def _bool(key: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered == "true":
-        return True
-    if lowered == "false":
-        return False
-    raise InvalidArgument(f"volume_context[{key!r}]: expected true or false, got {value!r}")
+    parsed = parse_bool_text(value)
+    if parsed is None:
+        raise InvalidArgument(f"volume_context[{key!r}]: expected {EXPECTED}, got {value!r}")
+    return parsed
 
 
 def _ip(key: str, value: str) -> str:

@@ -4,7 +4,8 @@
 cannot produce on demand: pausing creates mid-flight (``gate``), failing them, counting calls,
 tiny pages, and access points made behind the controller's back. It follows real EFS where it
 matters here: ClientToken idempotency, AccessPointAlreadyExists for a reused token with other
-parameters, FileSystemNotFound, AccessPointNotFound on delete.
+parameters (the token is unique per account, across file systems), FileSystemNotFound,
+AccessPointNotFound on delete.
 
 ``FakeKube`` implements only the two reads of ``efs_csi.kube.Kube`` the controller uses.
 ``BindMounter`` mounts a file system root with a real bind mount of a local directory (root
@@ -20,7 +21,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from efs_csi.cloud import AccessPoint, AccessPointRequest, FileSystem, MountTarget
+from efs_csi.cloud import (
+    AccessPoint,
+    AccessPointAlreadyExistsError,
+    AccessPointRequest,
+    FileSystem,
+    MountTarget,
+)
 from efs_csi.errors import AlreadyExists, Internal, NotFound
 
 
@@ -33,6 +40,7 @@ class FakeCloud:
         self.page_size = page_size
         self.gate: asyncio.Event | None = None  # when set to an unset Event, creates wait
         self.fail_creates = 0
+        self.name_conflicts = False  # AccessPointAlreadyExists names the access point
         self._ids = itertools.count(0x10000000)
 
     def add_file_system(self, file_system: FileSystem) -> None:
@@ -82,14 +90,19 @@ class FakeCloud:
             self.fail_creates -= 1
             raise Internal("injected failure")
         for existing in self.access_points_by_id.values():
-            if existing.client_token == request.client_token and \
-                    existing.file_system_id == request.file_system_id:
-                same = (existing.root_path == request.root_path
+            # Client tokens are unique per account and region, not per file system.
+            if existing.client_token == request.client_token:
+                same = (existing.file_system_id == request.file_system_id
+                        and existing.root_path == request.root_path
                         and existing.posix_user == request.posix_user)
                 if same:
                     return existing
-                raise AlreadyExists(f"access point {existing.access_point_id} already exists "
-                                    "with this client token")
+                message = (f"access point {existing.access_point_id} already exists with "
+                           "this client token")
+                if self.name_conflicts:
+                    raise AccessPointAlreadyExistsError(
+                        message, access_point_id=existing.access_point_id)
+                raise AlreadyExists(message)
         return self.add_existing(request)
 
     async def delete_access_point(self, access_point_id: str) -> None:

@@ -13,8 +13,9 @@ from efs_csi import csi
 from tests.conftest import StartBinary
 
 
-def test_bad_tags_flag_exits_with_usage_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "controller", "--tags", "novalue"],
+@pytest.mark.parametrize("tags", ["novalue", "team:a(b)"])
+def test_bad_tags_flag_exits_with_usage_error(tags: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "controller", "--tags", tags],
                             capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2 and "--tags" in result.stderr
 

@@ -10,10 +10,12 @@ import pytest
 from grpclib.const import Status
 
 from controller.app import build_controller
+from controller.tags import tag_value
 from efs_csi import csi
 from efs_csi.aws import CloudFactory
 from efs_csi.errors import CsiError, ResourceExhausted
 from tests.support.efs_proxy import EfsProxy, make_file_system
+from tests.support.efs_rules import tag_violations
 from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint
 
 Mode = csi.VolumeCapabilityAccessModeMode
@@ -88,3 +90,39 @@ async def test_throttled_creates_all_succeed(proxy: EfsProxy) -> None:
         gids = {ap.posix_user.gid async for ap in clouds.default.access_points(fs_id)
                 if ap.posix_user}
         assert len(gids) == 20
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("base_path", ["/team(a)", "/data,v2", "/50%"])
+async def test_base_paths_efs_tags_cannot_hold_still_provision(proxy: EfsProxy,
+                                                               base_path: str) -> None:
+    """The proxy refuses tags as real EFS does (moto would take anything): each basePath is a
+    valid EFS path, and the create succeeds with tags EFS accepts."""
+    fs_id = make_file_system(proxy.url).file_system_id
+    async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
+        service = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+                                   extra_tags={"team": "storage"}).service
+        reply = await service.create_volume(request("pv-1", fs_id, basePath=base_path))
+        assert reply.volume is not None
+        [access_point] = [ap async for ap in clouds.default.access_points(fs_id)]
+    assert access_point.root_path.startswith(base_path + "/pv-1-")
+    assert tag_violations(access_point.tags) == []
+    assert access_point.tags["efs.csi.aws.com/base-path"] == tag_value(base_path)
+
+
+@pytest.mark.asyncio
+async def test_same_name_on_another_file_system_is_already_exists(proxy: EfsProxy) -> None:
+    """EFS client tokens are account-wide: EFS refuses the second create."""
+    first_fs = make_file_system(proxy.url).file_system_id
+    second_fs = make_file_system(proxy.url).file_system_id
+    async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
+        made = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+                                extra_tags={}).service
+        await made.create_volume(request("pv-1", first_fs))
+        fresh = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+                                 extra_tags={}).service  # knows nothing of the first
+        with pytest.raises(CsiError) as raised:
+            await fresh.create_volume(request("pv-1", second_fs))
+        assert [ap async for ap in clouds.default.access_points(second_fs)] == []
+    assert raised.value.status == Status.ALREADY_EXISTS
+    assert second_fs in raised.value.message and "unique per account" in raised.value.message

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
+import threading
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from controller.cross_account import CloudSelector
 from controller.gid import GidAllocator
 from controller.provisioning import Provisioner
-from controller.root_dir import RootDirectoryRemover
-from controller.tags import BASE_PATH_TAG
+from controller.root_dir import RootDirectoryRemover, _remove_tree
+from controller.tags import BASE_PATH_TAG, tag_value
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.commands import CommandRunner
+from efs_csi.errors import DeadlineExceeded
 from efs_csi.local_mount import LocalMounter
 from efs_csi.mount import MountCommands
 from efs_csi.offloop import OffLoop
@@ -66,6 +69,7 @@ async def test_directory_is_removed_with_the_access_point(tmp_path: Path) -> Non
 @pytest.mark.parametrize(("doomed_root", "other_root", "base_path"), [
     ("/", None, "/dyn"),                   # never the file system root
     ("/dyn", None, "/dyn"),                # never basePath itself
+    ("/team(a)", None, tag_value("/team(a)")),  # ... also when its tag had to be escaped
     ("/dyn/shared", "/dyn/shared", "/dyn"),  # never a directory another access point uses
     ("/dyn/outer", "/dyn/outer/inner", "/dyn"),  # ... or one that contains another's
     ("/dyn/outer/inner", "/dyn/outer", "/dyn"),  # ... or one inside another's
@@ -103,3 +107,50 @@ async def test_missing_directory_is_fine(tmp_path: Path) -> None:
     doomed = access_point(cloud, "/dyn/never-mounted", fs_dir, make_dir=False)
     await provisioner.delete(f"{FS}::{doomed.access_point_id}", {})
     assert cloud.access_points_by_id == {}
+
+
+@pytest.mark.asyncio
+async def test_removal_is_time_bounded_off_the_default_executor_and_never_doubled(
+        tmp_path: Path) -> None:
+    """A removal that blocks (as on a dead NFS server: a stand-in, which a local file system
+    cannot be made to do) fails DeleteVolume with DEADLINE_EXCEEDED in time, keeps the access
+    point for the retry, detaches the root lazily, and refuses a retry while it still runs.
+    Once it finishes, the retry deletes directory and access point."""
+    require_root()
+    root, work = tmp_path / "efs", tmp_path / "work"
+    (root / FS).mkdir(parents=True)
+    commands = MountCommands(CommandRunner(), 30, 30)
+    release, returned = threading.Event(), threading.Event()
+    threads: list[str] = []
+
+    def blocking_remove(mount_root: Path, relative: PurePosixPath) -> str | None:
+        threads.append(threading.current_thread().name)
+        release.wait(30)
+        try:
+            return _remove_tree(mount_root, relative)
+        finally:
+            returned.set()
+
+    cloud = FakeCloud(FS)
+    remover = RootDirectoryRemover(LocalMounter(root, commands, OffLoop()), work_dir=work,
+                                   time_limit=0.3, detach=commands.lazy_unmount,
+                                   remove_tree=blocking_remove)
+    provisioner = Provisioner(
+        clouds=CloudSelector(cloud, None), allocator=GidAllocator(access_point_limit=100),
+        kube=None, extra_tags={}, root_dirs=remover)
+    doomed = access_point(cloud, "/dyn/pv-a", root / FS)
+    volume_id = f"{FS}::{doomed.access_point_id}"
+    try:
+        with pytest.raises(DeadlineExceeded, match=r"did not finish within 0\.3s"):
+            await provisioner.delete(volume_id, {})
+        assert doomed.access_point_id in cloud.access_points_by_id  # kept for the retry
+        assert no_mounts_left(work)  # detached lazily although the walk goes on
+        with pytest.raises(DeadlineExceeded, match="still running"):
+            await provisioner.delete(volume_id, {})
+        assert len(threads) == 1 and threads[0].startswith("offloop:")  # its own thread
+    finally:
+        release.set()
+    assert await asyncio.to_thread(returned.wait, 30)  # the abandoned walk has returned
+    await provisioner.delete(volume_id, {})
+    assert cloud.access_points_by_id == {} and not (root / FS / "dyn/pv-a").exists()
+    assert no_mounts_left(work) and list(work.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -97,7 +98,8 @@ async def test_create_makes_one_access_point_with_a_gid_and_tags(harness: Harnes
     assert volume.volume_id.startswith(f"{FS}::fsap-")
     assert volume.volume_context == {"capacityBytes": str(5 << 30)}
     [ap] = harness.cloud.access_points_by_id.values()
-    assert ap.posix_user == PosixUser(1000, 1000)
+    assert ap.posix_user is not None and 1000 <= ap.posix_user.gid <= 2000  # gidRange
+    assert ap.posix_user.uid == ap.posix_user.gid
     assert ap.root_path.startswith("/dyn/pv-1-") and ap.client_token == "pv-1"
     assert ap.tags["efs.csi.aws.com/cluster"] == "true" and ap.tags["team"] == "storage"
     assert ap.tags["kubernetes.io/created-for/pvc/name"] == "data"
@@ -169,8 +171,9 @@ async def test_failed_create_leaves_nothing_reserved(harness: Harness) -> None:
     [snapshot] = harness.allocator.snapshot()
     assert snapshot.in_flight_creates == 0 and snapshot.gids_in_use == 0
     await harness.stub.create_volume(create_request())
-    [ap] = harness.cloud.access_points_by_id.values()
-    assert ap.posix_user is not None and ap.posix_user.gid == 1001  # cursor moved on
+    assert len(harness.cloud.access_points_by_id) == 1
+    [snapshot] = harness.allocator.snapshot()
+    assert snapshot.in_flight_creates == 0 and snapshot.gids_in_use == 1
 
 
 @pytest.mark.asyncio
@@ -303,3 +306,182 @@ async def test_capabilities_expand_validate_and_unimplemented(harness: Harness) 
     assert status == Status.NOT_FOUND
     status, _ = await code_of(harness.stub.list_volumes(csi.ListVolumesRequest()))
     assert status == Status.UNIMPLEMENTED
+
+
+GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("spelling", GO_TRUE + GO_FALSE)
+async def test_boolean_parameters_take_every_go_parsebool_spelling(harness: Harness,
+                                                                   spelling: str) -> None:
+    """StorageClasses written for the reference driver (Go's strconv.ParseBool) work as-is."""
+    reply = await harness.stub.create_volume(create_request(
+        name=f"pv-{spelling}", ensureUniqueDirectory=spelling, enforceZoneAffinity=spelling))
+    assert reply.volume is not None
+    [ap] = [ap for ap in harness.cloud.access_points_by_id.values()
+            if ap.client_token == f"pv-{spelling}"]
+    unique = spelling in GO_TRUE
+    assert ap.root_path == (f"/dyn/pv-1-{unique_suffix(f'pv-{spelling}')}" if unique
+                            else "/dyn/pv-1")
+    # enforceZoneAffinity=true costs one DescribeFileSystems; false costs none.
+    assert harness.cloud.calls["DescribeFileSystems"] == (1 if unique else 0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("spelling", ["yes", "on", "tRuE1", "", "2"])
+async def test_other_boolean_spellings_are_refused_naming_the_parameter(
+        harness: Harness, spelling: str) -> None:
+    status, message = await code_of(harness.stub.create_volume(
+        create_request(reuseAccessPoint=spelling)))
+    assert status == Status.INVALID_ARGUMENT and "reuseAccessPoint" in message
+    assert sum(harness.cloud.calls.values()) == 0
+
+
+REUSE = {"reuseAccessPoint": "true"}
+
+
+@pytest.mark.asyncio
+async def test_reuse_confirms_the_access_point_still_exists(harness: Harness) -> None:
+    """Another controller deleted the PVC's access point: a new one is made, never the
+    deleted one answered from the inventory."""
+    first = await harness.stub.create_volume(create_request(**REUSE))
+    assert first.volume is not None
+    [gone] = harness.cloud.access_points_by_id
+    del harness.cloud.access_points_by_id[gone]  # deleted behind our back
+    again = await harness.stub.create_volume(create_request(name="pv-2", **REUSE))
+    assert again.volume is not None and not again.volume.volume_id.endswith(gone)
+    [made] = harness.cloud.access_points_by_id.values()
+    assert again.volume.volume_id.endswith(made.access_point_id)
+    assert harness.cloud.calls["CreateAccessPoint"] == 2
+
+
+@pytest.mark.asyncio
+async def test_repeated_create_confirms_its_access_point_still_exists(harness: Harness) -> None:
+    await harness.stub.create_volume(create_request())
+    harness.cloud.access_points_by_id.clear()
+    again = await harness.stub.create_volume(create_request())
+    assert again.volume is not None
+    [made] = harness.cloud.access_points_by_id.values()
+    assert again.volume.volume_id.endswith(made.access_point_id)
+
+
+def reference_made(cloud: FakeCloud, pvc_name: str, root: str, gid: int = 1500) -> str:
+    """An access point as the reference driver makes it for reuseAccessPoint: its client
+    token is the SHA-256 of the PVC name alone, and it has no namespace tag."""
+    token = hashlib.sha256(pvc_name.encode()).hexdigest()
+    return cloud.add_existing(AccessPointRequest(
+        FS, token, root, PosixUser(gid, gid), CreationInfo(gid, gid, "700"),
+        tags={"efs.csi.aws.com/cluster": "true"})).access_point_id
+
+
+@pytest.mark.asyncio
+async def test_reuse_adopts_the_reference_drivers_access_point_for_the_pvc(
+        harness: Harness) -> None:
+    legacy = reference_made(harness.cloud, "data", "/dyn/pvc-1234")
+    reply = await harness.stub.create_volume(create_request(**REUSE))
+    assert reply.volume is not None and reply.volume.volume_id == f"{FS}::{legacy}"
+    assert harness.cloud.calls["CreateAccessPoint"] == 0
+    # A PVC of another name gets its own, with our namespace-aware token.
+    other = await harness.stub.create_volume(create_request(
+        name="pv-9", extra={"csi.storage.k8s.io/pvc/name": "logs"}, **REUSE))
+    assert other.volume is not None and legacy not in other.volume.volume_id
+    [made] = [ap for ap in harness.cloud.access_points_by_id.values()
+              if ap.access_point_id != legacy]
+    assert made.client_token == "team/logs"
+
+
+@pytest.mark.asyncio
+async def test_reuse_leaves_a_reference_access_point_of_another_storage_class_alone(
+        harness: Harness) -> None:
+    legacy = reference_made(harness.cloud, "data", "/elsewhere/pvc-1234")  # not in /dyn
+    reply = await harness.stub.create_volume(create_request(**REUSE))
+    assert reply.volume is not None and legacy not in reply.volume.volume_id
+    assert harness.cloud.calls["CreateAccessPoint"] == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("change", "named"), [
+    ({"directoryPerms": "755"}, "permissions"),
+    ({"basePath": "/other"}, "path"),
+    ({"uid": "4242"}, "uid"),
+    ({"gidRangeStart": "3000", "gidRangeEnd": "4000"}, "outside"),
+])
+async def test_same_name_with_incompatible_parameters_is_already_exists(
+        harness: Harness, change: dict[str, str], named: str) -> None:
+    await harness.stub.create_volume(create_request())
+    status, message = await code_of(harness.stub.create_volume(create_request(**change)))
+    assert status == Status.ALREADY_EXISTS and named in message, message
+    assert harness.cloud.calls["CreateAccessPoint"] == 1
+
+
+OTHER_FS = "fs-87654321"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("named", [False, True])
+async def test_same_name_on_another_file_system_names_where_the_volume_is(
+        harness: Harness, named: bool) -> None:
+    harness.cloud.name_conflicts = named
+    harness.cloud.add_file_system(FileSystem(OTHER_FS))
+    first = await harness.stub.create_volume(create_request())
+    assert first.volume is not None
+    status, message = await code_of(harness.stub.create_volume(
+        create_request(fileSystemId=OTHER_FS)))
+    assert status == Status.ALREADY_EXISTS
+    assert FS in message and OTHER_FS in message and "unique per account" in message
+    # A controller that never saw the first file system learns it from EFS's refusal.
+    fresh = ControllerService(provisioner(harness.cloud, GidAllocator(access_point_limit=100),
+                                          []))
+    async with ChannelFor([instrument(fresh, InFlight())]) as channel:
+        status, message = await code_of(csi.ControllerStub(channel).create_volume(
+            create_request(fileSystemId=OTHER_FS)))
+    assert status == Status.ALREADY_EXISTS and OTHER_FS in message
+    # When EFS names the access point, so does the answer; else it says where to look.
+    assert (FS in message) if named else ("another file system" in message)
+    assert len(harness.cloud.access_points_by_id) == 1
+
+
+@dataclass
+class Codes:
+    seen: list[tuple[str, Status]]
+
+    def observe(self, method: str, code: Status, seconds: float) -> None:
+        self.seen.append((method, code))
+
+
+@pytest.mark.asyncio
+async def test_a_passed_deadline_is_counted_as_deadline_exceeded_not_cancelled() -> None:
+    """grpclib cancels the handler at the client's deadline; what the log line and the
+    metrics say must be what the client got: DEADLINE_EXCEEDED. A client that goes away
+    before its deadline is CANCELLED."""
+    cloud = FakeCloud(FS)
+    cloud.gate = asyncio.Event()  # EFS never answers the create
+    codes = Codes([])
+    service = ControllerService(provisioner(cloud, GidAllocator(access_point_limit=100), []))
+    async with ChannelFor([instrument(service, InFlight(), codes)]) as channel:
+        stub = csi.ControllerStub(channel)
+        with pytest.raises((GRPCError, TimeoutError)):
+            await stub.create_volume(create_request(), timeout=0.3)
+        call = asyncio.ensure_future(stub.create_volume(create_request(name="pv-2"),
+                                                        timeout=30))
+        while cloud.calls["CreateAccessPoint"] < 2:  # noqa: ASYNC110 - the call is in flight
+            await asyncio.sleep(0.01)
+        call.cancel()  # the client goes away long before its deadline
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        while len(codes.seen) < 2:  # noqa: ASYNC110 - the server side finishes
+            await asyncio.sleep(0.01)
+    assert codes.seen == [("CreateVolume", Status.DEADLINE_EXCEEDED),
+                          ("CreateVolume", Status.CANCELLED)]
+
+
+@pytest.mark.asyncio
+async def test_a_volume_gone_from_another_file_system_does_not_block_the_name(
+        harness: Harness) -> None:
+    harness.cloud.add_file_system(FileSystem(OTHER_FS))
+    await harness.stub.create_volume(create_request())
+    harness.cloud.access_points_by_id.clear()  # deleted by someone else
+    reply = await harness.stub.create_volume(create_request(fileSystemId=OTHER_FS))
+    assert reply.volume is not None and reply.volume.volume_id.startswith(OTHER_FS)

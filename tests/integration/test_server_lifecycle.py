@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -186,3 +187,34 @@ async def test_tcp_endpoint_serves_and_stops_cleanly() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["controller", "node"])
+@pytest.mark.parametrize("obstacle", ["file", "directory", "parent is a file"])
+async def test_something_else_at_the_socket_path_is_a_one_line_error_exit_2(
+        kind: str, obstacle: str, tmp_path: Path) -> None:
+    path = tmp_path / "csi.sock"
+    if obstacle == "file":
+        path.write_text("not a socket")
+    elif obstacle == "directory":
+        path.mkdir()
+    else:
+        (tmp_path / "plugins").write_text("a file where a directory should be")
+        path = tmp_path / "plugins" / "csi.sock"
+    args = ["--endpoint", f"unix://{path}", "--region", "us-east-1"]
+    if kind == "node":
+        args += ["--node-id", "n", "--mount-backend", "local", "--local-root", str(tmp_path),
+                 "--availability-zone", "us-east-1a"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", kind, *args, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"})
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    text = stderr.decode()
+    last = text.strip().splitlines()[-1]
+    assert process.returncode == 2, text
+    assert "Traceback" not in text
+    assert last.startswith(f"efs-csi-{kind}: error: ") and str(path) in last
+    if obstacle == "file":
+        assert path.read_text() == "not a socket"  # never removed

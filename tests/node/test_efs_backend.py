@@ -1,16 +1,26 @@
 """The efs backend and the unmount escalation, against fake ``mount``/``umount`` executables
-on PATH that record their arguments (efs-utils and NFS cannot run here)."""
+on PATH that record their arguments (efs-utils and NFS cannot run here); the options a
+NodeStage sends are judged by efs-utils' own rules (tests.support.efs_rules)."""
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from grpclib.testing import ChannelFor
 
+from efs_csi import csi
 from efs_csi.commands import CommandFailed, CommandRunner, CommandTimedOut
 from efs_csi.mount import EfsMounter, MountCommands
+from efs_csi.rpc import InFlight, instrument
+from node.app import ZoneHolder, build_node
+from node.service import NodeConfig
+from tests.node.conftest import stage_request
+from tests.support.efs_rules import efs_utils_refusal
 
 FAKE = """#!/bin/sh
 echo "$(basename "$0") $*" >> "{log}"
@@ -83,3 +93,46 @@ async def test_unmount_of_something_not_mounted_is_success(
     commands, log = fake_bin
     await commands.unmount(Path("/gone"))
     assert calls(log) == ["umount /gone"]
+
+
+# The node's efs backend over gRPC: what reaches `mount -t efs` passes efs-utils' own checks -
+
+FS = "fs-0123456789abcdef0"
+AP = "fsap-0123456789abcdef0"
+
+
+@pytest_asyncio.fixture
+async def efs_node(fake_bin: tuple[MountCommands, Path]) -> AsyncIterator[csi.NodeStub]:
+    commands, _ = fake_bin
+    parts = build_node(NodeConfig("node-a"), EfsMounter(commands), commands,
+                       zone=ZoneHolder("us-east-1a"))
+    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+        yield csi.NodeStub(channel)
+
+
+def mount_options(log: Path) -> list[str]:
+    [line] = [line for line in calls(log) if line.startswith("mount -t efs")]
+    return line.split(" -o ", 1)[1].split(" ")[0].split(",")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("handle", "context", "flags", "expected"), [
+    # efs-utils refuses accesspoint= without tls: the reference adds tls anyway, and so do we
+    (f"{FS}::{AP}", {"encryptInTransit": "false"}, [], ["tls", f"accesspoint={AP}"]),
+    # a flag holding commas is split; awscredsuri is dropped (a PV must not pick the node's
+    # credential source)
+    (f"{FS}::{AP}", {}, ["iam,awscredsuri=/v2/credentials/x", "noresvport"],
+     ["tls", f"accesspoint={AP}", "iam", "noresvport"]),
+    # no mount target in this node's zone (us-east-1a): another zone's, as the reference
+    (FS, {"mounttargetipmap": '{"us-east-1b": "10.0.2.1"}', "crossaccount": "true"}, [],
+     ["tls", "crossaccount", "mounttargetip=10.0.2.1"]),
+])
+async def test_staged_options_pass_efs_utils_checks(
+        efs_node: csi.NodeStub, fake_bin: tuple[MountCommands, Path], tmp_path: Path,
+        handle: str, context: dict[str, str], flags: list[str], expected: list[str]) -> None:
+    _, log = fake_bin
+    await efs_node.node_stage_volume(stage_request(handle, tmp_path / "staging",
+                                                   context=context, flags=flags))
+    options = mount_options(log)
+    assert options == expected
+    assert efs_utils_refusal(options) is None

@@ -67,8 +67,6 @@ PUBLISH_CASES = [
                                   volume_capability=capability()), "volume_id"),
     (csi.NodePublishVolumeRequest(volume_id=FS_ID, staging_target_path="/s",
                                   volume_capability=capability()), "target_path"),
-    (csi.NodePublishVolumeRequest(volume_id=FS_ID, target_path="/t",
-                                  volume_capability=capability()), "staging_target_path"),
     (csi.NodePublishVolumeRequest(volume_id=FS_ID, target_path="/t", staging_target_path="/s"),
      "volume_capability"),
     (publish_request("fs-1;rm", Path("/s"), Path("/t")), "volume_id"),

@@ -6,8 +6,9 @@ every example:
 
 - the answer is a well-formed gRPC status, never a dropped connection or stream;
 - clearly invalid input (an independent oracle below decides: malformed volume ids, relative
-  or empty paths, NUL bytes, mount flags holding ',' / whitespace / control characters,
-  unknown access modes, missing required fields, unknown volume-context keys) is refused with
+  or empty paths, NUL bytes, mount flags holding an empty option / whitespace / control
+  characters, unknown access modes, missing required fields, unknown volume-context keys)
+  is refused with
   a status other than UNKNOWN/INTERNAL (or, where the spec makes the call idempotent, OK),
   and costs no EFS API call (the EfsProxy's counters do not move);
 - nothing is mounted anywhere but the staging/target path the request named (the mount table
@@ -219,18 +220,23 @@ def bad_volume_id(value: str) -> bool:
     if match is None:
         return True
     path, access_point = match.group(1), match.group(2)
-    if access_point is not None and not re.fullmatch(r"fsap-[0-9a-f]{8,40}", access_point):
+    if access_point and not re.fullmatch(r"fsap-[0-9a-f]{8,40}", access_point):
         return True
     return bool(path) and (not path.startswith("/") or ".." in path.split("/")
                            or _CONTROL.search(path) is not None)
 
 
 def bad_path(value: str) -> bool:
-    return not value.startswith("/") or "\x00" in value
+    """Relative, NUL, a '..' component, or over Linux's PATH_MAX/NAME_MAX."""
+    components = value.split("/")
+    return (not value.startswith("/") or "\x00" in value or ".." in components
+            or len(value.encode()) > 4095 or any(len(c.encode()) > 255 for c in components))
 
 
 def bad_flag(flag: str) -> bool:
-    return not flag or "," in flag or any(ch.isspace() or _CONTROL.match(ch) for ch in flag)
+    """A flag may hold several comma-separated options; each must be non-empty."""
+    return (not flag or "" in flag.split(",")
+            or any(ch.isspace() or _CONTROL.match(ch) for ch in flag))
 
 
 def bad_capability(cap: csi.VolumeCapability | None) -> bool:
@@ -334,8 +340,12 @@ async def check(served: Served, identity: csi.IdentityStub, call: Callable[[], A
         status = Status.OK
     except GRPCError as error:  # anything else (a dropped stream, a reset) fails the test
         status = error.status
+    # Only mounts of this module's file system count (and are undone): others on this
+    # machine (another test's kubelet, say) are neither this node's doing nor ours to touch.
+    ours = str(served.work)
     new = [entry for entry in read_mount_table().entries
-           if entry.mount_id not in mounts_before]
+           if entry.mount_id not in mounts_before
+           and (entry.root.startswith(ours) or entry.mount_point.startswith(ours))]
     for entry in sorted(new, key=lambda entry: -len(entry.mount_point)):
         subprocess.run(["umount", "-l", entry.mount_point], capture_output=True, check=False)
     allowed = {os.path.normpath(path) for path in given if path.startswith("/")}

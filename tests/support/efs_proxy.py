@@ -11,6 +11,8 @@ error parsing all run for real over HTTP; only what moto's EFS model lacks is ad
   access point, as EFS does for a token reused long after the first create.
 - the per-file-system access-point limit (``AccessPointLimitExceeded``, 403);
 - ClientToken length (1..64, ``BadRequest``), which botocore does not check;
+- EFS's Tag rules on CreateAccessPoint (``tests.support.efs_rules``; ``BadRequest``), which
+  moto does not check: a tag EFS would refuse fails the create here too;
 - ``MaxResults``/``NextToken`` pagination of DescribeAccessPoints (default page 100, as EFS);
 - ``FileSystemNotFound`` for unknown file systems in Create/DescribeAccessPoints, and
   ``AccessPointNotFound`` when deleting an unknown access point;
@@ -51,6 +53,7 @@ import boto3
 import pytest
 from aiohttp import ClientSession, ClientTimeout, web
 
+from tests.support.efs_rules import tag_violations
 from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint
 
 API = "/2015-02-01"
@@ -362,6 +365,11 @@ class EfsProxy:
         token = str(wanted.get("ClientToken") or "")
         if not 1 <= len(token) <= 64:  # EFS's documented bounds; botocore checks only the minimum
             return _error(400, "BadRequest", "ClientToken must be 1 to 64 characters long")
+        problems = tag_violations({str(tag.get("Key", "")): str(tag.get("Value", ""))
+                                   for tag in wanted.get("Tags") or ()})
+        if problems:
+            return _error(400, "BadRequest", "tags break the Tag constraints: "
+                          + "; ".join(problems))
         if not await self._file_system_exists(file_system_id, headers):
             return _file_system_not_found(file_system_id)
         index = await self._index(file_system_id, headers)

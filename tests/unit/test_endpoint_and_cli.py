@@ -57,9 +57,18 @@ def test_bool_flags_accept_reference_spellings() -> None:
         parser.parse_args(["--adaptive-retry-mode=maybe"])
 
 
+def test_gid_inventory_max_age_is_seconds_not_minutes() -> None:
+    assert controller_parser().parse_args([]).gid_inventory_max_age == 5.0
+    assert controller_parser().parse_args(["--gid-inventory-max-age=0"]).gid_inventory_max_age \
+        == 0.0
+
+
 @pytest.mark.parametrize(("parser", "argv"), [
     (controller_parser, ["--access-point-limit", "0"]),
     (controller_parser, ["--access-point-limit", "many"]),
+    (controller_parser, ["--gid-inventory-max-age", "-1"]),
+    (controller_parser, ["--gid-inventory-max-age", "nan"]),
+    (controller_parser, ["--gid-inventory-max-age", "inf"]),
     (node_parser, ["--max-inflight-mount-calls", "-1"]),
     (node_parser, ["--mount-timeout", "nan"]),
     (node_parser, ["--vol-metrics-fs-rate-limit", "0"]),

@@ -48,3 +48,26 @@ def test_messages_are_bounded_and_echoed_input_cut_short() -> None:
     passed_through = errors.to_grpc_error(GRPCError(Status.NOT_FOUND, huge))
     assert passed_through.status == Status.NOT_FOUND
     assert len(passed_through.message or "") <= errors.MAX_MESSAGE_CHARS + 40
+
+
+@pytest.mark.parametrize(("exc", "status"), [
+    (OSError(36, "File name too long", "/k/" + "a" * 300), Status.INVALID_ARGUMENT),
+    (FileExistsError(17, "File exists", "/k/target"), Status.FAILED_PRECONDITION),
+    (NotADirectoryError(20, "Not a directory", "/k/file/x"), Status.FAILED_PRECONDITION),
+    (FileNotFoundError(2, "No such file or directory", "/k/gone"), Status.NOT_FOUND),
+    (PermissionError(13, "Permission denied", "/k/locked"), Status.PERMISSION_DENIED),
+    (OSError(28, "No space left on device", "/k"), Status.RESOURCE_EXHAUSTED),
+    (OSError(116, "Stale file handle", "/k/nfs"), Status.UNAVAILABLE),
+    (OSError(71, "Protocol error", "/k/odd"), Status.INTERNAL),
+])
+def test_os_errors_answer_by_errno_naming_the_path(exc: OSError, status: Status) -> None:
+    mapped = errors.to_grpc_error(exc)
+    assert mapped.status == status
+    assert exc.strerror in (mapped.message or "")
+    assert str(exc.filename)[:40] in (mapped.message or "")
+    assert "OSError" not in (mapped.message or "")
+
+
+def test_an_os_error_without_a_path_still_says_what_happened() -> None:
+    mapped = errors.to_grpc_error(OSError(5, "Input/output error"))
+    assert (mapped.status, mapped.message) == (Status.UNAVAILABLE, "Input/output error")

@@ -17,6 +17,11 @@ AP = "fsap-0123456789abcdef0"
         (f"efs:{FS}", VolumeHandle(FS)),
         (f"efs:{FS}:/x:{AP}", VolumeHandle(FS, "/x", AP)),
         ("fs-" + "a" * 40, VolumeHandle("fs-" + "a" * 40)),
+        # empty fields, as the reference driver accepts them
+        (f"{FS}:", VolumeHandle(FS)),
+        (f"{FS}::", VolumeHandle(FS)),
+        (f"{FS}:/data:", VolumeHandle(FS, "/data")),
+        (f"efs:{FS}::", VolumeHandle(FS)),
     ],
 )
 def test_valid_handles(text: str, expected: VolumeHandle) -> None:
@@ -34,7 +39,8 @@ def test_valid_handles(text: str, expected: VolumeHandle) -> None:
         (f"{FS}:/a:fsap-xyz", "access point id"),
         (f"{FS}::fsap-0123abcd,tls", "access point id"),
         (f"{FS}:/a:{AP}:extra", "too many"),
-        (f"{FS}:", "empty path"),
+        (f"{FS}:::", "too many"),
+        (f"{FS}::fsap-", "access point id"),
         (f"{FS}:relative", "absolute"),
         (f"{FS}:/a/../b", "'..'"),
         (f"{FS}:/a\nb", "control"),
@@ -52,3 +58,9 @@ def test_invalid_handles_name_the_problem(text: str, fragment: str) -> None:
                                     VolumeHandle(FS, "", AP), VolumeHandle(FS, "/p", AP)])
 def test_format_round_trips(handle: VolumeHandle) -> None:
     assert parse_volume_id(str(handle)) == handle
+
+
+@pytest.mark.parametrize(("text", "shortest"), [(f"{FS}:", FS), (f"{FS}::", FS),
+                                                (f"{FS}:/p:", f"{FS}:/p")])
+def test_empty_fields_are_written_back_in_the_shortest_form(text: str, shortest: str) -> None:
+    assert str(parse_volume_id(text)) == shortest
