@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,21 +49,21 @@ def arguments(binary: str, work: Path) -> list[str]:
     return [*common, "--region", "us-east-1"]
 
 
-async def wait_ready(socket: Path, process: subprocess.Popen[bytes], limit_s: float) -> None:
+async def wait_ready(socket: Path, process: asyncio.subprocess.Process,
+                     limit_s: float) -> None:
     deadline = time.perf_counter() + limit_s
     while time.perf_counter() < deadline:
-        if process.poll() is not None:
+        if process.returncode is not None:
             raise RuntimeError(f"exited with {process.returncode}")
-        if socket.exists():
-            channel = Channel(path=str(socket))
-            try:
-                reply = await csi.IdentityStub(channel).probe(csi.ProbeRequest(), timeout=1)
-                if reply.ready:
-                    return
-            except (OSError, TimeoutError):
-                pass
-            finally:
-                channel.close()
+        channel = Channel(path=str(socket))  # refused until the binary listens
+        try:
+            reply = await csi.IdentityStub(channel).probe(csi.ProbeRequest(), timeout=1)
+            if reply.ready:
+                return
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            channel.close()
         await asyncio.sleep(0.002)
     raise TimeoutError(f"not ready after {limit_s}s")
 
@@ -86,8 +85,9 @@ async def one_run(binary: str, pycache: Path | None) -> tuple[float, float]:
         if pycache is not None:
             env["PYTHONPYCACHEPREFIX"] = str(pycache)
         started = time.perf_counter()
-        process = subprocess.Popen([str(BIN / binary), *arguments(binary, work)], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = await asyncio.create_subprocess_exec(
+            str(BIN / binary), *arguments(binary, work), env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         try:
             await wait_ready(work / "csi.sock", process, 60)
             ready_s = time.perf_counter() - started
@@ -96,10 +96,10 @@ async def one_run(binary: str, pycache: Path | None) -> tuple[float, float]:
         finally:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
                 process.kill()
-                process.wait()
+                await process.wait()
         return ready_s, rss
 
 
