@@ -17,7 +17,7 @@ if ! kind get clusters | grep -qx "${cluster}"; then
 fi
 
 for component in controller node; do
-  docker build -f "${repo}/docker/${component}.Dockerfile" -t "efs-csi-${component}:kind" "${repo}"
+  docker build -f "${repo}/docker/Dockerfile" --target "${component}" -t "efs-csi-${component}:kind" "${repo}"
   kind load docker-image --name "${cluster}" "efs-csi-${component}:kind"
 done
 
