@@ -115,7 +115,7 @@ def test_a_flag_the_binary_lacks_is_caught() -> None:
 
 
 def test_tags_keep_their_escapes() -> None:
-    manifests = render(values_files()[-1])
+    manifests = render(Path(__file__).parent / "values" / "everything.yaml")
     (args,) = binary_args(manifests, "efs-csi-controller")
     tags = next(arg for arg in args if arg.startswith("--tags="))
     assert tags == r"--tags=environment:prod path:c\\d team\ name:a\:b"

@@ -89,14 +89,18 @@ def test_controller_is_unprivileged_by_default(defaults: list[Manifest]) -> None
     assert plugin["image"].startswith("ghcr.io/efs-csi/efs-csi-controller:")
 
 
-def test_controller_is_privileged_only_to_delete_access_point_dirs() -> None:
-    manifests = render(sets=["controller.deleteAccessPointRootDir=true"])
+@pytest.mark.parametrize(("backend", "image"), [("efs", "efs-csi-controller-efs"),
+                                                  ("local", "efs-csi-controller")])
+def test_controller_is_root_and_privileged_only_to_delete_access_point_dirs(
+        backend: str, image: str) -> None:
+    """Only root in a privileged container can mount (util-linux refuses uid 65532)."""
+    manifests = render(sets=["controller.deleteAccessPointRootDir=true", f"mountBackend={backend}"])
     spec = pod_spec(manifests, "Deployment", "efs-csi-controller")
     plugin = container(spec, "efs-plugin")
     assert plugin["securityContext"] == {"privileged": True}
-    assert "securityContext" not in spec
-    # Only the node image carries efs-utils (mount -t efs).
-    assert plugin["image"].startswith("ghcr.io/efs-csi/efs-csi-node:")
+    assert spec["securityContext"] == {"runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0}
+    # With the efs backend the controller mounts through efs-utils: its own image has it.
+    assert plugin["image"].startswith(f"ghcr.io/efs-csi/{image}:")
 
 
 @pytest.mark.parametrize("enabled", [True, False])
