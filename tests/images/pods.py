@@ -3,14 +3,40 @@ matter for these tests): the image, command and args, the user and group, privil
 read-only root file system, dropped capabilities, no privilege escalation, environment values,
 and a fresh writable directory (tmpfs) for every volume the pod mounts unless the test maps a
 host directory there. So an image is smoke-run with exactly the settings the chart gives it.
+
+``privileged: true`` becomes every capability this machine's bounding set holds, with seccomp,
+AppArmor and the masked /proc paths lifted: docker's own ``--privileged`` asks runc for every
+capability, and a machine without one (this project's lack CAP_SYS_RESOURCE) refuses it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tests.chart.render import Manifest, find
+
+# Linux capability numbers (linux/capability.h), for reading the bounding set.
+_CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ")  # newer ones are unknown to docker 20.10
+
+
+def _privileged_options() -> list[str]:
+    status = dict(line.split(":", 1) for line in
+                  Path("/proc/self/status").read_text().splitlines())
+    bounding = int(status["CapBnd"].strip(), 16)
+    options = ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+               "--security-opt", "systempaths=unconfined"]
+    for number, name in enumerate(_CAPABILITIES):
+        if bounding & (1 << number):
+            options += ["--cap-add", name]
+    return options
 
 
 def pod_spec(manifests: list[Manifest], kind: str, name: str) -> dict[str, Any]:
@@ -43,7 +69,7 @@ def docker_run_options(spec: dict[str, Any], container_spec: dict[str, Any], *,
     if uid is not None:
         options += ["--user", f"{uid}:{gid if gid is not None else uid}"]
     if context.get("privileged"):
-        options.append("--privileged")
+        options += _privileged_options()
     if context.get("readOnlyRootFilesystem"):
         options.append("--read-only")
     for capability in (context.get("capabilities") or {}).get("drop", []):
@@ -73,7 +99,16 @@ def docker_run_options(spec: dict[str, Any], container_spec: dict[str, Any], *,
     return options
 
 
-def docker_command(container_spec: dict[str, Any]) -> list[str]:
-    """What follows the image: the rest of the command, then the args."""
+def docker_command(container_spec: dict[str, Any],
+                   field_values: Mapping[str, str]) -> list[str]:
+    """What follows the image: the rest of the command, then the args, with $(VAR) expanded
+    from the container's environment as kubelet expands it."""
+    env = {}
+    for item in container_spec.get("env", []):
+        env[item["name"]] = item["value"] if "value" in item else field_values[
+            item["valueFrom"]["fieldRef"]["fieldPath"]]
     command = list(container_spec.get("command") or [])
-    return command[1:] + list(container_spec.get("args") or [])
+    words = command[1:] + list(container_spec.get("args") or [])
+    for name, value in env.items():
+        words = [word.replace(f"$({name})", value) for word in words]
+    return words

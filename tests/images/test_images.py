@@ -149,8 +149,9 @@ def started(engine: Engine, request: pytest.FixtureRequest) -> Iterator[tuple[st
     """The workload's image, started detached with the chart's settings on loopback only."""
     workload: Workload = request.param
     spec, plugin = workload.spec()
-    options = docker_run_options(spec, plugin, field_values={"spec.nodeName": "smoke-node"})
-    args = docker_command(plugin)
+    fields = {"spec.nodeName": "smoke-node"}
+    options = docker_run_options(spec, plugin, field_values=fields)
+    args = docker_command(plugin, fields)
     # What a real cluster supplies: the zone (instance metadata or the Node's label), and a
     # metrics endpoint to probe /healthz on.
     if workload.binary == "efs-csi-node":
@@ -206,7 +207,7 @@ def test_serves_healthz_runs_as_the_chart_says_and_exits_0_on_sigterm(
     spec, plugin = workload.spec()
     uid, _gid = run_as(spec, plugin)
     running = processes(engine, name)
-    driver = [p for p in running if f"bin/{workload.binary}" in p["cmd"]]
+    driver = [p for p in running if f"/opt/efs-csi/bin/{workload.binary} " in p["cmd"]]
     assert len(driver) == 1, running
     assert driver[0]["uid"] == uid
     if workload.target != "controller":
