@@ -63,7 +63,7 @@ def test_node_mounts_the_kubelet_dir_bidirectionally(kubelet: str) -> None:
 def test_efs_utils_state_lives_on_the_host(defaults: list[Manifest]) -> None:
     spec = pod_spec(defaults, "DaemonSet", "efs-csi-node")
     host_paths = {v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    assert {"/var/amazon/efs", "/var/run/efs", "/etc/amazon/efs-legacy"} <= host_paths
+    assert {"/var/amazon/efs", "/var/run/efs", "/etc/amazon/efs"} <= host_paths
 
 
 def test_controller_deployment(defaults: list[Manifest]) -> None:
