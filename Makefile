@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export CSI_SANITY := $(TOOLS)/csi-sanity
 export HELM := $(TOOLS)/helm
 
-.PHONY: all test demo venv tools lint typecheck pytest proto proto-check clean
+.PHONY: all test demo venv tools cluster-tools lint typecheck pytest proto proto-check clean
 
 all: test
 
@@ -27,7 +27,13 @@ venv: $(STAMP)
 
 # Go tools of the CSI ecosystem. Without Go they are not installed: the tests that need them
 # skip on a laptop and fail under CI.
-tools: $(TOOLS)/csi-sanity $(TOOLS)/helm
+tools: $(TOOLS)/csi-sanity $(TOOLS)/helm cluster-tools
+
+# The real Kubernetes the cluster tests run (etcd, kube-apiserver, kube-controller-manager,
+# kubelet, kubectl, csi-provisioner and two stand-ins), pinned by tests/cluster/go/*/go.sum.
+# The first build takes minutes (printed); later ones only check the pins.
+cluster-tools:
+	@OUT=$(TOOLS) scripts/build-cluster-tools.sh
 
 $(TOOLS)/csi-sanity:
 	@if command -v go >/dev/null 2>&1; then \

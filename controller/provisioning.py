@@ -34,7 +34,14 @@ from efs_csi.cloud import (
     CreationInfo,
     PosixUser,
 )
-from efs_csi.errors import AlreadyExists, Internal, InvalidArgument, NotFound, shown
+from efs_csi.errors import (
+    AlreadyExists,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    shown,
+)
 from efs_csi.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
 
 MAX_CLIENT_TOKEN = 64
@@ -145,13 +152,20 @@ class Provisioner:
         if self._kube is None:
             raise InvalidArgument("fileSystemIdConfigRef/fileSystemIdSecretRef need Kubernetes "
                                   "API access, which this controller does not have")
-        if source.config_map is not None:
-            ref, kind = source.config_map, "fileSystemIdConfigRef"
-            value = await self._kube.read_config_map_key(ref.namespace, ref.name, ref.key)
-        else:
-            assert source.secret is not None
-            ref, kind = source.secret, "fileSystemIdSecretRef"
-            value = await self._kube.read_secret_key(ref.namespace, ref.name, ref.key)
+        try:
+            if source.config_map is not None:
+                ref, kind = source.config_map, "fileSystemIdConfigRef"
+                value = await self._kube.read_config_map_key(ref.namespace, ref.name, ref.key)
+            else:
+                assert source.secret is not None
+                ref, kind = source.secret, "fileSystemIdSecretRef"
+                value = await self._kube.read_secret_key(ref.namespace, ref.name, ref.key)
+        except PermissionDenied as exc:
+            objects = "ConfigMaps" if source.config_map is not None else "Secrets"
+            raise PermissionDenied(
+                f"{exc.message}: the controller's ServiceAccount needs get on {objects} to "
+                "resolve fileSystemIdConfigRef/fileSystemIdSecretRef; with the Helm chart, set "
+                "controller.fileSystemIdReferences=true") from None
         value = value.strip()
         if not is_file_system_id(value):
             raise InvalidArgument(f"parameter {kind}: {ref.namespace}/{ref.name} key {ref.key} "

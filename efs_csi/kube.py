@@ -2,8 +2,8 @@
 
 ``Kube`` is the protocol; ``KubernetesAsyncioKube`` is its kubernetes-asyncio adapter (this
 module is the only place that imports kubernetes_asyncio). Errors surface as ``efs_csi.errors``
-exceptions (404 NotFound, others Unavailable), with ``KubeConflict`` for 409/422 answers so
-callers can retry optimistic updates.
+exceptions (404 NotFound, 403 PermissionDenied, others Unavailable), with ``KubeConflict`` for
+409/422 answers so callers can retry optimistic updates.
 
 Where the API is comes from a ``KubeEndpoint``: ``in_cluster_endpoint`` reads the pod's service
 account (token + CA files, ``KUBERNETES_SERVICE_HOST``/``_PORT``), and tests build one that points
@@ -14,6 +14,7 @@ projected service-account tokens rotate.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,11 +25,13 @@ import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from efs_csi.errors import NotFound, Unavailable
+from efs_csi.errors import Aborted, CsiError, NotFound, PermissionDenied, Unavailable
 from efs_csi.logging import get_logger
 
+Json = dict[str, Any]
 
-class KubeConflict(Exception):
+
+class KubeConflict(Aborted):
     """The object changed under us (HTTP 409, or 422 from a failed JSON-patch ``test``)."""
 
 
@@ -123,8 +126,10 @@ class _TokenFile:
             self._seen = stamp
 
 
-def _taint_from_api(taint: Any) -> Taint:
-    return Taint(key=taint.key, effect=taint.effect, value=taint.value)
+def _taint_from_api(taint: Mapping[str, Any]) -> Taint:
+    value = taint.get("value")
+    return Taint(key=str(taint["key"]), effect=str(taint["effect"]),
+                 value=None if value is None else str(value))
 
 
 def _taint_to_api(taint: Taint) -> dict[str, str]:
@@ -134,8 +139,34 @@ def _taint_to_api(taint: Taint) -> dict[str, str]:
     return body
 
 
+def _field(document: Json, what: str, name: str, kind: type) -> Any:
+    """``document[name]``, where an absent key or null means empty; a wrong type is an error."""
+    value = document.get(name)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise Unavailable(f"kubernetes API answered {what} with a malformed {name!r}")
+    return value
+
+
+def _status_error(what: str, status: int, reason: str) -> CsiError:
+    if status == 404:
+        return NotFound(f"{what} not found")
+    if status in (409, 422):
+        return KubeConflict(f"{what}: {status} {reason}")
+    if status == 403:
+        return PermissionDenied(f"{what}: 403 Forbidden for this ServiceAccount")
+    return Unavailable(f"kubernetes API error on {what}: {status} {reason}")
+
+
 class KubernetesAsyncioKube:
-    """``Kube`` over kubernetes-asyncio. Build it inside the running event loop; ``close`` it."""
+    """``Kube`` over kubernetes-asyncio. Build it inside the running event loop; ``close`` it.
+
+    Answers are read as the JSON the server sent, not through kubernetes-asyncio's models: the
+    models refuse what the real API serves (a fresh CSINode's ``"drivers": null``), and only a
+    few fields are needed. Any answer without them is an ``Unavailable`` error here, the one
+    place that reads the API, so no caller sees a model's ``ValueError``.
+    """
 
     def __init__(self, endpoint: KubeEndpoint, *, timeout_s: float = 15.0) -> None:
         configuration = k8s.Configuration(host=endpoint.host)
@@ -150,42 +181,66 @@ class KubernetesAsyncioKube:
         self._storage = k8s.StorageV1Api(self._api_client)
         self._timeout_s = timeout_s
 
-    async def _call(self, what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, what: str, method: Any, *args: Any) -> Json:
+        """Call ``method`` and return the JSON object the server answered with."""
         try:
-            return await method(*args, _request_timeout=self._timeout_s, **kwargs)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise NotFound(f"{what} not found") from None
-            if exc.status in (409, 422):
-                raise KubeConflict(f"{what}: {exc.status} {exc.reason}") from None
-            raise Unavailable(f"kubernetes API error on {what}: {exc.status} {exc.reason}") \
+            response = await method(*args, _request_timeout=self._timeout_s,
+                                    _preload_content=False)
+            try:
+                body = await response.read()
+            finally:
+                response.release()
+        except ApiException as exc:  # raised before any answer (a request it cannot build)
+            raise Unavailable(f"kubernetes API request for {what} failed: {exc.reason}") \
                 from None
         except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
             raise Unavailable(f"kubernetes API unreachable for {what}: "
                               f"{type(exc).__name__}") from None
+        if not 200 <= response.status <= 299:
+            raise _status_error(what, response.status, response.reason or "")
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            raise Unavailable(f"kubernetes API answered {what} with something that is not a "
+                              "JSON object")
+        return document
 
     async def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
         what = f"ConfigMap {namespace}/{name}"
         config_map = await self._call(what, self._core.read_namespaced_config_map, name,
                                       namespace)
-        data = config_map.data or {}
-        if key not in data:
+        value = _field(config_map, what, "data", dict).get(key)
+        if not isinstance(value, str):
             raise NotFound(f"{what} has no key {key!r}")
-        return str(data[key])
+        return value
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         what = f"Secret {namespace}/{name}"
         secret = await self._call(what, self._core.read_namespaced_secret, name, namespace)
-        data = secret.data or {}
-        if key not in data:
+        value = _field(secret, what, "data", dict).get(key)
+        if not isinstance(value, str):
             raise NotFound(f"{what} has no key {key!r}")
-        return base64.b64decode(data[key]).decode()
+        try:
+            return base64.b64decode(value, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise Unavailable(f"{what} key {key!r} is not base64 of UTF-8 text") from None
 
     async def get_node(self, name: str) -> NodeInfo:
-        node = await self._call(f"Node {name}", self._core.read_node, name)
-        taints = tuple(_taint_from_api(t) for t in (node.spec.taints or ()))
-        return NodeInfo(name=node.metadata.name, resource_version=node.metadata.resource_version,
-                        labels=dict(node.metadata.labels or {}), taints=taints)
+        what = f"Node {name}"
+        node = await self._call(what, self._core.read_node, name)
+        metadata = _field(node, what, "metadata", dict)
+        spec = _field(node, what, "spec", dict)
+        try:
+            taints = tuple(_taint_from_api(t) for t in _field(spec, what, "taints", list))
+            labels = {str(k): str(v) for k, v in _field(metadata, what, "labels", dict).items()}
+            return NodeInfo(name=str(metadata["name"]),
+                            resource_version=str(metadata["resourceVersion"]),
+                            labels=labels, taints=taints)
+        except (KeyError, TypeError, AttributeError):
+            raise Unavailable(f"kubernetes API answered {what} without its name, "
+                              "resourceVersion or well-formed taints") from None
 
     async def replace_node_taints(self, node: NodeInfo, taints: tuple[Taint, ...]) -> None:
         # A list body makes kubernetes-asyncio send a JSON Patch. Taints have no merge key, so
@@ -198,13 +253,15 @@ class KubernetesAsyncioKube:
         await self._call(f"Node {node.name}", self._core.patch_node, node.name, patch)
 
     async def csinode_has_driver(self, node_name: str, driver: str) -> bool | None:
+        what = f"CSINode {node_name}"
         try:
-            csinode = await self._call(f"CSINode {node_name}", self._storage.read_csi_node,
-                                       node_name)
+            csinode = await self._call(what, self._storage.read_csi_node, node_name)
         except NotFound:
             return None
-        drivers = csinode.spec.drivers or ()
-        return any(entry.name == driver for entry in drivers)
+        # kubelet creates the CSINode with no drivers, which the API serves as null.
+        drivers = _field(_field(csinode, what, "spec", dict), what, "drivers", list)
+        return any(isinstance(entry, dict) and entry.get("name") == driver
+                   for entry in drivers)
 
     async def close(self) -> None:
         await self._api_client.close()

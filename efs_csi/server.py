@@ -14,18 +14,19 @@ import contextlib
 import signal
 import socket
 import stat
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from grpclib.server import Server
 
 from efs_csi.logging import get_logger
 from efs_csi.rpc import InFlight, RpcObserver, ServiceBase, instrument, unimplemented_fallback
+from efs_csi.supervision import RestartPolicy, Task, supervise, task_name
 
 _log = get_logger("efs_csi.server")
 
-BackgroundTask = Callable[[], Awaitable[None]]
+BackgroundTask = Task
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def remove_stale_socket(path: Path) -> None:
 class ServeOptions:
     grace_period: float = 30.0
     observer: RpcObserver | None = None
+    restarts: RestartPolicy = field(default_factory=RestartPolicy)
 
 
 async def _start(server: Server, endpoint: Endpoint) -> None:
@@ -122,6 +124,7 @@ async def serve(
 
     ``startup`` runs once after the socket is listening (Probe answers not-ready until it
     finishes); ``background`` tasks run for the server's lifetime and are cancelled at stop.
+    Both are supervised (``efs_csi.supervision``): a failure is logged and the task restarted.
     """
     options = options or ServeOptions()
     in_flight = InFlight()
@@ -132,7 +135,7 @@ async def serve(
     uninstall = _install_stop_signals(stop)
     await _start(server, endpoint)
     _log.info("serving", endpoint=str(endpoint))
-    tasks = [asyncio.create_task(_supervised(task), name=getattr(task, "__name__", "task"))
+    tasks = [asyncio.create_task(supervise(task, options.restarts), name=task_name(task))
              for task in ([startup] if startup else []) + list(background)]
     try:
         await stop.wait()
@@ -143,15 +146,6 @@ async def serve(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         _log.info("stopped", endpoint=str(endpoint))
-
-
-async def _supervised(task: BackgroundTask) -> None:
-    try:
-        await task()
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        _log.exception("background task failed", task=getattr(task, "__name__", repr(task)))
 
 
 async def _drain(server: Server, endpoint: Endpoint, in_flight: InFlight, grace: float) -> None:

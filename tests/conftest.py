@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support.ci import in_ci
+from tests.support.cluster_fixtures import cluster_dir, control_plane  # noqa: F401 - fixtures
 from tests.support.efs_proxy import efs_proxy  # noqa: F401 - fixture registration
 from tests.support.moto_server import MotoEndpoint, running_moto
 from tests.support.processes import RunningBinary, start_binary
@@ -32,7 +33,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
             terminalreporter.write_line(line)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Add a line to the end-of-run summary that `make test` prints."""
     return request.config.stash[_SUMMARY].append
