@@ -136,14 +136,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
-{{/* A probe, rendered only when set. */}}
-{{- define "efs-csi.probe" -}}
-{{- if .probe }}
-{{ .name }}:
-  {{- toYaml .probe | nindent 2 }}
-{{- end }}
-{{- end -}}
-
 {{/* topologySpreadConstraints, each given the component's pod labels unless it has a
      labelSelector (the reference chart fills one in too). */}}
 {{- define "efs-csi.topologySpreadConstraints" -}}
