@@ -111,6 +111,9 @@ stop() {
     fi
     rm -f "${DOCKERD_PIDFILE}"
   fi
+  # Its runtime state (sockets, container bundles) went with its mount namespace.
+  rm -rf "${DOCKER_EXEC}"
+  rmdir "$(dirname "${DOCKERD_SOCKET}")" 2>/dev/null || true
   restore_host
 }
 
