@@ -13,20 +13,23 @@ from typing import Any
 import boto3
 import pytest
 
+from efs_csi import NOT_READY_TAINT
 from tests.support.cluster import ControlPlane, Kubelet, wait_until
 from tests.support.deployment import ControllerPod, NodePod, install_chart
+from tests.support.efs_proxy import EfsProxy, make_file_system
 from tests.support.moto_server import REGION, MotoEndpoint, running_moto
 
 Json = dict[str, Any]
 CHART_SETS = ("region=us-east-1", "mountBackend=local")
-NOT_READY_TAINT = "efs.csi.aws.com/agent-not-ready"
 
 
 @dataclass
 class Efs:
-    """moto's EFS API, as the test (an operator with the AWS CLI) sees it."""
+    """The EFS API the driver uses: moto behind tests/support/efs_proxy.py (which adds what
+    real EFS does and moto does not, such as FileSystemNotFound), as an operator sees it."""
 
-    endpoint: MotoEndpoint
+    endpoint: MotoEndpoint  # the proxy's address, in the shape the helpers take
+    proxy: EfsProxy
 
     def __post_init__(self) -> None:
         self.client = boto3.client("efs", region_name=REGION, endpoint_url=self.endpoint.url,
@@ -34,10 +37,7 @@ class Efs:
                                    aws_secret_access_key="testing")
 
     def create_file_system(self, one_zone: str | None = None) -> str:
-        extra = {"AvailabilityZoneName": one_zone} if one_zone else {}
-        reply = self.client.create_file_system(CreationToken=f"fs-{time.monotonic_ns()}",
-                                               **extra)
-        return str(reply["FileSystemId"])
+        return make_file_system(self.endpoint.url, one_zone=one_zone).file_system_id
 
     def access_point(self, access_point_id: str) -> Json | None:
         try:
@@ -53,8 +53,8 @@ class Efs:
 
 @pytest.fixture(scope="module")
 def efs() -> Iterator[Efs]:
-    with running_moto() as endpoint:
-        yield Efs(endpoint)
+    with running_moto() as moto, EfsProxy(moto.url) as proxy:
+        yield Efs(MotoEndpoint(proxy.url), proxy)
 
 
 @pytest.fixture(scope="module")

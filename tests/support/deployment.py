@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from efs_csi import NOT_READY_TAINT
 from tests.chart.render import find, render
 from tests.support.cluster import (
     ClusterTools,
@@ -37,6 +38,7 @@ from tests.support.pods import PodRunner, pod_spec
 Json = dict[str, Any]
 NAMESPACE = "kube-system"
 DRIVER = "efs.csi.aws.com"
+LEASE = "efs-csi-aws-com"  # csi-provisioner's leader-election lease: the driver name, sanitized
 BIN = Path(sys.executable).parent
 
 
@@ -139,22 +141,22 @@ class ControllerPod:
                        diagnose=plugin.log_tail)
             provisioner = _run_container(self.pod, runner, "csi-provisioner", "csi-provisioner",
                                          logs, env=env, service_account=account)
-            wait_until("csi-provisioner leading", self._leading, 60, interval=0.2,
-                       diagnose=provisioner.log_tail)
+            wait_until("csi-provisioner leading",
+                       lambda: "successfully acquired lease" in provisioner.logs(), 60,
+                       interval=0.2, diagnose=provisioner.log_tail)
         except BaseException:
             self.pod.stop()
             raise
         return self
-
-    def _leading(self) -> bool:
-        lease = self.plane.find("lease", "efs-csi-aws-com", NAMESPACE)
-        return bool(lease and lease.get("spec", {}).get("holderIdentity"))
 
     def logs(self) -> str:
         return "\n".join(daemon.logs() for daemon in self.pod.daemons)
 
     def stop(self) -> None:
         self.pod.stop()
+        # csi-provisioner does not release its lease when stopped; the next test's would wait
+        # out the lease duration (15 s) before leading. The pod is gone: end its lease now.
+        self.plane.kubectl("-n", NAMESPACE, "delete", "lease", LEASE, "--ignore-not-found")
 
 
 @dataclass
@@ -207,7 +209,9 @@ class NodePod:
         return self
 
     def start_registrar(self) -> None:
-        """Register the driver with kubelet, as node-driver-registrar does; wait for CSINode."""
+        """Register the driver with kubelet, as node-driver-registrar does; wait for CSINode
+        and for the node plugin to take its startup taint off (kubelet refuses pods that do
+        not tolerate it, and these tests place pods without a scheduler)."""
         registrar = self.pod.start(Daemon(
             f"registrar-{self.kubelet.node_name}",
             self._runner_for_registrar().local(
@@ -216,6 +220,16 @@ class NodePod:
             self.kubelet.logs))
         wait_until("the driver in the node's CSINode", self.registered, 60, interval=0.2,
                    diagnose=registrar.log_tail)
+        wait_until("the startup taint removed", self.untainted, 60, interval=0.2,
+                   diagnose=self._plugin_log_tail)
+
+    def untainted(self) -> bool:
+        node = self.plane.get("node", self.kubelet.node_name)
+        return not any(taint["key"] == NOT_READY_TAINT
+                       for taint in node.get("spec", {}).get("taints") or [])
+
+    def _plugin_log_tail(self) -> str:
+        return self.plugin.log_tail() if self.plugin else ""
 
     def _runner_for_registrar(self) -> PodRunner:
         assert self._runner is not None, "start the node plugin first"

@@ -1,22 +1,18 @@
-"""A small fake Kubernetes API server (aiohttp, real HTTP on loopback).
+"""A fake Kubernetes API server for the faults a real one cannot be made to answer on cue.
 
-A fake, because tests cannot run a real API server: it serves just what the driver uses —
-Nodes (GET, JSON-Patch PATCH with ``test`` ops and resourceVersion bumps), CSINodes,
-ConfigMaps and Secrets — and lets tests inject faults (queued error statuses), concurrent
-edits (a hook run just before a PATCH is applied) and wait for requests to arrive.
+The adapter and the taint removal are tested against a real kube-apiserver
+(tests/cluster/test_kube_adapter.py). What a real server will not do when asked is answer a
+given request with a 500, 503 or 409, or with a malformed body: this fake (aiohttp, real HTTP on
+loopback) serves Nodes (GET, JSON-Patch PATCH with ``test`` ops and resourceVersion bumps) and
+CSINodes as the real one does (a CSINode without drivers as ``"drivers": null``), and lets a
+test queue such answers per request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import copy
 import json
-import ssl
-import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -28,9 +24,6 @@ Json = dict[str, Any]
 class Seen:
     method: str
     path: str
-    authorization: str
-    content_type: str
-    body: Any
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
@@ -44,7 +37,7 @@ class PatchTestFailed(Exception):
 
 
 def _apply_json_patch(document: Json, operations: list[Json]) -> Json:
-    """RFC 6902 for object paths only (all the driver sends)."""
+    """RFC 6902 ``test`` and ``add`` on object paths (all the driver sends)."""
     result = copy.deepcopy(document)
     for operation in operations:
         *parents, last = operation["path"].lstrip("/").split("/")
@@ -54,10 +47,8 @@ def _apply_json_patch(document: Json, operations: list[Json]) -> Json:
         if operation["op"] == "test":
             if target.get(last) != operation["value"]:
                 raise PatchTestFailed(f"test failed at {operation['path']}")
-        elif operation["op"] in ("add", "replace"):
+        elif operation["op"] == "add":
             target[last] = operation["value"]
-        elif operation["op"] == "remove":
-            del target[last]
         else:
             raise ValueError(operation["op"])
     return result
@@ -68,65 +59,46 @@ class FakeKubeApi:
     token: str = "test-token"
     nodes: dict[str, Json] = field(default_factory=dict)
     csinodes: dict[str, Json] = field(default_factory=dict)
-    config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
-    # (method, path) -> statuses answered instead of the real handling, first first.
-    faults: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    # Called with the node name just before a PATCH is applied (a concurrent writer).
-    before_patch: Callable[[str], None] | None = None
+    # (method, path) -> answers given instead of the real handling, first first: a status code
+    # (a Status body with it) or raw bytes (answered with 200).
+    faults: dict[tuple[str, str], list[int | bytes]] = field(default_factory=dict)
     _version: int = 100
-    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
     url: str = ""
 
-    def add_node(self, name: str, taints: list[Json] | None = None,
-                 labels: dict[str, str] | None = None) -> None:
+    def add_node(self, name: str, taints: list[Json] | None = None) -> None:
         self.nodes[name] = {"apiVersion": "v1", "kind": "Node",
-                            "metadata": {"name": name, "labels": labels or {},
-                                         "resourceVersion": self._next_version()},
+                            "metadata": {"name": name, "resourceVersion": self._next_version()},
                             "spec": {"taints": taints} if taints is not None else {}}
-
-    def set_taints(self, name: str, taints: list[Json]) -> None:
-        """Someone else edits the Node (bumps its resourceVersion)."""
-        node = self.nodes[name]
-        node["spec"]["taints"] = taints
-        node["metadata"]["resourceVersion"] = self._next_version()
 
     def taints(self, name: str) -> list[Json]:
         return list(self.nodes[name]["spec"].get("taints") or [])
 
     def set_csinode(self, name: str, drivers: list[str]) -> None:
+        listed = [{"name": d, "nodeID": name} for d in drivers] or None
         self.csinodes[name] = {"apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
-                               "metadata": {"name": name},
-                               "spec": {"drivers": [{"name": d, "nodeID": name}
-                                                    for d in drivers]}}
+                               "metadata": {"name": name}, "spec": {"drivers": listed}}
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for seen in self.requests if seen.method == method and seen.path == path)
-
-    async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        async with self._changed:
-            await self._changed.wait_for(predicate)
 
     def _next_version(self) -> str:
         self._version += 1
         return str(self._version)
 
-    async def start(self, tls: ssl.SSLContext | None = None) -> str:
-        """Listen on loopback (HTTPS with ``tls``, as a real API server); returns the URL."""
+    async def start(self) -> str:
+        """Listen on loopback; returns the URL."""
         app = web.Application(middlewares=[self._record])
         app.router.add_get("/api/v1/nodes/{name}", self._get_node)
         app.router.add_patch("/api/v1/nodes/{name}", self._patch_node)
         app.router.add_get("/apis/storage.k8s.io/v1/csinodes/{name}", self._get_csinode)
-        app.router.add_get("/api/v1/namespaces/{ns}/configmaps/{name}", self._get_config_map)
-        app.router.add_get("/api/v1/namespaces/{ns}/secrets/{name}", self._get_secret)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=tls)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{port}"
         return self.url
 
     async def stop(self) -> None:
@@ -135,22 +107,16 @@ class FakeKubeApi:
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        raw = await request.read()
-        body = json.loads(raw) if raw else None
-        self.requests.append(Seen(request.method, request.path,
-                                  request.headers.get("Authorization", ""),
-                                  request.content_type, body))
-        try:
-            if request.headers.get("Authorization") != f"Bearer {self.token}":
-                return _status(401, "Unauthorized", "bad or missing bearer token")
-            queued = self.faults.get((request.method, request.path))
-            if queued:
-                code = queued.pop(0)
-                return _status(code, "Injected", f"injected {code}")
-            return await handler(request)  # type: ignore[no-any-return]
-        finally:
-            async with self._changed:
-                self._changed.notify_all()
+        self.requests.append(Seen(request.method, request.path))
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return _status(401, "Unauthorized", "bad or missing bearer token")
+        queued = self.faults.get((request.method, request.path))
+        if queued:
+            answer = queued.pop(0)
+            if isinstance(answer, bytes):
+                return web.Response(body=answer, content_type="application/json")
+            return _status(answer, "Injected", f"injected {answer}")
+        return await handler(request)  # type: ignore[no-any-return]
 
     async def _get_node(self, request: web.Request) -> web.Response:
         node = self.nodes.get(request.match_info["name"])
@@ -164,10 +130,8 @@ class FakeKubeApi:
             return _status(404, "NotFound", "node not found")
         if request.content_type != "application/json-patch+json":
             return _status(415, "UnsupportedMediaType", request.content_type)
-        if self.before_patch is not None:
-            self.before_patch(name)
         try:
-            patched = _apply_json_patch(self.nodes[name], await request.json())
+            patched = _apply_json_patch(self.nodes[name], json.loads(await request.read()))
         except PatchTestFailed as exc:
             return _status(422, "Invalid", str(exc))
         patched["metadata"]["resourceVersion"] = self._next_version()
@@ -179,31 +143,3 @@ class FakeKubeApi:
         if csinode is None:
             return _status(404, "NotFound", "csinode not found")
         return web.json_response(csinode)
-
-    async def _get_config_map(self, request: web.Request) -> web.Response:
-        key = (request.match_info["ns"], request.match_info["name"])
-        if key not in self.config_maps:
-            return _status(404, "NotFound", "configmap not found")
-        return web.json_response({"apiVersion": "v1", "kind": "ConfigMap",
-                                  "metadata": {"name": key[1], "namespace": key[0]},
-                                  "data": self.config_maps[key]})
-
-    async def _get_secret(self, request: web.Request) -> web.Response:
-        key = (request.match_info["ns"], request.match_info["name"])
-        if key not in self.secrets:
-            return _status(404, "NotFound", "secret not found")
-        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in self.secrets[key].items()}
-        return web.json_response({"apiVersion": "v1", "kind": "Secret",
-                                  "metadata": {"name": key[1], "namespace": key[0]},
-                                  "data": encoded})
-
-
-def self_signed_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
-    """A server TLS context for 127.0.0.1 and the CA file a client trusts it with."""
-    cert, key = directory / "ca.crt", directory / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context, cert
