@@ -63,7 +63,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP) tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Everything CI runs: lint, types, tests (unit, rpc, integration, conformance, chart).
+# Everything CI runs: lint, types, tests (unit, rpc, integration, conformance, chart, images).
 test: lint typecheck pytest
 
 demo: $(STAMP)
@@ -72,6 +72,18 @@ demo: $(STAMP)
 # Plain manifests for kubectl apply -k, rendered from the chart (tests/chart checks drift).
 manifests: tools
 	scripts/generate-manifests.sh
+
+# The three images of docker/Dockerfile, built with BuildKit from Debian's docker.io (started and
+# stopped by the script; no Docker engine needed): see docs/images.md. `make test` builds them
+# too (tests/images), reusing the cache under .cache/images.
+images:
+	scripts/images/build.sh
+
+images-clean:
+	scripts/images/dockerd.sh stop
+	rm -rf .cache/images .tools/docker
+
+.PHONY: images images-clean
 
 # Local kind workflow (needs docker, kind, kubectl, helm): see docs/kind.md.
 kind-up: $(STAMP)
@@ -85,5 +97,5 @@ kind-down:
 
 .PHONY: manifests kind-up kind-e2e kind-down
 
-clean:
+clean: images-clean
 	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache

@@ -64,7 +64,8 @@ def build_controller(default_cloud: Cloud, *, for_role: CloudForRole | None,
     return ControllerParts(ControllerService(provisioner), provisioner, allocator)
 
 
-def root_directory_remover(args: argparse.Namespace) -> RootDirectoryRemover | None:
+def root_directory_remover(args: argparse.Namespace,
+                           region: str | None = None) -> RootDirectoryRemover | None:
     if not args.delete_access_point_root_dir:
         return None
     commands = MountCommands(CommandRunner(), ROOT_MOUNT_TIMEOUT, ROOT_MOUNT_TIMEOUT)
@@ -73,7 +74,10 @@ def root_directory_remover(args: argparse.Namespace) -> RootDirectoryRemover | N
     if args.mount_backend == "local":
         mounter, options = LocalMounter(Path(args.local_root), commands, OffLoop()), ()
     else:
-        mounter, options = EfsMounter(commands), ("tls",)
+        # efs-utils would otherwise look the region up in its configuration, then in instance
+        # metadata: give it the controller's own, so both always agree.
+        mounter = EfsMounter(commands)
+        options = ("tls", f"region={region}") if region else ("tls",)
     work_dir = Path(tempfile.gettempdir()) / "efs-csi-controller"
     return RootDirectoryRemover(mounter, work_dir=work_dir, mount_options=options,
                                 detach=commands.lazy_unmount)
@@ -86,6 +90,7 @@ async def run_controller(args: argparse.Namespace) -> None:
         # Opened before serving: Probe can only ever answer ready with a usable AWS client.
         clouds: CloudFactory | NoRegionCloud
         default: Cloud
+        region: str | None = None
         try:
             # --region, then AWS_REGION / AWS_DEFAULT_REGION, then instance metadata.
             region = await resolve_region(args.region)
@@ -103,7 +108,7 @@ async def run_controller(args: argparse.Namespace) -> None:
         parts = build_controller(
             default, for_role=clouds.cloud_for,
             access_point_limit=args.access_point_limit, extra_tags=parse_tags(args.tags),
-            kube=kube, root_dirs=root_directory_remover(args),
+            kube=kube, root_dirs=root_directory_remover(args, region),
             inventory_max_age=args.gid_inventory_max_age)
         # Per-file-system access points, GIDs and in-flight creates, read at scrape time.
         registry.register(ProvisioningCollector(parts.allocator.snapshot))

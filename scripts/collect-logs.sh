@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Collect what a bug report needs: driver pod logs (current and previous), descriptions,
 # events, the CSIDriver/CSINode objects and the StorageClasses, into one tarball.
-# Usage: scripts/collect-logs.sh [NAMESPACE]   (default: kube-system)
+# Usage: scripts/collect-logs.sh [NAMESPACE] [RELEASE]   (defaults: kube-system, efs-csi)
 set -euo pipefail
 
 namespace="${1:-kube-system}"
+release="${2:-efs-csi}"
 out="$(mktemp -d)/efs-csi-logs-$(date +%Y%m%dT%H%M%S)"
 mkdir -p "${out}"
 
-selector="app.kubernetes.io/name=efs-csi"
+# The release's controller and node pods, whatever nameOverride says.
+selector="app.kubernetes.io/instance=${release},app.kubernetes.io/component in (controller,node)"
 pods="$(kubectl -n "${namespace}" get pods -l "${selector}" -o name)"
 for pod in ${pods}; do
   name="${pod#pod/}"

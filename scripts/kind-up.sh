@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Create a kind cluster, build and load both images, and install the chart with kind values
-# (moto as the in-cluster EFS API, the node's local mount backend). Needs docker, kind,
-# kubectl and helm on PATH.
+# Create a kind cluster, build and load the controller and node images, and install the chart
+# with kind values (moto as the in-cluster EFS API, the node's local mount backend). Safe to
+# run again: an existing cluster is reused, the images rebuilt (BuildKit's cache makes that
+# quick) and the release upgraded. docs/kind.md lists what it needs.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,13 +12,18 @@ data_dir="${EFS_CSI_KIND_DATA:-/tmp/efs-csi-kind}"
 zone="${EFS_CSI_KIND_ZONE:-us-east-1a}"
 
 mkdir -p "${data_dir}"
-if ! kind get clusters | grep -qx "${cluster}"; then
+if kind get clusters 2>/dev/null | grep -qx "${cluster}"; then
+  # EFS_CSI_KIND_DATA only applies when the cluster is created.
+  echo "reusing kind cluster ${cluster}; its shared directory is" \
+       "$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/var/lib/efs-csi-local"}}{{.Source}}{{end}}{{end}}' \
+          "${cluster}-control-plane")"
+else
   sed "s|/tmp/efs-csi-kind|${data_dir}|" "${repo}/kind/cluster.yaml" \
     | kind create cluster --name "${cluster}" --config -
 fi
 
 for component in controller node; do
-  docker build -f "${repo}/docker/${component}.Dockerfile" -t "efs-csi-${component}:kind" "${repo}"
+  docker build -f "${repo}/docker/Dockerfile" --target "${component}" -t "efs-csi-${component}:kind" "${repo}"
   kind load docker-image --name "${cluster}" "efs-csi-${component}:kind"
 done
 

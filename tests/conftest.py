@@ -39,6 +39,12 @@ def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
     return request.config.stash[_SUMMARY].append
 
 
+@pytest.fixture(scope="session")
+def session_report(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """``report`` for session-scoped fixtures (e.g. the image build's timings and sizes)."""
+    return pytestconfig.stash[_SUMMARY].append
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """Under CI a skip is a failure: CI must never go green by skipping what it cannot run."""

@@ -23,12 +23,20 @@ app.kubernetes.io/component: {{ .component }}
 {{- default .Chart.AppVersion .Values.image.tag -}}
 {{- end -}}
 
-{{/* The node image also serves the controller when the controller must mount file systems
-     (deleteAccessPointRootDir with the efs backend): only that image carries efs-utils. */}}
+{{/* The controller mounts file system roots itself (to delete access point directories). */}}
+{{- define "efs-csi.controllerMounts" -}}
+{{- if .Values.controller.deleteAccessPointRootDir }}true{{ end -}}
+{{- end -}}
+
+{{/* With the efs backend that needs efs-utils: the controller-efs image carries it. */}}
+{{- define "efs-csi.controllerUsesEfsUtils" -}}
+{{- if and .Values.controller.deleteAccessPointRootDir (eq .Values.mountBackend "efs") }}true{{ end -}}
+{{- end -}}
+
 {{- define "efs-csi.controllerImage" -}}
 {{- $repository := .Values.image.controllerRepository -}}
-{{- if and .Values.controller.deleteAccessPointRootDir (eq .Values.mountBackend "efs") -}}
-{{- $repository = .Values.image.nodeRepository -}}
+{{- if include "efs-csi.controllerUsesEfsUtils" . -}}
+{{- $repository = .Values.image.controllerEfsRepository -}}
 {{- end -}}
 {{- printf "%s:%s" $repository (include "efs-csi.imageTag" .) -}}
 {{- end -}}
@@ -39,6 +47,52 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "efs-csi.sidecarImage" -}}
 {{- printf "%s:%s" .image.repository .image.tag -}}
+{{- end -}}
+
+{{/* imagePullSecrets from names (the reference's form) or {name: ...} objects. */}}
+{{- define "efs-csi.imagePullSecrets" -}}
+{{- range . }}
+{{- if kindIs "string" . }}
+- name: {{ . }}
+{{- else }}
+- {{ toJson . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* A log level as the binaries take it: a name, or the reference's klog number. */}}
+{{- define "efs-csi.logLevel" -}}
+{{- $level := .level -}}
+{{- if .debug -}}debug
+{{- else if kindIs "string" $level -}}{{ $level }}
+{{- else if ge (int $level) 4 -}}debug
+{{- else -}}info
+{{- end -}}
+{{- end -}}
+
+{{/* The matching klog verbosity for the sidecars' --v. */}}
+{{- define "efs-csi.klogLevel" -}}
+{{- $level := .level -}}
+{{- if .debug -}}5
+{{- else if not (kindIs "string" $level) -}}{{ int $level }}
+{{- else -}}{{ get (dict "debug" "5" "info" "2" "warning" "1" "error" "0") $level }}
+{{- end -}}
+{{- end -}}
+
+{{/* Seconds from a number or a Go-style duration ("30s", "2m", "1m30s", "500ms"). */}}
+{{- define "efs-csi.seconds" -}}
+{{- if kindIs "string" . -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9.]+(ms|s|m|h)" . -1 -}}
+{{- $unit := regexFind "(ms|s|m|h)$" . -}}
+{{- $number := float64 (trimSuffix $unit .) -}}
+{{- $scale := get (dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0) $unit -}}
+{{- $total = addf $total (mulf $number $scale) -}}
+{{- end -}}
+{{- $total -}}
+{{- else -}}
+{{- . -}}
+{{- end -}}
 {{- end -}}
 
 {{/* controller.tags as the --tags value: "k:v k2:v2", escaping \ : and space in each part. */}}
@@ -52,25 +106,63 @@ app.kubernetes.io/component: {{ .component }}
 {{- join " " $pairs -}}
 {{- end -}}
 
-{{/* node.efsUtilsConfOverrides as "section:key=value,...". */}}
+{{/* node.efsUtilsConfOverrides (map or the reference's string) as "section:key=value,...",
+     with node.efsCloudWatchLogEnabled (reference spelling) folded in. */}}
 {{- define "efs-csi.confOverrides" -}}
+{{- $n := .Values.node -}}
 {{- $items := list -}}
-{{- range $section, $settings := . -}}
+{{- if kindIs "string" $n.efsUtilsConfOverrides -}}
+{{- range splitList "," $n.efsUtilsConfOverrides -}}
+{{- if trim . }}{{ $items = append $items (trim .) }}{{ end -}}
+{{- end -}}
+{{- else -}}
+{{- range $section, $settings := $n.efsUtilsConfOverrides -}}
 {{- range $key, $value := $settings -}}
 {{- $items = append $items (printf "%s:%s=%v" $section $key $value) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $n.efsCloudWatchLogEnabled -}}
+{{- $items = append $items "cloudwatch-log:enabled=true" -}}
 {{- end -}}
 {{- join "," $items -}}
 {{- end -}}
 
 {{/* Environment both binaries share. */}}
 {{- define "efs-csi.awsEnv" -}}
-{{- if .Values.regionalStsEndpoints }}
+{{- if .sts }}
 - name: AWS_STS_REGIONAL_ENDPOINTS
   value: regional
 {{- end }}
-{{- if .Values.useFIPS }}
-- name: AWS_USE_FIPS_ENDPOINT
-  value: "true"
-{{- end }}
+{{- end -}}
+
+{{/* topologySpreadConstraints, each given the component's pod labels unless it has a
+     labelSelector (the reference chart fills one in too). */}}
+{{- define "efs-csi.topologySpreadConstraints" -}}
+{{- $selector := dict "matchLabels" (include "efs-csi.selectorLabels" (dict "root" .root "component" .component) | fromYaml) -}}
+{{- $constraints := list -}}
+{{- range .constraints -}}
+{{- $constraint := deepCopy . -}}
+{{- if not (hasKey $constraint "labelSelector") -}}
+{{- $_ := set $constraint "labelSelector" $selector -}}
+{{- end -}}
+{{- $constraints = append $constraints $constraint -}}
+{{- end -}}
+{{- toYaml $constraints -}}
+{{- end -}}
+
+{{/* A Deployment/DaemonSet strategy from ours (the whole object) or the reference's
+     rollingUpdate body. */}}
+{{- define "efs-csi.strategy" -}}
+{{- if .rollingUpdate -}}
+{{- toYaml (dict "type" "RollingUpdate" "rollingUpdate" .rollingUpdate) -}}
+{{- else if .updateStrategy -}}
+{{- toYaml .updateStrategy -}}
+{{- end -}}
+{{- end -}}
+
+{{/* node.removeNotReadyTaint, off also with the reference's
+     node.serviceAccount.disableMutation: "true" or "false". */}}
+{{- define "efs-csi.removeNotReadyTaint" -}}
+{{- and .Values.node.removeNotReadyTaint (not .Values.node.serviceAccount.disableMutation) -}}
 {{- end -}}

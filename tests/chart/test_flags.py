@@ -1,7 +1,9 @@
 """The chart never passes a flag the binaries reject, and every binary flag is reachable.
 
 Flags come from each binary's own ``build_parser()``, so a flag added to a binary without a
-way to set it from values fails here, and a chart arg the parser rejects fails here too.
+way to set it from values fails here. Every rendered argument list goes through the binary's
+own ``main()`` up to serving (tests/chart/startup.py), so a chart arg the parser or the
+startup checks reject fails here too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from controller.__main__ import build_parser as controller_parser
 from node.__main__ import build_parser as node_parser
 from tests.chart.render import binary_args, flag_name, render, values_files, values_id
+from tests.chart.startup import start_up
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "efs-csi-controller": controller_parser,
@@ -71,19 +74,22 @@ def rendered_args() -> dict[str, dict[str, list[list[str]]]]:
 
 
 @pytest.mark.parametrize("values", values_files(), ids=values_id)
-def test_every_chart_arg_parses_with_the_binarys_parser(
+def test_every_chart_arg_list_passes_the_binarys_own_startup(
         values: Path | None, rendered_args: dict[str, dict[str, list[list[str]]]]) -> None:
     per_binary = rendered_args[values_id(values)]
     for binary, arg_lists in per_binary.items():
         for args in arg_lists:
-            try:
-                parsed = parse(binary, args)
-            except ParserRejected as exc:
-                pytest.fail(f"{binary} rejects the chart's args {args}: {exc}")
-            # main() adds one rule the parser cannot express.
-            assert parsed.mount_backend != "local" or parsed.local_root, args
+            outcome = start_up(binary, args)
+            assert outcome.accepted, f"{binary} refuses the chart's args {args}:\n{outcome.error}"
+            parsed = parse(binary, args)
             if binary == "efs-csi-node":
                 assert parsed.node_id, "the node must get its node id"
+
+
+def test_startup_check_can_fail() -> None:
+    """The node's own startup check (beyond argparse) is part of what runs."""
+    outcome = start_up("efs-csi-node", ["--node-id=n", "--port-range-upper-bound=20000"])
+    assert outcome.status == 2 and "--port-range-upper-bound" in outcome.error
 
 
 def test_defaults_render_both_binaries(
@@ -118,7 +124,7 @@ def test_a_flag_the_binary_lacks_is_caught() -> None:
 
 
 def test_tags_keep_their_escapes() -> None:
-    manifests = render(values_files()[-1])
+    manifests = render(Path(__file__).parent / "values" / "everything.yaml")
     (args,) = binary_args(manifests, "efs-csi-controller")
     tags = next(arg for arg in args if arg.startswith("--tags="))
     assert tags == r"--tags=environment:prod path:c/d team\ name:a\:b"

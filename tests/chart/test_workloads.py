@@ -63,7 +63,7 @@ def test_node_mounts_the_kubelet_dir_bidirectionally(kubelet: str) -> None:
 def test_efs_utils_state_lives_on_the_host(defaults: list[Manifest]) -> None:
     spec = pod_spec(defaults, "DaemonSet", "efs-csi-node")
     host_paths = {v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    assert {"/var/amazon/efs", "/var/run/efs", "/etc/amazon/efs-legacy"} <= host_paths
+    assert {"/var/amazon/efs", "/var/run/efs", "/etc/amazon/efs"} <= host_paths
 
 
 def test_controller_deployment(defaults: list[Manifest]) -> None:
@@ -89,14 +89,18 @@ def test_controller_is_unprivileged_by_default(defaults: list[Manifest]) -> None
     assert plugin["image"].startswith("ghcr.io/efs-csi/efs-csi-controller:")
 
 
-def test_controller_is_privileged_only_to_delete_access_point_dirs() -> None:
-    manifests = render(sets=["controller.deleteAccessPointRootDir=true"])
+@pytest.mark.parametrize(("backend", "image"), [("efs", "efs-csi-controller-efs"),
+                                                  ("local", "efs-csi-controller")])
+def test_controller_is_root_and_privileged_only_to_delete_access_point_dirs(
+        backend: str, image: str) -> None:
+    """Only root in a privileged container can mount (util-linux refuses uid 65532)."""
+    manifests = render(sets=["controller.deleteAccessPointRootDir=true", f"mountBackend={backend}"])
     spec = pod_spec(manifests, "Deployment", "efs-csi-controller")
     plugin = container(spec, "efs-plugin")
     assert plugin["securityContext"] == {"privileged": True}
-    assert "securityContext" not in spec
-    # Only the node image carries efs-utils (mount -t efs).
-    assert plugin["image"].startswith("ghcr.io/efs-csi/efs-csi-node:")
+    assert spec["securityContext"] == {"runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0}
+    # With the efs backend the controller mounts through efs-utils: its own image has it.
+    assert plugin["image"].startswith(f"ghcr.io/efs-csi/{image}:")
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -137,3 +141,57 @@ def test_chart_ships_the_driver_version() -> None:
 
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == __version__
+
+
+def test_both_workloads_run_on_linux_nodes_only(defaults: list[Manifest]) -> None:
+    for kind, name in (("Deployment", "efs-csi-controller"), ("DaemonSet", "efs-csi-node")):
+        assert pod_spec(defaults, kind, name)["nodeSelector"]["kubernetes.io/os"] == "linux"
+    extra = render(sets=["node.nodeSelector.pool=general"])
+    assert pod_spec(extra, "DaemonSet", "efs-csi-node")["nodeSelector"] == {
+        "kubernetes.io/os": "linux", "pool": "general"}
+
+
+def test_storage_class_labels_and_expansion_are_rendered() -> None:
+    manifests = render(REPO / "tests" / "chart" / "values" / "everything.yaml")
+    storage_class = find(manifests, "StorageClass", "efs-sc")
+    assert storage_class["metadata"]["labels"]["team"] == "storage"
+    assert storage_class["allowVolumeExpansion"] is True
+    assert storage_class["parameters"]["ensureUniqueDirectory"] == "true"
+
+
+def test_topology_spread_gets_the_controller_pods_labels() -> None:
+    manifests = render(REPO / "tests" / "chart" / "values" / "everything.yaml")
+    deployment = find(manifests, "Deployment", "efs-csi-controller-main")
+    spec = deployment["spec"]["template"]["spec"]
+    (constraint,) = spec["topologySpreadConstraints"]
+    selected = constraint["labelSelector"]["matchLabels"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selected and selected.items() <= pod_labels.items()
+    assert selected == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_controller_resources_reach_the_sidecars_unless_they_set_their_own() -> None:
+    manifests = render(REPO / "tests" / "chart" / "values" / "everything.yaml")
+    spec = pod_spec(manifests, "Deployment", "efs-csi-controller-main")
+    assert container(spec, "liveness-probe")["resources"] == {
+        "requests": {"cpu": "10m", "memory": "64Mi"}}
+    assert container(spec, "csi-provisioner")["resources"] == {"limits": {"memory": "128Mi"}}
+
+
+def test_prometheus_annotations_follow_metrics() -> None:
+    on = render(sets=["controller.enableMetrics=true"])
+    annotations = find(on, "Deployment", "efs-csi-controller")["spec"]["template"]["metadata"][
+        "annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "3301"}
+    assert find(on, "Service", "efs-csi-controller")["spec"]["ports"][0]["port"] == 3301
+    off = render(sets=["controller.enableMetrics=true",
+                       "controller.enablePrometheusAnnotations=false"])
+    assert "annotations" not in find(off, "Deployment", "efs-csi-controller")["spec"][
+        "template"]["metadata"]
+
+
+def test_pods_carry_the_reference_app_labels(defaults: list[Manifest]) -> None:
+    for kind, name, app in (("Deployment", "efs-csi-controller", "efs-csi-controller"),
+                            ("DaemonSet", "efs-csi-node", "efs-csi-node")):
+        labels = find(defaults, kind, name)["spec"]["template"]["metadata"]["labels"]
+        assert labels["app"] == app

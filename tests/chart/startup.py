@@ -1,0 +1,62 @@
+"""Run a binary's own ``main()`` on an argument list, up to the moment it would serve.
+
+Everything ``main()`` checks before serving runs for real: argparse (types, choices, bounds)
+and the startup validation argparse cannot express (the node's efs-utils settings, such as the
+port range; the backend's local root). Only ``run_controller``/``run_node`` is replaced, by a
+coroutine that returns at once, so nothing listens and nothing is mounted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import controller.app
+import node.app
+from controller.__main__ import main as controller_main
+from node.__main__ import main as node_main
+
+MAINS = {"efs-csi-controller": controller_main, "efs-csi-node": node_main}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    error: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 0
+
+
+async def _serve_nothing(_args: object) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def _no_serving() -> Iterator[None]:
+    saved = controller.app.run_controller, node.app.run_node
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    controller.app.run_controller = _serve_nothing  # type: ignore[assignment]
+    node.app.run_node = _serve_nothing  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        controller.app.run_controller, node.app.run_node = saved  # type: ignore[assignment]
+        root.handlers[:] = handlers  # main() configures logging for the process
+        root.setLevel(level)
+
+
+def start_up(binary: str, args: list[str]) -> Outcome:
+    """The exit status ``main(args)`` gives (0: it would serve), with what it printed."""
+    errors = io.StringIO()
+    with _no_serving(), contextlib.redirect_stderr(errors):
+        try:
+            status = MAINS[binary](args)
+        except SystemExit as exited:
+            status = exited.code if isinstance(exited.code, int) else 1
+    return Outcome(status, errors.getvalue())

@@ -1,0 +1,225 @@
+"""`helm install`, `upgrade` and `uninstall` into a real kube-apiserver.
+
+A control plane of its own for this module (tests/support/cluster.py: etcd, kube-apiserver,
+kube-controller-manager on loopback), so cluster-scoped objects (ClusterRoles, the CSIDriver)
+never meet another test's. No kubelet runs and no workload controller: pods are not started,
+but every object goes through the API server's validation, admission (privileged pods need
+--allow-privileged), and its RBAC answers the access checks.
+
+Covers: the defaults; the reference README's install commands (each either installs or fails
+naming this chart's key before anything is created); values files in the reference's shape and
+with every option on; moving over from the reference driver with its CSIDriver left behind; and
+the narrow Secrets access for cross-account provisioning, checked by the API server's own RBAC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chart.render import CHART, NAMESPACE
+from tests.support.ci import REPO, tool
+from tests.support.cluster import ClusterTools, ControlPlane, wait_until
+
+pytestmark = pytest.mark.timeout(300)
+
+RELEASE = "efs-csi"
+CONTROLLER_SA = f"system:serviceaccount:{NAMESPACE}:efs-csi-controller-sa"
+
+# The CSIDriver the reference chart leaves behind after `helm uninstall`: a hook with
+# resource-policy keep, no Helm ownership labels or annotations, only attachRequired set.
+REFERENCE_CSIDRIVER = {
+    "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+    "metadata": {"name": "efs.csi.aws.com", "annotations": {
+        "helm.sh/hook": "pre-install, pre-upgrade",
+        "helm.sh/hook-delete-policy": "before-hook-creation",
+        "helm.sh/resource-policy": "keep"}},
+    "spec": {"attachRequired": False},
+}
+
+# Prometheus Operator's ServiceMonitor, reduced to a schemaless CRD: enough for the API server
+# to accept the chart's ServiceMonitors.
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+             "names": {"kind": "ServiceMonitor", "plural": "servicemonitors",
+                       "singular": "servicemonitor", "listKind": "ServiceMonitorList"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                 "openAPIV3Schema": {"type": "object",
+                                     "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+class Helm:
+    """Real helm against the control plane, with its own config/cache/data directories."""
+
+    def __init__(self, plane: ControlPlane, home: Path) -> None:
+        self.plane = plane
+        self.env = {**os.environ, "HELM_CONFIG_HOME": str(home / "config"),
+                    "HELM_CACHE_HOME": str(home / "cache"), "HELM_DATA_HOME": str(home / "data"),
+                    "KUBECONFIG": str(plane.admin_kubeconfig)}
+        self.binary = tool("helm", "HELM")
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([self.binary, *args, "--namespace", NAMESPACE],
+                                capture_output=True, text=True, env=self.env, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def install(self, *options: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self("install", RELEASE, str(CHART), *options, check=check)
+
+    def releases(self) -> list[dict[str, Any]]:
+        return json.loads(self("list", "--all", "-o", "json").stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[ControlPlane]:
+    tools = ClusterTools.find()
+    directory = Path(tempfile.mkdtemp(prefix="efs-helm-", dir="/tmp"))
+    started = ControlPlane(directory, tools).start()
+    try:
+        started.apply([SERVICE_MONITOR_CRD])
+        wait_until("the ServiceMonitor CRD", lambda: started.kubectl(
+            "get", "servicemonitors", "-A", check=False).returncode == 0, 30)
+        yield started
+    finally:
+        started.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def helm(plane: ControlPlane, tmp_path: Path) -> Iterator[Helm]:
+    client = Helm(plane, tmp_path)
+    yield client
+    # Each test leaves the cluster as it found it (the CSIDriver is kept by design).
+    client("uninstall", RELEASE, "--wait", check=False)
+    plane.kubectl("delete", "csidriver", "efs.csi.aws.com", "--ignore-not-found")
+    plane.kubectl("-n", NAMESPACE, "delete", "serviceaccount", "efs-csi-controller-sa",
+                  "--ignore-not-found")
+
+
+def plugin(workload: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in workload["spec"]["template"]["spec"]["containers"]  # type: ignore[no-any-return]
+                if c["name"] == "efs-plugin")
+
+
+def can_i(plane: ControlPlane, *args: str) -> bool:
+    result = plane.kubectl("auth", "can-i", *args, "--as", CONTROLLER_SA, check=False)
+    return result.stdout.strip() == "yes"
+
+
+def test_defaults_install_upgrade_and_uninstall(plane: ControlPlane, helm: Helm) -> None:
+    helm.install()
+    deployment = plane.get("deployment", "efs-csi-controller", NAMESPACE)
+    daemonset = plane.get("daemonset", "efs-csi-node", NAMESPACE)
+    for workload in (deployment, daemonset):
+        assert workload["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/os"] == "linux"
+    assert plugin(daemonset)["securityContext"]["privileged"] is True
+    driver = plane.get("csidriver", "efs.csi.aws.com")
+    assert driver["spec"]["fsGroupPolicy"] == "None"
+
+    helm("upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "controller.replicaCount=3",
+         "--set", "node.logLevel=debug")
+    assert plane.get("deployment", "efs-csi-controller", NAMESPACE)["spec"]["replicas"] == 3
+    assert "--log-level=debug" in plugin(plane.get("daemonset", "efs-csi-node", NAMESPACE))["args"]
+    assert [r["revision"] for r in helm.releases()] == ["2"]
+    assert plane.find("csidriver", "efs.csi.aws.com") is not None  # replaced by the hook
+
+    helm("uninstall", RELEASE, "--wait")
+    assert plane.find("deployment", "efs-csi-controller", NAMESPACE) is None
+    assert plane.find("daemonset", "efs-csi-node", NAMESPACE) is None
+    assert plane.find("clusterrole", "efs-csi-node-role") is None
+    # Kept on purpose (docs/upgrading.md): kubelet keeps treating the volumes as attach-free.
+    assert plane.find("csidriver", "efs.csi.aws.com") is not None
+
+
+def test_reference_readme_install_commands(plane: ControlPlane, helm: Helm) -> None:
+    registry = "602401143452.dkr.ecr.us-west-2.amazonaws.com/eks"
+    refused = {
+        f"image.repository={registry}/aws-efs-csi-driver": "image.controllerRepository",
+        f"sidecars.node-driver-registrar.image.repository={registry}/csi-node-driver-registrar":
+            "sidecars.nodeDriverRegistrar",
+        "useFips=true": "useFIPS",
+        "useFIPS=true": "AWS_USE_FIPS_ENDPOINT=true",
+    }
+    for setting, ours in refused.items():
+        result = helm.install("--set", setting, check=False)
+        assert result.returncode != 0 and ours in result.stderr, (setting, result.stderr)
+        assert helm.releases() == [] and plane.find(
+            "deployment", "efs-csi-controller", NAMESPACE) is None, "half-made release"
+
+    # The service account made beforehand (IRSA), private-registry sidecars, our image keys.
+    plane.kubectl("-n", NAMESPACE, "create", "serviceaccount", "efs-csi-controller-sa")
+    helm.install(
+        "--set", "controller.serviceAccount.create=false",
+        "--set", "controller.serviceAccount.name=efs-csi-controller-sa",
+        "--set", f"sidecars.livenessProbe.image.repository={registry}/livenessprobe",
+        "--set",
+        f"sidecars.nodeDriverRegistrar.image.repository={registry}/csi-node-driver-registrar",
+        "--set", f"sidecars.csiProvisioner.image.repository={registry}/csi-provisioner",
+        "--set", f"image.controllerRepository={registry}/efs-csi-controller",
+        "--set", f"image.nodeRepository={registry}/efs-csi-node")
+    deployment = plane.get("deployment", "efs-csi-controller", NAMESPACE)
+    images = {c["name"]: c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
+    assert images["csi-provisioner"].startswith(f"{registry}/csi-provisioner:")
+    assert images["liveness-probe"].startswith(f"{registry}/livenessprobe:")
+    assert images["efs-plugin"].startswith(f"{registry}/efs-csi-controller:")
+    daemonset = plane.get("daemonset", "efs-csi-node", NAMESPACE)
+    node_images = {c["name"]: c["image"]
+                   for c in daemonset["spec"]["template"]["spec"]["containers"]}
+    assert node_images["csi-driver-registrar"].startswith(f"{registry}/csi-node-driver-registrar:")
+    # The chart did not take over the user's service account.
+    account = plane.get("serviceaccount", "efs-csi-controller-sa", NAMESPACE)
+    assert "meta.helm.sh/release-name" not in account["metadata"].get("annotations", {})
+
+
+@pytest.mark.parametrize("values", ["reference-style.yaml", "everything.yaml"])
+def test_values_files_install(plane: ControlPlane, helm: Helm, values: str) -> None:
+    helm.install("--values", str(REPO / "tests" / "chart" / "values" / values))
+    assert plane.find("daemonset", "efs-csi-node", NAMESPACE) is not None
+    assert plane.get("servicemonitors", namespace=NAMESPACE)["items"]
+    helm("uninstall", RELEASE, "--wait")
+
+
+def test_moving_from_the_reference_with_its_csidriver_left_behind(plane: ControlPlane,
+                                                                  helm: Helm) -> None:
+    plane.apply([REFERENCE_CSIDRIVER])
+    helm.install()  # the hook replaces it
+    driver = plane.get("csidriver", "efs.csi.aws.com")
+    assert driver["spec"]["fsGroupPolicy"] == "None"
+    assert driver["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+
+
+def test_without_hooks_the_documented_command_clears_the_way(plane: ControlPlane,
+                                                             helm: Helm) -> None:
+    plane.apply([REFERENCE_CSIDRIVER])
+    blocked = helm.install("--set", "useHelmHooksForCSIDriver=false", check=False)
+    assert blocked.returncode != 0 and "ownership metadata" in blocked.stderr, blocked.stderr
+    # docs/upgrading.md: the one command, then install.
+    plane.kubectl("delete", "csidriver", "efs.csi.aws.com")
+    helm.install("--set", "useHelmHooksForCSIDriver=false")
+    assert plane.get("csidriver", "efs.csi.aws.com")["spec"]["fsGroupPolicy"] == "None"
+
+
+def test_cross_account_secrets_access_is_by_name_in_the_release_namespace(
+        plane: ControlPlane, helm: Helm) -> None:
+    helm.install()
+    assert can_i(plane, "get", "secrets/x-account", "-n", NAMESPACE)
+    assert not can_i(plane, "get", "secrets/other", "-n", NAMESPACE)
+    assert not can_i(plane, "get", "secrets/x-account", "-n", "default")
+    assert not can_i(plane, "list", "secrets", "-n", NAMESPACE)
+    # What csi-provisioner needs, granted.
+    assert can_i(plane, "create", "persistentvolumes")
+    assert can_i(plane, "update", "leases", "-n", NAMESPACE)
+    assert not can_i(plane, "update", "leases", "-n", "default")
