@@ -31,6 +31,7 @@ class Bound:
 
 BOUNDS = [
     Bound("controller.accessPointLimit", "efs-csi-controller", "--access-point-limit"),
+    Bound("controller.gidInventoryMaxAge", "efs-csi-controller", "--gid-inventory-max-age"),
     Bound("controller.shutdownGracePeriod", "efs-csi-controller", "--shutdown-grace-period"),
     Bound("node.shutdownGracePeriod", "efs-csi-node", "--shutdown-grace-period"),
     Bound("node.volMetricsRefreshPeriod", "efs-csi-node", "--vol-metrics-refresh-period"),

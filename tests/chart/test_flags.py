@@ -29,9 +29,6 @@ NOT_FROM_VALUES = {
     "efs-csi-controller": {
         "--help": "prints usage and exits",
         "--version": "prints the version and exits",
-        "--gid-inventory-max-age": "a tuning knob whose default (5 s) suits nearly every "
-                                   "cluster; not yet exposed in values (the chart is being "
-                                   "reworked on another branch)",
     },
     "efs-csi-node": {
         "--help": "prints usage and exits",
