@@ -101,9 +101,12 @@ def slow_mount(backing: Path, mountpoint: Path, *, delay_s: float, threads: int 
         finally:
             _unmount(mountpoint)
             try:
-                server.wait(timeout=10)
+                server.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
             if stats_file.exists():
                 mount.stats = json.loads(stats_file.read_text())
+            else:
+                mount.stats = {"error": f"server exited {server.returncode} without stats: "
+                                        f"{log_file.read_text(errors='replace')[-2000:]}"}

@@ -30,6 +30,7 @@ import ctypes
 import errno
 import json
 import os
+import resource
 import threading
 import time
 from collections import Counter
@@ -67,9 +68,11 @@ class OperationLog:
             self._in_flight -= 1
 
     def snapshot(self) -> dict[str, Any]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         with self._lock:
             return {"operations": sum(self.counts.values()), "by_kind": dict(self.counts),
-                    "peak_in_flight": self.peak_in_flight}
+                    "peak_in_flight": self.peak_in_flight,
+                    "server_cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}
 
 
 def _stat_dict(st: os.stat_result) -> dict[str, int]:
