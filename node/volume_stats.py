@@ -116,14 +116,19 @@ async def _in_daemon_thread(name: str, function: Callable[[], Usage], stop: thre
             with contextlib.suppress(RuntimeError):  # the loop closed in between
                 loop.call_soon_threadsafe(deliver, result, error)
 
-    threading.Thread(target=work, name=name, daemon=True).start()
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
         stop.set()
         # Whenever it ends, its outcome (WalkCancelled, most likely) is nobody's concern now.
         future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        deadline = loop.time() + grace_s
         await asyncio.wait({future}, timeout=grace_s)
+        # The result is handed over just before the thread returns: see it gone too.
+        while thread.is_alive() and loop.time() < deadline:  # noqa: ASYNC110 - no event to await
+            await asyncio.sleep(0.001)
         raise
 
 

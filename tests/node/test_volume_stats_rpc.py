@@ -32,6 +32,7 @@ from node.volume_stats import CollectorSettings, VolumeStatsCollector
 from slowfs import SlowMount, libfuse_available, slow_mount
 from tests.conftest import StartBinary
 from tests.node.conftest import FS_ID, publish_request, stage_request
+from tests.ops.scrape import scrape, value
 from tests.support.ci import skip_or_fail
 
 CAPACITY = 5 << 30
@@ -194,17 +195,20 @@ async def test_closing_the_collector_stops_a_walk_on_a_slow_mount_leaving_no_thr
 
 @pytest.mark.asyncio
 async def test_the_walk_concurrency_flag_bounds_the_binary_walk(
-    binary: StartBinary, mounts_cleaned: Path
+    binary: StartBinary, mounts_cleaned: Path, unused_tcp_port: int
 ) -> None:
     """The real binary walks a slowfs volume: the server never sees more than the flag's
     three requests at once (each call of the walk waits for one request at a time), and the
-    walk does overlap them."""
+    walk does overlap them. While the walk runs nothing else touches the mount: the first
+    stats call waits for the walk before its statvfs, and progress is read from /metrics."""
+    port = unused_tcp_port
     with slow_efs(mounts_cleaned, delay_s=0.002, directories=20,
                   files_per_directory=40) as efs:
         staging, target = efs.work / "staging", efs.work / "pod" / "vol"
         node = await binary("node", ["--mount-backend", "local", "--local-root", str(efs.root),
                                      "--availability-zone", "zone-x", "--vol-metrics-opt-in",
-                                     "--vol-metrics-walk-concurrency", "3"])
+                                     "--vol-metrics-walk-concurrency", "3",
+                                     "--http-endpoint", f"127.0.0.1:{port}"])
         channel = node.channel()
         try:
             stub = csi.NodeStub(channel)
@@ -213,9 +217,10 @@ async def test_the_walk_concurrency_flag_bounds_the_binary_walk(
             await stub.node_publish_volume(publish_request(FS_ID, staging, target))
             request = csi.NodeGetVolumeStatsRequest(volume_id=FS_ID, volume_path=str(target))
             reply = await stub.node_get_volume_stats(request)
-            while not reply.usage:
+            walked = "efs_csi_node_volume_stats_walk_duration_seconds_count"
+            while value(await scrape(port), walked, outcome="ok") < 1:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
-                reply = await stub.node_get_volume_stats(request)
+            reply = await stub.node_get_volume_stats(request)
             await stub.node_unpublish_volume(
                 csi.NodeUnpublishVolumeRequest(volume_id=FS_ID, target_path=str(target)))
             await stub.node_unstage_volume(
