@@ -162,10 +162,15 @@ def slow_rows(backing: Path, mountpoint: Path, files: int, delay_s: float, runs:
         walk_runs.append({**walk, "load_1m": load_before, **mounted.stats})
         print(f"  slow run {run + 1}/{runs}: du {du_s:.1f}s, walk {walk['seconds']:.2f}s "
               f"({du_s / walk['seconds']:.1f}x), load {load_before}", flush=True)
+        for name, result in (("du", du_runs[-1]), ("walk", walk_runs[-1])):
+            if "error" in result:
+                print(f"  ({name} mount: {result['error'][:500]})", flush=True)
     cancels = []
     for _ in range(runs):
         with slow_mount(backing, mountpoint, delay_s=delay_s):
             cancels.append(asyncio.run(cancel_to_idle(mountpoint, concurrency, 1.0)))
+    served = [w for w in walk_runs if "operations" in w]  # server figures, when it wrote them
+    du_served = [d for d in du_runs if "operations" in d]
     du_s = statistics.median(r["seconds"] for r in du_runs)
     walk_s = statistics.median(r["seconds"] for r in walk_runs)
     inodes = walk_runs[0]["inodes"]
@@ -184,12 +189,12 @@ def slow_rows(backing: Path, mountpoint: Path, files: int, delay_s: float, runs:
         "walk_cpu_per_wall": round(statistics.median(w["cpu_s"] / w["seconds"]
                                                      for w in walk_runs), 2),
         "server_cpu_per_op_us": round(statistics.median(
-            w["server_cpu_s"] / w["operations"] for w in walk_runs) * 1e6),
-        "du_ops_per_file": round(statistics.median(d["operations"] for d in du_runs) / inodes,
-                                 2),
-        "walk_ops_per_file": round(statistics.median(w["operations"] for w in walk_runs)
-                                   / inodes, 2),
-        "peak_in_flight": max(w["peak_in_flight"] for w in walk_runs),
+            w["server_cpu_s"] / w["operations"] for w in served) * 1e6) if served else None,
+        "du_ops_per_file": round(statistics.median(d["operations"] for d in du_served)
+                                 / inodes, 2) if du_served else None,
+        "walk_ops_per_file": round(statistics.median(w["operations"] for w in served)
+                                   / inodes, 2) if served else None,
+        "peak_in_flight": max((w["peak_in_flight"] for w in served), default=None),
         "cancel_to_idle_ms": round(statistics.median(c["cancel_to_idle_ms"] for c in cancels),
                                    1),
         "cancel_to_idle_max_ms": round(max(c["cancel_to_idle_ms"] for c in cancels), 1),

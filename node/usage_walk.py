@@ -155,8 +155,8 @@ class _Walk:
         directory: _Directory | None = None
         try:
             while True:
-                job = self._next_job(directory)
-                directory = None
+                leaving, directory = directory, None  # released once, even if that fails
+                job = self._next_job(leaving)
                 if job is None:
                     break
                 if isinstance(job, bytes):

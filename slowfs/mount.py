@@ -66,12 +66,16 @@ class SlowMount:
 
 
 def _unmount(path: Path) -> None:
-    for command in (["fusermount3", "-u", str(path)], ["umount", str(path)],
-                    ["umount", "-l", str(path)]):
-        if not _is_mount_point(path):
-            return
-        if shutil.which(command[0]):
-            subprocess.run(command, check=False, capture_output=True)
+    """Unmount, retrying for a few seconds: right after a walk the kernel may still hold the
+    mount busy with asynchronous RELEASEDIR requests. Lazily only as a last resort."""
+    tool = "fusermount3" if shutil.which("fusermount3") else None
+    deadline = time.monotonic() + 10
+    while _is_mount_point(path) and time.monotonic() < deadline:
+        command = [tool, "-u", str(path)] if tool else ["umount", str(path)]
+        if subprocess.run(command, check=False, capture_output=True).returncode != 0:
+            time.sleep(0.1)
+    if _is_mount_point(path):
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
 @contextlib.contextmanager
@@ -101,7 +105,7 @@ def slow_mount(backing: Path, mountpoint: Path, *, delay_s: float, threads: int 
         finally:
             _unmount(mountpoint)
             try:
-                server.wait(timeout=60)
+                server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()

@@ -7,7 +7,7 @@ Every operation a tree walk causes sleeps ``delay`` before answering: LOOKUP and
 reach ``getattr`` in libfuse's high-level API), OPENDIR, each READDIR request (entries carry
 offsets, so the kernel asks again for every page it reads, as an NFS client sends READDIR per
 page), READLINK, STATFS, OPEN and READ. RELEASEDIR and RELEASE answer at once: the kernel sends
-them without waiting, and NFS has no round trip for them.
+them without waiting, and NFS has no round trip for them (RELEASEDIR is left to libfuse).
 
 What the kernel and Debian's libfuse 3.14 make different from NFS (both make the walk *slower*
 here than on EFS, so a speed-up measured here is a lower bound):
@@ -120,28 +120,33 @@ class LatencyPassthrough(mfusepy.Operations):  # type: ignore[misc]
         except OSError as exc:
             raise mfusepy.FuseOSError(exc.errno or errno.EIO) from None
 
-    def opendir(self, path: str) -> int:
-        self._round_trip("opendir")
-        listing: list[tuple[str, dict[str, int], int]] = []
+    def _list(self, path: str) -> list[tuple[str, dict[str, int], int]]:
         try:
             with os.scandir(self._real(path)) as entries:
-                for offset, entry in enumerate(entries, start=1):
-                    listing.append((entry.name, {"st_ino": entry.inode()}, offset))
+                return [(entry.name, {"st_ino": entry.inode()}, offset)
+                        for offset, entry in enumerate(entries, start=1)]
         except OSError as exc:
             raise mfusepy.FuseOSError(exc.errno or errno.EIO) from None
+
+    def opendir(self, path: str) -> int:
+        self._round_trip("opendir")
         handle = self._next_handle()
-        self._listings[handle] = listing
+        self._listings[handle] = self._list(path)
         return handle
 
     def readdir_with_offset(self, path: str, offset: int,
                             fh: int) -> Iterator[tuple[str, dict[str, int], int]]:
         self._round_trip("readdir")
         # The kernel asks again from the last offset it kept until a page comes back empty.
-        return iter(self._listings.get(fh, [])[offset:])
-
-    def releasedir(self, path: str, fh: int) -> int:
-        self._listings.pop(fh, None)
-        return 0
+        # The listing is dropped there rather than in RELEASEDIR: no Python callback may be
+        # running when an unmount makes libfuse 3.14 pthread_cancel its workers (a thread
+        # cancelled inside the interpreter can hang the server's exit).
+        listing = self._listings.get(fh)
+        if listing is None:  # read again after its end (rewinddir): list afresh
+            listing = self._listings[fh] = self._list(path)
+        if offset >= len(listing):
+            self._listings.pop(fh, None)
+        return iter(listing[offset:])
 
     def readlink(self, path: str) -> str:
         self._round_trip("readlink")
