@@ -9,7 +9,10 @@ Why concurrent: on EFS every lookup and every page of a directory listing is a n
 trip (about a millisecond), so a walk that waits for one entry at a time (as ``du`` and the
 reference driver do) is bound by latency, not by the CPU. With ``concurrency`` N the walk keeps
 up to N operations in flight: N worker threads (the calling thread is the first), each making
-one blocking call at a time, so no more than N calls are ever outstanding.
+one blocking call at a time, so no more than N calls are ever outstanding. The calling thread
+starts alone and adds the other N - 1 only once two batches in a row took over
+``_SLOW_ENTRY_S`` per entry: on a local or fully cached file system calls take microseconds,
+the walk is CPU-bound, and more threads would only contend for the GIL.
 
 How work is shared: a worker takes a directory of its own while fewer than N are being read,
 so workers spread over different directories (file systems that serialise lookups within one
@@ -31,6 +34,7 @@ import itertools
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +55,9 @@ DEFAULT_WALK_CONCURRENCY = 16
 _BATCH = 16
 # How often a worker waiting for work looks at ``stop`` (nothing else wakes it).
 _IDLE_POLL_S = 0.02
+# Time per entry (listing and stat) above which the file system counts as slow: a local stat
+# costs a few microseconds, a network round trip hundreds.
+_SLOW_ENTRY_S = 50e-6
 _OPEN_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # A directory removed, or replaced by a file or a symlink, while we walked: nothing to count.
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
@@ -126,7 +133,10 @@ class _Walk:
     """State shared by the workers of one walk. Counts are per worker, summed at the end."""
 
     def __init__(self, root: bytes, device: int, *, calls: WalkCalls, workers: int,
-                 stop: threading.Event | None, hardlink_capacity: int) -> None:
+                 stop: threading.Event | None, hardlink_capacity: int, name: str) -> None:
+        self._name = name
+        self.helpers: list[threading.Thread] = []  # started once the file system proves slow
+        self._slow_batches = 0
         self._device = device
         self._calls = calls
         self._workers = workers
@@ -166,12 +176,15 @@ class _Walk:
                 else:
                     directory = job
                 while True:
+                    started = time.perf_counter()
                     batch = directory.next_batch()
                     if not batch:
                         break
                     found_blocks, found_inodes = self._count(directory, batch)
                     blocks += found_blocks
                     inodes += found_inodes
+                    if not self.helpers:
+                        self._judge_speed((time.perf_counter() - started) / len(batch))
                     if directory.readers > 1 and self._should_move(directory):
                         break  # others are on this directory and new ones wait: move on
         except _Stop:
@@ -187,6 +200,17 @@ class _Walk:
             with self._lock:
                 self.blocks += blocks
                 self.inodes += inodes
+
+    def _judge_speed(self, per_entry_s: float) -> None:
+        """While alone: start the other workers after two slow batches in a row."""
+        self._slow_batches = self._slow_batches + 1 if per_entry_s > _SLOW_ENTRY_S else 0
+        if self._slow_batches < 2 or self._workers < 2:
+            return
+        # Only the calling thread runs before the helpers exist, so this happens once.
+        self.helpers = [threading.Thread(target=self.work, name=f"{self._name}/{index}",
+                                         daemon=True) for index in range(1, self._workers)]
+        for helper in self.helpers:
+            helper.start()
 
     def _next_job(self, leaving: _Directory | None) -> _Directory | bytes | None:
         """The next directory to read (or a path to open); None when the walk is over.
@@ -330,7 +354,7 @@ def measure_usage(root: Path, *, stop: threading.Event | None = None,
     """Bytes (``st_blocks * 512``, as ``du -s -B1``) and inodes (as ``du -s --inodes``) under
     ``root``, root included, staying on root's device and counting each hard-linked file once.
 
-    Blocking: run it in a thread. With ``concurrency`` above 1 it starts ``concurrency - 1``
+    Blocking: run it in a thread. With ``concurrency`` above 1 it may start ``concurrency - 1``
     worker threads (named after the calling thread) and returns only after they have ended.
     Raises ``WalkCancelled`` when ``stop`` is set, or the first error a worker met.
     """
@@ -340,14 +364,9 @@ def measure_usage(root: Path, *, stop: threading.Event | None = None,
     root_path = os.fsencode(root)
     root_stat = calls.stat_root(root_path)
     walk = _Walk(root_path, root_stat.st_dev, calls=calls, workers=concurrency, stop=stop,
-                 hardlink_capacity=hardlink_capacity)
-    name = threading.current_thread().name
-    helpers = [threading.Thread(target=walk.work, name=f"{name}/{index}", daemon=True)
-               for index in range(1, concurrency)]
-    for helper in helpers:
-        helper.start()
-    walk.work()
-    for helper in helpers:
+                 hardlink_capacity=hardlink_capacity, name=threading.current_thread().name)
+    walk.work()  # starts the helpers itself if the file system is slow
+    for helper in walk.helpers:
         helper.join()
     walk.close_leftovers()
     if walk.failure is not None:

@@ -81,10 +81,33 @@ def awkward_tree(tmp_path: Path) -> Path:
     return root
 
 
+class SlowedCalls:
+    """The real calls, each stat made to take ``delay_s`` (as over a network), recording which
+    threads made them. A fake, because a local file system answers in microseconds and the
+    walk rightly stays on one thread there; the slowfs test below does this for real."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.threads: set[str] = set()
+        self.real = WalkCalls()
+
+    def stat_entry(self, entry: os.DirEntry[str]) -> os.stat_result:
+        self.threads.add(threading.current_thread().name)
+        threading.Event().wait(self.delay_s)
+        return self.real.stat_entry(entry)
+
+    def walk_calls(self) -> WalkCalls:
+        return WalkCalls(stat_entry=self.stat_entry)
+
+
 @pytest.mark.parametrize("concurrency", [1, 2, 16, 64])
 def test_concurrent_walk_counts_exactly_like_du(awkward_tree: Path, concurrency: int) -> None:
     expected = du_usage(awkward_tree)
-    assert measure_usage(awkward_tree, concurrency=concurrency) == expected
+    slowed = SlowedCalls(0.0002)
+    assert measure_usage(awkward_tree, concurrency=concurrency,
+                         calls=slowed.walk_calls()) == expected
+    assert (len(slowed.threads) > 1) == (concurrency > 1)  # the workers did share the walk
+    assert measure_usage(awkward_tree, concurrency=concurrency) == expected  # local speed
     assert measure_usage(awkward_tree) == expected  # the one-at-a-time walk agrees
 
 
