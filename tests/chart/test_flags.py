@@ -33,6 +33,10 @@ NOT_FROM_VALUES = {
         "--availability-zone": "a per-node fact: one DaemonSet-wide value would be wrong on "
                                "every multi-zone cluster; the binary reads instance metadata, "
                                "then the Node's topology.kubernetes.io/zone label",
+        "--vol-metrics-walk-concurrency": "new with the concurrent usage walk, whose branch may "
+                                          "not touch helm/: until the chart sets it, nodes run "
+                                          "the binary's default (16); a chart value should "
+                                          "replace this entry",
     },
 }
 
