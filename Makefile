@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export CSI_SANITY := $(TOOLS)/csi-sanity
 export HELM := $(TOOLS)/helm
 
-.PHONY: all test demo venv tools cluster-tools lint typecheck pytest proto proto-check clean
+.PHONY: all test demo venv tools cluster-tools fuse lint typecheck pytest proto proto-check clean
 
 all: test
 
@@ -47,6 +47,16 @@ $(TOOLS)/helm:
 	  GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
 	else echo "Go not found: helm not installed"; fi
 
+# libfuse 3 for the slow file system of tests and benchmarks (slowfs/): Debian's fuse3, installed
+# when missing and we are root; otherwise the tests that need it skip on a laptop (fail under CI).
+fuse:
+	@if ! ldconfig -p | grep -q 'libfuse3\.so\.3'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing fuse3 (libfuse 3) from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null; \
+	  else echo "libfuse 3 missing and not installable here: FUSE tests skip"; fi; \
+	fi
+
 proto: $(STAMP)
 	$(BIN)/python protos/generate.py
 
@@ -60,7 +70,7 @@ lint: $(STAMP) proto-check
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) tools
+pytest: $(STAMP) tools fuse
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Everything CI runs: lint, types, tests (unit, rpc, integration, conformance, chart, images).

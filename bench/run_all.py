@@ -6,7 +6,9 @@
 Each benchmark is a script ``bench/<name>.py`` that prints its own table and saves
 ``bench/results/<name>.json``. This runner executes them one after another (they measure
 throughput, so they must not share the two cores), then writes ``bench/results/summary.json``
-and ``bench/results/summary.md``.
+and ``bench/results/summary.md``. A benchmark that saves ``"targets"`` (a list of
+``{"target", "figure", "met"}``) gets them listed under its table, with the machine's load
+average when it ran.
 """
 
 from __future__ import annotations
@@ -45,6 +47,20 @@ def cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+def targets_of(data: Any) -> str:
+    """The targets a benchmark checked, one line each, and the load it ran under."""
+    if not isinstance(data, dict):
+        return ""
+    lines = [f"- {'met' if item.get('met') else 'NOT met'}: {item.get('target')} "
+             f"({cell(item.get('figure'))})"
+             for item in data.get("targets", []) if isinstance(item, dict)]
+    load = data.get("load_average_at_start")
+    if lines and isinstance(load, list):
+        lines.append(f"- load average (1, 5, 15 min) at start: {cell(load)}, at end: "
+                     f"{cell(data.get('load_average_at_end'))}")
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def markdown(name: str, rows: list[dict[str, Any]]) -> str:
@@ -87,7 +103,7 @@ def main() -> int:
         summary[name] = {"exit_code": returncode, "seconds": seconds, "results": data}
         failures += returncode != 0
         title = name if args.collect else f"{name} (exit {returncode}, {seconds} s)"
-        sections.append(markdown(title, rows_of(data)))
+        sections.append(markdown(title, rows_of(data)) + targets_of(data))
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / "summary.md").write_text("\n".join(sections))
     print("\n".join(sections))

@@ -17,6 +17,18 @@ from efs_csi.cli import (
 )
 from node.efs_utils.config import ConfigError, render
 from node.efs_utils.startup import overrides_arg, settings_from_args
+from node.usage_walk import DEFAULT_WALK_CONCURRENCY
+
+# Each operation in flight is a thread of the walk: a sane ceiling, far above what helps.
+MAX_WALK_CONCURRENCY = 256
+
+
+def walk_concurrency(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_WALK_CONCURRENCY:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 1 to {MAX_WALK_CONCURRENCY}, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="MINUTES", help="age after which a usage figure is refreshed")
     parser.add_argument("--vol-metrics-fs-rate-limit", type=positive_int, default=5,
                         help="usage walks running at once per file system")
+    parser.add_argument("--vol-metrics-walk-concurrency", type=walk_concurrency,
+                        default=DEFAULT_WALK_CONCURRENCY, metavar="N",
+                        help="file system operations in flight per usage walk (1: one at a "
+                             "time, like du)")
     parser.add_argument("--max-inflight-mount-calls", type=non_negative_int, default=0,
                         help="mount operations running at once (0: unbounded)")
     parser.add_argument("--volume-attach-limit", type=non_negative_int, default=0,

@@ -147,7 +147,8 @@ async def run_node(args: argparse.Namespace) -> None:
     if args.vol_metrics_opt_in:
         collector = VolumeStatsCollector(
             CollectorSettings(refresh_period_s=args.vol_metrics_refresh_period * 60,
-                              walks_per_file_system=args.vol_metrics_fs_rate_limit),
+                              walks_per_file_system=args.vol_metrics_fs_rate_limit,
+                              walk_concurrency=args.vol_metrics_walk_concurrency),
             off_loop=off_loop, observer=node_metrics)
         stats = collector
         background.append(collector.run)  # owns the walks; closes them at stop

@@ -178,16 +178,19 @@ class NodeService(csi.NodeBase):
         figures = await self._stats.stats(StatsRequest(
             message.volume_id, handle.file_system_id, path,
             self._capacities.get(message.volume_id)))
+        # proto3 cannot leave ``used`` out of an entry (kubelet reads a missing one as 0), so
+        # a unit whose use is not measured yet gets no entry: the usage list may be empty,
+        # which the CSI spec allows and kubelet takes as "no figures for this volume yet".
         usage = []
-        if figures.total_bytes is not None:
+        if figures.total_bytes is not None and figures.used_bytes is not None:
             usage.append(csi.VolumeUsage(unit=csi.VolumeUsageUnit.BYTES,
                                          total=figures.total_bytes,
-                                         used=figures.used_bytes or 0,
+                                         used=figures.used_bytes,
                                          available=figures.available_bytes or 0))
-        if figures.total_inodes is not None:
+        if figures.total_inodes is not None and figures.used_inodes is not None:
             usage.append(csi.VolumeUsage(unit=csi.VolumeUsageUnit.INODES,
                                          total=figures.total_inodes,
-                                         used=figures.used_inodes or 0,
+                                         used=figures.used_inodes,
                                          available=figures.available_inodes or 0))
         return csi.NodeGetVolumeStatsResponse(
             usage=usage,

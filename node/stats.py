@@ -22,6 +22,8 @@ class StatsRequest:
 
 @dataclass(frozen=True)
 class VolumeStats:
+    """A volume's figures; None where a figure is not known (never reported as 0)."""
+
     used_bytes: int | None
     total_bytes: int | None
     available_bytes: int | None
@@ -35,4 +37,4 @@ class VolumeStats:
 
 class VolumeStatsSource(Protocol):
     async def stats(self, request: StatsRequest) -> VolumeStats:
-        """Answer at once; never block on a slow file system walk."""
+        """Answer promptly: never wait on a slow file system walk beyond a short bound."""

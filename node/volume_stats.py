@@ -1,12 +1,16 @@
 """The rate-limited volume-usage collector behind NodeGetVolumeStats (``--vol-metrics-opt-in``).
 
-``VolumeStatsCollector.stats`` answers at once from a per-volume cache. A missing entry, or one
-older than the refresh period, schedules a background walk and the RPC returns what is known
-(nothing yet, or the previous figures). Walks run in daemon threads of their own (never the
-default executor; daemon so a walk stuck on a dead server never blocks process exit), at most
-``--vol-metrics-fs-rate-limit`` at once per file system, each file system with its own limit so
-one slow file system never delays another; at most one walk per volume runs at a time, and a
-failed walk is retried with exponential backoff rather than on every call.
+``VolumeStatsCollector.stats`` answers from a per-volume cache. A missing entry, or one older
+than the refresh period, schedules a background walk. A volume never measured waits up to
+``first_answer_wait_s`` for that walk (a small volume is measured by then); past it, the answer
+has no usage figures at all rather than a ``used`` of 0 that was never measured. Later calls
+answer at once with the previous figures while a refresh runs. Walks run in daemon threads of
+their own (never the default executor; daemon so a walk stuck on a dead server never blocks
+process exit), each with up to ``walk_concurrency`` operations in flight
+(``--vol-metrics-walk-concurrency``), at most ``--vol-metrics-fs-rate-limit`` walks at once per
+file system, each file system with its own limit so one slow file system never delays another;
+at most one walk per volume runs at a time, and a failed walk is retried with exponential
+backoff rather than on every call.
 
 The mount itself is checked on every call with a ``statvfs`` through ``efs_csi.offloop``
 (time-limited, and not repeated on a path while an earlier one is still hung): a stale handle,
@@ -15,8 +19,8 @@ an I/O error or no answer gives VOLUME_CONDITION abnormal with the reason.
 Capacity is the PV's requested size when the node knows it, else ``statvfs``, except that NFS's
 "unlimited" (~8 EiB) is reported as unknown rather than as a real size.
 
-The collector owns its tasks: ``run`` (a server background task) or ``aclose`` cancels pending
-walks and tells running walk threads to stop.
+The collector owns its tasks and threads: cancelling a walk's task (``run`` ending, or
+``aclose``) tells that walk's threads to stop and waits, up to ``stop_grace_s``, until they have.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from efs_csi.errors import NotFound, Unavailable
 from efs_csi.logging import get_logger
 from efs_csi.offloop import OffLoop
 from node.stats import StatsRequest, VolumeStats
-from node.usage_walk import Usage, WalkCancelled, measure_usage
+from node.usage_walk import DEFAULT_WALK_CONCURRENCY, Usage, WalkCancelled, measure_usage
 
 _log = get_logger("node.volume_stats")
 
@@ -56,6 +60,7 @@ class _Volume:
     usage: Usage | None = None
     measured_at: float = 0.0
     walking: bool = False
+    task: asyncio.Task[None] | None = None
     failures: int = 0
     retry_at: float = 0.0
     asked_at: float = 0.0
@@ -65,25 +70,31 @@ class _Volume:
 class CollectorSettings:
     refresh_period_s: float = 240 * 60.0
     walks_per_file_system: int = 5
+    walk_concurrency: int = DEFAULT_WALK_CONCURRENCY
+    # How long a volume never measured waits for its first walk before answering without usage.
+    first_answer_wait_s: float = 2.0
     probe_timeout_s: float = 2.0
     retry_base_s: float = 30.0
     retry_max_s: float = 3600.0
+    # How long a cancelled walk is given to stop its threads (one call each) before we move on.
+    stop_grace_s: float = 5.0
 
 
 Walker = Callable[[Path, threading.Event], Usage]
 StatVfs = Callable[[Path], os.statvfs_result]
 
 
-def _default_walker(path: Path, stop: threading.Event) -> Usage:
-    return measure_usage(path, stop=stop)
-
-
 def _default_statvfs(path: Path) -> os.statvfs_result:
     return os.statvfs(path)
 
 
-async def _in_daemon_thread(name: str, function: Callable[[], Usage]) -> Usage:
-    """Run ``function`` in a new daemon thread and await its result."""
+async def _in_daemon_thread(name: str, function: Callable[[], Usage], stop: threading.Event,
+                            grace_s: float) -> Usage:
+    """Run ``function`` in a new daemon thread and await its result.
+
+    Cancelled, it sets ``stop`` and waits up to ``grace_s`` for the thread to return, so a
+    cancelled walk leaves no thread behind unless a call of its hangs in the kernel.
+    """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Usage] = loop.create_future()
 
@@ -105,8 +116,20 @@ async def _in_daemon_thread(name: str, function: Callable[[], Usage]) -> Usage:
             with contextlib.suppress(RuntimeError):  # the loop closed in between
                 loop.call_soon_threadsafe(deliver, result, error)
 
-    threading.Thread(target=work, name=name, daemon=True).start()
-    return await future
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        stop.set()
+        # Whenever it ends, its outcome (WalkCancelled, most likely) is nobody's concern now.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        deadline = loop.time() + grace_s
+        await asyncio.wait({future}, timeout=grace_s)
+        # The result is handed over just before the thread returns: see it gone too.
+        while thread.is_alive() and loop.time() < deadline:  # noqa: ASYNC110 - no event to await
+            await asyncio.sleep(0.001)
+        raise
 
 
 def _condition(exc: OSError) -> str:
@@ -119,21 +142,24 @@ class VolumeStatsCollector:
     """``node.stats.VolumeStatsSource`` with cached, rate-limited background walks."""
 
     def __init__(self, settings: CollectorSettings, *, off_loop: OffLoop | None = None,
-                 observer: WalkObserver | None = None, walker: Walker = _default_walker,
+                 observer: WalkObserver | None = None, walker: Walker | None = None,
                  statvfs: StatVfs = _default_statvfs,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._off_loop = off_loop or OffLoop()
         self._observer = observer
-        self._walker = walker
+        self._walker = walker or self._measure
         self._statvfs = statvfs
         self._clock = clock
         self._volumes: dict[str, _Volume] = {}
         self._last_sweep = clock()
         self._walk_slots: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._stop = threading.Event()
+        self._stops: set[threading.Event] = set()  # one per running walk
         self._closed = False
+
+    def _measure(self, path: Path, stop: threading.Event) -> Usage:
+        return measure_usage(path, stop=stop, concurrency=self._settings.walk_concurrency)
 
     async def stats(self, request: StatsRequest) -> VolumeStats:
         if self._closed:
@@ -142,6 +168,12 @@ class VolumeStatsCollector:
         volume = self._volumes.setdefault(request.volume_id, _Volume())
         volume.asked_at = self._clock()
         self._maybe_schedule(request, volume)
+        first_walk = volume.task if volume.usage is None else None
+        if first_walk is not None and self._settings.first_answer_wait_s > 0:
+            # Never measured: a small volume's walk ends within the wait and answers for real.
+            # Cancelling this call leaves the walk to the collector (asyncio.wait never
+            # cancels what it waits for).
+            await asyncio.wait({first_walk}, timeout=self._settings.first_answer_wait_s)
         usage = volume.usage
         try:
             fs = await self._off_loop.run(f"statvfs:{request.volume_path}",
@@ -173,8 +205,10 @@ class VolumeStatsCollector:
             await self.aclose()
 
     async def aclose(self) -> None:
+        """Stop every walk and return once their threads have ended (or their grace passed)."""
         self._closed = True
-        self._stop.set()
+        for stop in list(self._stops):
+            stop.set()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -199,6 +233,7 @@ class VolumeStatsCollector:
         volume.walking = True
         task = asyncio.create_task(self._walk(request, volume),
                                    name=f"volume-stats-walk:{request.volume_id}")
+        volume.task = task
         self._tasks.add(task)
         task.add_done_callback(self._walk_done)
         self._report_depth()
@@ -216,12 +251,15 @@ class VolumeStatsCollector:
             request.file_system_id, asyncio.Semaphore(self._settings.walks_per_file_system))
         ok = False
         started = self._clock()
+        stop = threading.Event()
+        self._stops.add(stop)
         try:
             async with slots:
                 started = self._clock()
                 usage = await _in_daemon_thread(
                     f"walk:{request.volume_id}",
-                    lambda: self._walker(request.volume_path, self._stop))
+                    lambda: self._walker(request.volume_path, stop), stop,
+                    self._settings.stop_grace_s)
             volume.usage, volume.measured_at, volume.failures = usage, self._clock(), 0
             ok = True
             if usage.approximate:
@@ -236,7 +274,9 @@ class VolumeStatsCollector:
             _log.warning("volume usage walk failed", volume_id=request.volume_id,
                          error=str(exc), retry_in_s=round(delay, 1))
         finally:
+            self._stops.discard(stop)
             volume.walking = False
+            volume.task = None
             if self._observer is not None:
                 self._observer.observe_walk(self._clock() - started, ok)
 

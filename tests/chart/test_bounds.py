@@ -36,6 +36,7 @@ BOUNDS = [
     Bound("node.shutdownGracePeriod", "efs-csi-node", "--shutdown-grace-period"),
     Bound("node.volMetricsRefreshPeriod", "efs-csi-node", "--vol-metrics-refresh-period"),
     Bound("node.volMetricsFsRateLimit", "efs-csi-node", "--vol-metrics-fs-rate-limit"),
+    Bound("node.volMetricsWalkConcurrency", "efs-csi-node", "--vol-metrics-walk-concurrency"),
     Bound("node.maxInflightMountCalls", "efs-csi-node", "--max-inflight-mount-calls"),
     Bound("node.volumeAttachLimit", "efs-csi-node", "--volume-attach-limit"),
     Bound("node.mountTimeout", "efs-csi-node", "--mount-timeout"),

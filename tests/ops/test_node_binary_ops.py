@@ -19,7 +19,7 @@ from tests.ops.scrape import scrape, value
 
 async def volume_stats_until_measured(stub: csi.NodeStub, target: Path
                                       ) -> csi.NodeGetVolumeStatsResponse:
-    """Ask until the background walk has answered (the first call only schedules it)."""
+    """Ask until the background walk has answered (the first call waits up to 2 s for it)."""
     for _ in range(500):
         reply = await stub.node_get_volume_stats(csi.NodeGetVolumeStatsRequest(
             volume_id=FS_ID, volume_path=str(target)))
@@ -75,7 +75,7 @@ async def test_node_binary_serves_metrics_and_measures_usage(
                    "NodeUnstageVolume"):
         assert value(after, "efs_csi_rpc_requests_total", method=method, code="OK") == 1
     assert value(after, "efs_csi_rpc_requests_total", method="NodeGetVolumeStats",
-                 code="OK") >= 2
+                 code="OK") >= 1
     assert value(after, "efs_csi_node_mount_operation_duration_seconds_count",
                  operation="mount") == 1
     assert value(after, "efs_csi_node_volume_stats_walk_duration_seconds_count",

@@ -153,7 +153,8 @@ async def make_collector() -> AsyncIterator[Callable[..., VolumeStatsCollector]]
     def make(**kwargs: object) -> VolumeStatsCollector:
         settings = kwargs.pop("settings", CollectorSettings(refresh_period_s=600,
                                                             walks_per_file_system=2,
-                                                            retry_base_s=30))
+                                                            retry_base_s=30,
+                                                            first_answer_wait_s=0))
         collector = VolumeStatsCollector(settings, **kwargs)  # type: ignore[arg-type]
         made.append(collector)
         return collector
@@ -176,21 +177,38 @@ async def wait_for(condition: Callable[[], bool]) -> None:
 
 
 @pytest.mark.asyncio
-async def test_first_call_answers_at_once_then_serves_the_real_walk(
+async def test_first_call_waits_briefly_and_answers_a_small_volume_for_real(
     make_collector: Callable[..., VolumeStatsCollector], tmp_path: Path
 ) -> None:
-    collector = make_collector()
+    collector = make_collector(settings=CollectorSettings(first_answer_wait_s=30))
     req = request(tmp_path, FS_A, "vol1", capacity=10 << 20)
     (req.volume_path / "data").write_bytes(os.urandom(1 << 20))
     first = await collector.stats(req)
-    assert first.used_bytes is None and not first.abnormal
+    assert first.used_bytes == du(req.volume_path, "-B1")
+    assert first.used_inodes == 2
     assert first.total_bytes == 10 << 20
+    assert first.available_bytes == (10 << 20) - first.used_bytes
+    assert collector.queue_depth == 0  # measured once, not again on the next call
+    assert (await collector.stats(req)) == first
+
+
+@pytest.mark.asyncio
+async def test_a_volume_not_measured_yet_has_no_used_figure(
+    make_collector: Callable[..., VolumeStatsCollector], tmp_path: Path
+) -> None:
+    walker = GatedWalker()  # a walk that outlasts the first answer's wait
+    collector = make_collector(walker=walker, settings=CollectorSettings(
+        first_answer_wait_s=0.05))
+    req = request(tmp_path, FS_A, "vol1", capacity=10 << 20)
+    first = await collector.stats(req)
+    assert walker.running_now(FS_A) == 1
+    assert first.used_bytes is None and first.used_inodes is None
+    assert first.available_bytes is None  # not capacity - 0: nothing was measured
+    assert first.total_bytes == 10 << 20 and not first.abnormal
+    walker.gate.set()
     await collector.wait_idle()
-    second = await collector.stats(req)
-    assert second.used_bytes == du(req.volume_path, "-B1")
-    assert second.used_inodes == 2
-    assert second.total_bytes == 10 << 20
-    assert second.available_bytes == (10 << 20) - second.used_bytes
+    measured = await collector.stats(req)
+    assert measured.used_bytes == 4096 and measured.available_bytes == (10 << 20) - 4096
 
 
 @pytest.mark.asyncio
@@ -332,7 +350,8 @@ async def test_missing_volume_path_is_not_found(
 @pytest.mark.asyncio
 async def test_run_cancels_pending_walks_and_stops_threads(tmp_path: Path) -> None:
     walker = GatedWalker()  # never opened: the walk only ends through the stop signal
-    collector = VolumeStatsCollector(CollectorSettings(walks_per_file_system=1), walker=walker)
+    collector = VolumeStatsCollector(
+        CollectorSettings(walks_per_file_system=1, first_answer_wait_s=0), walker=walker)
     lifetime = asyncio.create_task(collector.run())
     for i in range(3):
         await collector.stats(request(tmp_path, FS_A, f"v{i}"))
@@ -341,7 +360,9 @@ async def test_run_cancels_pending_walks_and_stops_threads(tmp_path: Path) -> No
     with pytest.raises(asyncio.CancelledError):
         await lifetime
     assert collector.queue_depth == 0
-    await wait_for(lambda: walker.running_now(FS_A) == 0)  # the thread saw the stop signal
+    # Closing waited for the walk's thread to see the stop signal and return: nothing runs.
+    assert walker.running_now(FS_A) == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("walk:")]
     with pytest.raises(Unavailable):  # closed: nothing new scheduled
         await collector.stats(request(tmp_path, FS_A, "v9"))
     assert collector.queue_depth == 0
