@@ -17,10 +17,15 @@ export HELM := $(TOOLS)/helm
 
 all: test
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+# The three distributions, editable, with every extra the tests use, and the development groups
+# of pyproject.toml ([dependency-groups]: pip 25.1 or later installs them). The virtualenv is made
+# afresh whenever a pyproject.toml changes, so nothing stale survives a change of packaging.
+WORKSPACE := -e '.[aws,kube]' -e ./controller -e './node[local]'
+
+$(STAMP): pyproject.toml controller/pyproject.toml node/pyproject.toml
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/pip install --quiet $(WORKSPACE) --group dev
 	touch $@
 
 venv: $(STAMP)

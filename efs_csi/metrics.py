@@ -166,7 +166,7 @@ def failure_cause(exc: BaseException) -> str:
 class NodeMetrics:
     """Node series: mounts, volume counts, stale mounts and the usage walks.
 
-    Also the ``node.volume_stats.WalkObserver`` (structurally): ``observe_walk`` and
+    Also the ``efs_csi_node.volume_stats.WalkObserver`` (structurally): ``observe_walk`` and
     ``set_queue_depth``.
     """
 

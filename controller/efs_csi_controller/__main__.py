@@ -6,8 +6,6 @@ import argparse
 import os
 import sys
 
-from controller.gid import DEFAULT_MAX_AGE
-from controller.tags import parse_tags
 from efs_csi.cli import (
     add_bool_flag,
     base_parser,
@@ -16,6 +14,8 @@ from efs_csi.cli import (
     positive_int,
     run,
 )
+from efs_csi_controller.gid import DEFAULT_MAX_AGE
+from efs_csi_controller.tags import parse_tags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         parse_tags(args.tags)
     except ValueError as exc:
         parser.error(str(exc))
-    from controller.app import run_controller  # after logging is configured
+    from efs_csi_controller.app import run_controller  # after logging is configured
 
     return run(run_controller(args), parser.prog)
 

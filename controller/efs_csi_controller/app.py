@@ -14,14 +14,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.cross_account import CloudForRole, CloudSelector
-from controller.gid import DEFAULT_MAX_AGE, GidAllocator
-from controller.provisioning import ObjectReader, Provisioner
-from controller.root_dir import RootDirectoryRemover
-from controller.service import ControllerService
-from controller.tags import parse_tags
-from controller.unconfigured import MESSAGE as NO_REGION
-from controller.unconfigured import NoRegionCloud
 from efs_csi.aws import CloudFactory, resolve_region
 from efs_csi.cloud import Cloud
 from efs_csi.commands import CommandRunner
@@ -40,6 +32,14 @@ from efs_csi.metrics import (
 from efs_csi.mount import EfsMounter, MountCommands, Mounter
 from efs_csi.offloop import OffLoop
 from efs_csi.server import BackgroundTask, ServeOptions, serve
+from efs_csi_controller.cross_account import CloudForRole, CloudSelector
+from efs_csi_controller.gid import DEFAULT_MAX_AGE, GidAllocator
+from efs_csi_controller.provisioning import ObjectReader, Provisioner
+from efs_csi_controller.root_dir import RootDirectoryRemover
+from efs_csi_controller.service import ControllerService
+from efs_csi_controller.tags import parse_tags
+from efs_csi_controller.unconfigured import MESSAGE as NO_REGION
+from efs_csi_controller.unconfigured import NoRegionCloud
 
 _log = get_logger("controller.app")
 # Mounting a file system root to delete one directory: generous, it is off the hot path.

@@ -40,9 +40,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller.params import GidRange
 from efs_csi.cloud import AccessPoint, Cloud
 from efs_csi.errors import ResourceExhausted
+from efs_csi_controller.params import GidRange
 
 #: The default of ``--gid-inventory-max-age``: long enough for a burst to share one listing,
 #: short enough that another writer's access point is seen within seconds.

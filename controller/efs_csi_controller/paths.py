@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from controller.params import BASE_PATH, SUB_PATH_PATTERN, PvcMetadata
 from efs_csi.errors import InvalidArgument, shown
+from efs_csi_controller.params import BASE_PATH, SUB_PATH_PATTERN, PvcMetadata
 
 MAX_ROOT_PATH_CHARS = 100
 MAX_ROOT_PATH_COMPONENTS = 4

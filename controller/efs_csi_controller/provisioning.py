@@ -23,18 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from controller import paths
-from controller.cross_account import CloudSelector, mount_target_context, parse_secrets
-from controller.gid import GidAllocator
-from controller.inflight import OperationKeys
-from controller.params import (
-    DEFAULT_SUB_PATH_PATTERN,
-    FileSystemSource,
-    ProvisionParams,
-    parse_parameters,
-)
-from controller.root_dir import RootDirectoryRemover
-from controller.tags import CAPACITY_TAG, PVC_NAMESPACE_TAG, access_point_tags, tag_value
 from efs_csi.cloud import (
     AccessPoint,
     AccessPointAlreadyExistsError,
@@ -52,6 +40,18 @@ from efs_csi.errors import (
 )
 from efs_csi.logging import get_logger
 from efs_csi.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
+from efs_csi_controller import paths
+from efs_csi_controller.cross_account import CloudSelector, mount_target_context, parse_secrets
+from efs_csi_controller.gid import GidAllocator
+from efs_csi_controller.inflight import OperationKeys
+from efs_csi_controller.params import (
+    DEFAULT_SUB_PATH_PATTERN,
+    FileSystemSource,
+    ProvisionParams,
+    parse_parameters,
+)
+from efs_csi_controller.root_dir import RootDirectoryRemover
+from efs_csi_controller.tags import CAPACITY_TAG, PVC_NAMESPACE_TAG, access_point_tags, tag_value
 
 _log = get_logger("controller.provisioning")
 

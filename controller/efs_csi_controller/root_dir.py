@@ -25,12 +25,12 @@ import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path, PurePosixPath
 
-from controller.tags import BASE_PATH_TAG, is_base_path_tag_of
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import DeadlineExceeded
 from efs_csi.logging import get_logger
 from efs_csi.mount import Mounter
 from efs_csi.offloop import OffLoop, StillHung
+from efs_csi_controller.tags import BASE_PATH_TAG, is_base_path_tag_of
 
 _log = get_logger("controller.root_dir")
 #: How long removing one access point's directory may take before DeleteVolume gives up.

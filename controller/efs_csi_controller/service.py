@@ -5,11 +5,11 @@ RPCs not listed in ``CAPABILITIES`` keep the generated base class's UNIMPLEMENTE
 
 from __future__ import annotations
 
-from controller.provisioning import ZONE_TOPOLOGY_KEY, CreateRequest, Provisioner
 from efs_csi import csi
 from efs_csi.capabilities import validate_capabilities
 from efs_csi.errors import InvalidArgument, missing
 from efs_csi.volume_id import parse_volume_id
+from efs_csi_controller.provisioning import ZONE_TOPOLOGY_KEY, CreateRequest, Provisioner
 
 RpcType = csi.ControllerServiceCapabilityRpcType
 CAPABILITIES = (RpcType.CREATE_DELETE_VOLUME, RpcType.EXPAND_VOLUME)

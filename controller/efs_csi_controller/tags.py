@@ -21,8 +21,8 @@ import hashlib
 import unicodedata
 from collections.abc import Mapping
 
-from controller.params import ENABLE_TAGGING, PvcMetadata
 from efs_csi.errors import InvalidArgument
+from efs_csi_controller.params import ENABLE_TAGGING, PvcMetadata
 
 CLUSTER_TAG = "efs.csi.aws.com/cluster"
 PV_NAME_TAG = "kubernetes.io/created-for/pv/name"

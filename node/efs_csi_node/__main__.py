@@ -15,9 +15,9 @@ from efs_csi.cli import (
     positive_int,
     run,
 )
-from node.efs_utils.config import ConfigError, render
-from node.efs_utils.startup import overrides_arg, settings_from_args
-from node.usage_walk import DEFAULT_WALK_CONCURRENCY
+from efs_csi_node.efs_utils.config import ConfigError, render
+from efs_csi_node.efs_utils.startup import overrides_arg, settings_from_args
+from efs_csi_node.usage_walk import DEFAULT_WALK_CONCURRENCY
 
 # Each operation in flight is a thread of the walk: a sane ceiling, far above what helps.
 MAX_WALK_CONCURRENCY = 256
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         render(settings_from_args(args))
     except ConfigError as exc:
         parser.error(str(exc))
-    from node.app import run_node  # after logging is configured
+    from efs_csi_node.app import run_node  # after logging is configured
 
     return run(run_node(args), parser.prog)
 

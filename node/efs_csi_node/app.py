@@ -11,9 +11,11 @@ import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from efs_csi.cloud import AccessPoint
 from efs_csi.commands import CommandRunner
+from efs_csi.errors import FailedPrecondition
 from efs_csi.identity import IdentityService, Readiness
 from efs_csi.kube import in_cluster_kube
 from efs_csi.local_mount import LocalMounter
@@ -29,17 +31,20 @@ from efs_csi.metrics import (
 from efs_csi.mount import BindMounts, EfsMounter, MountCommands, Mounter
 from efs_csi.offloop import OffLoop, PathProbe
 from efs_csi.server import BackgroundTask, ServeOptions, serve
-from node.efs_utils.startup import efs_utils_background, prepare_efs_utils
-from node.locks import KeyedLocks, MountSlots
-from node.mount_state import MountState
-from node.publishing import Publisher
-from node.service import NodeConfig, NodeService
-from node.staging import Stager
-from node.stats import VolumeStatsSource
-from node.statvfs_stats import StatvfsStats
-from node.taint import TaintRemover, taint_removal_enabled
-from node.topology import ImdsSettings, resolve_zone
-from node.volume_stats import CollectorSettings, VolumeStatsCollector
+from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
+from efs_csi_node.locks import KeyedLocks, MountSlots
+from efs_csi_node.mount_state import MountState
+from efs_csi_node.publishing import Publisher
+from efs_csi_node.service import NodeConfig, NodeService
+from efs_csi_node.staging import Stager
+from efs_csi_node.stats import VolumeStatsSource
+from efs_csi_node.statvfs_stats import StatvfsStats
+from efs_csi_node.taint import TaintRemover, taint_removal_enabled
+from efs_csi_node.topology import ImdsSettings, resolve_zone
+from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector
+
+if TYPE_CHECKING:
+    from efs_csi.aws import AwsCloud
 
 _log = get_logger("node.app")
 
@@ -88,27 +93,30 @@ def build_node(config: NodeConfig, mounter: Mounter, commands: MountCommands, *,
 
 @dataclass
 class LazyCloud:
-    """The EFS API, opened on first use: only the local backend with access points needs it."""
+    """The EFS API, opened on first use: only the local backend with access points needs it,
+    and only an installation with the local backend's extra (efs-csi-node[local]) has the SDK."""
 
     region: str | None
-    _cloud: object | None = None
+    _cloud: AwsCloud | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def describe_access_point(self, access_point_id: str) -> AccessPoint:
-        from efs_csi.aws import AwsCloud  # deferred: the efs backend never needs the SDK
-
         async with self._lock:
             if self._cloud is None:
+                try:  # deferred: the efs backend never needs the SDK
+                    from efs_csi.aws import AwsCloud
+                except ImportError:
+                    raise FailedPrecondition(
+                        f"access point {access_point_id}: the local backend looks access points "
+                        "up through the EFS API, whose client is not installed (install "
+                        "efs-csi-node[local])") from None
                 cloud = AwsCloud.create(self.region)
                 await cloud.open()
                 self._cloud = cloud
-        assert isinstance(self._cloud, AwsCloud)
         return await self._cloud.describe_access_point(access_point_id)
 
     async def close(self) -> None:
-        from efs_csi.aws import AwsCloud
-
-        if isinstance(self._cloud, AwsCloud):
+        if self._cloud is not None:
             await self._cloud.close()
         self._cloud = None
 

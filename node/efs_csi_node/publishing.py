@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from efs_csi.errors import AlreadyExists, FailedPrecondition, Internal
-from node.locks import KeyedLocks, MountSlots
-from node.mount_state import MountState
-from node.staging import StagedVolumes
+from efs_csi_node.locks import KeyedLocks, MountSlots
+from efs_csi_node.mount_state import MountState
+from efs_csi_node.staging import StagedVolumes
 
 _MAX_STACKED = 8
 Restage = Callable[[str, Path], Awaitable[None]]

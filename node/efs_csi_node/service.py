@@ -23,11 +23,11 @@ from efs_csi.errors import (
 from efs_csi.logging import get_logger
 from efs_csi.offloop import PathProbe, PathState
 from efs_csi.volume_id import parse_volume_id
-from node.mount_options import build_mount_options
-from node.publishing import Publisher, PublishRequest
-from node.staging import Stager, StageRequest
-from node.stats import StatsRequest, VolumeStatsSource
-from node.volume_context import parse_volume_context
+from efs_csi_node.mount_options import build_mount_options
+from efs_csi_node.publishing import Publisher, PublishRequest
+from efs_csi_node.staging import Stager, StageRequest
+from efs_csi_node.stats import StatsRequest, VolumeStatsSource
+from efs_csi_node.volume_context import parse_volume_context
 
 _log = get_logger("node.service")
 ZONE_KEY = "topology.kubernetes.io/zone"

@@ -15,8 +15,8 @@ from efs_csi.errors import AlreadyExists, FailedPrecondition, Internal
 from efs_csi.logging import get_logger
 from efs_csi.mount import Mounter
 from efs_csi.volume_id import VolumeHandle
-from node.locks import KeyedLocks, MountSlots
-from node.mount_state import MountState
+from efs_csi_node.locks import KeyedLocks, MountSlots
+from efs_csi_node.mount_state import MountState
 
 _log = get_logger("node.staging")
 _MAX_STACKED = 8

@@ -1,7 +1,7 @@
 """How NodeGetVolumeStats gets its figures: the ``VolumeStatsSource`` protocol.
 
 The node service asks a source; the composition root chooses it (``statvfs`` alone, or the
-rate-limited background collector of ``node.volume_stats`` when ``--vol-metrics-opt-in``).
+rate-limited background collector of ``efs_csi_node.volume_stats`` when ``--vol-metrics-opt-in``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from efs_csi.offloop import STALE_ERRNOS, OffLoop
-from node.stats import StatsRequest, VolumeStats
+from efs_csi_node.stats import StatsRequest, VolumeStats
 
 
 @dataclass

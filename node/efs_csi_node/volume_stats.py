@@ -40,8 +40,8 @@ from typing import Protocol
 from efs_csi.errors import NotFound, Unavailable
 from efs_csi.logging import get_logger
 from efs_csi.offloop import OffLoop
-from node.stats import StatsRequest, VolumeStats
-from node.usage_walk import DEFAULT_WALK_CONCURRENCY, Usage, WalkCancelled, measure_usage
+from efs_csi_node.stats import StatsRequest, VolumeStats
+from efs_csi_node.usage_walk import DEFAULT_WALK_CONCURRENCY, Usage, WalkCancelled, measure_usage
 
 _log = get_logger("node.volume_stats")
 
@@ -139,7 +139,7 @@ def _condition(exc: OSError) -> str:
 
 
 class VolumeStatsCollector:
-    """``node.stats.VolumeStatsSource`` with cached, rate-limited background walks."""
+    """``efs_csi_node.stats.VolumeStatsSource`` with cached, rate-limited background walks."""
 
     def __init__(self, settings: CollectorSettings, *, off_loop: OffLoop | None = None,
                  observer: WalkObserver | None = None, walker: Walker | None = None,

@@ -14,10 +14,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import controller.app
-import node.app
-from controller.__main__ import main as controller_main
-from node.__main__ import main as node_main
+import efs_csi_controller.app
+import efs_csi_node.app
+from efs_csi_controller.__main__ import main as controller_main
+from efs_csi_node.__main__ import main as node_main
 
 MAINS = {"efs-csi-controller": controller_main, "efs-csi-node": node_main}
 
@@ -38,15 +38,15 @@ async def _serve_nothing(_args: object) -> None:
 
 @contextlib.contextmanager
 def _no_serving() -> Iterator[None]:
-    saved = controller.app.run_controller, node.app.run_node
+    saved = efs_csi_controller.app.run_controller, efs_csi_node.app.run_node
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    controller.app.run_controller = _serve_nothing  # type: ignore[assignment]
-    node.app.run_node = _serve_nothing  # type: ignore[assignment]
+    efs_csi_controller.app.run_controller = _serve_nothing  # type: ignore[assignment]
+    efs_csi_node.app.run_node = _serve_nothing  # type: ignore[assignment]
     try:
         yield
     finally:
-        controller.app.run_controller, node.app.run_node = saved  # type: ignore[assignment]
+        efs_csi_controller.app.run_controller, efs_csi_node.app.run_node = saved  # type: ignore[assignment]
         root.handlers[:] = handlers  # main() configures logging for the process
         root.setLevel(level)
 

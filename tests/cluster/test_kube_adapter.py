@@ -24,7 +24,7 @@ from efs_csi.kube import (
     Taint,
     in_cluster_endpoint,
 )
-from node.taint import TaintRemovalSettings, TaintRemover
+from efs_csi_node.taint import TaintRemovalSettings, TaintRemover
 from tests.support.cluster import ControlPlane, wait_until
 
 OURS_NO_EXECUTE = {"key": NOT_READY_TAINT, "effect": "NoExecute"}

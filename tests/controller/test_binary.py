@@ -15,7 +15,7 @@ from tests.conftest import StartBinary
 
 @pytest.mark.parametrize("tags", ["novalue", "team:a(b)"])
 def test_bad_tags_flag_exits_with_usage_error(tags: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "controller", "--tags", tags],
+    result = subprocess.run([sys.executable, "-m", "efs_csi_controller", "--tags", tags],
                             capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2 and "--tags" in result.stderr
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 from grpclib.const import Status
 
-from controller.app import build_controller
-from controller.tags import tag_value
 from efs_csi import csi
 from efs_csi.aws import CloudFactory
 from efs_csi.errors import CsiError, ResourceExhausted
+from efs_csi_controller.app import build_controller
+from efs_csi_controller.tags import tag_value
 from tests.support.efs_proxy import EfsProxy, make_file_system
 from tests.support.efs_rules import tag_violations
 from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint

@@ -8,17 +8,17 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from controller.cross_account import CloudSelector
-from controller.gid import GidAllocator
-from controller.provisioning import Provisioner
-from controller.root_dir import RootDirectoryRemover, _remove_tree
-from controller.tags import BASE_PATH_TAG, tag_value
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.commands import CommandRunner
 from efs_csi.errors import DeadlineExceeded
 from efs_csi.local_mount import LocalMounter
 from efs_csi.mount import MountCommands
 from efs_csi.offloop import OffLoop
+from efs_csi_controller.cross_account import CloudSelector
+from efs_csi_controller.gid import GidAllocator
+from efs_csi_controller.provisioning import Provisioner
+from efs_csi_controller.root_dir import RootDirectoryRemover, _remove_tree
+from efs_csi_controller.tags import BASE_PATH_TAG, tag_value
 from tests.controller.fakes import FakeCloud
 from tests.support.ci import require_root
 

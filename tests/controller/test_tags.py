@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.params import PvcMetadata
-from controller.paths import normalised_base_path
-from controller.tags import access_point_tags, parse_tags, tag_value
 from efs_csi.errors import InvalidArgument
+from efs_csi_controller.params import PvcMetadata
+from efs_csi_controller.paths import normalised_base_path
+from efs_csi_controller.tags import access_point_tags, parse_tags, tag_value
 from tests.support.efs_rules import tag_violations
 
 

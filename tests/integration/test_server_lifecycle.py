@@ -15,6 +15,7 @@ from grpclib.client import Channel
 
 from efs_csi import csi
 from tests.conftest import StartBinary
+from tests.support.processes import MODULES
 
 SECRET = "TOP-SECRET-VALUE-9"
 
@@ -78,7 +79,8 @@ async def test_binary_starts_over_a_stale_socket_and_cleans_up(
 async def test_refuses_to_steal_a_live_socket(binary: StartBinary, tmp_path: Path) -> None:
     first = await binary("node")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node", "--endpoint", f"unix://{first.socket}", "--node-id", "n",
+        sys.executable, "-m", "efs_csi_node", "--endpoint", f"unix://{first.socket}",
+        "--node-id", "n",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode != 0
@@ -165,7 +167,8 @@ def free_port() -> int:
 async def test_tcp_endpoint_serves_and_stops_cleanly() -> None:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node", "--endpoint", f"tcp://127.0.0.1:{port}", "--node-id", "n",
+        sys.executable, "-m", "efs_csi_node", "--endpoint", f"tcp://127.0.0.1:{port}",
+        "--node-id", "n",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
         info = None
@@ -207,7 +210,7 @@ async def test_something_else_at_the_socket_path_is_a_one_line_error_exit_2(
         args += ["--node-id", "n", "--mount-backend", "local", "--local-root", str(tmp_path),
                  "--availability-zone", "us-east-1a"]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", kind, *args, stdout=asyncio.subprocess.DEVNULL,
+        sys.executable, "-m", MODULES[kind], *args, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"})
     _, stderr = await asyncio.wait_for(process.communicate(), 60)

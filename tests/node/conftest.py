@@ -19,8 +19,8 @@ from efs_csi.mount import MountCommands
 from efs_csi.mountinfo import read_mount_table
 from efs_csi.offloop import OffLoop, PathProbe
 from efs_csi.rpc import InFlight, instrument
-from node.app import NodeParts, ZoneHolder, build_node
-from node.service import NodeConfig
+from efs_csi_node.app import NodeParts, ZoneHolder, build_node
+from efs_csi_node.service import NodeConfig
 from tests.support.ci import require_root
 from tests.support.csi_builders import mount_capability as capability
 

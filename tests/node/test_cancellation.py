@@ -24,8 +24,8 @@ from efs_csi.commands import CommandRunner
 from efs_csi.mount import EfsMounter, MountCommands
 from efs_csi.offloop import OffLoop, StillHung
 from efs_csi.rpc import InFlight, instrument
-from node.app import ZoneHolder, build_node
-from node.service import NodeConfig
+from efs_csi_node.app import ZoneHolder, build_node
+from efs_csi_node.service import NodeConfig
 from tests.node.conftest import stage_request
 
 FS = "fs-0123456789abcdef0"

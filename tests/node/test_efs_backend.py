@@ -17,8 +17,8 @@ from efs_csi import csi
 from efs_csi.commands import CommandFailed, CommandRunner, CommandTimedOut
 from efs_csi.mount import EfsMounter, MountCommands
 from efs_csi.rpc import InFlight, instrument
-from node.app import ZoneHolder, build_node
-from node.service import NodeConfig
+from efs_csi_node.app import ZoneHolder, build_node
+from efs_csi_node.service import NodeConfig
 from tests.node.conftest import stage_request
 from tests.support.efs_rules import efs_utils_refusal
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from efs_csi.errors import Aborted
-from node.locks import KeyedLocks, MountSlots
+from efs_csi_node.locks import KeyedLocks, MountSlots
 
 
 @pytest.mark.asyncio

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from node.usage_walk import Usage, WalkCalls, WalkCancelled, measure_usage
+from efs_csi_node.usage_walk import Usage, WalkCalls, WalkCancelled, measure_usage
 from slowfs import libfuse_available, slow_mount
 from tests.support.ci import require_root, skip_or_fail
 

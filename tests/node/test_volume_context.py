@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from efs_csi.errors import InvalidArgument
-from node.volume_context import VolumeContext, parse_volume_context
+from efs_csi_node.volume_context import VolumeContext, parse_volume_context
 
 
 @pytest.mark.parametrize(("context", "expected"), [

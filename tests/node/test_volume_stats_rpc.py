@@ -24,11 +24,11 @@ from efs_csi.commands import CommandRunner
 from efs_csi.local_mount import LocalMounter
 from efs_csi.mount import MountCommands
 from efs_csi.offloop import OffLoop
-from node.__main__ import build_parser
-from node.app import ZoneHolder, build_node
-from node.service import NodeConfig
-from node.stats import StatsRequest
-from node.volume_stats import CollectorSettings, VolumeStatsCollector
+from efs_csi_node.__main__ import build_parser
+from efs_csi_node.app import ZoneHolder, build_node
+from efs_csi_node.service import NodeConfig
+from efs_csi_node.stats import StatsRequest
+from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector
 from slowfs import SlowMount, libfuse_available, slow_mount
 from tests.conftest import StartBinary
 from tests.node.conftest import FS_ID, publish_request, stage_request
@@ -235,7 +235,7 @@ async def test_the_walk_concurrency_flag_bounds_the_binary_walk(
 
 @pytest.mark.parametrize("value", ["0", "257", "many"])
 def test_bad_walk_concurrency_exits_2_with_a_usage_line_naming_the_flag(value: str) -> None:
-    run = subprocess.run([sys.executable, "-m", "node", "--node-id", "n",
+    run = subprocess.run([sys.executable, "-m", "efs_csi_node", "--node-id", "n",
                           "--vol-metrics-walk-concurrency", value],
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"})

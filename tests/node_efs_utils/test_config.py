@@ -6,7 +6,7 @@ import configparser
 
 import pytest
 
-from node.efs_utils.config import (
+from efs_csi_node.efs_utils.config import (
     ConfigError,
     EfsUtilsSettings,
     Override,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from node.efs_utils import prepare as prepare_module
-from node.efs_utils.prepare import (
+from efs_csi_node.efs_utils import prepare as prepare_module
+from efs_csi_node.efs_utils.prepare import (
     CONF_NAME,
     MIGRATION_MARKER,
     prepare_config_dir,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from node.efs_utils.reaper import (
+from efs_csi_node.efs_utils.reaper import (
     ChildRegistry,
     OrphanReaper,
     adopts_orphans,

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from node.__main__ import build_parser
-from node.efs_utils.config import ConfigError, Override
-from node.efs_utils.reaper import ChildRegistry
-from node.efs_utils.startup import efs_utils_background, prepare_efs_utils
-from node.efs_utils.watchdog import Backoff, WatchdogOptions
+from efs_csi_node.__main__ import build_parser
+from efs_csi_node.efs_utils.config import ConfigError, Override
+from efs_csi_node.efs_utils.reaper import ChildRegistry
+from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
+from efs_csi_node.efs_utils.watchdog import Backoff, WatchdogOptions
 
 
 def node_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
@@ -98,7 +98,7 @@ def test_the_binary_refuses_inconsistent_settings_with_exit_2(
         argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
-    from node.__main__ import main
+    from efs_csi_node.__main__ import main
 
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from node.efs_utils.reaper import ChildRegistry
-from node.efs_utils.watchdog import Backoff, WatchdogOptions, supervise_watchdog
+from efs_csi_node.efs_utils.reaper import ChildRegistry
+from efs_csi_node.efs_utils.watchdog import Backoff, WatchdogOptions, supervise_watchdog
 
 FAKE_WATCHDOG = """#!/bin/sh
 echo "start $$" >> "$WATCHDOG_RECORD"

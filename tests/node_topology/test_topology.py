@@ -12,7 +12,7 @@ from aiohttp import web
 
 from efs_csi.errors import NotFound
 from efs_csi.kube import NodeInfo, Taint
-from node.topology import ImdsSettings, resolve_zone, zone_from_imds
+from efs_csi_node.topology import ImdsSettings, resolve_zone, zone_from_imds
 
 TOKEN = "tok-123"
 

@@ -15,7 +15,7 @@ import pytest_asyncio
 from efs_csi import NOT_READY_TAINT, PLUGIN_NAME
 from efs_csi.errors import Unavailable
 from efs_csi.kube import KubeEndpoint, KubernetesAsyncioKube, in_cluster_endpoint
-from node.taint import TaintRemovalSettings, TaintRemover, taint_removal_enabled
+from efs_csi_node.taint import TaintRemovalSettings, TaintRemover, taint_removal_enabled
 from tests.support.fake_kube_api import FakeKubeApi
 
 NODE = "ip-10-0-0-1.ec2.internal"

@@ -215,8 +215,8 @@ async def test_run_serves_until_cancelled() -> None:
 async def test_provisioning_gauges_read_the_real_gid_allocator(
     registry_and_port: tuple[CollectorRegistry, int, Readiness]
 ) -> None:
-    from controller.gid import GidAllocator
     from efs_csi.cloud import AccessPoint, PosixUser
+    from efs_csi_controller.gid import GidAllocator
     from tests.controller.fakes import FakeCloud
 
     registry, port, _ = registry_and_port

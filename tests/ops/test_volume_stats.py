@@ -15,9 +15,9 @@ import pytest
 import pytest_asyncio
 
 from efs_csi.errors import NotFound, Unavailable
-from node.stats import StatsRequest
-from node.usage_walk import Usage, WalkCancelled, measure_usage
-from node.volume_stats import CollectorSettings, VolumeStatsCollector
+from efs_csi_node.stats import StatsRequest
+from efs_csi_node.usage_walk import Usage, WalkCancelled, measure_usage
+from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector
 from tests.support.ci import require_root
 
 FS_A = "fs-0000000a"

@@ -47,6 +47,7 @@ from tests.reliability.support import capability, efs_client, unmount_everything
 from tests.support.ci import require_root
 from tests.support.efs_proxy import EfsProxy, make_file_system
 from tests.support.moto_server import MotoEndpoint
+from tests.support.processes import MODULES
 
 Mode = csi.VolumeCapabilityAccessModeMode
 EXAMPLES = settings(max_examples=150, deadline=None,
@@ -122,7 +123,7 @@ def _popen(kind: str, work: Path, env: dict[str, str], args: list[str]) -> subpr
     directory.mkdir()
     with (directory / f"{kind}.log").open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", kind, "--endpoint", f"unix://{directory / 'csi.sock'}",
+            [sys.executable, "-m", MODULES[kind], "--endpoint", f"unix://{directory / 'csi.sock'}",
              "--log-format", "json", *args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
 

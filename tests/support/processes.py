@@ -14,6 +14,9 @@ from grpclib.client import Channel
 
 from efs_csi import csi
 
+#: The module each binary runs as (``python -m``), by kind.
+MODULES = {"controller": "efs_csi_controller", "node": "efs_csi_node"}
+
 
 @dataclass
 class RunningBinary:
@@ -59,8 +62,9 @@ class RunningBinary:
 async def start_binary(kind: str, tmp_dir: Path, args: Sequence[str] = (),
                        env: Mapping[str, str] | None = None,
                        socket_name: str = "csi.sock") -> RunningBinary:
-    """Run ``python -m controller|node --endpoint unix://<tmp>/csi.sock ...`` and wait for it."""
-    if kind not in ("controller", "node"):
+    """Run ``python -m efs_csi_controller|efs_csi_node --endpoint unix://<tmp>/csi.sock ...``
+    (``kind`` is "controller" or "node") and wait until it is ready."""
+    if kind not in MODULES:
         raise ValueError(kind)
     socket = tmp_dir / socket_name
     log_path = tmp_dir / f"{kind}.log"
@@ -71,7 +75,7 @@ async def start_binary(kind: str, tmp_dir: Path, args: Sequence[str] = (),
         base += ["--node-id", "test-node"]
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", kind, *base, *args,
+            sys.executable, "-m", MODULES[kind], *base, *args,
             stdout=log, stderr=asyncio.subprocess.STDOUT, env=full_env,
         )
     running = RunningBinary(kind, socket, process, log_path)

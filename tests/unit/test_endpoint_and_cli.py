@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.__main__ import build_parser as controller_parser
 from efs_csi.server import Endpoint, parse_endpoint
-from node.__main__ import build_parser as node_parser
+from efs_csi_controller.__main__ import build_parser as controller_parser
+from efs_csi_node.__main__ import build_parser as node_parser
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from efs_csi.logging import get_logger
-from node.efs_utils.config import ConfigError, EfsUtilsSettings, Override, parse_overrides, render
-from node.efs_utils.prepare import Prepared, prepare_config_dir
-from node.efs_utils.reaper import ChildRegistry, OrphanReaper, adopts_orphans, reap_orphans
-from node.efs_utils.watchdog import WatchdogOptions, supervise_watchdog
+from efs_csi_node.efs_utils.config import (
+    ConfigError,
+    EfsUtilsSettings,
+    Override,
+    parse_overrides,
+    render,
+)
+from efs_csi_node.efs_utils.prepare import Prepared, prepare_config_dir
+from efs_csi_node.efs_utils.reaper import ChildRegistry, OrphanReaper, adopts_orphans, reap_orphans
+from efs_csi_node.efs_utils.watchdog import WatchdogOptions, supervise_watchdog
 
 # Where the node image keeps the files efs-utils installs into /etc/amazon/efs (the CA bundle),
 # since the host directory mounted there hides them.

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from efs_csi.logging import get_logger
-from node.efs_utils.reaper import ChildRegistry
+from efs_csi_node.efs_utils.reaper import ChildRegistry
 
 WATCHDOG_COMMAND = ("amazon-efs-mount-watchdog",)
 
