@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 import boto3  # noqa: E402
 
 from efs_csi import csi  # noqa: E402
-from efs_csi.aws import CloudFactory  # noqa: E402
+from efs_csi.adapters.aws import CloudFactory  # noqa: E402
 from efs_csi.logging import configure_logging  # noqa: E402
 from efs_csi_controller.app import build_controller  # noqa: E402
 from tests.support.csi_builders import percentile  # noqa: E402

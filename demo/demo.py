@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from efs_csi import csi  # noqa: E402
-from efs_csi.mountinfo import read_mount_table  # noqa: E402
+from efs_csi.mounting.mountinfo import read_mount_table  # noqa: E402
 from tests.support.csi_builders import mount_capability  # noqa: E402
 from tests.support.efs_proxy import make_file_system  # noqa: E402
 from tests.support.moto_server import REGION, running_moto  # noqa: E402

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from efs_csi import __version__
 from efs_csi.logging import LOG_FORMATS, LOG_LEVELS, configure_logging
-from efs_csi.server import Endpoint, EndpointUnusable, parse_endpoint
+from efs_csi.rpc.server import Endpoint, EndpointUnusable, parse_endpoint
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}

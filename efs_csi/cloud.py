@@ -1,8 +1,8 @@
 """What the driver needs from the EFS API, without any boto import.
 
-``Cloud`` is implemented by ``efs_csi.aws.AwsCloud`` (aiobotocore) and by fakes in tests.
-It raises ``efs_csi.errors`` exceptions only, translated in ``efs_csi.aws``, so use cases never
-see botocore's error shapes.
+``Cloud`` is implemented by ``efs_csi.adapters.aws.AwsCloud`` (aiobotocore) and by fakes in
+tests. It raises ``efs_csi.errors`` exceptions only, translated in ``efs_csi.adapters.aws``, so
+use cases never see botocore's error shapes.
 """
 
 from __future__ import annotations

@@ -8,32 +8,29 @@ assembly as the binary.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from efs_csi.aws import CloudFactory, resolve_region
+from efs_csi.adapters.aws import CloudFactory, resolve_region
+from efs_csi.adapters.kube import KubernetesAsyncioKube
 from efs_csi.cloud import Cloud
-from efs_csi.commands import CommandRunner
 from efs_csi.errors import FailedPrecondition
-from efs_csi.identity import IdentityService, Readiness
-from efs_csi.kube import in_cluster_kube
-from efs_csi.local_mount import LocalMounter
+from efs_csi.kube import in_cluster_or_none
 from efs_csi.logging import get_logger
-from efs_csi.metrics import (
-    ApiMetrics,
-    MetricsEndpoint,
-    ProvisioningCollector,
-    RpcMetrics,
-    new_registry,
-)
-from efs_csi.mount import EfsMounter, MountCommands, Mounter
-from efs_csi.offloop import OffLoop
-from efs_csi.server import BackgroundTask, ServeOptions, serve
+from efs_csi.metrics import MetricsEndpoint, RpcMetrics, new_registry
+from efs_csi.mounting.commands import CommandRunner
+from efs_csi.mounting.local import LocalMounter
+from efs_csi.mounting.mount import EfsMounter, MountCommands, Mounter
+from efs_csi.mounting.offloop import OffLoop
+from efs_csi.rpc.identity import IdentityService, Readiness
+from efs_csi.rpc.server import BackgroundTask, ServeOptions, serve
 from efs_csi_controller.cross_account import CloudForRole, CloudSelector
 from efs_csi_controller.gid import DEFAULT_MAX_AGE, GidAllocator
+from efs_csi_controller.metrics import ApiMetrics, ProvisioningCollector
 from efs_csi_controller.provisioning import ObjectReader, Provisioner
 from efs_csi_controller.root_dir import RootDirectoryRemover
 from efs_csi_controller.service import ControllerService
@@ -102,7 +99,9 @@ async def run_controller(args: argparse.Namespace) -> None:
                 CloudFactory(region, adaptive_retry=args.adaptive_retry_mode,
                              observer=ApiMetrics(registry)))
             default = clouds.default
-        kube = in_cluster_kube(without="fileSystemIdConfigRef/SecretRef unavailable")
+        endpoint = in_cluster_or_none(
+            os.environ, without="fileSystemIdConfigRef/SecretRef unavailable")
+        kube = KubernetesAsyncioKube(endpoint) if endpoint is not None else None
         if kube is not None:
             stack.push_async_callback(kube.close)
         parts = build_controller(

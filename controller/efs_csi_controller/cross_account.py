@@ -2,19 +2,19 @@
 
 Secrets ``awsRoleArn`` (with optional ``externalId``) select a Cloud acting under an assumed
 role (built by the composition root, credentials cached per role); ``crossaccount=true`` makes
-the volume context carry mount target addresses, because the node cannot resolve another
-account's file system DNS name.
+the volume context carry mount target addresses (``efs_csi.contract.volume_context``), because
+the node cannot resolve another account's file system DNS name.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from efs_csi.booleans import EXPECTED, parse_bool_text
 from efs_csi.cloud import Cloud, MountTarget
+from efs_csi.contract.volume_context import VolumeContext
 from efs_csi.errors import FailedPrecondition, InvalidArgument
 
 ROLE_ARN_SECRET = "awsRoleArn"
@@ -63,9 +63,10 @@ class CloudSelector:
         return self._by_role[key]
 
 
-def mount_target_context(mount_targets: list[MountTarget], file_system_id: str,
-                         az: str | None) -> dict[str, str]:
-    """Volume context entries that let the node mount by IP (``mounttargetip[map]``)."""
+def mount_target_addresses(mount_targets: list[MountTarget], file_system_id: str,
+                           az: str | None) -> VolumeContext:
+    """The volume context that lets the node mount by IP (the StorageClass's zone's mount
+    target, or one per zone when no zone is set), cross-account."""
     available = {mt.availability_zone_name: mt.ip_address for mt in mount_targets
                  if mt.life_cycle_state == "available"}
     if not available:
@@ -75,7 +76,5 @@ def mount_target_context(mount_targets: list[MountTarget], file_system_id: str,
         if az not in available:
             raise FailedPrecondition(f"file system {file_system_id} has no available mount "
                                      f"target in az {az} (have: {', '.join(sorted(available))})")
-        return {"crossaccount": "true", "mounttargetip": available[az]}
-    return {"crossaccount": "true",
-            "mounttargetipmap": json.dumps(dict(sorted(available.items())),
-                                           separators=(",", ":"))}
+        return VolumeContext(cross_account=True, mount_target_ip=available[az])
+    return VolumeContext(cross_account=True, mount_target_ip_map=available)

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from efs_csi.booleans import EXPECTED, parse_bool_text
+from efs_csi.contract.volume_id import FILE_SYSTEM_ID, is_file_system_id
 from efs_csi.errors import InvalidArgument
-from efs_csi.volume_id import FILE_SYSTEM_ID, is_file_system_id
 
 PROVISIONING_MODE = "provisioningMode"
 FILE_SYSTEM_ID_KEY = "fileSystemId"

@@ -31,6 +31,8 @@ from efs_csi.cloud import (
     CreationInfo,
     PosixUser,
 )
+from efs_csi.contract.volume_context import VolumeContext, write_volume_context
+from efs_csi.contract.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
 from efs_csi.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -39,9 +41,8 @@ from efs_csi.errors import (
     shown,
 )
 from efs_csi.logging import get_logger
-from efs_csi.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
 from efs_csi_controller import paths
-from efs_csi_controller.cross_account import CloudSelector, mount_target_context, parse_secrets
+from efs_csi_controller.cross_account import CloudSelector, mount_target_addresses, parse_secrets
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.inflight import OperationKeys
 from efs_csi_controller.params import (
@@ -56,8 +57,6 @@ from efs_csi_controller.tags import CAPACITY_TAG, PVC_NAMESPACE_TAG, access_poin
 _log = get_logger("controller.provisioning")
 
 MAX_CLIENT_TOKEN = 64
-ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
-CAPACITY_CONTEXT_KEY = "capacityBytes"
 
 
 # Access point states in which it is as good as gone: a new one is made instead.
@@ -159,15 +158,17 @@ class Provisioner:
             cloud = await self._clouds.select(cross_account)
             fs_id = await self._file_system_id(plan.params.file_system)
             access_point = await self._access_point(cloud, fs_id, plan, request)
-            context = {CAPACITY_CONTEXT_KEY: str(request.capacity_bytes)}
+            context = VolumeContext(capacity_bytes=request.capacity_bytes)
             if cross_account.mount_target_addresses:
                 targets = await cloud.mount_targets(fs_id)
-                context.update(mount_target_context(targets, fs_id, plan.params.az))
+                context = replace(mount_target_addresses(targets, fs_id, plan.params.az),
+                                  capacity_bytes=request.capacity_bytes)
             zone = None
             if plan.params.enforce_zone_affinity:
                 zone = await self._zone(cloud, fs_id)
         handle = VolumeHandle(fs_id, "", access_point.access_point_id)
-        return CreatedVolume(str(handle), request.capacity_bytes, context, zone)
+        return CreatedVolume(str(handle), request.capacity_bytes, write_volume_context(context),
+                             zone)
 
     async def _file_system_id(self, source: FileSystemSource) -> str:
         if source.file_system_id is not None:

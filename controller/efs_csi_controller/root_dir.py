@@ -10,10 +10,11 @@ deletes the access point (a PV must never be stuck on a directory it should not 
 - never across a symlink (a component replaced by a link could point anywhere).
 
 The removal walks a remote tree, so like every file-system call it runs in its own thread
-(``efs_csi.offloop``, never the default executor) and is time-limited: past ``time_limit``, or
-when the caller gives up, DeleteVolume fails (DEADLINE_EXCEEDED; the provisioner retries), the
-file system root is detached lazily (the removal still walks it) and a retry is refused at
-once while that removal still runs, so two removals never race over one tree.
+(``efs_csi.mounting.offloop``, never the default executor) and is time-limited: past
+``time_limit``, or when the caller gives up, DeleteVolume fails (DEADLINE_EXCEEDED; the
+provisioner retries), the file system root is detached lazily (the removal still walks it) and
+a retry is refused at once while that removal still runs, so two removals never race over one
+tree.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from pathlib import Path, PurePosixPath
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import DeadlineExceeded
 from efs_csi.logging import get_logger
-from efs_csi.mount import Mounter
-from efs_csi.offloop import OffLoop, StillHung
+from efs_csi.mounting.mount import Mounter
+from efs_csi.mounting.offloop import OffLoop, StillHung
 from efs_csi_controller.tags import BASE_PATH_TAG, is_base_path_tag_of
 
 _log = get_logger("controller.root_dir")

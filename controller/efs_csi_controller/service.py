@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from efs_csi import csi
 from efs_csi.capabilities import validate_capabilities
+from efs_csi.contract import TOPOLOGY_ZONE_KEY
+from efs_csi.contract.volume_id import parse_volume_id
 from efs_csi.errors import InvalidArgument, missing
-from efs_csi.volume_id import parse_volume_id
-from efs_csi_controller.provisioning import ZONE_TOPOLOGY_KEY, CreateRequest, Provisioner
+from efs_csi_controller.provisioning import CreateRequest, Provisioner
 
 RpcType = csi.ControllerServiceCapabilityRpcType
 CAPABILITIES = (RpcType.CREATE_DELETE_VOLUME, RpcType.EXPAND_VOLUME)
@@ -41,7 +42,7 @@ class ControllerService(csi.ControllerBase):
         created = await self._provisioner.create(CreateRequest(
             name=message.name, capacity_bytes=requested_capacity(message.capacity_range),
             parameters=dict(message.parameters), secrets=dict(message.secrets)))
-        topology = ([csi.Topology(segments={ZONE_TOPOLOGY_KEY: created.zone})]
+        topology = ([csi.Topology(segments={TOPOLOGY_ZONE_KEY: created.zone})]
                     if created.zone else [])
         return csi.CreateVolumeResponse(volume=csi.Volume(
             volume_id=created.volume_id, capacity_bytes=created.capacity_bytes,

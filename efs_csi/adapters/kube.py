@@ -1,111 +1,25 @@
-"""What the driver needs from the Kubernetes API.
+"""The Kubernetes API through kubernetes-asyncio: the one place that imports it.
 
-``Kube`` is the protocol; ``KubernetesAsyncioKube`` is its kubernetes-asyncio adapter (this
-module is the only place that imports kubernetes_asyncio). Errors surface as ``efs_csi.errors``
-exceptions (404 NotFound, 403 PermissionDenied, others Unavailable), with ``KubeConflict`` for
-409/422 answers so callers can retry optimistic updates.
-
-Where the API is comes from a ``KubeEndpoint``: ``in_cluster_endpoint`` reads the pod's service
-account (token + CA files, ``KUBERNETES_SERVICE_HOST``/``_PORT``), and tests build one that points
-at a fake API server over plain HTTP. The token file is re-read when it changes, because
-projected service-account tokens rotate.
+``KubernetesAsyncioKube`` implements ``efs_csi.kube.Kube`` against a ``KubeEndpoint``. The token
+file is re-read when it changes, because projected service-account tokens rotate.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from efs_csi.errors import Aborted, CsiError, NotFound, PermissionDenied, Unavailable
-from efs_csi.logging import get_logger
+from efs_csi.errors import CsiError, NotFound, PermissionDenied, Unavailable
+from efs_csi.kube import KubeConflict, KubeEndpoint, NodeInfo, Taint
 
 Json = dict[str, Any]
-
-
-class KubeConflict(Aborted):
-    """The object changed under us (HTTP 409, or 422 from a failed JSON-patch ``test``)."""
-
-
-@dataclass(frozen=True)
-class Taint:
-    key: str
-    effect: str
-    value: str | None = None
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    name: str
-    resource_version: str
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: tuple[Taint, ...] = ()
-
-
-class Kube(Protocol):
-    async def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
-        """NotFound when the ConfigMap or the key does not exist."""
-
-    async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
-        """NotFound when the Secret or the key does not exist (value base64-decoded)."""
-
-    async def get_node(self, name: str) -> NodeInfo: ...
-
-    async def replace_node_taints(self, node: NodeInfo, taints: tuple[Taint, ...]) -> None:
-        """JSON-patch the taints, guarded by a ``test`` on the resourceVersion (KubeConflict)."""
-
-    async def csinode_has_driver(self, node_name: str, driver: str) -> bool | None:
-        """True/False when the CSINode exists, None when the API does not know it."""
-
-    async def close(self) -> None: ...
-
-
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-
-@dataclass(frozen=True)
-class KubeEndpoint:
-    """Where the API server is and how to authenticate to it."""
-
-    host: str  # "https://10.0.0.1:443", or "http://127.0.0.1:PORT" for a test server
-    token_file: Path | None = None
-    ca_file: Path | None = None
-
-
-def in_cluster_endpoint(environ: Mapping[str, str] = os.environ,
-                        service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> KubeEndpoint:
-    """The in-cluster API endpoint; Unavailable when not running in a pod."""
-    host = environ.get("KUBERNETES_SERVICE_HOST", "")
-    port = environ.get("KUBERNETES_SERVICE_PORT", "")
-    token_file = service_account_dir / "token"
-    if not host or not port or not token_file.is_file():
-        raise Unavailable("not running in a cluster: no KUBERNETES_SERVICE_HOST/PORT or "
-                          f"no service account token at {token_file}")
-    bracketed = f"[{host}]" if ":" in host else host
-    ca_file = service_account_dir / "ca.crt"
-    return KubeEndpoint(host=f"https://{bracketed}:{port}", token_file=token_file,
-                        ca_file=ca_file if ca_file.is_file() else None)
-
-
-_log = get_logger("efs_csi.kube")
-
-
-def in_cluster_kube(without: str) -> KubernetesAsyncioKube | None:
-    """The Kubernetes API when running in a pod, else None (logged: what goes ``without``)."""
-    try:
-        endpoint = in_cluster_endpoint()
-    except Unavailable as exc:
-        _log.info("no Kubernetes API", consequence=without, reason=exc.message)
-        return None
-    return KubernetesAsyncioKube(endpoint)
 
 
 class _TokenFile:

@@ -1,8 +1,11 @@
-"""The volume context the node accepts, parsed into a typed value (pure, no I/O).
+"""The volume context: what a volume carries from the controller (or a static PV) to the node.
 
-Keys are matched case-insensitively (as the reference driver does) and every value is
-checked here, because the values end up in mount options: an unknown key or a malformed
-value is INVALID_ARGUMENT naming the key, never passed through.
+``write_volume_context`` is the controller's writer: a ``VolumeContext`` as the string map of
+CreateVolume's answer, only the entries that differ from the defaults. ``parse_volume_context``
+is the node's parser (pure, no I/O): keys are matched case-insensitively (as the reference
+driver does) and every value is checked, because the values end up in mount options: an
+unknown key or a malformed value is INVALID_ARGUMENT naming the key, never passed through.
+``parse_volume_context(write_volume_context(context)) == context`` for every context.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ ENCRYPT_IN_TRANSIT = "encryptInTransit"
 MOUNT_TARGET_IP = "mounttargetip"
 MOUNT_TARGET_IP_MAP = "mounttargetipmap"
 CROSS_ACCOUNT = "crossaccount"
+# Added by csi-provisioner to every volume it provisions; accepted and ignored.
 PROVISIONER_IDENTITY = "storage.kubernetes.io/csiProvisionerIdentity"
-# Agreed with the controller: the PV's requested size, remembered per volume for stats.
+# The PV's requested size, which NodeGetVolumeStats reports as the capacity (EFS itself reports
+# ~8 EiB). The controller also keeps it in an access point tag; see efs_csi_controller.tags.
 CAPACITY_BYTES = "capacityBytes"
 
 KNOWN_KEYS = (ENCRYPT_IN_TRANSIT, MOUNT_TARGET_IP, MOUNT_TARGET_IP_MAP, CROSS_ACCOUNT,
@@ -30,6 +35,8 @@ _CANONICAL = {key.lower(): key for key in KNOWN_KEYS}
 
 @dataclass(frozen=True)
 class VolumeContext:
+    """The volume context's values; the defaults are what an absent key means."""
+
     encrypt_in_transit: bool = True
     mount_target_ip: str | None = None
     mount_target_ip_map: Mapping[str, str] = field(default_factory=dict)
@@ -112,3 +119,21 @@ def parse_volume_context(context: Mapping[str, str]) -> VolumeContext:
         capacity_bytes=(_capacity(CAPACITY_BYTES, values[CAPACITY_BYTES])
                         if CAPACITY_BYTES in values else None),
     )
+
+
+def write_volume_context(context: VolumeContext) -> dict[str, str]:
+    """The volume context entries for ``context``: a key only where its value is not the
+    default (the map of mount targets as compact JSON, its zones in name order)."""
+    entries: dict[str, str] = {}
+    if context.capacity_bytes is not None:
+        entries[CAPACITY_BYTES] = str(context.capacity_bytes)
+    if not context.encrypt_in_transit:
+        entries[ENCRYPT_IN_TRANSIT] = "false"
+    if context.cross_account:
+        entries[CROSS_ACCOUNT] = "true"
+    if context.mount_target_ip is not None:
+        entries[MOUNT_TARGET_IP] = context.mount_target_ip
+    if context.mount_target_ip_map:
+        entries[MOUNT_TARGET_IP_MAP] = json.dumps(dict(sorted(context.mount_target_ip_map.items())),
+                                                  separators=(",", ":"))
+    return entries

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import Internal
-from efs_csi.mount import MountCommands
-from efs_csi.offloop import OffLoop
+from efs_csi.mounting.mount import MountCommands
+from efs_csi.mounting.offloop import OffLoop
 
 AccessPointLookup = Callable[[str], Awaitable[AccessPoint]]
 

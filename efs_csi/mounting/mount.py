@@ -2,13 +2,13 @@
 access point's directory).
 
 - ``Mounter``: mount a file system path somewhere, and unmount it. Backends: ``EfsMounter``
-  (``mount -t efs`` through efs-utils) and ``efs_csi.local_mount.LocalMounter`` (a directory
+  (``mount -t efs`` through efs-utils) and ``efs_csi.mounting.local.LocalMounter`` (a directory
   per file system, real bind mounts).
 - ``BindMounts``: bind one mounted directory to another place (how a staged volume reaches a
   pod), unmount with escalation to a lazy unmount, for either backend.
 
-Every operation is a child process with a time limit (``efs_csi.commands``), so nothing here
-blocks the event loop or outlives its timeout.
+Every operation is a child process with a time limit (``efs_csi.mounting.commands``), so
+nothing here blocks the event loop or outlives its timeout.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from efs_csi.commands import CommandFailed, CommandRunner, CommandTimedOut
 from efs_csi.logging import get_logger
+from efs_csi.mounting.commands import CommandFailed, CommandRunner, CommandTimedOut
 
 _log = get_logger("efs_csi.mount")
 

@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
-
-# errnos that mean "the mount is there but its server is gone or the handle is dead".
-STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ESTALE, errno.EIO, errno.EHOSTDOWN})
 
 
 class StillHung(TimeoutError):
@@ -84,43 +77,3 @@ class OffLoop:
     def hung(self, key: str) -> bool:
         with self._lock:
             return key in self._hung
-
-
-class PathState(Enum):
-    OK = "ok"
-    MISSING = "missing"
-    STALE = "stale"  # ENOTCONN/ESTALE/EIO, or no answer within the timeout
-
-
-@dataclass(frozen=True)
-class Health:
-    state: PathState
-    detail: str = ""
-
-
-@dataclass
-class PathProbe:
-    """Checks whether a path answers: the stale-mount detector.
-
-    ``stat`` is injectable only so tests can simulate what a real dead NFS server does
-    (ESTALE, or a stat that never returns), which a bind mount cannot reproduce.
-    """
-
-    off_loop: OffLoop
-    timeout: float
-    stat: Callable[[str], object] = os.stat
-
-    async def check(self, path: Path) -> Health:
-        try:
-            await self.off_loop.run(str(path), lambda: self.stat(str(path)), self.timeout)
-        except FileNotFoundError:
-            return Health(PathState.MISSING)
-        except NotADirectoryError:
-            return Health(PathState.MISSING, "a parent is not a directory")
-        except TimeoutError:
-            return Health(PathState.STALE, f"stat did not answer within {self.timeout:g}s")
-        except OSError as exc:
-            if exc.errno in STALE_ERRNOS:
-                return Health(PathState.STALE, os.strerror(exc.errno or 0))
-            raise
-        return Health(PathState.OK)

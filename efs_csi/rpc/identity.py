@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from efs_csi import PLUGIN_NAME, __version__, csi
+from efs_csi import __version__, csi
+from efs_csi.contract import PLUGIN_NAME
 
 PluginCapabilityType = csi.PluginCapabilityServiceType
 

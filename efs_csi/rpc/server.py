@@ -23,8 +23,8 @@ from pathlib import Path
 from grpclib.server import Server
 
 from efs_csi.logging import get_logger
-from efs_csi.rpc import InFlight, RpcObserver, ServiceBase, instrument, unimplemented_fallback
-from efs_csi.supervision import RestartPolicy, Task, supervise, task_name
+from efs_csi.rpc.hook import InFlight, RpcObserver, ServiceBase, instrument, unimplemented_fallback
+from efs_csi.rpc.supervision import RestartPolicy, Task, supervise, task_name
 
 _log = get_logger("efs_csi.server")
 
@@ -136,12 +136,12 @@ async def serve(
 
     ``startup`` runs once after the socket is listening (Probe answers not-ready until it
     finishes); ``background`` tasks run for the server's lifetime and are cancelled at stop.
-    Both are supervised (``efs_csi.supervision``): a failure is logged and the task restarted.
+    Both are supervised (``efs_csi.rpc.supervision``): a failure is logged and the task restarted.
     """
     options = options or ServeOptions()
     in_flight = InFlight()
     server = Server([instrument(service, in_flight, options.observer) for service in services])
-    # See efs_csi.rpc._UnimplementedFallback for why the method table is replaced.
+    # See efs_csi.rpc.hook._UnimplementedFallback for why the method table is replaced.
     server._mapping = unimplemented_fallback(server._mapping)
     stop = stop or asyncio.Event()
     uninstall = _install_stop_signals(stop)

@@ -13,26 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from efs_csi.adapters.kube import KubernetesAsyncioKube
 from efs_csi.cloud import AccessPoint
-from efs_csi.commands import CommandRunner
 from efs_csi.errors import FailedPrecondition
-from efs_csi.identity import IdentityService, Readiness
-from efs_csi.kube import in_cluster_kube
-from efs_csi.local_mount import LocalMounter
+from efs_csi.kube import in_cluster_or_none
 from efs_csi.logging import get_logger
-from efs_csi.metrics import (
-    MeasuredMounter,
-    MetricsEndpoint,
-    NodeMetrics,
-    RpcMetrics,
-    VolumeCounts,
-    new_registry,
-)
-from efs_csi.mount import BindMounts, EfsMounter, MountCommands, Mounter
-from efs_csi.offloop import OffLoop, PathProbe
-from efs_csi.server import BackgroundTask, ServeOptions, serve
+from efs_csi.metrics import MetricsEndpoint, RpcMetrics, new_registry
+from efs_csi.mounting.commands import CommandRunner
+from efs_csi.mounting.health import PathProbe
+from efs_csi.mounting.local import LocalMounter
+from efs_csi.mounting.mount import BindMounts, EfsMounter, MountCommands, Mounter
+from efs_csi.mounting.offloop import OffLoop
+from efs_csi.rpc.identity import IdentityService, Readiness
+from efs_csi.rpc.server import BackgroundTask, ServeOptions, serve
 from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
 from efs_csi_node.locks import KeyedLocks, MountSlots
+from efs_csi_node.metrics import MeasuredMounter, NodeMetrics, VolumeCounts
 from efs_csi_node.mount_state import MountState
 from efs_csi_node.publishing import Publisher
 from efs_csi_node.service import NodeConfig, NodeService
@@ -44,7 +40,7 @@ from efs_csi_node.topology import ImdsSettings, resolve_zone
 from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector
 
 if TYPE_CHECKING:
-    from efs_csi.aws import AwsCloud
+    from efs_csi.adapters.aws import AwsCloud
 
 _log = get_logger("node.app")
 
@@ -104,7 +100,7 @@ class LazyCloud:
         async with self._lock:
             if self._cloud is None:
                 try:  # deferred: the efs backend never needs the SDK
-                    from efs_csi.aws import AwsCloud
+                    from efs_csi.adapters.aws import AwsCloud
                 except ImportError:
                     raise FailedPrecondition(
                         f"access point {access_point_id}: the local backend looks access points "
@@ -172,7 +168,8 @@ async def run_node(args: argparse.Namespace) -> None:
         host, port = args.http_endpoint
         background.append(MetricsEndpoint(registry, host, port,
                                           healthy=lambda: readiness.ready).run)
-    kube = in_cluster_kube(without="no zone label lookup or taint removal")
+    endpoint = in_cluster_or_none(os.environ, without="no zone label lookup or taint removal")
+    kube = KubernetesAsyncioKube(endpoint) if endpoint is not None else None
     serving = asyncio.Event()
     if kube is not None and taint_removal_enabled(args.remove_not_ready_taint, os.environ):
         background.append(TaintRemover(kube, args.node_id, serving).run)

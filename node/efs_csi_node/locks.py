@@ -1,6 +1,6 @@
 """Keeping node operations apart: per-key serialisation and the bound on concurrent mounts.
 
-Both wait at most until the caller's gRPC deadline (``efs_csi.rpc.seconds_left``): a call
+Both wait at most until the caller's gRPC deadline (``efs_csi.rpc.hook.seconds_left``): a call
 that would wait past it is answered ABORTED at once, so the CO retries instead of timing out
 while holding nothing.
 """
@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from efs_csi.errors import Aborted
-from efs_csi.rpc import seconds_left
+from efs_csi.rpc.hook import seconds_left
 
 DeadlineClock = Callable[[], float | None]
 

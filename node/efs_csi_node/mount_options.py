@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from efs_csi.contract.volume_context import VolumeContext
+from efs_csi.contract.volume_id import VolumeHandle, is_access_point_id
 from efs_csi.errors import InvalidArgument
-from efs_csi.volume_id import VolumeHandle, is_access_point_id
-from efs_csi_node.volume_context import VolumeContext
 
 _FIELD = "volume_capability.mount.mount_flags"
 CREDENTIAL_SOURCES = frozenset({"awscredsuri", "jwtpath"})

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from efs_csi.errors import FailedPrecondition
 from efs_csi.logging import get_logger
-from efs_csi.mount import BindMounts
-from efs_csi.mountinfo import MountTable, read_mount_table
-from efs_csi.offloop import OffLoop, PathProbe, PathState
+from efs_csi.mounting.health import PathProbe, PathState
+from efs_csi.mounting.mount import BindMounts
+from efs_csi.mounting.mountinfo import MountTable, read_mount_table
+from efs_csi.mounting.offloop import OffLoop
 
 _log = get_logger("node.mount_state")
 

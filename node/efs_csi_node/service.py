@@ -12,6 +12,9 @@ from pathlib import Path
 
 from efs_csi import csi
 from efs_csi.capabilities import is_read_only, validate_capabilities
+from efs_csi.contract import TOPOLOGY_ZONE_KEY
+from efs_csi.contract.volume_context import parse_volume_context
+from efs_csi.contract.volume_id import parse_volume_id
 from efs_csi.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -21,16 +24,13 @@ from efs_csi.errors import (
     shown,
 )
 from efs_csi.logging import get_logger
-from efs_csi.offloop import PathProbe, PathState
-from efs_csi.volume_id import parse_volume_id
+from efs_csi.mounting.health import PathProbe, PathState
 from efs_csi_node.mount_options import build_mount_options
 from efs_csi_node.publishing import Publisher, PublishRequest
 from efs_csi_node.staging import Stager, StageRequest
 from efs_csi_node.stats import StatsRequest, VolumeStatsSource
-from efs_csi_node.volume_context import parse_volume_context
 
 _log = get_logger("node.service")
-ZONE_KEY = "topology.kubernetes.io/zone"
 RpcType = csi.NodeServiceCapabilityRpcType
 
 
@@ -215,7 +215,7 @@ class NodeService(csi.NodeBase):
 
     async def node_get_info(self, message: csi.NodeGetInfoRequest) -> csi.NodeGetInfoResponse:
         zone = self._zone()
-        topology = csi.Topology(segments={ZONE_KEY: zone}) if zone else None
+        topology = csi.Topology(segments={TOPOLOGY_ZONE_KEY: zone}) if zone else None
         return csi.NodeGetInfoResponse(node_id=self._config.node_id,
                                        max_volumes_per_node=self._config.max_volumes_per_node,
                                        accessible_topology=topology)

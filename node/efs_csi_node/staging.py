@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from efs_csi.contract.volume_id import VolumeHandle
 from efs_csi.errors import AlreadyExists, FailedPrecondition, Internal
 from efs_csi.logging import get_logger
-from efs_csi.mount import Mounter
-from efs_csi.volume_id import VolumeHandle
+from efs_csi.mounting.mount import Mounter
 from efs_csi_node.locks import KeyedLocks, MountSlots
 from efs_csi_node.mount_state import MountState
 

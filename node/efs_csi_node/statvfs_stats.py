@@ -11,7 +11,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from efs_csi.offloop import STALE_ERRNOS, OffLoop
+from efs_csi.mounting.health import STALE_ERRNOS
+from efs_csi.mounting.offloop import OffLoop
 from efs_csi_node.stats import StatsRequest, VolumeStats
 
 

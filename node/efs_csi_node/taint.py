@@ -19,7 +19,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from efs_csi import NOT_READY_TAINT, PLUGIN_NAME
+from efs_csi.contract import NOT_READY_TAINT, PLUGIN_NAME
 from efs_csi.errors import CsiError
 from efs_csi.kube import Kube, KubeConflict
 from efs_csi.logging import get_logger

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from efs_csi.contract import TOPOLOGY_ZONE_KEY
 from efs_csi.kube import Kube
 from efs_csi.logging import get_logger
 
-ZONE_LABEL = "topology.kubernetes.io/zone"
 LEGACY_ZONE_LABEL = "failure-domain.beta.kubernetes.io/zone"
 DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 TOKEN_TTL_SECONDS = 60
@@ -101,7 +101,7 @@ async def zone_from_node_labels(kube: Kube, node_name: str) -> str | None:
         _log.warning("could not read the Node's zone label", node=node_name,
                      error=f"{type(exc).__name__}: {exc}")
         return None
-    return node.labels.get(ZONE_LABEL) or node.labels.get(LEGACY_ZONE_LABEL) or None
+    return node.labels.get(TOPOLOGY_ZONE_KEY) or node.labels.get(LEGACY_ZONE_LABEL) or None
 
 
 async def resolve_zone(*, configured: str | None, node_name: str, imds: ImdsSettings,

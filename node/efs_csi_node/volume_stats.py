@@ -12,7 +12,7 @@ file system, each file system with its own limit so one slow file system never d
 at most one walk per volume runs at a time, and a failed walk is retried with exponential
 backoff rather than on every call.
 
-The mount itself is checked on every call with a ``statvfs`` through ``efs_csi.offloop``
+The mount itself is checked on every call with a ``statvfs`` through ``efs_csi.mounting.offloop``
 (time-limited, and not repeated on a path while an earlier one is still hung): a stale handle,
 an I/O error or no answer gives VOLUME_CONDITION abnormal with the reason.
 
@@ -39,7 +39,7 @@ from typing import Protocol
 
 from efs_csi.errors import NotFound, Unavailable
 from efs_csi.logging import get_logger
-from efs_csi.offloop import OffLoop
+from efs_csi.mounting.offloop import OffLoop
 from efs_csi_node.stats import StatsRequest, VolumeStats
 from efs_csi_node.usage_walk import DEFAULT_WALK_CONCURRENCY, Usage, WalkCancelled, measure_usage
 
@@ -48,7 +48,7 @@ _log = get_logger("node.volume_stats")
 # Sizes at or above this are NFS's "no limit" placeholder, not a real capacity.
 _IMPLAUSIBLE_SIZE = 1 << 60
 class WalkObserver(Protocol):
-    """Told about walks (``efs_csi.metrics.NodeMetrics`` implements it)."""
+    """Told about walks (``efs_csi_node.metrics.NodeMetrics`` implements it)."""
 
     def observe_walk(self, seconds: float, ok: bool) -> None: ...
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from efs_csi.aws import CloudFactory
+from efs_csi.adapters.aws import CloudFactory
 from tests.support.efs_proxy import EfsProxy, FileSystemSetup, make_file_system
 from tests.support.moto_server import CREDENTIALS, REGION
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from efs_csi import errors
-from efs_csi.aws import AwsCloud, CloudFactory
+from efs_csi.adapters.aws import AwsCloud, CloudFactory
 from efs_csi.cloud import AccessPointAlreadyExistsError, AccessPointRequest, CreationInfo, PosixUser
 from tests.aws.conftest import RecordingObserver
 from tests.support.efs_proxy import EfsProxy, FileSystemSetup

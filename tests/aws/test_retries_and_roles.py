@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from efs_csi import errors
-from efs_csi.aws import AwsCloud, CloudFactory, client_config
+from efs_csi.adapters.aws import AwsCloud, CloudFactory, client_config
 from efs_csi.cloud import AccessPointRequest, CreationInfo, PosixUser
 from tests.support.efs_proxy import EfsProxy, FileSystemSetup
 from tests.support.moto_server import REGION

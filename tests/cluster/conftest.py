@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from efs_csi import NOT_READY_TAINT
+from efs_csi.contract import NOT_READY_TAINT
 from tests.support.cluster import ControlPlane, Kubelet, wait_until
 from tests.support.deployment import ControllerPod, NodePod, install_chart
 from tests.support.efs_proxy import EfsProxy, make_file_system

@@ -15,15 +15,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from efs_csi import NOT_READY_TAINT, PLUGIN_NAME
+from efs_csi.adapters.kube import KubernetesAsyncioKube
+from efs_csi.contract import NOT_READY_TAINT, PLUGIN_NAME
 from efs_csi.errors import NotFound, PermissionDenied, Unavailable
-from efs_csi.kube import (
-    KubeEndpoint,
-    KubernetesAsyncioKube,
-    NodeInfo,
-    Taint,
-    in_cluster_endpoint,
-)
+from efs_csi.kube import KubeEndpoint, NodeInfo, Taint, in_cluster_endpoint
 from efs_csi_node.taint import TaintRemovalSettings, TaintRemover
 from tests.support.cluster import ControlPlane, wait_until
 

@@ -10,7 +10,7 @@ import pytest
 from grpclib.const import Status
 
 from efs_csi import csi
-from efs_csi.aws import CloudFactory
+from efs_csi.adapters.aws import CloudFactory
 from efs_csi.errors import CsiError, ResourceExhausted
 from efs_csi_controller.app import build_controller
 from efs_csi_controller.tags import tag_value

@@ -9,11 +9,11 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
-from efs_csi.commands import CommandRunner
 from efs_csi.errors import DeadlineExceeded
-from efs_csi.local_mount import LocalMounter
-from efs_csi.mount import MountCommands
-from efs_csi.offloop import OffLoop
+from efs_csi.mounting.commands import CommandRunner
+from efs_csi.mounting.local import LocalMounter
+from efs_csi.mounting.mount import MountCommands
+from efs_csi.mounting.offloop import OffLoop
 from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner

@@ -23,7 +23,7 @@ from efs_csi.cloud import (
     MountTarget,
     PosixUser,
 )
-from efs_csi.rpc import InFlight, instrument
+from efs_csi.rpc.hook import InFlight, instrument
 from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.paths import unique_suffix

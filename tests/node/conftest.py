@@ -13,12 +13,13 @@ import pytest_asyncio
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.commands import CommandRunner
-from efs_csi.local_mount import LocalMounter
-from efs_csi.mount import MountCommands
-from efs_csi.mountinfo import read_mount_table
-from efs_csi.offloop import OffLoop, PathProbe
-from efs_csi.rpc import InFlight, instrument
+from efs_csi.mounting.commands import CommandRunner
+from efs_csi.mounting.health import PathProbe
+from efs_csi.mounting.local import LocalMounter
+from efs_csi.mounting.mount import MountCommands
+from efs_csi.mounting.mountinfo import read_mount_table
+from efs_csi.mounting.offloop import OffLoop
+from efs_csi.rpc.hook import InFlight, instrument
 from efs_csi_node.app import NodeParts, ZoneHolder, build_node
 from efs_csi_node.service import NodeConfig
 from tests.support.ci import require_root

@@ -20,10 +20,10 @@ from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.commands import CommandRunner
-from efs_csi.mount import EfsMounter, MountCommands
-from efs_csi.offloop import OffLoop, StillHung
-from efs_csi.rpc import InFlight, instrument
+from efs_csi.mounting.commands import CommandRunner
+from efs_csi.mounting.mount import EfsMounter, MountCommands
+from efs_csi.mounting.offloop import OffLoop, StillHung
+from efs_csi.rpc.hook import InFlight, instrument
 from efs_csi_node.app import ZoneHolder, build_node
 from efs_csi_node.service import NodeConfig
 from tests.node.conftest import stage_request

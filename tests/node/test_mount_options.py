@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from efs_csi.contract.volume_context import parse_volume_context
+from efs_csi.contract.volume_id import parse_volume_id
 from efs_csi.errors import InvalidArgument
-from efs_csi.volume_id import parse_volume_id
 from efs_csi_node.mount_options import MountOptions, build_mount_options
-from efs_csi_node.volume_context import parse_volume_context
 from tests.support.efs_rules import efs_utils_refusal
 
 FS = "fs-0123456789abcdef0"

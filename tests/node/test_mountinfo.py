@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from efs_csi.mountinfo import parse_mountinfo, read_mount_table, unescape
+from efs_csi.mounting.mountinfo import parse_mountinfo, read_mount_table, unescape
 
 SAMPLE = (
     "22 1 259:1 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p1 rw\n"

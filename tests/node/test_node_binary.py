@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from efs_csi import csi
-from efs_csi.mountinfo import read_mount_table
+from efs_csi.mounting.mountinfo import read_mount_table
 from tests.conftest import StartBinary
 from tests.node.conftest import FS_ID, publish_request, stage_request
 

@@ -12,7 +12,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.rpc import InFlight, instrument
+from efs_csi.rpc.hook import InFlight, instrument
 from tests.node.conftest import FS_ID, capability, local_parts, publish_request, stage_request
 
 Mode = csi.VolumeCapabilityAccessModeMode

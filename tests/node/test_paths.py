@@ -11,7 +11,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from efs_csi import csi
-from efs_csi.mountinfo import read_mount_table
+from efs_csi.mounting.mountinfo import read_mount_table
 from tests.node.conftest import FS_ID, LocalNode, publish_request, stage_request
 
 OTHER_FS = "fs-0fedcba987654321f"

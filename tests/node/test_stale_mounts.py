@@ -19,9 +19,10 @@ import pytest_asyncio
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.mountinfo import read_mount_table
-from efs_csi.offloop import OffLoop, PathProbe, PathState
-from efs_csi.rpc import InFlight, instrument
+from efs_csi.mounting.health import PathProbe, PathState
+from efs_csi.mounting.mountinfo import read_mount_table
+from efs_csi.mounting.offloop import OffLoop
+from efs_csi.rpc.hook import InFlight, instrument
 from tests.node.conftest import (
     FS_ID,
     RecordingRunner,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from efs_csi.contract.volume_context import VolumeContext, parse_volume_context
 from efs_csi.errors import InvalidArgument
-from efs_csi_node.volume_context import VolumeContext, parse_volume_context
 
 
 @pytest.mark.parametrize(("context", "expected"), [

@@ -20,10 +20,10 @@ import pytest_asyncio
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.commands import CommandRunner
-from efs_csi.local_mount import LocalMounter
-from efs_csi.mount import MountCommands
-from efs_csi.offloop import OffLoop
+from efs_csi.mounting.commands import CommandRunner
+from efs_csi.mounting.local import LocalMounter
+from efs_csi.mounting.mount import MountCommands
+from efs_csi.mounting.offloop import OffLoop
 from efs_csi_node.__main__ import build_parser
 from efs_csi_node.app import ZoneHolder, build_node
 from efs_csi_node.service import NodeConfig

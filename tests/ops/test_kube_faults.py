@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from efs_csi import NOT_READY_TAINT, PLUGIN_NAME
+from efs_csi.adapters.kube import KubernetesAsyncioKube
+from efs_csi.contract import NOT_READY_TAINT, PLUGIN_NAME
 from efs_csi.errors import Unavailable
-from efs_csi.kube import KubeEndpoint, KubernetesAsyncioKube, in_cluster_endpoint
+from efs_csi.kube import KubeEndpoint, in_cluster_endpoint
 from efs_csi_node.taint import TaintRemovalSettings, TaintRemover, taint_removal_enabled
 from tests.support.fake_kube_api import FakeKubeApi
 

@@ -15,18 +15,11 @@ from prometheus_client import CollectorRegistry
 
 from efs_csi import csi
 from efs_csi.errors import Unavailable
-from efs_csi.identity import IdentityService, Readiness
-from efs_csi.metrics import (
-    ApiMetrics,
-    MeasuredMounter,
-    MetricsEndpoint,
-    NodeMetrics,
-    ProvisioningCollector,
-    RpcMetrics,
-    VolumeCounts,
-    new_registry,
-)
-from efs_csi.server import Endpoint, ServeOptions, serve
+from efs_csi.metrics import MetricsEndpoint, RpcMetrics, new_registry
+from efs_csi.rpc.identity import IdentityService, Readiness
+from efs_csi.rpc.server import Endpoint, ServeOptions, serve
+from efs_csi_controller.metrics import ApiMetrics, ProvisioningCollector
+from efs_csi_node.metrics import MeasuredMounter, NodeMetrics, VolumeCounts
 from tests.ops.scrape import scrape, value
 
 

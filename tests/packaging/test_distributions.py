@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -50,18 +51,25 @@ SETUPS = [
           missing_scripts=("efs-csi-controller",)),
     # The node with the local backend's extra: the EFS API client, still never the controller.
     Setup("node-local", ("efs-csi-core", "efs-csi-node[local]"), "efs-csi-node",
-          present=("efs_csi_node", "aiobotocore", "efs_csi.aws"),
+          present=("efs_csi_node", "aiobotocore", "efs_csi.adapters.aws"),
           absent=("efs_csi_controller", *TEST_TOOLS), missing_scripts=("efs-csi-controller",)),
 ]
 
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The three wheels, by distribution name."""
+    """The three wheels, by distribution name, built from a copy of the checkout's sources
+    (setuptools leaves build/ and *.egg-info behind where it builds)."""
+    sources = tmp_path_factory.mktemp("sources")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, sources / name)
+    leftovers = shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+    for folder in ("efs_csi", "controller", "node"):
+        shutil.copytree(REPO / folder, sources / folder, ignore=leftovers)
     out = tmp_path_factory.mktemp("wheels")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "-w", str(out), str(REPO), str(REPO / "controller"),
-                    str(REPO / "node")], check=True, timeout=300)
+                    "--no-build-isolation", "-w", str(out), str(sources),
+                    str(sources / "controller"), str(sources / "node")], check=True, timeout=300)
     built = {path.name.split("-")[0].replace("_", "-"): path for path in out.glob("*.whl")}
     assert set(built) == {"efs-csi-core", "efs-csi-controller", "efs-csi-node"}, built
     return built

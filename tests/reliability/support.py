@@ -24,7 +24,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from efs_csi import csi
-from efs_csi.mountinfo import read_mount_table
+from efs_csi.mounting.mountinfo import read_mount_table
 from tests.support.csi_builders import mount_capability as capability
 from tests.support.efs_proxy import EfsProxy, make_file_system
 from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint

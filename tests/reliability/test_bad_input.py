@@ -42,7 +42,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from efs_csi import csi
-from efs_csi.mountinfo import read_mount_table
+from efs_csi.mounting.mountinfo import read_mount_table
 from tests.reliability.support import capability, efs_client, unmount_everything_under
 from tests.support.ci import require_root
 from tests.support.efs_proxy import EfsProxy, make_file_system

@@ -1,9 +1,10 @@
 import pytest
 from grpclib.testing import ChannelFor
 
-from efs_csi import PLUGIN_NAME, __version__, csi
-from efs_csi.identity import IdentityService, Readiness
-from efs_csi.rpc import InFlight, instrument
+from efs_csi import __version__, csi
+from efs_csi.contract import PLUGIN_NAME
+from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.identity import IdentityService, Readiness
 
 Cap = csi.PluginCapabilityServiceType
 

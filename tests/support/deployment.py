@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from efs_csi import NOT_READY_TAINT
+from efs_csi.contract import NOT_READY_TAINT
 from tests.chart.render import find, render
 from tests.support.cluster import (
     ClusterTools,

@@ -1,6 +1,6 @@
 """A minimal CSI server process whose Probe takes a given time to answer.
 
-Used to prove the server's SIGTERM drain on a real process: the real ``efs_csi.server.serve``
+Used to prove the server's SIGTERM drain on a real process: the real ``efs_csi.rpc.server.serve``
 and signal handling, with a deliberately slow handler (no production RPC is slow on demand).
 Run as ``python -m tests.support.slow_server unix:///path/csi.sock SECONDS``.
 """
@@ -11,9 +11,9 @@ import asyncio
 import sys
 
 from efs_csi import csi
-from efs_csi.identity import IdentityService, Readiness
 from efs_csi.logging import configure_logging
-from efs_csi.server import ServeOptions, parse_endpoint, serve
+from efs_csi.rpc.identity import IdentityService, Readiness
+from efs_csi.rpc.server import ServeOptions, parse_endpoint, serve
 
 
 class SlowProbeIdentity(IdentityService):

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from efs_csi.server import Endpoint, parse_endpoint
+from efs_csi.rpc.server import Endpoint, parse_endpoint
 from efs_csi_controller.__main__ import build_parser as controller_parser
 from efs_csi_node.__main__ import build_parser as node_parser
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from efs_csi.supervision import RestartPolicy, supervise
+from efs_csi.rpc.supervision import RestartPolicy, supervise
 
 
 class FailingTwice:

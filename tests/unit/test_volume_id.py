@@ -1,7 +1,7 @@
 import pytest
 
+from efs_csi.contract.volume_id import VolumeHandle, parse_volume_id
 from efs_csi.errors import InvalidArgument
-from efs_csi.volume_id import VolumeHandle, parse_volume_id
 
 FS = "fs-0123abcd"
 AP = "fsap-0123456789abcdef0"

@@ -65,7 +65,7 @@ async def prepare_efs_utils(args: argparse.Namespace, *,
 def efs_utils_background(*, registry: ChildRegistry | None = None,
                          options: WatchdogOptions | None = None,
                          reap: bool | None = None) -> list[Callable[[], Awaitable[None]]]:
-    """Tasks for ``efs_csi.server.serve``; ``reap=None``: reap when ``adopts_orphans()``."""
+    """Tasks for ``efs_csi.rpc.server.serve``; ``reap=None``: reap when ``adopts_orphans()``."""
     owned = registry if registry is not None else ChildRegistry()
 
     # Named functions, not partials: the server logs a failed background task by name.
