@@ -1,26 +1,34 @@
-"""Command line of efs-csi-controller."""
+"""Command line of efs-csi-controller: flags and environment in, a ``ControllerConfig`` out."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 from efs_csi.cli import (
     add_bool_flag,
     base_parser,
     non_negative_float,
-    parse_args,
     positive_int,
     run,
+    serving_config,
 )
+from efs_csi.kube import in_cluster_or_none
+from efs_csi.logging import configure_logging
+from efs_csi_controller.config import ControllerConfig, RootDirectories
 from efs_csi_controller.gid import DEFAULT_MAX_AGE
 from efs_csi_controller.tags import parse_tags
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser("efs-csi-controller", "CSI controller for Amazon EFS access points")
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION"),
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with defaults from ``environ`` (none when not given)."""
+    environ = environ or {}
+    parser = base_parser("efs-csi-controller", "CSI controller for Amazon EFS access points",
+                         environ)
+    parser.add_argument("--region", default=environ.get("AWS_REGION"),
                         help="AWS region (default: AWS_REGION, then instance metadata)")
     parser.add_argument("--tags", default="",
                         help=r"tags for every access point: 'k:v k2:v2' (escape \: \  \\)")
@@ -43,19 +51,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parse_args(parser, argv)
+def controller_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                      environ: Mapping[str, str]) -> ControllerConfig:
+    """The configuration; settings argparse cannot check exit 2 through ``parser.error``."""
     if args.mount_backend == "local" and not args.local_root:
         parser.error("--mount-backend local needs --local-root")
-    args.region = args.region or os.environ.get("AWS_DEFAULT_REGION")
     try:
-        parse_tags(args.tags)
+        extra_tags = parse_tags(args.tags)
     except ValueError as exc:
         parser.error(str(exc))
+    root_directories = None
+    if args.delete_access_point_root_dir:
+        root_directories = RootDirectories(
+            mount_backend=args.mount_backend,
+            local_root=Path(args.local_root) if args.local_root else None)
+    return ControllerConfig(
+        serving=serving_config(args),
+        region=args.region or environ.get("AWS_DEFAULT_REGION") or None,
+        # botocore's own reading of the variable.
+        instance_metadata_disabled=environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true",
+        kube=in_cluster_or_none(environ, without="fileSystemIdConfigRef/SecretRef unavailable"),
+        extra_tags=extra_tags,
+        adaptive_retry_mode=args.adaptive_retry_mode,
+        access_point_limit=args.access_point_limit,
+        gid_inventory_max_age=args.gid_inventory_max_age,
+        root_directories=root_directories,
+    )
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    parser = build_parser(environ)
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    config = controller_config(parser, args, environ)
     from efs_csi_controller.app import run_controller  # after logging is configured
 
-    return run(run_controller(args), parser.prog)
+    return run(run_controller(config=config), parser.prog)
 
 
 if __name__ == "__main__":

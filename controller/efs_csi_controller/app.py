@@ -1,14 +1,14 @@
-"""Composition root of efs-csi-controller: builds the parts from the flags and serves them.
+"""Composition root of efs-csi-controller: builds the parts from its configuration and serves
+them.
 
-``build_controller`` is the one place the controller's parts are put together; tests call it
-with their own cloud (and fakes where a real part cannot reach), so they exercise the same
-assembly as the binary.
+``run_controller`` opens the adapters the configuration asks for (the EFS API, the Kubernetes
+API, a mounter for root directories) and serves; ``build_controller`` assembles the use cases
+from whatever cloud it is given, and is how tests and benchmarks that need the whole assembly
+over a real EFS API (moto) get it.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -19,7 +19,6 @@ from efs_csi.adapters.aws import CloudFactory, resolve_region
 from efs_csi.adapters.kube import KubernetesAsyncioKube
 from efs_csi.cloud import Cloud
 from efs_csi.errors import FailedPrecondition
-from efs_csi.kube import in_cluster_or_none
 from efs_csi.logging import get_logger
 from efs_csi.metrics import MetricsEndpoint, RpcMetrics, new_registry
 from efs_csi.mounting.commands import CommandRunner
@@ -28,13 +27,13 @@ from efs_csi.mounting.mount import EfsMounter, MountCommands, Mounter
 from efs_csi.mounting.offloop import OffLoop
 from efs_csi.rpc.identity import IdentityService, Readiness
 from efs_csi.rpc.server import BackgroundTask, ServeOptions, serve
+from efs_csi_controller.config import ControllerConfig, RootDirectories
 from efs_csi_controller.cross_account import CloudForRole, CloudSelector
 from efs_csi_controller.gid import DEFAULT_MAX_AGE, GidAllocator
 from efs_csi_controller.metrics import ApiMetrics, ProvisioningCollector
 from efs_csi_controller.provisioning import ObjectReader, Provisioner
 from efs_csi_controller.root_dir import RootDirectoryRemover
 from efs_csi_controller.service import ControllerService
-from efs_csi_controller.tags import parse_tags
 from efs_csi_controller.unconfigured import MESSAGE as NO_REGION
 from efs_csi_controller.unconfigured import NoRegionCloud
 
@@ -61,15 +60,14 @@ def build_controller(default_cloud: Cloud, *, for_role: CloudForRole | None,
     return ControllerParts(ControllerService(provisioner), provisioner, allocator)
 
 
-def root_directory_remover(args: argparse.Namespace,
-                           region: str | None = None) -> RootDirectoryRemover | None:
-    if not args.delete_access_point_root_dir:
-        return None
+def root_directory_remover(settings: RootDirectories,
+                           region: str | None = None) -> RootDirectoryRemover:
     commands = MountCommands(CommandRunner(), ROOT_MOUNT_TIMEOUT, ROOT_MOUNT_TIMEOUT)
     mounter: Mounter
     options: tuple[str, ...]
-    if args.mount_backend == "local":
-        mounter, options = LocalMounter(Path(args.local_root), commands, OffLoop()), ()
+    if settings.mount_backend == "local":
+        assert settings.local_root is not None  # __main__ refuses local without a root
+        mounter, options = LocalMounter(settings.local_root, commands, OffLoop()), ()
     else:
         # efs-utils would otherwise look the region up in its configuration, then in instance
         # metadata: give it the controller's own, so both always agree.
@@ -80,7 +78,7 @@ def root_directory_remover(args: argparse.Namespace,
                                 detach=commands.lazy_unmount)
 
 
-async def run_controller(args: argparse.Namespace) -> None:
+async def run_controller(*, config: ControllerConfig) -> None:
     readiness = Readiness()
     registry = new_registry()
     async with AsyncExitStack() as stack:
@@ -89,31 +87,32 @@ async def run_controller(args: argparse.Namespace) -> None:
         default: Cloud
         region: str | None = None
         try:
-            # --region, then AWS_REGION / AWS_DEFAULT_REGION, then instance metadata.
-            region = await resolve_region(args.region)
+            # --region / AWS_REGION / AWS_DEFAULT_REGION, then instance metadata.
+            region = await resolve_region(
+                config.region, metadata_disabled=config.instance_metadata_disabled)
         except FailedPrecondition:
             _log.error("no AWS region; every EFS call will fail", hint=NO_REGION)
             clouds = default = NoRegionCloud()
         else:
             clouds = await stack.enter_async_context(
-                CloudFactory(region, adaptive_retry=args.adaptive_retry_mode,
+                CloudFactory(region, adaptive_retry=config.adaptive_retry_mode,
                              observer=ApiMetrics(registry)))
             default = clouds.default
-        endpoint = in_cluster_or_none(
-            os.environ, without="fileSystemIdConfigRef/SecretRef unavailable")
-        kube = KubernetesAsyncioKube(endpoint) if endpoint is not None else None
+        kube = KubernetesAsyncioKube(config.kube) if config.kube is not None else None
         if kube is not None:
             stack.push_async_callback(kube.close)
+        root_dirs = (root_directory_remover(config.root_directories, region)
+                     if config.root_directories is not None else None)
         parts = build_controller(
-            default, for_role=clouds.cloud_for,
-            access_point_limit=args.access_point_limit, extra_tags=parse_tags(args.tags),
-            kube=kube, root_dirs=root_directory_remover(args, region),
-            inventory_max_age=args.gid_inventory_max_age)
+            default, for_role=clouds.cloud_for, access_point_limit=config.access_point_limit,
+            extra_tags=config.extra_tags, kube=kube, root_dirs=root_dirs,
+            inventory_max_age=config.gid_inventory_max_age)
         # Per-file-system access points, GIDs and in-flight creates, read at scrape time.
         registry.register(ProvisioningCollector(parts.allocator.snapshot))
         background: list[BackgroundTask] = []
-        if args.http_endpoint is not None:
-            host, port = args.http_endpoint
+        serving = config.serving
+        if serving.http_endpoint is not None:
+            host, port = serving.http_endpoint
             background.append(MetricsEndpoint(registry, host, port,
                                               healthy=lambda: readiness.ready).run)
 
@@ -122,8 +121,8 @@ async def run_controller(args: argparse.Namespace) -> None:
 
         await serve(
             [IdentityService(readiness, controller=True), parts.service],
-            args.endpoint,
-            options=ServeOptions(grace_period=args.shutdown_grace_period,
+            serving.endpoint,
+            options=ServeOptions(grace_period=serving.shutdown_grace_period,
                                  observer=RpcMetrics(registry)),
             startup=startup,
             background=background,

@@ -16,7 +16,6 @@ tests and the demo point the driver at a local EFS API).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -140,16 +139,16 @@ def _translate(operation: str, exc: Exception) -> tuple[errors.CsiError, str]:
     return errors.Internal(f"EFS {operation} failed ({name}): {exc}"), name
 
 
-async def resolve_region(explicit: str | None, *,
-                         environment: Mapping[str, str] | None = None,
+async def resolve_region(configured: str | None, *, metadata_disabled: bool = False,
                          metadata_url: str | None = None) -> str:
-    """The region: ``explicit`` (--region), then AWS_REGION / AWS_DEFAULT_REGION, then the
-    instance metadata service (the zone minus its letter); FailedPrecondition if none."""
-    env = os.environ if environment is None else environment
-    for candidate in (explicit, env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")):
-        if candidate:
-            return candidate
-    options: dict[str, Any] = {"timeout": 2, "num_attempts": 2, "env": dict(env)}
+    """The region: ``configured`` (the flag or the environment, as the binary read them), else
+    the instance metadata service's (the zone minus its letter) unless ``metadata_disabled``;
+    FailedPrecondition if none."""
+    if configured:
+        return configured
+    # The variable botocore's fetcher reads; it never sees the process environment.
+    env = {"AWS_EC2_METADATA_DISABLED": "true" if metadata_disabled else "false"}
+    options: dict[str, Any] = {"timeout": 2, "num_attempts": 2, "env": env}
     if metadata_url:
         options["base_url"] = metadata_url
     region = await AioInstanceMetadataRegionFetcher(**options).retrieve_region()

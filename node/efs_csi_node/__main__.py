@@ -1,23 +1,36 @@
-"""Command line of efs-csi-node."""
+"""Command line of efs-csi-node: flags and environment in, a ``NodeConfig`` out."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 from efs_csi.cli import (
     add_bool_flag,
     base_parser,
     non_negative_int,
-    parse_args,
     positive_float,
     positive_int,
     run,
+    serving_config,
 )
-from efs_csi_node.efs_utils.config import ConfigError, render
-from efs_csi_node.efs_utils.startup import overrides_arg, settings_from_args
+from efs_csi.kube import in_cluster_or_none
+from efs_csi.logging import configure_logging
+from efs_csi_node.config import NodeConfig
+from efs_csi_node.efs_utils.config import (
+    DEFAULT_PORT_RANGE_UPPER_BOUND,
+    ConfigError,
+    EfsUtilsSettings,
+    render,
+)
+from efs_csi_node.efs_utils.startup import EfsUtilsConfig, overrides_arg
+from efs_csi_node.taint import taint_removal_enabled
+from efs_csi_node.topology import ImdsSettings
 from efs_csi_node.usage_walk import DEFAULT_WALK_CONCURRENCY
+from efs_csi_node.volume_stats import CollectorSettings
 
 # Each operation in flight is a thread of the walk: a sane ceiling, far above what helps.
 MAX_WALK_CONCURRENCY = 256
@@ -31,13 +44,15 @@ def walk_concurrency(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser("efs-csi-node", "CSI node plugin for Amazon EFS")
-    parser.add_argument("--node-id", default=os.environ.get("CSI_NODE_NAME"),
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with defaults from ``environ`` (none when not given)."""
+    environ = environ or {}
+    parser = base_parser("efs-csi-node", "CSI node plugin for Amazon EFS", environ)
+    parser.add_argument("--node-id", default=environ.get("CSI_NODE_NAME"),
                         help="this node's name (default: CSI_NODE_NAME)")
     parser.add_argument("--availability-zone", default=None,
                         help="this node's zone (default: instance metadata, then Node label)")
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION"))
+    parser.add_argument("--region", default=environ.get("AWS_REGION"))
     parser.add_argument("--mount-backend", choices=("efs", "local"), default="efs")
     parser.add_argument("--local-root", default=None,
                         help="directory holding one subdirectory per file system (local backend)")
@@ -59,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--unmount-timeout", type=positive_float, default=30.0,
                         metavar="SECONDS")
     add_bool_flag(parser, "--remove-not-ready-taint",
-                  default=not os.environ.get("DISABLE_TAINT_WATCHER"),
+                  default=not environ.get("DISABLE_TAINT_WATCHER"),
                   help_text="remove the efs.csi.aws.com/agent-not-ready taint once serving")
     parser.add_argument("--efs-utils-config-dir", default="/var/amazon/efs",
                         help="efs-utils configuration directory (a host directory)")
@@ -68,30 +83,71 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--efs-utils-conf-overrides", type=overrides_arg, default="",
                         metavar="SECTION:KEY=VALUE,...",
                         help="extra efs-utils.conf settings")
-    add_bool_flag(parser, "--fips", default=os.environ.get("AWS_USE_FIPS_ENDPOINT") == "true",
+    add_bool_flag(parser, "--fips", default=environ.get("AWS_USE_FIPS_ENDPOINT") == "true",
                   help_text="use FIPS endpoints and FIPS mode in stunnel")
+    # A string default goes through ``type`` too: a bad PORT_RANGE_UPPER_BOUND is a usage error
+    # naming the flag, and --help still works.
     parser.add_argument("--port-range-upper-bound", type=positive_int,
-                        default=int(os.environ.get("PORT_RANGE_UPPER_BOUND", "20449")),
-                        help="upper bound of the local ports efs-utils' TLS tunnels use")
+                        default=environ.get("PORT_RANGE_UPPER_BOUND",
+                                            str(DEFAULT_PORT_RANGE_UPPER_BOUND)),
+                        help="upper bound of the local ports efs-utils' TLS tunnels use "
+                             "(default: PORT_RANGE_UPPER_BOUND, else 20449)")
     add_bool_flag(parser, "--efs-utils-debug", default=False,
                   help_text="debug logging in efs-utils and stunnel")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parse_args(parser, argv)
+def node_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                environ: Mapping[str, str]) -> NodeConfig:
+    """The configuration; settings argparse cannot check exit 2 through ``parser.error``."""
     if not args.node_id:
         parser.error("--node-id (or CSI_NODE_NAME) is required")
     if args.mount_backend == "local" and not args.local_root:
         parser.error("--mount-backend local needs --local-root")
+    efs_utils = EfsUtilsSettings(
+        region=args.region or None, fips=bool(args.fips),
+        port_range_upper_bound=args.port_range_upper_bound, debug=bool(args.efs_utils_debug),
+        overrides=tuple(args.efs_utils_conf_overrides))
     try:  # settings that only make sense together (e.g. the port range) fail here, exit 2
-        render(settings_from_args(args))
+        render(efs_utils)
     except ConfigError as exc:
         parser.error(str(exc))
+    legacy = args.efs_utils_legacy_config_dir
+    volume_stats = None
+    if args.vol_metrics_opt_in:
+        volume_stats = CollectorSettings(
+            refresh_period_s=args.vol_metrics_refresh_period * 60,
+            walks_per_file_system=args.vol_metrics_fs_rate_limit,
+            walk_concurrency=args.vol_metrics_walk_concurrency)
+    return NodeConfig(
+        serving=serving_config(args),
+        node_id=args.node_id,
+        availability_zone=args.availability_zone,
+        imds=ImdsSettings.from_environment(environ),
+        kube=in_cluster_or_none(environ, without="no zone label lookup or taint removal"),
+        region=args.region,
+        efs_utils=EfsUtilsConfig(efs_utils, Path(args.efs_utils_config_dir),
+                                 Path(legacy) if legacy else None),
+        mount_backend=args.mount_backend,
+        local_root=Path(args.local_root) if args.local_root else None,
+        mount_timeout=args.mount_timeout,
+        unmount_timeout=args.unmount_timeout,
+        max_inflight_mount_calls=args.max_inflight_mount_calls,
+        volume_attach_limit=args.volume_attach_limit,
+        volume_stats=volume_stats,
+        remove_not_ready_taint=taint_removal_enabled(args.remove_not_ready_taint, environ),
+    )
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    parser = build_parser(environ)
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    config = node_config(parser, args, environ)
     from efs_csi_node.app import run_node  # after logging is configured
 
-    return run(run_node(args), parser.prog)
+    return run(run_node(config=config), parser.prog)
 
 
 if __name__ == "__main__":

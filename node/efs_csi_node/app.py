@@ -1,14 +1,14 @@
-"""Composition root of efs-csi-node: builds the mounter and the services, and serves them.
+"""Composition root of efs-csi-node: builds the mounter and the services from its configuration,
+and serves them.
 
-``build_node`` is the one place the node's parts are put together; tests call it with their
-own mounter (and fakes where a real part cannot reach) so they exercise the same assembly.
+``build_node`` is the one place the node's parts are put together; ``run_node`` gives it the
+real mounter, and tests give it their own (the local backend, or fakes where a real part cannot
+reach, such as an in-memory mount table), so they exercise the same assembly.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from efs_csi.adapters.kube import KubernetesAsyncioKube
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import FailedPrecondition
-from efs_csi.kube import in_cluster_or_none
 from efs_csi.logging import get_logger
 from efs_csi.metrics import MetricsEndpoint, RpcMetrics, new_registry
 from efs_csi.mounting.commands import CommandRunner
@@ -26,18 +25,19 @@ from efs_csi.mounting.mount import BindMounts, EfsMounter, MountCommands, Mounte
 from efs_csi.mounting.offloop import OffLoop
 from efs_csi.rpc.identity import IdentityService, Readiness
 from efs_csi.rpc.server import BackgroundTask, ServeOptions, serve
+from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
 from efs_csi_node.locks import KeyedLocks, MountSlots
 from efs_csi_node.metrics import MeasuredMounter, NodeMetrics, VolumeCounts
 from efs_csi_node.mount_state import MountState
 from efs_csi_node.publishing import Publisher
-from efs_csi_node.service import NodeConfig, NodeService
+from efs_csi_node.service import NodeService, NodeServiceConfig
 from efs_csi_node.staging import Stager
 from efs_csi_node.stats import VolumeStatsSource
 from efs_csi_node.statvfs_stats import StatvfsStats
-from efs_csi_node.taint import TaintRemover, taint_removal_enabled
-from efs_csi_node.topology import ImdsSettings, resolve_zone
-from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector
+from efs_csi_node.taint import TaintRemover
+from efs_csi_node.topology import resolve_zone
+from efs_csi_node.volume_stats import VolumeStatsCollector
 
 if TYPE_CHECKING:
     from efs_csi.adapters.aws import AwsCloud
@@ -69,7 +69,7 @@ class ZoneHolder:
         return self.zone
 
 
-def build_node(config: NodeConfig, mounter: Mounter, commands: MountCommands, *,
+def build_node(config: NodeServiceConfig, mounter: Mounter, commands: MountCommands, *,
                zone: ZoneHolder, max_inflight_mounts: int = 0,
                stat_timeout: float = STAT_TIMEOUT, off_loop: OffLoop | None = None,
                probe: PathProbe | None = None,
@@ -129,64 +129,63 @@ def volume_counts(parts: NodeParts) -> VolumeCounts:
     return VolumeCounts(staged=len(staged), published=published)
 
 
-async def run_node(args: argparse.Namespace) -> None:
+async def run_node(*, config: NodeConfig) -> None:
     readiness = Readiness()
     registry = new_registry()
     node_metrics = NodeMetrics(registry)
-    commands = MountCommands(CommandRunner(), args.mount_timeout, args.unmount_timeout)
+    commands = MountCommands(CommandRunner(), config.mount_timeout, config.unmount_timeout)
     off_loop = OffLoop()
-    cloud = LazyCloud(args.region)
+    cloud = LazyCloud(config.region)
     mounter: Mounter
     background: list[BackgroundTask] = []
-    if args.mount_backend == "local":
-        mounter = LocalMounter(Path(args.local_root), commands, off_loop,
+    if config.mount_backend == "local":
+        assert config.local_root is not None  # __main__ refuses local without a root
+        mounter = LocalMounter(config.local_root, commands, off_loop,
                                cloud.describe_access_point)
     else:
         mounter = EfsMounter(commands)
         # Before listening: a bad efs-utils setting stops the node with the flag's name.
-        await prepare_efs_utils(args)
+        await prepare_efs_utils(config.efs_utils)
         background += efs_utils_background()
     mounter = MeasuredMounter(mounter, node_metrics)
     stats: VolumeStatsSource | None = None
-    if args.vol_metrics_opt_in:
-        collector = VolumeStatsCollector(
-            CollectorSettings(refresh_period_s=args.vol_metrics_refresh_period * 60,
-                              walks_per_file_system=args.vol_metrics_fs_rate_limit,
-                              walk_concurrency=args.vol_metrics_walk_concurrency),
-            off_loop=off_loop, observer=node_metrics)
+    if config.volume_stats is not None:
+        collector = VolumeStatsCollector(config.volume_stats, off_loop=off_loop,
+                                         observer=node_metrics)
         stats = collector
         background.append(collector.run)  # owns the walks; closes them at stop
-    zone = ZoneHolder(args.availability_zone)
+    zone = ZoneHolder(config.availability_zone)
     parts = build_node(
-        NodeConfig(node_id=args.node_id, max_volumes_per_node=args.volume_attach_limit,
-                   volume_stats=args.vol_metrics_opt_in),
-        mounter, commands, zone=zone, max_inflight_mounts=args.max_inflight_mount_calls,
-        stat_timeout=min(STAT_TIMEOUT, args.mount_timeout), off_loop=off_loop, stats=stats)
+        NodeServiceConfig(node_id=config.node_id,
+                          max_volumes_per_node=config.volume_attach_limit,
+                          volume_stats=config.volume_stats is not None),
+        mounter, commands, zone=zone, max_inflight_mounts=config.max_inflight_mount_calls,
+        stat_timeout=min(STAT_TIMEOUT, config.mount_timeout), off_loop=off_loop, stats=stats)
     parts.state.on_stale = node_metrics.on_stale
     node_metrics.track_volume_counts(lambda: volume_counts(parts))
-    if args.http_endpoint is not None:
-        host, port = args.http_endpoint
+    serving = config.serving
+    if serving.http_endpoint is not None:
+        host, port = serving.http_endpoint
         background.append(MetricsEndpoint(registry, host, port,
                                           healthy=lambda: readiness.ready).run)
-    endpoint = in_cluster_or_none(os.environ, without="no zone label lookup or taint removal")
-    kube = KubernetesAsyncioKube(endpoint) if endpoint is not None else None
-    serving = asyncio.Event()
-    if kube is not None and taint_removal_enabled(args.remove_not_ready_taint, os.environ):
-        background.append(TaintRemover(kube, args.node_id, serving).run)
+    kube = KubernetesAsyncioKube(config.kube) if config.kube is not None else None
+    listening = asyncio.Event()
+    if kube is not None and config.remove_not_ready_taint:
+        background.append(TaintRemover(kube, config.node_id, listening).run)
 
     async def startup() -> None:
         # Probe answers not-ready until the zone is known, so NodeGetInfo reports it.
         zone.zone = await resolve_zone(
-            configured=args.availability_zone, node_name=args.node_id,
-            imds=ImdsSettings.from_environment(os.environ), kube=kube)
+            configured=config.availability_zone, node_name=config.node_id, imds=config.imds,
+            kube=kube)
         readiness.set_ready()
-        serving.set()
+        listening.set()
 
     try:
         await serve(
             [IdentityService(readiness, controller=False), parts.service],
-            args.endpoint,
-            options=ServeOptions(grace_period=args.shutdown_grace_period,
+            serving.endpoint,
+            options=ServeOptions(grace_period=serving.shutdown_grace_period,
                                  observer=RpcMetrics(registry)),
             startup=startup,
             background=background,

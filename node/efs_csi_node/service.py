@@ -35,7 +35,9 @@ RpcType = csi.NodeServiceCapabilityRpcType
 
 
 @dataclass(frozen=True)
-class NodeConfig:
+class NodeServiceConfig:
+    """What NodeGetInfo and NodeGetCapabilities report."""
+
     node_id: str
     max_volumes_per_node: int = 0
     volume_stats: bool = False
@@ -71,7 +73,7 @@ def _capability(capability: csi.VolumeCapability | None) -> csi.VolumeCapability
 
 
 class NodeService(csi.NodeBase):
-    def __init__(self, config: NodeConfig, *, stager: Stager, publisher: Publisher,
+    def __init__(self, config: NodeServiceConfig, *, stager: Stager, publisher: Publisher,
                  stats: VolumeStatsSource, probe: PathProbe,
                  zone: Callable[[], str | None]) -> None:
         self._config = config

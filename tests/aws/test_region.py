@@ -1,4 +1,8 @@
-"""Region resolution: flag, environment, then instance metadata (a fake IMDS over HTTP)."""
+"""Region resolution: the configured region, then instance metadata (a fake IMDS over HTTP).
+
+Where the configured region comes from (flag, AWS_REGION, AWS_DEFAULT_REGION) is the
+controller's command line: tests/controller/test_main.py.
+"""
 
 from __future__ import annotations
 
@@ -38,23 +42,16 @@ async def imds() -> AsyncIterator[str]:
 
 
 @pytest.mark.asyncio
-async def test_flag_wins() -> None:
-    assert await resolve_region("ap-south-1", environment={"AWS_REGION": "x"}) == "ap-south-1"
-
-
-@pytest.mark.asyncio
-async def test_environment_next() -> None:
-    assert await resolve_region(None, environment={"AWS_REGION": "us-west-2"}) == "us-west-2"
-    assert await resolve_region(None, environment={"AWS_DEFAULT_REGION": "sa-east-1"}) == \
-        "sa-east-1"
+async def test_the_configured_region_wins(imds: str) -> None:
+    assert await resolve_region("ap-south-1", metadata_url=imds) == "ap-south-1"
 
 
 @pytest.mark.asyncio
 async def test_instance_metadata_last(imds: str) -> None:
-    assert await resolve_region(None, environment={}, metadata_url=imds) == "eu-west-3"
+    assert await resolve_region(None, metadata_url=imds) == "eu-west-3"
 
 
 @pytest.mark.asyncio
-async def test_no_region_anywhere_is_failed_precondition() -> None:
+async def test_no_region_anywhere_is_failed_precondition(imds: str) -> None:
     with pytest.raises(errors.FailedPrecondition, match="--region"):
-        await resolve_region(None, environment={"AWS_EC2_METADATA_DISABLED": "true"})
+        await resolve_region(None, metadata_disabled=True, metadata_url=imds)

@@ -1,9 +1,10 @@
 """Run a binary's own ``main()`` on an argument list, up to the moment it would serve.
 
-Everything ``main()`` checks before serving runs for real: argparse (types, choices, bounds)
-and the startup validation argparse cannot express (the node's efs-utils settings, such as the
-port range; the backend's local root). Only ``run_controller``/``run_node`` is replaced, by a
-coroutine that returns at once, so nothing listens and nothing is mounted.
+Everything ``main()`` checks before serving runs for real: argparse (types, choices, bounds),
+the startup validation argparse cannot express (the node's efs-utils settings, such as the
+port range; the backend's local root) and the building of the typed configuration. Only
+``run_controller``/``run_node`` is replaced, by a coroutine that returns at once, so nothing
+listens and nothing is mounted. The environment is empty: only the chart's arguments count.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Outcome:
         return self.status == 0
 
 
-async def _serve_nothing(_args: object) -> None:
+async def _serve_nothing(*, config: object) -> None:
     return None
 
 
@@ -46,7 +47,8 @@ def _no_serving() -> Iterator[None]:
     try:
         yield
     finally:
-        efs_csi_controller.app.run_controller, efs_csi_node.app.run_node = saved  # type: ignore[assignment]
+        (efs_csi_controller.app.run_controller,  # type: ignore[assignment]
+         efs_csi_node.app.run_node) = saved
         root.handlers[:] = handlers  # main() configures logging for the process
         root.setLevel(level)
 
@@ -56,7 +58,7 @@ def start_up(binary: str, args: list[str]) -> Outcome:
     errors = io.StringIO()
     with _no_serving(), contextlib.redirect_stderr(errors):
         try:
-            status = MAINS[binary](args)
+            status = MAINS[binary](args, {})
         except SystemExit as exited:
             status = exited.code if isinstance(exited.code, int) else 1
     return Outcome(status, errors.getvalue())

@@ -21,7 +21,7 @@ from efs_csi.mounting.mountinfo import read_mount_table
 from efs_csi.mounting.offloop import OffLoop
 from efs_csi.rpc.hook import InFlight, instrument
 from efs_csi_node.app import NodeParts, ZoneHolder, build_node
-from efs_csi_node.service import NodeConfig
+from efs_csi_node.service import NodeServiceConfig
 from tests.support.ci import require_root
 from tests.support.csi_builders import mount_capability as capability
 
@@ -98,8 +98,8 @@ def local_parts(root: Path, *, stat: object | None = None, describe: object | No
     off_loop = OffLoop()
     probe = PathProbe(off_loop, 0.5, stat) if stat is not None else None  # type: ignore[arg-type]
     mounter = LocalMounter(root, commands, off_loop, describe)  # type: ignore[arg-type]
-    return build_node(NodeConfig("node-a", 16, volume_stats=stats_enabled), mounter, commands,
-                      zone=ZoneHolder(zone), off_loop=off_loop, probe=probe)
+    return build_node(NodeServiceConfig("node-a", 16, volume_stats=stats_enabled), mounter,
+                      commands, zone=ZoneHolder(zone), off_loop=off_loop, probe=probe)
 
 
 @pytest_asyncio.fixture

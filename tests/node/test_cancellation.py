@@ -25,7 +25,7 @@ from efs_csi.mounting.mount import EfsMounter, MountCommands
 from efs_csi.mounting.offloop import OffLoop, StillHung
 from efs_csi.rpc.hook import InFlight, instrument
 from efs_csi_node.app import ZoneHolder, build_node
-from efs_csi_node.service import NodeConfig
+from efs_csi_node.service import NodeServiceConfig
 from tests.node.conftest import stage_request
 
 FS = "fs-0123456789abcdef0"
@@ -84,7 +84,7 @@ async def hanging_node(tmp_path: Path) -> AsyncIterator[HangingNode]:
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     runner = CommandRunner(env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     commands = MountCommands(runner, mount_timeout=30, unmount_timeout=5)
-    parts = build_node(NodeConfig("node-a"), EfsMounter(commands), commands,
+    parts = build_node(NodeServiceConfig("node-a"), EfsMounter(commands), commands,
                        zone=ZoneHolder("us-east-1a"))
     observed = Observed()
     async with ChannelFor([instrument(parts.service, InFlight(), observed)]) as channel:

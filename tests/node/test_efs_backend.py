@@ -18,7 +18,7 @@ from efs_csi.mounting.commands import CommandFailed, CommandRunner, CommandTimed
 from efs_csi.mounting.mount import EfsMounter, MountCommands
 from efs_csi.rpc.hook import InFlight, instrument
 from efs_csi_node.app import ZoneHolder, build_node
-from efs_csi_node.service import NodeConfig
+from efs_csi_node.service import NodeServiceConfig
 from tests.node.conftest import stage_request
 from tests.support.efs_rules import efs_utils_refusal
 
@@ -104,7 +104,7 @@ AP = "fsap-0123456789abcdef0"
 @pytest_asyncio.fixture
 async def efs_node(fake_bin: tuple[MountCommands, Path]) -> AsyncIterator[csi.NodeStub]:
     commands, _ = fake_bin
-    parts = build_node(NodeConfig("node-a"), EfsMounter(commands), commands,
+    parts = build_node(NodeServiceConfig("node-a"), EfsMounter(commands), commands,
                        zone=ZoneHolder("us-east-1a"))
     async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
         yield csi.NodeStub(channel)

@@ -26,7 +26,7 @@ from efs_csi.mounting.mount import MountCommands
 from efs_csi.mounting.offloop import OffLoop
 from efs_csi_node.__main__ import build_parser
 from efs_csi_node.app import ZoneHolder, build_node
-from efs_csi_node.service import NodeConfig
+from efs_csi_node.service import NodeServiceConfig
 from efs_csi_node.stats import StatsRequest
 from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector
 from slowfs import SlowMount, libfuse_available, slow_mount
@@ -99,7 +99,7 @@ async def stats_node() -> AsyncIterator[StatsNodeFactory]:
         commands = MountCommands(CommandRunner(), mount_timeout=20, unmount_timeout=10)
         off_loop = OffLoop()
         collector = VolumeStatsCollector(settings, off_loop=off_loop)
-        parts = build_node(NodeConfig("node-a", 16, volume_stats=True),
+        parts = build_node(NodeServiceConfig("node-a", 16, volume_stats=True),
                            LocalMounter(root, commands, off_loop, None), commands,
                            zone=ZoneHolder("us-east-1a"), off_loop=off_loop, stats=collector)
         try:

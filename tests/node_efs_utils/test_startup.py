@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from efs_csi_node.__main__ import build_parser
-from efs_csi_node.efs_utils.config import ConfigError, Override
+from efs_csi_node.__main__ import build_parser, node_config
+from efs_csi_node.efs_utils.config import ConfigError, EfsUtilsSettings, Override
 from efs_csi_node.efs_utils.reaper import ChildRegistry
-from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
+from efs_csi_node.efs_utils.startup import (
+    EfsUtilsConfig,
+    efs_utils_background,
+    prepare_efs_utils,
+)
 from efs_csi_node.efs_utils.watchdog import Backoff, WatchdogOptions
 
 
@@ -22,6 +26,12 @@ def node_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
     return build_parser().parse_args([
         "--node-id", "n1", "--efs-utils-config-dir", str(tmp_path / "efs"),
         "--efs-utils-legacy-config-dir", str(tmp_path / "legacy"), *extra])
+
+
+def efs_utils_config(tmp_path: Path, *extra: str) -> EfsUtilsConfig:
+    """What the node's own command line makes of these flags."""
+    args = node_args(tmp_path, *extra)
+    return node_config(build_parser(), args, {}).efs_utils
 
 
 def test_overrides_are_parsed_by_the_cli(tmp_path: Path) -> None:
@@ -44,10 +54,10 @@ async def test_flags_reach_the_written_file(tmp_path: Path) -> None:
     static = tmp_path / "static"
     static.mkdir()
     (static / "efs-utils.crt").write_text("ca")
-    args = node_args(tmp_path, "--region", "eu-west-1", "--fips", "--efs-utils-debug",
-                     "--port-range-upper-bound", "21049",
-                     "--efs-utils-conf-overrides", "mount-watchdog:poll_interval_sec=2")
-    prepared = await prepare_efs_utils(args, static_dir=static)
+    config = efs_utils_config(tmp_path, "--region", "eu-west-1", "--fips", "--efs-utils-debug",
+                              "--port-range-upper-bound", "21049",
+                              "--efs-utils-conf-overrides", "mount-watchdog:poll_interval_sec=2")
+    prepared = await prepare_efs_utils(config, static_dir=static)
     conf = configparser.ConfigParser()
     conf.read(prepared.conf_path)
     assert prepared.conf_path == tmp_path / "efs" / "efs-utils.conf"
@@ -61,9 +71,9 @@ async def test_flags_reach_the_written_file(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_an_impossible_port_range_is_refused_naming_the_flag(tmp_path: Path) -> None:
-    args = node_args(tmp_path, "--port-range-upper-bound", "100")
+    config = EfsUtilsConfig(EfsUtilsSettings(port_range_upper_bound=100), tmp_path / "efs")
     with pytest.raises(ConfigError, match="--port-range-upper-bound"):
-        await prepare_efs_utils(args, static_dir=None)
+        await prepare_efs_utils(config, static_dir=None)
     assert not (tmp_path / "efs" / "efs-utils.conf").exists()
 
 

@@ -1,7 +1,8 @@
-"""What the node does with efs-utils at start, from its parsed command line.
+"""What the node does with efs-utils at start.
 
 ``overrides_arg`` is the argparse ``type=`` of ``--efs-utils-conf-overrides`` (exit 2 naming
-the flag on bad input). ``prepare_efs_utils`` renders and writes the config directory;
+the flag on bad input). ``EfsUtilsConfig`` is what the flags say about efs-utils;
+``prepare_efs_utils`` renders the file from it and writes the config directory;
 ``efs_utils_background`` returns the tasks to run for the server's lifetime: the watchdog
 supervisor, and the orphan reaper when orphans can reach us (PID 1 or a subreaper).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from efs_csi.logging import get_logger
@@ -39,23 +41,23 @@ def overrides_arg(text: str) -> tuple[Override, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def settings_from_args(args: argparse.Namespace) -> EfsUtilsSettings:
-    overrides = args.efs_utils_conf_overrides
-    if isinstance(overrides, str):  # a Namespace built without the parser's type=
-        overrides = parse_overrides(overrides)
-    return EfsUtilsSettings(region=args.region or None, fips=bool(args.fips),
-                            port_range_upper_bound=args.port_range_upper_bound,
-                            debug=bool(args.efs_utils_debug), overrides=tuple(overrides))
+@dataclass(frozen=True)
+class EfsUtilsConfig:
+    """efs-utils' file (``settings``), the host directory it goes to, and where an older
+    release kept efs-utils' state (migrated once; None: nothing to migrate)."""
+
+    settings: EfsUtilsSettings
+    config_dir: Path
+    legacy_config_dir: Path | None = None
 
 
-async def prepare_efs_utils(args: argparse.Namespace, *,
+async def prepare_efs_utils(config: EfsUtilsConfig, *,
                             static_dir: Path | None = DEFAULT_STATIC_DIR) -> Prepared:
     """Render efs-utils.conf (ConfigError naming the flag) and prepare the directory."""
-    text = render(settings_from_args(args))
-    legacy = args.efs_utils_legacy_config_dir
+    text = render(config.settings)
     prepared = await asyncio.to_thread(
-        prepare_config_dir, Path(args.efs_utils_config_dir), text,
-        legacy_dir=Path(legacy) if legacy else None, static_dir=static_dir)
+        prepare_config_dir, config.config_dir, text, legacy_dir=config.legacy_config_dir,
+        static_dir=static_dir)
     _log.info("efs-utils configured", conf=str(prepared.conf_path),
               migrated_from=str(prepared.migrated_from) if prepared.migrated_from else None,
               static_files=list(prepared.static_files_copied))
