@@ -95,13 +95,6 @@ class Cloud(Protocol):
     async def mount_targets(self, file_system_id: str) -> list[MountTarget]: ...
 
 
-class CloudProvider(Protocol):
-    """Hands out clouds: the controller's own, or one acting as another account's role."""
-
-    async def cloud_for(self, role_arn: str | None, external_id: str | None = None) -> Cloud:
-        """The default cloud when ``role_arn`` is empty; NotFound/PermissionDenied from STS."""
-
-
 class ApiObserver(Protocol):
     """Told about every EFS API call (metrics hang off this)."""
 

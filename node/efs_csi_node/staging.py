@@ -1,9 +1,10 @@
 """NodeStageVolume / NodeUnstageVolume: one mount of a volume per node, at its staging path.
 
-Staged volumes are remembered (volume, options, requested size) so a stale staging mount can
-be remounted when a pod is published, and so NodeGetVolumeStats knows the requested size.
-After a restart the memory is empty: a mount found at a staging path is adopted as it is
-(the mount table is the truth; nothing is mounted twice).
+Staged volumes are remembered (volume, handle, mount options) so a stale staging mount can be
+remounted when a pod is published, and so a publish can check which volume a staging path
+holds. (The requested size NodeGetVolumeStats reports is kept by the node service, from the
+volume context.) After a restart the memory is empty: a mount found at a staging path is
+adopted as it is (the mount table is the truth; nothing is mounted twice).
 """
 
 from __future__ import annotations

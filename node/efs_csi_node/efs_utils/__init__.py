@@ -4,4 +4,6 @@
 - ``prepare``: the config directory (legacy migration, static files, atomic write).
 - ``watchdog``: run ``amazon-efs-mount-watchdog`` and restart it with capped backoff.
 - ``reaper``: reap orphaned tunnel processes that become our children.
+- ``startup``: what the node does with the above when it starts (``EfsUtilsConfig``, the config
+  directory prepared before serving, the watchdog and reaper as background tasks).
 """
