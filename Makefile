@@ -52,8 +52,9 @@ $(TOOLS)/helm:
 	  GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
 	else echo "Go not found: helm not installed"; fi
 
-# libfuse 3 for the slow file system of tests and benchmarks (slowfs/): Debian's fuse3, installed
-# when missing and we are root; otherwise the tests that need it skip on a laptop (fail under CI).
+# libfuse 3 for the slow file system of tests and benchmarks (testbed/slowfs/): Debian's fuse3,
+# installed when missing and we are root; otherwise the tests that need it skip on a laptop
+# (fail under CI).
 fuse:
 	@if ! ldconfig -p | grep -q 'libfuse3\.so\.3'; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

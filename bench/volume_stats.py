@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))
 from efs_csi_node.stats import StatsRequest  # noqa: E402
 from efs_csi_node.usage_walk import DEFAULT_WALK_CONCURRENCY, measure_usage  # noqa: E402
 from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector  # noqa: E402
-from slowfs import ensure_libfuse, slow_mount  # noqa: E402
+from testbed.slowfs import ensure_libfuse, slow_mount  # noqa: E402
 
 PER_DIRECTORY = 1000
 PAYLOAD = b"x" * 5000

@@ -11,7 +11,7 @@ error parsing all run for real over HTTP; only what moto's EFS model lacks is ad
   access point, as EFS does for a token reused long after the first create.
 - the per-file-system access-point limit (``AccessPointLimitExceeded``, 403);
 - ClientToken length (1..64, ``BadRequest``), which botocore does not check;
-- EFS's Tag rules on CreateAccessPoint (``tests.support.efs_rules``; ``BadRequest``), which
+- EFS's Tag rules on CreateAccessPoint (``testbed.efs_rules``; ``BadRequest``), which
   moto does not check: a tag EFS would refuse fails the create here too;
 - ``MaxResults``/``NextToken`` pagination of DescribeAccessPoints (default page 100, as EFS);
 - ``FileSystemNotFound`` for unknown file systems in Create/DescribeAccessPoints, and
@@ -43,18 +43,17 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 import boto3
-import pytest
 from aiohttp import ClientSession, ClientTimeout, web
 
-from tests.support.efs_rules import tag_violations
-from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint
+from testbed.efs_rules import tag_violations
+from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
 
 API = "/2015-02-01"
 _EFS_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
@@ -491,10 +490,3 @@ def make_file_system(endpoint_url: str, *, zones: Iterable[str] = ("us-east-1a",
         target = efs.create_mount_target(FileSystemId=file_system_id, SubnetId=subnet)
         ips[zone] = str(target["IpAddress"])
     return FileSystemSetup(file_system_id, ips)
-
-
-@pytest.fixture
-def efs_proxy(moto: MotoEndpoint) -> Iterator[EfsProxy]:
-    """An EfsProxy in front of this test's (reset) moto; stopped after the test."""
-    with EfsProxy(moto.url, seed=1) as proxy:
-        yield proxy

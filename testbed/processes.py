@@ -6,13 +6,16 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from grpclib.client import Channel
 
 from efs_csi import csi
+
+#: The ``binary`` fixture of tests/conftest.py: start(kind, args, env, socket_name).
+StartBinary = Callable[..., Awaitable["RunningBinary"]]
 
 #: The module each binary runs as (``python -m``), by kind.
 MODULES = {"controller": "efs_csi_controller", "node": "efs_csi_node"}

@@ -19,6 +19,7 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from efs_csi.errors import DeadlineExceeded, Internal
 from efs_csi.logging import get_logger
@@ -38,6 +39,14 @@ class CommandFailed(Internal):
 
 class CommandTimedOut(DeadlineExceeded):
     pass
+
+
+class Runner(Protocol):
+    """Runs one command line with a time limit: ``CommandRunner``, or an in-memory stand-in for
+    the kernel in tests."""
+
+    async def run(self, argv: Sequence[str], time_limit: float) -> str:
+        """The command's output; CommandFailed or CommandTimedOut."""
 
 
 @dataclass(frozen=True)

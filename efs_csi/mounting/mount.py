@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from efs_csi.logging import get_logger
-from efs_csi.mounting.commands import CommandFailed, CommandRunner, CommandTimedOut
+from efs_csi.mounting.commands import CommandFailed, CommandTimedOut, Runner
 
 _log = get_logger("efs_csi.mount")
 
@@ -44,7 +44,7 @@ def _not_mounted(error: CommandFailed) -> bool:
 class MountCommands:
     """``mount``/``umount`` invocations with the node's time limits."""
 
-    runner: CommandRunner
+    runner: Runner
     mount_timeout: float
     unmount_timeout: float
     mount_binary: str = "mount"

@@ -9,6 +9,7 @@ reach, such as an in-memory mount table), so they exercise the same assembly.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.health import PathProbe
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import BindMounts, EfsMounter, MountCommands, Mounter
+from efs_csi.mounting.mountinfo import MountTable, read_mount_table
 from efs_csi.mounting.offloop import OffLoop
 from efs_csi.rpc.identity import IdentityService, Readiness
 from efs_csi.rpc.server import BackgroundTask, ServeOptions, serve
@@ -73,10 +75,11 @@ def build_node(config: NodeServiceConfig, mounter: Mounter, commands: MountComma
                zone: ZoneHolder, max_inflight_mounts: int = 0,
                stat_timeout: float = STAT_TIMEOUT, off_loop: OffLoop | None = None,
                probe: PathProbe | None = None,
-               stats: VolumeStatsSource | None = None) -> NodeParts:
+               stats: VolumeStatsSource | None = None,
+               read_table: Callable[[], MountTable] = read_mount_table) -> NodeParts:
     off_loop = off_loop or OffLoop()
     probe = probe or PathProbe(off_loop, stat_timeout)
-    state = MountState(probe, BindMounts(commands), off_loop)
+    state = MountState(probe, BindMounts(commands), off_loop, read_table=read_table)
     locks = KeyedLocks()
     slots = MountSlots(max_inflight_mounts)
     stager = Stager(mounter, state, locks, slots)

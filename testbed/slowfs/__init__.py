@@ -17,6 +17,6 @@ without libfuse can still import it and ask ``libfuse_available()``.
 
 from __future__ import annotations
 
-from slowfs.mount import SlowMount, ensure_libfuse, libfuse_available, slow_mount
+from testbed.slowfs.mount import SlowMount, ensure_libfuse, libfuse_available, slow_mount
 
 __all__ = ["SlowMount", "ensure_libfuse", "libfuse_available", "slow_mount"]

@@ -1,5 +1,5 @@
-"""``python -m slowfs BACKING MOUNTPOINT --delay-ms 1``: serve until unmounted."""
+"""``python -m testbed.slowfs BACKING MOUNTPOINT --delay-ms 1``: serve until unmounted."""
 
-from slowfs.server import main
+from testbed.slowfs.server import main
 
 main()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 
 
 def libfuse_available() -> bool:
@@ -89,7 +89,7 @@ def slow_mount(backing: Path, mountpoint: Path, *, delay_s: float, threads: int 
             [str(_REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
         with open(log_file, "wb") as log:
             server = subprocess.Popen(
-                [sys.executable, "-m", "slowfs", str(backing), str(mountpoint),
+                [sys.executable, "-m", "testbed.slowfs", str(backing), str(mountpoint),
                  "--delay-ms", repr(delay_s * 1000), "--threads", str(threads),
                  "--stats-file", str(stats_file)],
                 stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -1,7 +1,7 @@
 """The FUSE server of ``slowfs``: a read-only pass-through of a directory, slowed per operation.
 
-Run as its own process (``python -m slowfs BACKING MOUNTPOINT --delay-ms 1``), so its threads
-and its share of the GIL stay apart from the walk being measured, as an NFS server would.
+Run as its own process (``python -m testbed.slowfs BACKING MOUNTPOINT --delay-ms 1``), so its
+threads and its share of the GIL stay apart from the walk being measured, as an NFS server would.
 
 Every operation a tree walk causes sleeps ``delay`` before answering: LOOKUP and GETATTR (both
 reach ``getattr`` in libfuse's high-level API), OPENDIR, each READDIR request (entries carry
@@ -256,7 +256,8 @@ def serve(backing: Path, mountpoint: Path, *, delay: float, threads: int,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m slowfs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m testbed.slowfs",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("backing", type=Path, help="directory to serve")
     parser.add_argument("mountpoint", type=Path)
     parser.add_argument("--delay-ms", type=float, default=1.0,

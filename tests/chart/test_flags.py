@@ -2,7 +2,7 @@
 
 Flags come from each binary's own ``build_parser()``, so a flag added to a binary without a
 way to set it from values fails here. Every rendered argument list goes through the binary's
-own ``main()`` up to serving (tests/chart/startup.py), so a chart arg the parser or the
+own ``main()`` up to serving (tests/support/startup.py), so a chart arg the parser or the
 startup checks reject fails here too.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from efs_csi_controller.__main__ import build_parser as controller_parser
 from efs_csi_node.__main__ import build_parser as node_parser
 from tests.chart.render import binary_args, flag_name, render, values_files, values_id
-from tests.chart.startup import start_up
+from tests.support.startup import start_up
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "efs-csi-controller": controller_parser,

@@ -10,12 +10,11 @@ from pathlib import Path
 import boto3
 import pytest_asyncio
 
-from tests.conftest import StartBinary
-from tests.node.conftest import unmount_everything_under
+from testbed.efs_proxy import EfsProxy, make_file_system
+from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
+from testbed.mounts import unmount_everything_under
+from testbed.processes import RunningBinary, StartBinary
 from tests.support.ci import require_root
-from tests.support.efs_proxy import EfsProxy, make_file_system
-from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint
-from tests.support.processes import RunningBinary
 
 
 @dataclass

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sanity.conftest import SanityDriver
-from tests.sanity.sanity_runner import run_sanity
+from tests.conformance.conftest import SanityDriver
+from tests.conformance.sanity_runner import run_sanity
 
 
 @pytest.mark.asyncio

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.sanity.combined_endpoint import combined_endpoint
-from tests.sanity.conftest import SanityDriver
-from tests.sanity.sanity_runner import run_sanity
+from tests.conformance.combined_endpoint import combined_endpoint
+from tests.conformance.conftest import SanityDriver
+from tests.conformance.sanity_runner import run_sanity
 
 # What the driver deliberately does not offer: snapshots, group snapshots, cloning, listing,
 # capacity, attach (ControllerPublish), volume modification, node expansion (EFS is elastic;

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import StartBinary
-from tests.sanity.sanity_runner import run_sanity
+from testbed.processes import StartBinary
+from tests.conformance.sanity_runner import run_sanity
 
 
 @pytest.mark.asyncio

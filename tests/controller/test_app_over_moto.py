@@ -14,9 +14,9 @@ from efs_csi.adapters.aws import CloudFactory
 from efs_csi.errors import CsiError, ResourceExhausted
 from efs_csi_controller.app import build_controller
 from efs_csi_controller.tags import tag_value
-from tests.support.efs_proxy import EfsProxy, make_file_system
-from tests.support.efs_rules import tag_violations
-from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint
+from testbed.efs_proxy import EfsProxy, make_file_system
+from testbed.efs_rules import tag_violations
+from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
 
 Mode = csi.VolumeCapabilityAccessModeMode
 

@@ -19,11 +19,10 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from efs_csi import csi
-from tests.conftest import StartBinary
-from tests.support.csi_builders import mount_capability
-from tests.support.efs_proxy import EfsProxy, make_file_system
-from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint
-from tests.support.processes import RunningBinary
+from testbed.csi_builders import mount_capability
+from testbed.efs_proxy import EfsProxy, make_file_system
+from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
+from testbed.processes import RunningBinary, StartBinary
 
 MAX_AGE = 1.0  # seconds; short so the test need not wait the default 5
 

@@ -19,8 +19,8 @@ from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.root_dir import RootDirectoryRemover, _remove_tree
 from efs_csi_controller.tags import BASE_PATH_TAG, tag_value
-from tests.controller.fakes import FakeCloud
 from tests.support.ci import require_root
+from tests.support.fakes.cloud import FakeCloud
 
 FS = "fs-12345678"
 
@@ -53,6 +53,7 @@ def no_mounts_left(work: Path) -> bool:
     return str(work) not in Path("/proc/self/mountinfo").read_text()
 
 
+@pytest.mark.slow  # real mounts, as root
 @pytest.mark.asyncio
 async def test_directory_is_removed_with_the_access_point(tmp_path: Path) -> None:
     cloud, provisioner, fs_dir, work = setup(tmp_path)
@@ -87,6 +88,7 @@ async def test_guards_keep_the_directory(tmp_path: Path, doomed_root: str,
     assert no_mounts_left(work)
 
 
+@pytest.mark.slow  # real mounts, as root
 @pytest.mark.asyncio
 async def test_never_across_a_symlink(tmp_path: Path) -> None:
     cloud, provisioner, fs_dir, work = setup(tmp_path)
@@ -101,6 +103,7 @@ async def test_never_across_a_symlink(tmp_path: Path) -> None:
     assert no_mounts_left(work)
 
 
+@pytest.mark.slow  # real mounts, as root
 @pytest.mark.asyncio
 async def test_missing_directory_is_fine(tmp_path: Path) -> None:
     cloud, provisioner, fs_dir, _work = setup(tmp_path)
@@ -109,6 +112,7 @@ async def test_missing_directory_is_fine(tmp_path: Path) -> None:
     assert cloud.access_points_by_id == {}
 
 
+@pytest.mark.slow  # real mounts, as root
 @pytest.mark.asyncio
 async def test_removal_is_time_bounded_off_the_default_executor_and_never_doubled(
         tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.paths import unique_suffix
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
-from tests.controller.fakes import FakeCloud, FakeKube
+from tests.support.fakes.cloud import FakeCloud
+from tests.support.fakes.kube import FakeKube
 
 FS = "fs-12345678"
 PARAMS = {"provisioningMode": "efs-ap", "fileSystemId": FS, "directoryPerms": "700",

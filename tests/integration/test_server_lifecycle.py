@@ -14,8 +14,7 @@ import pytest
 from grpclib.client import Channel
 
 from efs_csi import csi
-from tests.conftest import StartBinary
-from tests.support.processes import MODULES
+from testbed.processes import MODULES, StartBinary
 
 SECRET = "TOP-SECRET-VALUE-9"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 
 import pytest
 from grpclib.const import Status
@@ -12,13 +11,11 @@ from grpclib.exceptions import GRPCError
 
 from efs_csi import csi
 from efs_csi.mounting.mountinfo import read_mount_table
-from tests.node.conftest import FS_ID, LocalNode, publish_request, stage_request
+from testbed.csi_builders import publish_request, stage_request
+from testbed.mounts import mounts_under
+from tests.support.node import FS_ID, LocalNode
 
 Mode = csi.VolumeCapabilityAccessModeMode
-
-
-def mounts_under(directory: Path) -> int:
-    return len(read_mount_table().under(directory))
 
 
 @pytest.mark.asyncio
@@ -28,7 +25,7 @@ async def test_full_cycle_two_targets_share_writes(local_node: LocalNode) -> Non
     await node.stub.node_stage_volume(stage_request(FS_ID, staging))
     await node.stub.node_publish_volume(publish_request(FS_ID, staging, one))
     await node.stub.node_publish_volume(publish_request(FS_ID, staging, two))
-    assert mounts_under(work) == 3  # 1 staging mount + 2 binds
+    assert len(mounts_under(work)) == 3  # 1 staging mount + 2 binds
 
     (one / "hello").write_text("from pod 1")
     assert (two / "hello").read_text() == "from pod 1"
@@ -41,7 +38,7 @@ async def test_full_cycle_two_targets_share_writes(local_node: LocalNode) -> Non
     assert not one.exists() and not two.exists()  # target directories removed
     await node.stub.node_unstage_volume(
         csi.NodeUnstageVolumeRequest(volume_id=FS_ID, staging_target_path=str(staging)))
-    assert mounts_under(work) == 0
+    assert len(mounts_under(work)) == 0
     assert (node.fs_dir() / "hello").exists()  # data stays on the file system
 
 
@@ -60,7 +57,7 @@ async def test_repeated_calls_are_no_ops(local_node: LocalNode) -> None:
             csi.NodeUnpublishVolumeRequest(volume_id=FS_ID, target_path=str(target)))
         await node.stub.node_unstage_volume(
             csi.NodeUnstageVolumeRequest(volume_id=FS_ID, staging_target_path=str(staging)))
-    assert mounts_under(work) == 0
+    assert len(mounts_under(work)) == 0
 
 
 @pytest.mark.asyncio

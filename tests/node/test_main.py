@@ -1,87 +1,107 @@
-"""The real node binary with --http-endpoint and --vol-metrics-opt-in: metrics and health over
-real HTTP move as real RPCs stage, publish and measure a real bind-mounted volume."""
+"""The node's command line: flags and environment become one ``NodeConfig``; bad settings,
+from a flag or from the environment, exit 2 with a usage line naming the flag."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from efs_csi import csi
-from tests.conftest import StartBinary
-from tests.node.conftest import FS_ID, publish_request, stage_request
-from tests.ops.scrape import scrape, value
+from efs_csi.rpc.server import Endpoint
+from efs_csi_node.__main__ import build_parser
+from efs_csi_node.config import NodeConfig
+from efs_csi_node.efs_utils.config import Override
+from efs_csi_node.topology import ImdsSettings
+from efs_csi_node.volume_stats import CollectorSettings
+from tests.support.startup import start_up
 
 
-async def volume_stats_until_measured(stub: csi.NodeStub, target: Path
-                                      ) -> csi.NodeGetVolumeStatsResponse:
-    """Ask until the background walk has answered (the first call waits up to 2 s for it)."""
-    for _ in range(500):
-        reply = await stub.node_get_volume_stats(csi.NodeGetVolumeStatsRequest(
-            volume_id=FS_ID, volume_path=str(target)))
-        if reply.usage and reply.usage[0].used:
-            return reply
-        await asyncio.sleep(0.02)
-    raise AssertionError("volume usage never measured")
+def config(args: list[str], environ: dict[str, str] | None = None) -> NodeConfig:
+    outcome = start_up("efs-csi-node", args, environ)
+    assert outcome.accepted, outcome.error
+    assert isinstance(outcome.config, NodeConfig)
+    return outcome.config
 
 
-@pytest.mark.asyncio
-async def test_node_binary_serves_metrics_and_measures_usage(
-    binary: StartBinary, mounts_cleaned: Path, unused_tcp_port: int
-) -> None:
-    root, work = mounts_cleaned / "efs", mounts_cleaned / "kubelet"
-    (root / FS_ID).mkdir(parents=True)
-    (root / FS_ID / "data").write_bytes(os.urandom(1 << 20))
-    staging, target = work / "staging", work / "pod" / "vol"
-    port = unused_tcp_port
-    node = await binary("node", ["--mount-backend", "local", "--local-root", str(root),
-                                 "--availability-zone", "zone-x", "--vol-metrics-opt-in",
-                                 "--http-endpoint", f"127.0.0.1:{port}"])
-    async with aiohttp.ClientSession() as session, \
-            session.get(f"http://127.0.0.1:{port}/healthz") as health:
-        assert health.status == 200
-    before = await scrape(port)
-    channel = node.channel()
-    try:
-        stub = csi.NodeStub(channel)
-        capabilities = await stub.node_get_capabilities(csi.NodeGetCapabilitiesRequest())
-        assert csi.NodeServiceCapabilityRpcType.GET_VOLUME_STATS in [
-            c.rpc.type for c in capabilities.capabilities if c.rpc]
-        await stub.node_stage_volume(stage_request(FS_ID, staging,
-                                                   context={"capacityBytes": str(5 << 30)}))
-        await stub.node_publish_volume(publish_request(FS_ID, staging, target))
-        reply = await volume_stats_until_measured(stub, target)
-        during = await scrape(port)
-        await stub.node_unpublish_volume(
-            csi.NodeUnpublishVolumeRequest(volume_id=FS_ID, target_path=str(target)))
-        await stub.node_unstage_volume(
-            csi.NodeUnstageVolumeRequest(volume_id=FS_ID, staging_target_path=str(staging)))
-    finally:
-        channel.close()
-    after = await scrape(port)
-    expected_bytes = int(subprocess.run(["du", "-s", "-B1", str(root / FS_ID)], check=True,
-                                        capture_output=True, text=True).stdout.split()[0])
-    by_unit = {usage.unit: usage for usage in reply.usage}
-    assert by_unit[csi.VolumeUsageUnit.BYTES].used == expected_bytes
-    assert by_unit[csi.VolumeUsageUnit.BYTES].total == 5 << 30
-    assert reply.volume_condition is not None and not reply.volume_condition.abnormal
-    assert value(before, "efs_csi_rpc_requests_total", method="NodeStageVolume",
-                 code="OK") == 0
-    for method in ("NodeStageVolume", "NodePublishVolume", "NodeUnpublishVolume",
-                   "NodeUnstageVolume"):
-        assert value(after, "efs_csi_rpc_requests_total", method=method, code="OK") == 1
-    assert value(after, "efs_csi_rpc_requests_total", method="NodeGetVolumeStats",
-                 code="OK") >= 1
-    assert value(after, "efs_csi_node_mount_operation_duration_seconds_count",
-                 operation="mount") == 1
-    assert value(after, "efs_csi_node_volume_stats_walk_duration_seconds_count",
-                 outcome="ok") >= 1
-    assert value(after, "efs_csi_node_volume_stats_queue_depth") == 0
-    assert value(during, "efs_csi_node_staged_volumes") == 1
-    assert value(during, "efs_csi_node_published_volumes") == 1
-    assert value(after, "efs_csi_node_staged_volumes") == 0
-    assert value(after, "efs_csi_node_published_volumes") == 0
+def test_defaults() -> None:
+    built = config(["--node-id", "n1"])
+    assert built.node_id == "n1" and built.availability_zone is None
+    assert built.serving.endpoint == Endpoint(path=Path("/csi/csi.sock"))
+    assert built.imds == ImdsSettings() and built.kube is None
+    assert built.volume_stats is None and built.remove_not_ready_taint
+    assert (built.mount_backend, built.local_root) == ("efs", None)
+    assert built.efs_utils.config_dir == Path("/var/amazon/efs")
+    assert built.efs_utils.legacy_config_dir == Path("/etc/amazon/efs-legacy")
+    assert built.efs_utils.settings.port_range_upper_bound == 20449
+
+
+def test_the_environment_is_read_once_into_the_configuration() -> None:
+    built = config([], {"CSI_NODE_NAME": "from-env", "CSI_ENDPOINT": "unix:///plugin/csi.sock",
+                        "AWS_REGION": "eu-west-1", "AWS_USE_FIPS_ENDPOINT": "true",
+                        "PORT_RANGE_UPPER_BOUND": "21000", "DISABLE_TAINT_WATCHER": "1",
+                        "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9/"})
+    assert built.node_id == "from-env"
+    assert built.serving.endpoint == Endpoint(path=Path("/plugin/csi.sock"))
+    assert built.region == built.efs_utils.settings.region == "eu-west-1"
+    assert built.efs_utils.settings.fips
+    assert built.efs_utils.settings.port_range_upper_bound == 21000
+    assert not built.remove_not_ready_taint
+    assert built.imds == ImdsSettings(endpoint="http://127.0.0.1:9", disabled=True)
+
+
+def test_flags_become_typed_settings(tmp_path: Path) -> None:
+    built = config(["--node-id", "n", "--availability-zone", "us-east-1c",
+                    "--mount-backend", "local", "--local-root", str(tmp_path),
+                    "--vol-metrics-opt-in", "--vol-metrics-refresh-period", "2",
+                    "--vol-metrics-fs-rate-limit", "3", "--vol-metrics-walk-concurrency", "4",
+                    "--max-inflight-mount-calls", "7", "--volume-attach-limit", "9",
+                    "--mount-timeout", "11", "--unmount-timeout", "12",
+                    "--efs-utils-conf-overrides", "mount:stunnel_logs_file=/x.log",
+                    "--efs-utils-legacy-config-dir", ""])
+    assert built.availability_zone == "us-east-1c"
+    assert (built.mount_backend, built.local_root) == ("local", tmp_path)
+    assert built.volume_stats == CollectorSettings(refresh_period_s=120, walks_per_file_system=3,
+                                                   walk_concurrency=4)
+    assert (built.max_inflight_mount_calls, built.volume_attach_limit) == (7, 9)
+    assert (built.mount_timeout, built.unmount_timeout) == (11.0, 12.0)
+    assert built.efs_utils.settings.overrides == (Override("mount", "stunnel_logs_file",
+                                                           "/x.log"),)
+    assert built.efs_utils.legacy_config_dir is None
+
+
+@pytest.mark.parametrize(("args", "environ", "named"), [
+    ([], {}, "--node-id"),
+    (["--node-id", "n", "--mount-backend", "local"], {}, "--local-root"),
+    (["--node-id", "n", "--port-range-upper-bound", "100"], {}, "--port-range-upper-bound"),
+    (["--node-id", "n"], {"PORT_RANGE_UPPER_BOUND": "abc"}, "--port-range-upper-bound"),
+    (["--node-id", "n", "--vol-metrics-walk-concurrency", "0"], {},
+     "--vol-metrics-walk-concurrency"),
+    (["--node-id", "n", "--vol-metrics-walk-concurrency", "257"], {},
+     "--vol-metrics-walk-concurrency"),
+    (["--node-id", "n", "--vol-metrics-walk-concurrency", "many"], {},
+     "--vol-metrics-walk-concurrency"),
+])
+def test_bad_settings_exit_2_with_a_usage_line_naming_the_flag(
+        args: list[str], environ: dict[str, str], named: str) -> None:
+    outcome = start_up("efs-csi-node", args, environ)
+    assert outcome.status == 2
+    assert outcome.error.startswith("usage: efs-csi-node") and named in outcome.error
+
+
+def test_help_works_whatever_the_environment_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad PORT_RANGE_UPPER_BOUND used to break even --help (the default was converted while
+    the parser was built); argparse now converts it only when the flag is not given."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser({"PORT_RANGE_UPPER_BOUND": "abc"}).parse_args(["--help"])
+    assert exited.value.code == 0
+    assert "--port-range-upper-bound" in capsys.readouterr().out
+
+
+def test_walk_concurrency_defaults_to_16_and_accepts_1_to_256() -> None:
+    parser = build_parser()
+    assert parser.parse_args([]).vol_metrics_walk_concurrency == 16
+    assert parser.parse_args(["--vol-metrics-walk-concurrency", "1"]) \
+        .vol_metrics_walk_concurrency == 1
+    assert parser.parse_args(["--vol-metrics-walk-concurrency=256"]) \
+        .vol_metrics_walk_concurrency == 256

@@ -7,11 +7,10 @@ mounts, unmounts and remounts themselves are real.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,10 @@ import pytest_asyncio
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.mounting.health import PathProbe, PathState
 from efs_csi.mounting.mountinfo import read_mount_table
-from efs_csi.mounting.offloop import OffLoop
 from efs_csi.rpc.hook import InFlight, instrument
-from tests.node.conftest import (
-    FS_ID,
-    RecordingRunner,
-    local_parts,
-    publish_request,
-    stage_request,
-)
+from testbed.csi_builders import publish_request, stage_request
+from tests.support.node import FS_ID, RecordingRunner, local_parts
 
 
 class BrokenPaths:
@@ -128,36 +120,3 @@ async def test_stats_of_a_stale_volume_report_abnormal_condition(
         csi.NodeGetVolumeStatsRequest(volume_id=FS_ID, volume_path=str(staging)))
     assert reply.volume_condition is not None and reply.volume_condition.abnormal
     assert "stale" in reply.volume_condition.message.lower()
-
-
-@pytest.mark.asyncio
-async def test_a_hung_call_blocks_neither_its_caller_nor_other_paths(tmp_path: Path) -> None:
-    release = threading.Event()
-    started: list[str] = []
-
-    def stat(path: str) -> object:
-        started.append(path)
-        if path == "/dead":
-            release.wait(30)
-        return os.stat(tmp_path)
-
-    probe = PathProbe(OffLoop(), 0.2, stat)
-    try:
-        assert (await probe.check(Path("/dead"))).state is PathState.STALE
-        # While the first call is still stuck, the same path answers STALE without a new
-        # thread, and other paths are served normally, many at once.
-        assert (await probe.check(Path("/dead"))).state is PathState.STALE
-        healthy = await asyncio.gather(*(probe.check(tmp_path / str(i)) for i in range(50)))
-        assert all(h.state is PathState.OK for h in healthy)
-        assert started.count("/dead") == 1
-    finally:
-        release.set()
-
-
-@pytest.mark.asyncio
-async def test_off_loop_passes_errors_and_results(tmp_path: Path) -> None:
-    off_loop = OffLoop()
-    boom: Callable[[], None] = lambda: (_ for _ in ()).throw(OSError(errno.EIO, "io"))  # noqa: E731
-    with pytest.raises(OSError):
-        await off_loop.run("k", boom, 5)
-    assert await off_loop.run("k", lambda: 42, 5) == 42

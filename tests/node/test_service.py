@@ -13,7 +13,9 @@ from grpclib.testing import ChannelFor
 
 from efs_csi import csi
 from efs_csi.rpc.hook import InFlight, instrument
-from tests.node.conftest import FS_ID, capability, local_parts, publish_request, stage_request
+from testbed.csi_builders import mount_capability as capability
+from testbed.csi_builders import publish_request, stage_request
+from tests.support.node import FS_ID, local_parts
 
 Mode = csi.VolumeCapabilityAccessModeMode
 RpcType = csi.NodeServiceCapabilityRpcType

@@ -12,7 +12,8 @@ from grpclib.exceptions import GRPCError
 
 from efs_csi import csi
 from efs_csi.mounting.mountinfo import read_mount_table
-from tests.node.conftest import FS_ID, LocalNode, publish_request, stage_request
+from testbed.csi_builders import publish_request, stage_request
+from tests.support.node import FS_ID, LocalNode
 
 OTHER_FS = "fs-0fedcba987654321f"
 

@@ -9,8 +9,9 @@ import pytest
 
 from efs_csi import csi
 from efs_csi.mounting.mountinfo import read_mount_table
-from tests.conftest import StartBinary
-from tests.node.conftest import FS_ID, publish_request, stage_request
+from testbed.csi_builders import publish_request, stage_request
+from testbed.processes import StartBinary
+from tests.support.node import FS_ID
 
 
 @pytest.mark.asyncio

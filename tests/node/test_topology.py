@@ -10,9 +10,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from efs_csi.errors import NotFound
-from efs_csi.kube import NodeInfo, Taint
 from efs_csi_node.topology import ImdsSettings, resolve_zone, zone_from_imds
+from tests.support.fakes.kube import FakeKube
 
 TOKEN = "tok-123"
 
@@ -68,36 +67,6 @@ async def imds() -> AsyncIterator[FakeImds]:
     yield fake
     fake.release.set()
     await runner.cleanup()
-
-
-class FakeKube:
-    """Only ``get_node`` matters here; the rest of the protocol is unused."""
-
-    def __init__(self, labels: dict[str, str] | None = None, fail: bool = False) -> None:
-        self.labels = labels or {}
-        self.fail = fail
-        self.asked: list[str] = []
-
-    async def get_node(self, name: str) -> NodeInfo:
-        self.asked.append(name)
-        if self.fail:
-            raise NotFound(f"node {name} not found")
-        return NodeInfo(name=name, resource_version="1", labels=self.labels)
-
-    async def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
-        raise NotImplementedError
-
-    async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
-        raise NotImplementedError
-
-    async def replace_node_taints(self, node: NodeInfo, taints: tuple[Taint, ...]) -> None:
-        raise NotImplementedError
-
-    async def csinode_has_driver(self, node_name: str, driver: str) -> bool | None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        return None
 
 
 @pytest.mark.asyncio
@@ -161,7 +130,7 @@ def test_settings_default_to_the_link_local_endpoint() -> None:
 
 @pytest.mark.asyncio
 async def test_flag_wins_without_asking_anyone(imds: FakeImds) -> None:
-    kube = FakeKube({"topology.kubernetes.io/zone": "label-zone"})
+    kube = FakeKube(labels={"topology.kubernetes.io/zone": "label-zone"})
     zone = await resolve_zone(configured="flag-zone", node_name="n1",
                               imds=imds.settings(), kube=kube)
     assert zone == "flag-zone"
@@ -171,7 +140,7 @@ async def test_flag_wins_without_asking_anyone(imds: FakeImds) -> None:
 
 @pytest.mark.asyncio
 async def test_imds_wins_over_the_label(imds: FakeImds) -> None:
-    kube = FakeKube({"topology.kubernetes.io/zone": "label-zone"})
+    kube = FakeKube(labels={"topology.kubernetes.io/zone": "label-zone"})
     zone = await resolve_zone(configured=None, node_name="n1", imds=imds.settings(), kube=kube)
     assert zone == "us-east-1b"
     assert kube.asked == []
@@ -186,7 +155,7 @@ async def test_imds_wins_over_the_label(imds: FakeImds) -> None:
 async def test_label_is_the_fallback(imds: FakeImds, labels: dict[str, str],
                                      expected: str | None) -> None:
     imds.zone_status = 404
-    kube = FakeKube(labels)
+    kube = FakeKube(labels=labels)
     zone = await resolve_zone(configured=None, node_name="n1", imds=imds.settings(), kube=kube)
     assert zone == expected
     assert kube.asked == ["n1"]
@@ -198,4 +167,4 @@ async def test_no_source_means_no_zone(imds: FakeImds) -> None:
     assert await resolve_zone(configured=None, node_name="n1", imds=imds.settings(),
                               kube=None) is None
     assert await resolve_zone(configured=None, node_name="n1", imds=imds.settings(),
-                              kube=FakeKube(fail=True)) is None
+                              kube=FakeKube(node_missing=True)) is None

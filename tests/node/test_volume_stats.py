@@ -1,12 +1,11 @@
-"""The volume-usage walk against real trees and du, and the collector's caching, rate limits,
-retries, conditions and lifecycle."""
+"""The volume-usage collector: caching, rate limits, retries, conditions and lifecycle. (The
+walk itself: tests/node/test_usage_walk.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import os
-import subprocess
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,79 +15,12 @@ import pytest_asyncio
 
 from efs_csi.errors import NotFound, Unavailable
 from efs_csi_node.stats import StatsRequest
-from efs_csi_node.usage_walk import Usage, WalkCancelled, measure_usage
+from efs_csi_node.usage_walk import Usage, WalkCancelled
 from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector
-from tests.support.ci import require_root
+from tests.support.du import du
 
 FS_A = "fs-0000000a"
 FS_B = "fs-0000000b"
-
-
-def du(path: Path, *flags: str) -> int:
-    out = subprocess.run(["du", "-s", *flags, str(path)], check=True, capture_output=True,
-                         text=True).stdout
-    return int(out.split()[0])
-
-
-def build_tree(root: Path) -> None:
-    (root / "a" / "b").mkdir(parents=True)
-    (root / "c").mkdir()
-    for i in range(30):
-        (root / "a" / f"small{i}").write_bytes(b"x" * (i * 300))
-    (root / "a" / "b" / "big").write_bytes(os.urandom(1 << 20))
-    os.link(root / "a" / "b" / "big", root / "c" / "big-link")
-    os.link(root / "a" / "small3", root / "small3-link")
-    os.link(root / "a" / "small3", root / "c" / "small3-link2")
-    (root / "dangling").symlink_to("nowhere")
-    (root / "c" / "dirlink").symlink_to(root / "a")
-
-
-def test_walk_matches_du_bytes_and_inodes(tmp_path: Path) -> None:
-    build_tree(tmp_path)
-    usage = measure_usage(tmp_path)
-    assert usage == Usage(used_bytes=du(tmp_path, "-B1"), used_inodes=du(tmp_path, "--inodes"))
-    assert usage.used_bytes >= 1 << 20
-
-
-def test_hardlink_table_is_bounded_and_overflow_is_flagged(tmp_path: Path) -> None:
-    # First links all in one directory, second links in another: the walk finishes one
-    # directory before the other, so the table holds every first link at once.
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    for i in range(4):
-        (tmp_path / "a" / f"f{i}").write_bytes(b"y" * 5000)
-        os.link(tmp_path / "a" / f"f{i}", tmp_path / "b" / f"g{i}")
-    exact = measure_usage(tmp_path)
-    assert exact.used_inodes == du(tmp_path, "--inodes") == 7
-    untracked = measure_usage(tmp_path, hardlink_capacity=0)
-    assert untracked.approximate
-    assert untracked.used_inodes == exact.used_inodes + 4  # every second link counted again
-    bounded = measure_usage(tmp_path, hardlink_capacity=1)
-    assert bounded.approximate
-    assert bounded.used_inodes == exact.used_inodes + 3  # the one tracked inode deduped
-
-
-def test_walk_does_not_cross_into_another_mount(tmp_path: Path) -> None:
-    require_root()
-    build_tree(tmp_path)
-    before = measure_usage(tmp_path)
-    inner = tmp_path / "a" / "mnt"
-    inner.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(inner)], check=True)
-    try:
-        (inner / "payload").write_bytes(os.urandom(4 << 20))
-        after = measure_usage(tmp_path)
-    finally:
-        subprocess.run(["umount", str(inner)], check=True)
-    assert after == before  # the mount point and all beneath it are another file system's
-
-
-def test_walk_stops_when_told(tmp_path: Path) -> None:
-    build_tree(tmp_path)
-    stop = threading.Event()
-    stop.set()
-    with pytest.raises(WalkCancelled):
-        measure_usage(tmp_path, stop=stop)
 
 
 class Clock:
@@ -176,6 +108,7 @@ async def wait_for(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.slow  # du
 @pytest.mark.asyncio
 async def test_first_call_waits_briefly_and_answers_a_small_volume_for_real(
     make_collector: Callable[..., VolumeStatsCollector], tmp_path: Path
@@ -276,10 +209,10 @@ async def test_failed_walk_is_retried_after_backoff(
     await collector.stats(req)
     await collector.wait_idle()
     assert len(walker.calls) == 2
-    clock.now += 31  # second backoff is 30..60 s: still waiting
+    clock.now += 29  # second backoff is 30..60 s: still waiting
     await collector.stats(req)
     assert collector.queue_depth == 0
-    clock.now += 30
+    clock.now += 32  # past 60 s, however the jitter fell
     await collector.stats(req)
     await collector.wait_idle()
     assert len(walker.calls) == 3

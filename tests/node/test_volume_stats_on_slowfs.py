@@ -1,7 +1,8 @@
 """NodeGetVolumeStats with the usage collector, through gRPC and the real binary, on volumes
 served by slowfs (a real FUSE mount with real latency, standing in for EFS's round trips):
-no ``used`` figure before a walk has measured one, the walk-concurrency flag reaching the walk,
-and a collector that closes without leaving a walk's thread behind."""
+no ``used`` figure before a walk has measured one, the walk-concurrency flag reaching the walk
+(its parsing: tests/node/test_main.py), and a collector that closes without leaving a walk's
+thread behind."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -24,16 +24,16 @@ from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import MountCommands
 from efs_csi.mounting.offloop import OffLoop
-from efs_csi_node.__main__ import build_parser
 from efs_csi_node.app import ZoneHolder, build_node
 from efs_csi_node.service import NodeServiceConfig
 from efs_csi_node.stats import StatsRequest
 from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector
-from slowfs import SlowMount, libfuse_available, slow_mount
-from tests.conftest import StartBinary
-from tests.node.conftest import FS_ID, publish_request, stage_request
-from tests.ops.scrape import scrape, value
+from testbed.csi_builders import publish_request, stage_request
+from testbed.processes import StartBinary
+from testbed.slowfs import SlowMount, libfuse_available, slow_mount
 from tests.support.ci import skip_or_fail
+from tests.support.node import FS_ID
+from tests.support.scrape import scrape, value
 
 CAPACITY = 5 << 30
 
@@ -231,23 +231,3 @@ async def test_the_walk_concurrency_flag_bounds_the_binary_walk(
     assert by_unit(reply)[csi.VolumeUsageUnit.BYTES].used == du(efs.backing / FS_ID, "-B1")
     assert efs.mount.stats["by_kind"]["getattr"] >= 20 * 40
     assert 2 <= efs.mount.stats["peak_in_flight"] <= 3
-
-
-@pytest.mark.parametrize("value", ["0", "257", "many"])
-def test_bad_walk_concurrency_exits_2_with_a_usage_line_naming_the_flag(value: str) -> None:
-    run = subprocess.run([sys.executable, "-m", "efs_csi_node", "--node-id", "n",
-                          "--vol-metrics-walk-concurrency", value],
-                         capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"})
-    assert run.returncode == 2
-    assert run.stderr.startswith("usage: efs-csi-node")
-    assert "argument --vol-metrics-walk-concurrency:" in run.stderr
-
-
-def test_walk_concurrency_defaults_to_16_and_accepts_1_to_256() -> None:
-    parser = build_parser()
-    assert parser.parse_args([]).vol_metrics_walk_concurrency == 16
-    assert parser.parse_args(["--vol-metrics-walk-concurrency", "1"]) \
-        .vol_metrics_walk_concurrency == 1
-    assert parser.parse_args(["--vol-metrics-walk-concurrency=256"]) \
-        .vol_metrics_walk_concurrency == 256

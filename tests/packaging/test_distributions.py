@@ -21,8 +21,11 @@ from pathlib import Path
 import pytest
 
 from efs_csi import csi
+from testbed.processes import RunningBinary
 from tests.support.ci import REPO
-from tests.support.processes import RunningBinary
+
+# Builds wheels and virtualenvs, installs from the package index, runs the binaries.
+pytestmark = pytest.mark.slow
 
 TEST_TOOLS = ("moto", "pytest", "grpc", "boto3")
 

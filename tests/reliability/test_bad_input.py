@@ -43,11 +43,11 @@ from hypothesis import strategies as st
 
 from efs_csi import csi
 from efs_csi.mounting.mountinfo import read_mount_table
+from testbed.efs_proxy import EfsProxy, make_file_system
+from testbed.moto_server import MotoEndpoint
+from testbed.processes import MODULES
 from tests.reliability.support import capability, efs_client, unmount_everything_under
 from tests.support.ci import require_root
-from tests.support.efs_proxy import EfsProxy, make_file_system
-from tests.support.moto_server import MotoEndpoint
-from tests.support.processes import MODULES
 
 Mode = csi.VolumeCapabilityAccessModeMode
 EXAMPLES = settings(max_examples=150, deadline=None,

@@ -10,8 +10,8 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from tests.support.efs_proxy import EfsProxy, FileSystemSetup, make_file_system, operation_of
-from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint
+from testbed.efs_proxy import EfsProxy, FileSystemSetup, make_file_system, operation_of
+from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
 
 
 def efs_client(url: str, attempts: int = 1) -> Any:

@@ -1,6 +1,6 @@
 """The efs backend and the unmount escalation, against fake ``mount``/``umount`` executables
 on PATH that record their arguments (efs-utils and NFS cannot run here); the options a
-NodeStage sends are judged by efs-utils' own rules (tests.support.efs_rules)."""
+NodeStage sends are judged by efs-utils' own rules (testbed.efs_rules)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ from efs_csi.mounting.mount import EfsMounter, MountCommands
 from efs_csi.rpc.hook import InFlight, instrument
 from efs_csi_node.app import ZoneHolder, build_node
 from efs_csi_node.service import NodeServiceConfig
-from tests.node.conftest import stage_request
-from tests.support.efs_rules import efs_utils_refusal
+from testbed.csi_builders import stage_request
+from testbed.efs_rules import efs_utils_refusal
+
+# Real child processes: stand-in mount and umount executables on PATH.
+pytestmark = pytest.mark.slow
 
 FAKE = """#!/bin/sh
 echo "$(basename "$0") $*" >> "{log}"

@@ -83,6 +83,7 @@ def test_subreaper_flag_is_visible() -> None:
     assert adopts_orphans() == (os.getpid() == 1)
 
 
+@pytest.mark.slow  # real child processes
 @pytest.mark.asyncio
 async def test_an_orphan_is_reaped_on_the_second_sighting(subreaper: None) -> None:
     pid = await orphan(5)
@@ -94,6 +95,7 @@ async def test_an_orphan_is_reaped_on_the_second_sighting(subreaper: None) -> No
     assert not Path(f"/proc/{pid}").exists()
 
 
+@pytest.mark.slow  # real child processes
 @pytest.mark.asyncio
 async def test_the_background_task_reaps_and_reports(subreaper: None) -> None:
     reaped: list[tuple[int, int]] = []
@@ -113,6 +115,7 @@ async def test_the_background_task_reaps_and_reports(subreaper: None) -> None:
     assert (pid, 9) in reaped
 
 
+@pytest.mark.slow  # real child processes
 @pytest.mark.asyncio
 async def test_registered_children_keep_their_status_for_their_owner() -> None:
     child = subprocess.Popen(["sh", "-c", "exit 7"])
@@ -125,6 +128,7 @@ async def test_registered_children_keep_their_status_for_their_owner() -> None:
     assert child.wait() == 7
 
 
+@pytest.mark.slow  # real child processes
 @pytest.mark.asyncio
 async def test_an_unregistered_child_left_unwaited_is_taken() -> None:
     """The counterpart of the test above: what the registry is for."""

@@ -77,6 +77,7 @@ async def test_an_impossible_port_range_is_refused_naming_the_flag(tmp_path: Pat
     assert not (tmp_path / "efs" / "efs-utils.conf").exists()
 
 
+@pytest.mark.slow  # a stand-in watchdog process
 @pytest.mark.asyncio
 async def test_background_tasks_run_the_watchdog_until_cancelled(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"

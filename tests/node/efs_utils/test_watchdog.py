@@ -75,6 +75,7 @@ def test_backoff(previous: float | None, ran_for: float, expected: float) -> Non
     assert FAST.next_delay(previous, ran_for) == expected
 
 
+@pytest.mark.slow  # a stand-in watchdog process
 @pytest.mark.asyncio
 async def test_an_exiting_watchdog_is_restarted_with_growing_capped_delays(
         tmp_path: Path) -> None:
@@ -95,6 +96,7 @@ async def test_an_exiting_watchdog_is_restarted_with_growing_capped_delays(
     assert len(lines(record, "start")) >= 4
 
 
+@pytest.mark.slow  # a stand-in watchdog process
 @pytest.mark.asyncio
 async def test_shutdown_sends_sigterm_and_waits(tmp_path: Path) -> None:
     options, record = fake_watchdog(tmp_path, "sleep")
@@ -113,6 +115,7 @@ async def test_shutdown_sends_sigterm_and_waits(tmp_path: Path) -> None:
     assert len(pids) == 1  # a stop is not a crash: no restart
 
 
+@pytest.mark.slow  # a stand-in watchdog process
 @pytest.mark.asyncio
 async def test_a_watchdog_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
     options, record = fake_watchdog(tmp_path, "stubborn")
@@ -125,6 +128,7 @@ async def test_a_watchdog_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
     assert not process_exists(pids[0])
 
 
+@pytest.mark.slow  # a stand-in watchdog process
 @pytest.mark.asyncio
 async def test_a_missing_executable_is_retried_not_fatal(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": str(tmp_path)}  # no watchdog anywhere on this PATH

@@ -1,15 +1,11 @@
-"""Fakes for the controller's collaborators, for what the real parts cannot reach.
+"""``FakeCloud``: the EFS API (``efs_csi.cloud.Cloud``) in memory; ``RecordingObserver``: what an
+EFS adapter reports to its observer, recorded.
 
-``FakeCloud`` is an in-memory EFS API. It exists for races and limits the moto-backed tests
-cannot produce on demand: pausing creates mid-flight (``gate``), failing them, counting calls,
-tiny pages, and access points made behind the controller's back. It follows real EFS where it
-matters here: ClientToken idempotency, AccessPointAlreadyExists for a reused token with other
-parameters (the token is unique per account, across file systems), FileSystemNotFound,
-AccessPointNotFound on delete.
-
-``FakeKube`` implements only the two reads of ``efs_csi.kube.Kube`` the controller uses.
-``BindMounter`` mounts a file system root with a real bind mount of a local directory (root
-only), standing in for the core's local backend where tests need to control it.
+It exists for races and limits the moto-backed tests cannot produce on demand: pausing creates
+mid-flight (``gate``), failing them, counting calls, tiny pages, and access points made behind
+the controller's back. It follows real EFS where it matters here: ClientToken idempotency,
+AccessPointAlreadyExists for a reused token with other parameters (the token is unique per
+account, across file systems), FileSystemNotFound, AccessPointNotFound on delete.
 """
 
 from __future__ import annotations
@@ -17,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 from efs_csi.cloud import (
     AccessPoint,
@@ -121,43 +116,12 @@ class FakeCloud:
         self.access_points_by_id[access_point_id] = replace(current, root_path=root_path)
 
 
-class FakeKube:
-    def __init__(self, config_maps: dict[tuple[str, str, str], str] | None = None,
-                 secrets: dict[tuple[str, str, str], str] | None = None) -> None:
-        self.config_maps = config_maps or {}
-        self.secrets = secrets or {}
+class RecordingObserver:
+    """An ``efs_csi.cloud.ApiObserver`` that records what the adapter reports (the metrics
+    observer's stand-in, so tests read the calls directly)."""
 
-    async def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
-        try:
-            return self.config_maps[(namespace, name, key)]
-        except KeyError:
-            raise NotFound(f"configmap {namespace}/{name} key {key} not found") from None
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, str | None]] = []
 
-    async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
-        try:
-            return self.secrets[(namespace, name, key)]
-        except KeyError:
-            raise NotFound(f"secret {namespace}/{name} key {key} not found") from None
-
-
-class BindMounter:
-    """Bind-mounts ``<root>/<file system id>`` (real mounts; tests must require root)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.mounted: list[Path] = []
-
-    async def _run(self, *argv: str) -> None:
-        process = await asyncio.create_subprocess_exec(*argv)
-        if await process.wait() != 0:
-            raise RuntimeError(f"{argv} failed")
-
-    async def mount(self, file_system_id: str, path: str, target: Path,
-                    options: Sequence[str]) -> None:
-        source = self.root / file_system_id / path.lstrip("/")
-        await self._run("mount", "--bind", str(source), str(target))
-        self.mounted.append(target)
-
-    async def unmount(self, target: Path) -> None:
-        await self._run("umount", str(target))
-        self.mounted.remove(target)
+    def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None:
+        self.calls.append((operation, seconds, error_code))

@@ -1,4 +1,4 @@
-"""Fixtures for the AWS adapter tests: a file system behind the EFS proxy, and clouds on it."""
+"""Fixtures for the AWS adapter tests: the SDK's credentials, and clouds on the EFS proxy."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 import pytest_asyncio
 
 from efs_csi.adapters.aws import CloudFactory
-from tests.support.efs_proxy import EfsProxy, FileSystemSetup, make_file_system
-from tests.support.moto_server import CREDENTIALS, REGION
+from testbed.efs_proxy import EfsProxy
+from testbed.moto_server import CREDENTIALS, REGION
+from tests.support.fakes.cloud import RecordingObserver
 
 
 @pytest.fixture
@@ -21,23 +22,6 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EFS", "AWS_ENDPOINT_URL_STS"):
         monkeypatch.delenv(name, raising=False)
     yield
-
-
-@pytest.fixture
-def file_system(efs_proxy: EfsProxy) -> FileSystemSetup:
-    setup = make_file_system(efs_proxy.url)
-    efs_proxy.reset_counts()
-    return setup
-
-
-class RecordingObserver:
-    """Records what the adapter reports (the metrics observer's stand-in)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, float, str | None]] = []
-
-    def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None:
-        self.calls.append((operation, seconds, error_code))
 
 
 @pytest.fixture

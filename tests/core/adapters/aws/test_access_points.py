@@ -9,8 +9,8 @@ import pytest
 from efs_csi import errors
 from efs_csi.adapters.aws import AwsCloud, CloudFactory
 from efs_csi.cloud import AccessPointAlreadyExistsError, AccessPointRequest, CreationInfo, PosixUser
-from tests.aws.conftest import RecordingObserver
-from tests.support.efs_proxy import EfsProxy, FileSystemSetup
+from testbed.efs_proxy import EfsProxy, FileSystemSetup
+from tests.support.fakes.cloud import RecordingObserver
 
 
 def request(file_system_id: str, token: str, gid: int = 50000, path: str = "/dyn/a",
@@ -64,7 +64,7 @@ async def test_describe_file_system_and_mount_targets(factory: CloudFactory,
 @pytest.mark.asyncio
 async def test_one_zone_file_system_reports_its_zone(factory: CloudFactory,
                                                      efs_proxy: EfsProxy) -> None:
-    from tests.support.efs_proxy import make_file_system
+    from testbed.efs_proxy import make_file_system
 
     setup = make_file_system(efs_proxy.url, one_zone="us-east-1b")
     found = await factory.default.describe_file_system(setup.file_system_id)

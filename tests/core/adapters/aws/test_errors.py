@@ -9,8 +9,8 @@ import pytest
 from efs_csi import errors
 from efs_csi.adapters.aws import ERROR_TABLE, AwsCloud, error_for
 from efs_csi.cloud import AccessPointAlreadyExistsError, AccessPointRequest, CreationInfo, PosixUser
-from tests.aws.conftest import RecordingObserver
-from tests.support.efs_proxy import EfsProxy, FileSystemSetup
+from testbed.efs_proxy import EfsProxy, FileSystemSetup
+from tests.support.fakes.cloud import RecordingObserver
 
 EXPECTED: dict[str, type[errors.CsiError]] = {
     "AccessDenied": errors.PermissionDenied,

@@ -10,8 +10,8 @@ import pytest
 from efs_csi import errors
 from efs_csi.adapters.aws import AwsCloud, CloudFactory, client_config
 from efs_csi.cloud import AccessPointRequest, CreationInfo, PosixUser
-from tests.support.efs_proxy import EfsProxy, FileSystemSetup
-from tests.support.moto_server import REGION
+from testbed.efs_proxy import EfsProxy, FileSystemSetup
+from testbed.moto_server import REGION
 
 # moto's default account: moto keeps accounts apart, so the assumed role must be in the
 # account that owns the file system for the describe calls below to see it.

@@ -7,9 +7,9 @@ import pytest
 from grpclib.exceptions import GRPCError
 
 from efs_csi import csi
-from tests.conftest import StartBinary
-from tests.ops.scrape import scrape, value
-from tests.support.efs_proxy import EfsProxy, make_file_system
+from testbed.efs_proxy import EfsProxy, make_file_system
+from testbed.processes import StartBinary
+from tests.support.scrape import scrape, value
 
 
 def create_request(name: str, file_system_id: str) -> csi.CreateVolumeRequest:
