@@ -34,14 +34,16 @@ async def test_sigterm_lets_in_flight_rpc_finish_then_exits_0(tmp_path: Path) ->
     sock = tmp_path / "csi.sock"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.support.slow_server", f"unix://{sock}", "1.5",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         await wait_for_socket(sock, process)
         channel = Channel(path=str(sock))
         try:
             slow_call = asyncio.create_task(
                 csi.IdentityStub(channel).probe(csi.ProbeRequest(), timeout=20))
-            await asyncio.sleep(0.5)  # the call is now in flight
+            assert process.stdout is not None
+            started = await asyncio.wait_for(process.stdout.readline(), 20)
+            assert started == b"probe in flight\n"  # the server is running the call now
             process.send_signal(signal.SIGTERM)
             reply = await slow_call
         finally:

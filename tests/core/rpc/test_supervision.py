@@ -87,10 +87,16 @@ async def test_stopping_cancels_a_task_waiting_to_restart() -> None:
     async def always_fails() -> None:
         raise OSError("port in use")
 
+    waiting = asyncio.Event()
+
+    async def sleep(delay: float) -> None:  # the real sleep, announced
+        waiting.set()
+        await asyncio.sleep(delay)
+
     with capture_logs():
-        supervised = asyncio.create_task(
-            supervise(always_fails, RestartPolicy(first_delay_s=3600, max_delay_s=3600)))
-        await asyncio.sleep(0.05)
+        supervised = asyncio.create_task(supervise(
+            always_fails, RestartPolicy(first_delay_s=3600, max_delay_s=3600), sleep=sleep))
+        await waiting.wait()  # failed once, now waiting an hour to restart
         supervised.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(supervised, 2)
