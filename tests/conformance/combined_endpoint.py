@@ -5,13 +5,15 @@ its full node lifecycle specs ("should work", "should be idempotent") when it do
 node rightly does not advertise CONTROLLER_SERVICE (in Kubernetes the controller is another
 pod), so this test-only router forwards Identity and Controller calls to the controller
 binary and Node calls to the node binary, byte for byte, and csi-sanity runs every spec
-against the two real processes.
+against the two real processes. Every Identity call is also put to the node binary, and its
+answers are kept (``NodeIdentity``), so the one run judges both binaries' Identity service.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +41,38 @@ def _paths(service: type[Any]) -> list[str]:
     return list(service.__mapping__(service()).keys())
 
 
-def _forwarder(channel: Channel, path: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
+@dataclass
+class NodeIdentity:
+    """What the node binary answered to each Identity call csi-sanity made (path, reply), or
+    the error it raised instead."""
+
+    answers: list[tuple[str, bytes | Exception]] = field(default_factory=list)
+
+
+async def _call(channel: Channel, path: str, request: bytes, timeout: float | None,
+                metadata: Any) -> bytes:
+    async with channel.request(path, grpclib.const.Cardinality.UNARY_UNARY, bytes, bytes,
+                               timeout=timeout, metadata=metadata) as call:
+        await call.send_message(request, end=True)
+        reply = await call.recv_message()
+        await call.recv_trailing_metadata()
+    assert reply is not None
+    return reply  # type: ignore[no-any-return]
+
+
+def _forwarder(channel: Channel, path: str, mirror: Channel | None = None,
+               answers: NodeIdentity | None = None
+               ) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
     async def forward(stream: Stream[Any, Any]) -> None:
         request = await stream.recv_message()
         timeout = stream.deadline.time_remaining() if stream.deadline else None
-        async with channel.request(path, grpclib.const.Cardinality.UNARY_UNARY, bytes, bytes,
-                                   timeout=timeout, metadata=stream.metadata) as call:
-            await call.send_message(request, end=True)
-            reply = await call.recv_message()
-            await call.recv_trailing_metadata()
+        reply = await _call(channel, path, request, timeout, stream.metadata)
+        if mirror is not None and answers is not None:
+            try:
+                answers.answers.append((path, await _call(mirror, path, request, timeout,
+                                                          stream.metadata)))
+            except Exception as exc:  # judged by the test, not by csi-sanity
+                answers.answers.append((path, exc))
         await stream.send_message(reply)
 
     return forward
@@ -62,16 +87,20 @@ class _Routes:
 
 
 @asynccontextmanager
-async def combined_endpoint(socket: Path, controller: Path, node: Path) -> AsyncIterator[Path]:
+async def combined_endpoint(socket: Path, controller: Path, node: Path,
+                            node_identity: NodeIdentity) -> AsyncIterator[Path]:
     codec = RawCodec()
     to_controller = Channel(path=str(controller), codec=codec)
     to_node = Channel(path=str(node), codec=codec)
     routes: dict[str, grpclib.const.Handler] = {}
     for service, channel in ((csi.IdentityBase, to_controller),
                              (csi.ControllerBase, to_controller), (csi.NodeBase, to_node)):
+        identity = service is csi.IdentityBase
         for path in _paths(service):
+            forward = _forwarder(channel, path, to_node if identity else None,
+                                 node_identity if identity else None)
             routes[path] = grpclib.const.Handler(
-                _forwarder(channel, path), grpclib.const.Cardinality.UNARY_UNARY, bytes, bytes)
+                forward, grpclib.const.Cardinality.UNARY_UNARY, bytes, bytes)
     server = Server([_Routes(routes)], codec=codec)
     await server.start(path=str(socket))
     try:

@@ -1,4 +1,4 @@
-"""The environment every csi-sanity run needs: moto behind the EFS proxy with one file system,
+"""The environment the csi-sanity run needs: moto behind the EFS proxy with one file system,
 the controller binary on it, and the node binary on the local backend (real bind mounts)."""
 
 from __future__ import annotations

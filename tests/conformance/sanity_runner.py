@@ -21,6 +21,9 @@ class SanityResult:
     passed: int
     failed: int
     skipped: int
+    ran: int = 0  # specs run, of ``total`` csi-sanity has
+    total: int = 0
+    pending: int = 0
 
     @property
     def summary(self) -> str:
@@ -48,4 +51,6 @@ async def run_sanity(endpoint: Path, work: Path, *, focus: str | None = None,
     if match is None:
         return SanityResult(process.returncode or 1, output, 0, 0, 0)
     return SanityResult(process.returncode if process.returncode is not None else 1, output,
-                        int(match.group(4)), int(match.group(5)), int(match.group(7)))
+                        passed=int(match.group(4)), failed=int(match.group(5)),
+                        skipped=int(match.group(7)), ran=int(match.group(1)),
+                        total=int(match.group(2)), pending=int(match.group(6)))
