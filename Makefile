@@ -13,7 +13,8 @@ PYTEST_ARGS ?=
 export CSI_SANITY := $(TOOLS)/csi-sanity
 export HELM := $(TOOLS)/helm
 
-.PHONY: all test demo venv tools cluster-tools fuse lint typecheck pytest proto proto-check clean
+.PHONY: all test test-fast demo venv tools cluster-tools fuse lint typecheck pytest proto \
+	proto-check clean
 
 all: test
 
@@ -81,6 +82,10 @@ pytest: $(STAMP) tools fuse
 
 # Everything CI runs: lint, types, tests (unit, rpc, integration, conformance, chart, images).
 test: lint typecheck pytest
+
+# The fast tier alone (tests/conftest.py): pure logic and in-memory RPC, no root, no subprocess.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python demo/demo.py

@@ -1,7 +1,8 @@
 """The kubernetes-asyncio adapter and the startup taint removal against a real kube-apiserver.
 
 Faults a real server cannot be made to answer on cue (500/503/409 on a given request) are
-tested against tests/support/fakes/kube_api.py in tests/ops/test_kube_and_taint.py.
+tested against tests/support/fakes/kube_api.py in tests/core/adapters/test_kube.py and
+tests/node/test_taint.py.
 """
 
 from __future__ import annotations
