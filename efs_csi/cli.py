@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from efs_csi import __version__
-from efs_csi.logging import LOG_FORMATS, LOG_LEVELS
+from efs_csi.logging import LOG_FORMATS, LOG_LEVELS, configure_logging
 from efs_csi.rpc.server import Endpoint, EndpointUnusable, parse_endpoint
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -118,6 +118,14 @@ class ServingConfig:
 def serving_config(args: argparse.Namespace) -> ServingConfig:
     return ServingConfig(endpoint=args.endpoint, http_endpoint=args.http_endpoint,
                          shutdown_grace_period=args.shutdown_grace_period)
+
+
+def parse_and_configure_logging(parser: argparse.ArgumentParser,
+                                argv: list[str] | None) -> argparse.Namespace:
+    """The parsed flags, with logging configured as they say (before anything else logs)."""
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    return args
 
 
 def run(main: Coroutine[Any, Any, None], prog: str) -> int:

@@ -12,12 +12,12 @@ from efs_csi.cli import (
     add_bool_flag,
     base_parser,
     non_negative_float,
+    parse_and_configure_logging,
     positive_int,
     run,
     serving_config,
 )
 from efs_csi.kube import in_cluster_or_none
-from efs_csi.logging import configure_logging
 from efs_csi_controller.config import ControllerConfig, RootDirectories
 from efs_csi_controller.gid import DEFAULT_MAX_AGE
 from efs_csi_controller.tags import parse_tags
@@ -80,11 +80,9 @@ def controller_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    environ = os.environ if environ is None else environ
+    environ = os.environ if environ is None else environ  # the one reading of it
     parser = build_parser(environ)
-    args = parser.parse_args(argv)
-    configure_logging(args.log_format, args.log_level)
-    config = controller_config(parser, args, environ)
+    config = controller_config(parser, parse_and_configure_logging(parser, argv), environ)
     from efs_csi_controller.app import run_controller  # after logging is configured
 
     return run(run_controller(config=config), parser.prog)

@@ -12,13 +12,13 @@ from efs_csi.cli import (
     add_bool_flag,
     base_parser,
     non_negative_int,
+    parse_and_configure_logging,
     positive_float,
     positive_int,
     run,
     serving_config,
 )
 from efs_csi.kube import in_cluster_or_none
-from efs_csi.logging import configure_logging
 from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.config import (
     DEFAULT_PORT_RANGE_UPPER_BOUND,
@@ -140,11 +140,9 @@ def node_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    environ = os.environ if environ is None else environ
+    environ = os.environ if environ is None else environ  # the one reading of it
     parser = build_parser(environ)
-    args = parser.parse_args(argv)
-    configure_logging(args.log_format, args.log_level)
-    config = node_config(parser, args, environ)
+    config = node_config(parser, parse_and_configure_logging(parser, argv), environ)
     from efs_csi_node.app import run_node  # after logging is configured
 
     return run(run_node(config=config), parser.prog)

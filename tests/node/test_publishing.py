@@ -29,6 +29,13 @@ def binds(node: FakeNode) -> list[str]:
     return [mount for mount in node.table.mounts() if "--bind" in mount]
 
 
+async def refusal(node: FakeNode, request: csi.NodePublishVolumeRequest) -> tuple[Status, str]:
+    """The status and message NodePublishVolume refuses ``request`` with."""
+    with pytest.raises(GRPCError) as refused:
+        await node.stub.node_publish_volume(request)
+    return refused.value.status, refused.value.message or ""
+
+
 @pytest.mark.asyncio
 async def test_publish_binds_the_staged_volume_once(fake_node: FakeNode) -> None:
     staging = await staged(fake_node)
@@ -54,10 +61,8 @@ async def test_readonly_or_a_reader_only_mode_binds_read_only(
     top = fake_node.table.read_table().at(target)
     assert top is not None and top.read_only
     # The same target asked read-write now is another mount: refused, not remounted.
-    with pytest.raises(GRPCError) as refused:
-        await fake_node.stub.node_publish_volume(publish_request(HANDLE, staging, target))
-    assert refused.value.status == Status.ALREADY_EXISTS
-    assert "read-only" in (refused.value.message or "")
+    status, message = await refusal(fake_node, publish_request(HANDLE, staging, target))
+    assert status == Status.ALREADY_EXISTS and "read-only" in message
 
 
 @pytest.mark.asyncio
@@ -67,23 +72,19 @@ async def test_a_target_mounted_from_elsewhere_is_already_exists(fake_node: Fake
     target = fake_node.work / "pod"
     target.mkdir(parents=True)
     await fake_node.table.run(["mount", "--bind", str(elsewhere), str(target)], 1)
-    with pytest.raises(GRPCError) as refused:
-        await fake_node.stub.node_publish_volume(publish_request(HANDLE, staging, target))
-    assert refused.value.status == Status.ALREADY_EXISTS
-    assert "another source" in (refused.value.message or "")
+    status, message = await refusal(fake_node, publish_request(HANDLE, staging, target))
+    assert status == Status.ALREADY_EXISTS and "another source" in message
 
 
 @pytest.mark.asyncio
 async def test_publish_needs_this_volume_staged(fake_node: FakeNode) -> None:
     target = fake_node.work / "pod"
-    with pytest.raises(GRPCError) as not_staged:
-        await fake_node.stub.node_publish_volume(
-            publish_request(HANDLE, fake_node.work / "nothing", target))
-    other = await staged(fake_node, FS_ID)
-    with pytest.raises(GRPCError) as other_volume:
-        await fake_node.stub.node_publish_volume(publish_request(HANDLE, other, target))
-    assert not_staged.value.status == other_volume.value.status == Status.FAILED_PRECONDITION
-    assert f"holds volume {FS_ID}" in (other_volume.value.message or "")
+    not_staged = await refusal(fake_node, publish_request(HANDLE, fake_node.work / "none",
+                                                          target))
+    other_volume = await refusal(fake_node, publish_request(HANDLE, await staged(
+        fake_node, FS_ID), target))
+    assert not_staged[0] == other_volume[0] == Status.FAILED_PRECONDITION
+    assert f"holds volume {FS_ID}" in other_volume[1]
     assert binds(fake_node) == []
 
 
