@@ -6,13 +6,14 @@ in-memory channel: no root, no subprocess, no server but cheap in-process ones (
 endpoint, a fake instance-metadata or Kubernetes API on loopback). Everything else is ``slow``:
 a test marked so, a test using a fixture that starts something real (``SLOW_FIXTURES``), and
 every test of the suites that run the driver whole (``SLOW_SUITES``). The full suite, what CI
-runs, is both. A test outside the slow tier that starts a process fails, so the fast tier stays
-what it says.
+runs, is both. A test outside the slow tier that starts a process fails, and one that needs
+root skips (a failure under CI), so the fast tier stays what it says.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -71,9 +72,11 @@ class _NoProcessInTheFastTier(subprocess.Popen):  # type: ignore[type-arg]
 def fast_tier_guard(request: pytest.FixtureRequest,
                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Outside the slow tier, starting a process fails the test (asyncio's subprocesses go
-    through ``subprocess.Popen`` too)."""
+    through ``subprocess.Popen`` too), and the test runs as if not root, so one that needs root
+    skips, which CI turns into a failure."""
     if request.node.get_closest_marker("slow") is None:
         monkeypatch.setattr(subprocess, "Popen", _NoProcessInTheFastTier)
+        monkeypatch.setattr(os, "geteuid", lambda: 65534)
 
 _SUMMARY = pytest.StashKey[list[str]]()
 

@@ -25,8 +25,11 @@ from tests.support.fakes.cloud import FakeCloud
 FS = "fs-12345678"
 
 
-def setup(tmp_path: Path) -> tuple[FakeCloud, Provisioner, Path, Path]:
-    require_root()
+def setup(tmp_path: Path, *, mounts: bool = True) -> tuple[FakeCloud, Provisioner, Path, Path]:
+    """A provisioner that removes root directories through real bind mounts (root only),
+    or, with ``mounts=False``, one whose guards must refuse before mounting anything."""
+    if mounts:
+        require_root()
     root = tmp_path / "efs"
     fs_dir = root / FS
     fs_dir.mkdir(parents=True)
@@ -77,7 +80,8 @@ async def test_directory_is_removed_with_the_access_point(tmp_path: Path) -> Non
 ])
 async def test_guards_keep_the_directory(tmp_path: Path, doomed_root: str,
                                          other_root: str | None, base_path: str) -> None:
-    cloud, provisioner, fs_dir, work = setup(tmp_path)
+    # Refused before any mount: were it not, the fast tier's guard would fail the test.
+    cloud, provisioner, fs_dir, work = setup(tmp_path, mounts=False)
     if other_root is not None:
         access_point(cloud, other_root, fs_dir)
     doomed = access_point(cloud, doomed_root, fs_dir, base_path=base_path)
