@@ -14,7 +14,7 @@ import pytest
 from efs_csi import csi
 from testbed.csi_builders import publish_request, stage_request
 from testbed.processes import StartBinary
-from tests.support.node import FS_ID
+from tests.support.node import FS_ID, unpublish_and_unstage
 from tests.support.scrape import scrape, value
 
 
@@ -57,10 +57,7 @@ async def test_node_binary_serves_metrics_and_measures_usage(
         await stub.node_publish_volume(publish_request(FS_ID, staging, target))
         reply = await volume_stats_until_measured(stub, target)
         during = await scrape(port)
-        await stub.node_unpublish_volume(
-            csi.NodeUnpublishVolumeRequest(volume_id=FS_ID, target_path=str(target)))
-        await stub.node_unstage_volume(
-            csi.NodeUnstageVolumeRequest(volume_id=FS_ID, staging_target_path=str(staging)))
+        await unpublish_and_unstage(stub, FS_ID, staging, target)
     finally:
         channel.close()
     after = await scrape(port)

@@ -11,7 +11,7 @@ from efs_csi import csi
 from efs_csi.mounting.mountinfo import read_mount_table
 from testbed.csi_builders import publish_request, stage_request
 from testbed.processes import StartBinary
-from tests.support.node import FS_ID
+from tests.support.node import FS_ID, unpublish_and_unstage
 
 
 @pytest.mark.asyncio
@@ -45,10 +45,7 @@ async def test_restart_picks_up_existing_mounts(binary: StartBinary,
         table = read_mount_table()
         assert table.count_at(staging) == 1 and table.count_at(target) == 1
         (target / "after-restart").write_text("ok")
-        await stub.node_unpublish_volume(
-            csi.NodeUnpublishVolumeRequest(volume_id=FS_ID, target_path=str(target)))
-        await stub.node_unstage_volume(
-            csi.NodeUnstageVolumeRequest(volume_id=FS_ID, staging_target_path=str(staging)))
+        await unpublish_and_unstage(stub, FS_ID, staging, target)
     finally:
         channel.close()
     assert read_mount_table().under(work) == []

@@ -32,7 +32,7 @@ from testbed.csi_builders import publish_request, stage_request
 from testbed.processes import StartBinary
 from testbed.slowfs import SlowMount, libfuse_available, slow_mount
 from tests.support.ci import skip_or_fail
-from tests.support.node import FS_ID
+from tests.support.node import FS_ID, unpublish_and_unstage
 from tests.support.scrape import scrape, value
 
 CAPACITY = 5 << 30
@@ -221,10 +221,7 @@ async def test_the_walk_concurrency_flag_bounds_the_binary_walk(
             while value(await scrape(port), walked, outcome="ok") < 1:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
             reply = await stub.node_get_volume_stats(request)
-            await stub.node_unpublish_volume(
-                csi.NodeUnpublishVolumeRequest(volume_id=FS_ID, target_path=str(target)))
-            await stub.node_unstage_volume(
-                csi.NodeUnstageVolumeRequest(volume_id=FS_ID, staging_target_path=str(staging)))
+            await unpublish_and_unstage(stub, FS_ID, staging, target)
         finally:
             channel.close()
         assert await node.stop() == 0

@@ -74,3 +74,12 @@ def fake_parts(table: FakeMountTable, *, stat: object | None = None,
     return build_node(NodeServiceConfig("node-a", 16), EfsMounter(commands), commands,
                       zone=ZoneHolder(zone), off_loop=off_loop, probe=probe,
                       read_table=table.read_table)
+
+
+async def unpublish_and_unstage(stub: csi.NodeStub, volume_id: str, staging: Path,
+                                target: Path) -> None:
+    """What kubelet does when the pod goes: NodeUnpublishVolume, then NodeUnstageVolume."""
+    await stub.node_unpublish_volume(
+        csi.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target)))
+    await stub.node_unstage_volume(
+        csi.NodeUnstageVolumeRequest(volume_id=volume_id, staging_target_path=str(staging)))
