@@ -13,14 +13,20 @@ PYTEST_ARGS ?=
 export CSI_SANITY := $(TOOLS)/csi-sanity
 export HELM := $(TOOLS)/helm
 
-.PHONY: all test demo venv tools cluster-tools fuse lint typecheck pytest proto proto-check clean
+.PHONY: all test test-fast demo venv tools cluster-tools fuse lint typecheck pytest proto \
+	proto-check clean
 
 all: test
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+# The three distributions, editable, with every extra the tests use, and the development groups
+# of pyproject.toml ([dependency-groups]: pip 25.1 or later installs them). The virtualenv is made
+# afresh whenever a pyproject.toml changes, so nothing stale survives a change of packaging.
+WORKSPACE := -e '.[aws,kube]' -e ./controller -e './node[local]'
+
+$(STAMP): pyproject.toml controller/pyproject.toml node/pyproject.toml
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/pip install --quiet $(WORKSPACE) --group dev
 	touch $@
 
 venv: $(STAMP)
@@ -47,8 +53,9 @@ $(TOOLS)/helm:
 	  GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
 	else echo "Go not found: helm not installed"; fi
 
-# libfuse 3 for the slow file system of tests and benchmarks (slowfs/): Debian's fuse3, installed
-# when missing and we are root; otherwise the tests that need it skip on a laptop (fail under CI).
+# libfuse 3 for the slow file system of tests and benchmarks (testbed/slowfs/): Debian's fuse3,
+# installed when missing and we are root; otherwise the tests that need it skip on a laptop
+# (fail under CI).
 fuse:
 	@if ! ldconfig -p | grep -q 'libfuse3\.so\.3'; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -75,6 +82,10 @@ pytest: $(STAMP) tools fuse
 
 # Everything CI runs: lint, types, tests (unit, rpc, integration, conformance, chart, images).
 test: lint typecheck pytest
+
+# The fast tier alone (tests/conftest.py): pure logic and in-memory RPC, no root, no subprocess.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python demo/demo.py

@@ -34,13 +34,13 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 
-from controller.app import build_controller  # noqa: E402
 from efs_csi import csi  # noqa: E402
-from efs_csi.aws import CloudFactory  # noqa: E402
+from efs_csi.adapters.aws import CloudFactory  # noqa: E402
 from efs_csi.logging import configure_logging  # noqa: E402
-from tests.support.csi_builders import percentile  # noqa: E402
-from tests.support.efs_proxy import EfsProxy, make_file_system  # noqa: E402
-from tests.support.moto_server import CREDENTIALS, REGION, running_moto  # noqa: E402
+from efs_csi_controller.app import build_controller  # noqa: E402
+from testbed.csi_builders import percentile  # noqa: E402
+from testbed.efs_proxy import EfsProxy, make_file_system  # noqa: E402
+from testbed.moto_server import CREDENTIALS, REGION, running_moto  # noqa: E402
 
 Mode = csi.VolumeCapabilityAccessModeMode
 

@@ -25,10 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from efs_csi import csi  # noqa: E402
-from efs_csi.mountinfo import read_mount_table  # noqa: E402
-from tests.node.conftest import unmount_everything_under  # noqa: E402
-from tests.support.csi_builders import mount_capability, percentile  # noqa: E402
-from tests.support.processes import start_binary  # noqa: E402
+from efs_csi.mounting.mountinfo import read_mount_table  # noqa: E402
+from testbed.csi_builders import mount_capability, percentile  # noqa: E402
+from testbed.mounts import unmount_everything_under  # noqa: E402
+from testbed.processes import start_binary  # noqa: E402
 
 FS_ID = "fs-0123456789abcdef0"
 Mode = csi.VolumeCapabilityAccessModeMode

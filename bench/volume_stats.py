@@ -2,7 +2,7 @@
 
 Local rows (10k, 100k, 1M files; 1000 entries per directory, one file in ten holding 5000
 bytes, one in a hundred hard-linked from a second directory): after one ``du`` to warm the page
-cache, ``du -s --inodes``, ``du -s -B1`` and ``node.usage_walk.measure_usage`` at the node's
+cache, ``du -s --inodes``, ``du -s -B1`` and ``efs_csi_node.usage_walk.measure_usage`` at the node's
 default concurrency, each once. The walk runs in a fresh child process so its peak-RSS growth
 (worker threads included) is its own.
 
@@ -47,10 +47,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from node.stats import StatsRequest  # noqa: E402
-from node.usage_walk import DEFAULT_WALK_CONCURRENCY, measure_usage  # noqa: E402
-from node.volume_stats import CollectorSettings, VolumeStatsCollector  # noqa: E402
-from slowfs import ensure_libfuse, slow_mount  # noqa: E402
+from efs_csi_node.stats import StatsRequest  # noqa: E402
+from efs_csi_node.usage_walk import DEFAULT_WALK_CONCURRENCY, measure_usage  # noqa: E402
+from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector  # noqa: E402
+from testbed.slowfs import ensure_libfuse, slow_mount  # noqa: E402
 
 PER_DIRECTORY = 1000
 PAYLOAD = b"x" * 5000

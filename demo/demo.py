@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from efs_csi import csi  # noqa: E402
-from efs_csi.mountinfo import read_mount_table  # noqa: E402
-from tests.support.csi_builders import mount_capability  # noqa: E402
-from tests.support.efs_proxy import make_file_system  # noqa: E402
-from tests.support.moto_server import REGION, running_moto  # noqa: E402
-from tests.support.processes import RunningBinary, start_binary  # noqa: E402
+from testbed.csi_builders import mount_capability  # noqa: E402
+from testbed.efs_proxy import make_file_system  # noqa: E402
+from testbed.moto_server import REGION, running_moto  # noqa: E402
+from testbed.mounts import mounts_under  # noqa: E402
+from testbed.processes import RunningBinary, start_binary  # noqa: E402
 
 Mode = csi.VolumeCapabilityAccessModeMode
 GIB = 1 << 30
@@ -61,10 +61,6 @@ class Report:
         print(f"  {len(self.rows):>2}. {name:<44} {elapsed * 1000:8.1f} ms  {result}", flush=True)
         if self.failed:
             raise SystemExit(1)
-
-
-def mounts_under(directory: Path) -> list[str]:
-    return [entry.mount_point for entry in read_mount_table().under(directory)]
 
 
 @contextlib.asynccontextmanager

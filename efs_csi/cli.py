@@ -1,22 +1,26 @@
 """Command-line pieces shared by both binaries.
 
-Each binary builds its parser from ``base_parser`` so the common flags are spelled the same
-way, and exposes ``build_parser()`` so the Helm chart's arguments can be checked against it.
-argparse already exits 2 with a usage line on an unknown flag or a bad value.
+Each binary's ``__main__`` is the one place that reads its flags and the process environment:
+it builds its parser from ``base_parser`` (so the common flags are spelled the same way, with
+defaults from the environment it is given), configures logging, and turns the parsed flags into
+a frozen configuration (``ServingConfig`` for the part both share) for its composition root.
+Each exposes ``build_parser()`` so the Helm chart's arguments can be checked against it.
+argparse already exits 2 with a usage line on an unknown flag or a bad value, a bad default
+from the environment included (argparse passes string defaults through ``type``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from efs_csi import __version__
 from efs_csi.logging import LOG_FORMATS, LOG_LEVELS, configure_logging
-from efs_csi.server import Endpoint, EndpointUnusable, parse_endpoint
+from efs_csi.rpc.server import Endpoint, EndpointUnusable, parse_endpoint
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -83,12 +87,14 @@ def non_negative_float(text: str) -> float:
                    "a number >= 0")
 
 
-def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+def base_parser(prog: str, description: str,
+                environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
     parser.add_argument("--endpoint", type=endpoint_arg,
-                        default=os.environ.get("CSI_ENDPOINT", "unix:///csi/csi.sock"),
-                        help="CSI endpoint: unix:///path/to/csi.sock or tcp://host:port")
+                        default=environ.get("CSI_ENDPOINT", "unix:///csi/csi.sock"),
+                        help="CSI endpoint: unix:///path/to/csi.sock or tcp://host:port "
+                             "(default: CSI_ENDPOINT)")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="json")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                         type=str.lower)
@@ -100,12 +106,24 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+@dataclass(frozen=True)
+class ServingConfig:
+    """How a binary serves: the flags of ``base_parser`` (logging is configured apart)."""
+
+    endpoint: Endpoint
+    http_endpoint: tuple[str, int] | None = None
+    shutdown_grace_period: float = 30.0
+
+
+def serving_config(args: argparse.Namespace) -> ServingConfig:
+    return ServingConfig(endpoint=args.endpoint, http_endpoint=args.http_endpoint,
+                         shutdown_grace_period=args.shutdown_grace_period)
+
+
+def parse_and_configure_logging(parser: argparse.ArgumentParser,
+                                argv: list[str] | None) -> argparse.Namespace:
+    """The parsed flags, with logging configured as they say (before anything else logs)."""
     args = parser.parse_args(argv)
-    # A default given as a string is not passed through ``type`` when it is not a str action
-    # default; normalise the endpoint either way.
-    if isinstance(args.endpoint, str):
-        args.endpoint = endpoint_arg(args.endpoint)
     configure_logging(args.log_format, args.log_level)
     return args
 

@@ -1,8 +1,8 @@
 """What the driver needs from the EFS API, without any boto import.
 
-``Cloud`` is implemented by ``efs_csi.aws.AwsCloud`` (aiobotocore) and by fakes in tests.
-It raises ``efs_csi.errors`` exceptions only, translated in ``efs_csi.aws``, so use cases never
-see botocore's error shapes.
+``Cloud`` is implemented by ``efs_csi.adapters.aws.AwsCloud`` (aiobotocore) and by fakes in
+tests. It raises ``efs_csi.errors`` exceptions only, translated in ``efs_csi.adapters.aws``, so
+use cases never see botocore's error shapes.
 """
 
 from __future__ import annotations
@@ -93,13 +93,6 @@ class Cloud(Protocol):
         """NotFound when the access point does not exist."""
 
     async def mount_targets(self, file_system_id: str) -> list[MountTarget]: ...
-
-
-class CloudProvider(Protocol):
-    """Hands out clouds: the controller's own, or one acting as another account's role."""
-
-    async def cloud_for(self, role_arn: str | None, external_id: str | None = None) -> Cloud:
-        """The default cloud when ``role_arn`` is empty; NotFound/PermissionDenied from STS."""
 
 
 class ApiObserver(Protocol):

@@ -1,6 +1,6 @@
 """Domain errors, and the one place that maps any exception to a gRPC status.
 
-Use cases raise these; only ``to_grpc_error`` (called by ``efs_csi.rpc``) turns them into
+Use cases raise these; only ``to_grpc_error`` (called by ``efs_csi.rpc.hook``) turns them into
 what the caller sees. An operating-system error (a path too long, a file where a directory
 should be, no permission, ...) is answered by its errno (``from_os_error``) with its message
 and the path it names. Everything else unexpected becomes INTERNAL with the exception's type

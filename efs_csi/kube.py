@@ -1,34 +1,24 @@
-"""What the driver needs from the Kubernetes API.
+"""What the driver needs from the Kubernetes API, and where that API is (no client import).
 
-``Kube`` is the protocol; ``KubernetesAsyncioKube`` is its kubernetes-asyncio adapter (this
-module is the only place that imports kubernetes_asyncio). Errors surface as ``efs_csi.errors``
-exceptions (404 NotFound, 403 PermissionDenied, others Unavailable), with ``KubeConflict`` for
-409/422 answers so callers can retry optimistic updates.
+``Kube`` is implemented by ``efs_csi.adapters.kube.KubernetesAsyncioKube`` and by fakes in
+tests. Errors surface as ``efs_csi.errors`` exceptions (404 NotFound, 403 PermissionDenied,
+others Unavailable), with ``KubeConflict`` for 409/422 answers so callers can retry optimistic
+updates.
 
 Where the API is comes from a ``KubeEndpoint``: ``in_cluster_endpoint`` reads the pod's service
 account (token + CA files, ``KUBERNETES_SERVICE_HOST``/``_PORT``), and tests build one that points
-at a fake API server over plain HTTP. The token file is re-read when it changes, because
-projected service-account tokens rotate.
+at a fake or a real API server of their own.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import aiohttp
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio.client.exceptions import ApiException
-
-from efs_csi.errors import Aborted, CsiError, NotFound, PermissionDenied, Unavailable
+from efs_csi.errors import Aborted, Unavailable
 from efs_csi.logging import get_logger
-
-Json = dict[str, Any]
 
 
 class KubeConflict(Aborted):
@@ -80,7 +70,7 @@ class KubeEndpoint:
     ca_file: Path | None = None
 
 
-def in_cluster_endpoint(environ: Mapping[str, str] = os.environ,
+def in_cluster_endpoint(environ: Mapping[str, str],
                         service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> KubeEndpoint:
     """The in-cluster API endpoint; Unavailable when not running in a pod."""
     host = environ.get("KUBERNETES_SERVICE_HOST", "")
@@ -98,170 +88,11 @@ def in_cluster_endpoint(environ: Mapping[str, str] = os.environ,
 _log = get_logger("efs_csi.kube")
 
 
-def in_cluster_kube(without: str) -> KubernetesAsyncioKube | None:
-    """The Kubernetes API when running in a pod, else None (logged: what goes ``without``)."""
+def in_cluster_or_none(environ: Mapping[str, str], *, without: str,
+                       service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> KubeEndpoint | None:
+    """The in-cluster API endpoint, or None outside a pod (logged: what goes ``without``)."""
     try:
-        endpoint = in_cluster_endpoint()
+        return in_cluster_endpoint(environ, service_account_dir)
     except Unavailable as exc:
         _log.info("no Kubernetes API", consequence=without, reason=exc.message)
         return None
-    return KubernetesAsyncioKube(endpoint)
-
-
-class _TokenFile:
-    """Reads the bearer token again whenever the file changes (rotated projected tokens)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._seen: tuple[int, int] | None = None
-
-    def refresh(self, configuration: k8s.Configuration) -> None:
-        info = self._path.stat()
-        stamp = (info.st_mtime_ns, info.st_size)
-        if stamp != self._seen:
-            token = self._path.read_text().strip()
-            # The BearerToken key is the one kubernetes-asyncio sends; "authorization" is
-            # silently ignored.
-            configuration.api_key["BearerToken"] = f"Bearer {token}"
-            self._seen = stamp
-
-
-def _taint_from_api(taint: Mapping[str, Any]) -> Taint:
-    value = taint.get("value")
-    return Taint(key=str(taint["key"]), effect=str(taint["effect"]),
-                 value=None if value is None else str(value))
-
-
-def _taint_to_api(taint: Taint) -> dict[str, str]:
-    body = {"key": taint.key, "effect": taint.effect}
-    if taint.value is not None:
-        body["value"] = taint.value
-    return body
-
-
-def _field(document: Json, what: str, name: str, kind: type) -> Any:
-    """``document[name]``, where an absent key or null means empty; a wrong type is an error."""
-    value = document.get(name)
-    if value is None:
-        return kind()
-    if not isinstance(value, kind):
-        raise Unavailable(f"kubernetes API answered {what} with a malformed {name!r}")
-    return value
-
-
-def _status_error(what: str, status: int, reason: str) -> CsiError:
-    if status == 404:
-        return NotFound(f"{what} not found")
-    if status in (409, 422):
-        return KubeConflict(f"{what}: {status} {reason}")
-    if status == 403:
-        return PermissionDenied(f"{what}: 403 Forbidden for this ServiceAccount")
-    return Unavailable(f"kubernetes API error on {what}: {status} {reason}")
-
-
-class KubernetesAsyncioKube:
-    """``Kube`` over kubernetes-asyncio. Build it inside the running event loop; ``close`` it.
-
-    Answers are read as the JSON the server sent, not through kubernetes-asyncio's models: the
-    models refuse what the real API serves (a fresh CSINode's ``"drivers": null``), and only a
-    few fields are needed. Any answer without them is an ``Unavailable`` error here, the one
-    place that reads the API, so no caller sees a model's ``ValueError``.
-    """
-
-    def __init__(self, endpoint: KubeEndpoint, *, timeout_s: float = 15.0) -> None:
-        configuration = k8s.Configuration(host=endpoint.host)
-        if endpoint.ca_file is not None:
-            configuration.ssl_ca_cert = str(endpoint.ca_file)
-        if endpoint.token_file is not None:
-            token = _TokenFile(endpoint.token_file)
-            token.refresh(configuration)
-            configuration.refresh_api_key_hook = token.refresh
-        self._api_client = k8s.ApiClient(configuration)
-        self._core = k8s.CoreV1Api(self._api_client)
-        self._storage = k8s.StorageV1Api(self._api_client)
-        self._timeout_s = timeout_s
-
-    async def _call(self, what: str, method: Any, *args: Any) -> Json:
-        """Call ``method`` and return the JSON object the server answered with."""
-        try:
-            response = await method(*args, _request_timeout=self._timeout_s,
-                                    _preload_content=False)
-            try:
-                body = await response.read()
-            finally:
-                response.release()
-        except ApiException as exc:  # raised before any answer (a request it cannot build)
-            raise Unavailable(f"kubernetes API request for {what} failed: {exc.reason}") \
-                from None
-        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
-            raise Unavailable(f"kubernetes API unreachable for {what}: "
-                              f"{type(exc).__name__}") from None
-        if not 200 <= response.status <= 299:
-            raise _status_error(what, response.status, response.reason or "")
-        try:
-            document = json.loads(body)
-        except ValueError:
-            document = None
-        if not isinstance(document, dict):
-            raise Unavailable(f"kubernetes API answered {what} with something that is not a "
-                              "JSON object")
-        return document
-
-    async def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
-        what = f"ConfigMap {namespace}/{name}"
-        config_map = await self._call(what, self._core.read_namespaced_config_map, name,
-                                      namespace)
-        value = _field(config_map, what, "data", dict).get(key)
-        if not isinstance(value, str):
-            raise NotFound(f"{what} has no key {key!r}")
-        return value
-
-    async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
-        what = f"Secret {namespace}/{name}"
-        secret = await self._call(what, self._core.read_namespaced_secret, name, namespace)
-        value = _field(secret, what, "data", dict).get(key)
-        if not isinstance(value, str):
-            raise NotFound(f"{what} has no key {key!r}")
-        try:
-            return base64.b64decode(value, validate=True).decode()
-        except (ValueError, UnicodeDecodeError):
-            raise Unavailable(f"{what} key {key!r} is not base64 of UTF-8 text") from None
-
-    async def get_node(self, name: str) -> NodeInfo:
-        what = f"Node {name}"
-        node = await self._call(what, self._core.read_node, name)
-        metadata = _field(node, what, "metadata", dict)
-        spec = _field(node, what, "spec", dict)
-        try:
-            taints = tuple(_taint_from_api(t) for t in _field(spec, what, "taints", list))
-            labels = {str(k): str(v) for k, v in _field(metadata, what, "labels", dict).items()}
-            return NodeInfo(name=str(metadata["name"]),
-                            resource_version=str(metadata["resourceVersion"]),
-                            labels=labels, taints=taints)
-        except (KeyError, TypeError, AttributeError):
-            raise Unavailable(f"kubernetes API answered {what} without its name, "
-                              "resourceVersion or well-formed taints") from None
-
-    async def replace_node_taints(self, node: NodeInfo, taints: tuple[Taint, ...]) -> None:
-        # A list body makes kubernetes-asyncio send a JSON Patch. Taints have no merge key, so
-        # the whole list is replaced, and the "test" makes the API refuse (422) if the Node
-        # changed since we read it: nobody else's taint edit is lost.
-        patch = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": node.resource_version},
-            {"op": "add", "path": "/spec/taints", "value": [_taint_to_api(t) for t in taints]},
-        ]
-        await self._call(f"Node {node.name}", self._core.patch_node, node.name, patch)
-
-    async def csinode_has_driver(self, node_name: str, driver: str) -> bool | None:
-        what = f"CSINode {node_name}"
-        try:
-            csinode = await self._call(what, self._storage.read_csi_node, node_name)
-        except NotFound:
-            return None
-        # kubelet creates the CSINode with no drivers, which the API serves as null.
-        drivers = _field(_field(csinode, what, "spec", dict), what, "drivers", list)
-        return any(isinstance(entry, dict) and entry.get("name") == driver
-                   for entry in drivers)
-
-    async def close(self) -> None:
-        await self._api_client.close()

@@ -22,8 +22,10 @@ else
     | kind create cluster --name "${cluster}" --config -
 fi
 
+# The node image with the local backend's EFS API client (kind/values.yaml: mountBackend local).
 for component in controller node; do
-  docker build -f "${repo}/docker/Dockerfile" --target "${component}" -t "efs-csi-${component}:kind" "${repo}"
+  docker build -f "${repo}/docker/Dockerfile" --target "${component}" \
+    --build-arg NODE_EXTRAS=local -t "efs-csi-${component}:kind" "${repo}"
   kind load docker-image --name "${cluster}" "efs-csi-${component}:kind"
 done
 

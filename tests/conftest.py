@@ -1,20 +1,82 @@
-"""Shared fixtures: the asyncio task-leak guard, moto over HTTP, and real binaries."""
+"""Shared fixtures (the asyncio task-leak guard, moto over HTTP, the EFS proxy, real binaries)
+and the speed tiers.
+
+The fast tier (``make test-fast``: ``pytest -m "not slow"``) is pure logic and RPC over grpclib's
+in-memory channel: no root, no subprocess, no server but cheap in-process ones (a metrics
+endpoint, a fake instance-metadata or Kubernetes API on loopback). Everything else is ``slow``:
+a test marked so, a test using a fixture that starts something real (``SLOW_FIXTURES``), and
+every test of the suites that run the driver whole (``SLOW_SUITES``). The full suite, what CI
+runs, is both. A test outside the slow tier that starts a process fails, and one that needs
+root skips (a failure under CI), so the fast tier stays what it says.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 import pytest_asyncio
 
+from efs_csi.adapters.kube import KubernetesAsyncioKube
+from efs_csi.kube import KubeEndpoint
+from efs_csi.metrics import MetricsEndpoint, new_registry
+from efs_csi.rpc.identity import Readiness
+from testbed.efs_proxy import EfsProxy, FileSystemSetup, make_file_system
+from testbed.moto_server import MotoEndpoint, running_moto
+from testbed.processes import RunningBinary, StartBinary, start_binary
 from tests.support.ci import in_ci
 from tests.support.cluster_fixtures import cluster_dir, control_plane  # noqa: F401 - fixtures
-from tests.support.efs_proxy import efs_proxy  # noqa: F401 - fixture registration
-from tests.support.moto_server import MotoEndpoint, running_moto
-from tests.support.processes import RunningBinary, start_binary
+from tests.support.fakes.kube_api import FakeKubeApi
+from tests.support.scrape import MetricsServer
+
+# Fixtures that start real processes, mount, or serve moto: a test using one is slow.
+SLOW_FIXTURES = frozenset({"binary", "moto_session", "moto", "efs_proxy", "mounts_cleaned",
+                           "local_node", "control_plane", "cluster_dir", "engine",
+                           "sanity_driver"})
+# Suites that cross packages and run the driver whole (tests/<suite>/): slow throughout.
+SLOW_SUITES = frozenset({"integration", "conformance", "reliability", "cluster", "chart",
+                         "images", "e2e"})
+_TESTS = Path(__file__).parent
+
+
+def is_slow(item: pytest.Item) -> bool:
+    if item.get_closest_marker("slow") is not None:
+        return True
+    if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    suite = item.path.relative_to(_TESTS).parts[0] if item.path.is_relative_to(_TESTS) else ""
+    return suite in SLOW_SUITES
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow tier before ``-m`` selects (tryfirst: before pytest's own selection)."""
+    for item in items:
+        if is_slow(item) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+
+
+class _NoProcessInTheFastTier(subprocess.Popen):  # type: ignore[type-arg]
+    def __init__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AssertionError("a test of the fast tier started a process: mark it "
+                             "@pytest.mark.slow, or test the logic without the process")
+
+
+@pytest.fixture(autouse=True)
+def fast_tier_guard(request: pytest.FixtureRequest,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the slow tier, starting a process fails the test (asyncio's subprocesses go
+    through ``subprocess.Popen`` too), and the test runs as if not root, so one that needs root
+    skips, which CI turns into a failure."""
+    if request.node.get_closest_marker("slow") is None:
+        monkeypatch.setattr(subprocess, "Popen", _NoProcessInTheFastTier)
+        monkeypatch.setattr(os, "geteuid", lambda: 65534)
 
 _SUMMARY = pytest.StashKey[list[str]]()
 
@@ -86,7 +148,56 @@ def moto(moto_session: MotoEndpoint) -> MotoEndpoint:
     return moto_session
 
 
-StartBinary = Callable[..., Awaitable[RunningBinary]]
+@pytest_asyncio.fixture
+async def metrics_server() -> AsyncIterator[MetricsServer]:
+    """A registry served by a real metrics endpoint on loopback (an in-process server)."""
+    registry = new_registry()
+    readiness = Readiness()
+    endpoint = MetricsEndpoint(registry, "127.0.0.1", 0, healthy=lambda: readiness.ready)
+    port = await endpoint.start()
+    try:
+        yield registry, port, readiness
+    finally:
+        await endpoint.stop()
+
+
+@pytest_asyncio.fixture
+async def fake_kube_api() -> AsyncIterator[FakeKubeApi]:
+    """A fake Kubernetes API server on loopback, for faults a real one cannot show on cue."""
+    fake = FakeKubeApi()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+@pytest_asyncio.fixture
+async def kube_over_fake_api(fake_kube_api: FakeKubeApi,
+                             tmp_path: Path) -> AsyncIterator[KubernetesAsyncioKube]:
+    """The real Kubernetes adapter, pointed at ``fake_kube_api`` with a token file."""
+    token = tmp_path / "token"
+    token.write_text(fake_kube_api.token + "\n")
+    adapter = KubernetesAsyncioKube(KubeEndpoint(host=fake_kube_api.url, token_file=token))
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+@pytest.fixture
+def efs_proxy(moto: MotoEndpoint) -> Iterator[EfsProxy]:
+    """An EfsProxy in front of this test's (reset) moto; stopped after the test."""
+    with EfsProxy(moto.url, seed=1) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def file_system(efs_proxy: EfsProxy) -> FileSystemSetup:
+    """A file system with mount targets in two zones, behind ``efs_proxy`` (counts reset)."""
+    setup = make_file_system(efs_proxy.url)
+    efs_proxy.reset_counts()
+    return setup
 
 
 @pytest_asyncio.fixture

@@ -2,7 +2,7 @@
 
 The binaries are the one source of truth: their parsers and startup checks decide what a
 value may be. For every value that becomes a flag, this test probes the schema's bounds
-against the binary's own ``main()`` (tests/chart/startup.py): the schema's minimum and maximum
+against the binary's own ``main()`` (tests/support/startup.py): the schema's minimum and maximum
 must start the binary, the value just past each must be refused by both, and a value with no
 schema maximum must be one the binary accepts at any size. A bound changed on either side
 alone fails here.
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.chart.render import CHART, binary_args, helm, render, template_args
-from tests.chart.startup import start_up
+from tests.support.startup import start_up
 
 
 @dataclass(frozen=True)

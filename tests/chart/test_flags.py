@@ -2,7 +2,7 @@
 
 Flags come from each binary's own ``build_parser()``, so a flag added to a binary without a
 way to set it from values fails here. Every rendered argument list goes through the binary's
-own ``main()`` up to serving (tests/chart/startup.py), so a chart arg the parser or the
+own ``main()`` up to serving (tests/support/startup.py), so a chart arg the parser or the
 startup checks reject fails here too.
 """
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.__main__ import build_parser as controller_parser
-from node.__main__ import build_parser as node_parser
+from efs_csi_controller.__main__ import build_parser as controller_parser
+from efs_csi_node.__main__ import build_parser as node_parser
 from tests.chart.render import binary_args, flag_name, render, values_files, values_id
-from tests.chart.startup import start_up
+from tests.support.startup import start_up
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "efs-csi-controller": controller_parser,
@@ -126,7 +126,7 @@ def test_tags_keep_their_escapes() -> None:
     tags = next(arg for arg in args if arg.startswith("--tags="))
     assert tags == r"--tags=environment:prod path:c/d team\ name:a\:b"
     # The controller reads back exactly the map the values gave.
-    from controller.tags import parse_tags
+    from efs_csi_controller.tags import parse_tags
 
     assert parse_tags(tags.removeprefix("--tags=")) == {
         "environment": "prod", "team name": "a:b", "path": "c/d"}

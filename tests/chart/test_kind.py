@@ -10,8 +10,8 @@ import sys
 
 import yaml
 
+from testbed.moto_server import MotoEndpoint
 from tests.support.ci import REPO
-from tests.support.moto_server import MotoEndpoint
 
 HELPER = REPO / "scripts" / "kind-file-system.py"
 

@@ -22,7 +22,7 @@ def venv_tool(name: str) -> str:
     candidate = Path(sys.executable).parent / name
     found = str(candidate) if candidate.is_file() else shutil.which(name)
     if not found:
-        skip_or_fail(f"{name} not installed (pip install -e '.[test]')")
+        skip_or_fail(f"{name} not installed (make venv installs it)")
     return found
 
 

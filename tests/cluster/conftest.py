@@ -13,11 +13,11 @@ from typing import Any
 import boto3
 import pytest
 
-from efs_csi import NOT_READY_TAINT
+from efs_csi.contract import NOT_READY_TAINT
+from testbed.efs_proxy import EfsProxy, make_file_system
+from testbed.moto_server import REGION, MotoEndpoint, running_moto
 from tests.support.cluster import ControlPlane, Kubelet, wait_until
 from tests.support.deployment import ControllerPod, NodePod, install_chart
-from tests.support.efs_proxy import EfsProxy, make_file_system
-from tests.support.moto_server import REGION, MotoEndpoint, running_moto
 
 Json = dict[str, Any]
 CHART_SETS = ("region=us-east-1", "mountBackend=local")
@@ -25,7 +25,7 @@ CHART_SETS = ("region=us-east-1", "mountBackend=local")
 
 @dataclass
 class Efs:
-    """The EFS API the driver uses: moto behind tests/support/efs_proxy.py (which adds what
+    """The EFS API the driver uses: moto behind testbed/efs_proxy.py (which adds what
     real EFS does and moto does not, such as FileSystemNotFound), as an operator sees it."""
 
     endpoint: MotoEndpoint  # the proxy's address, in the shape the helpers take

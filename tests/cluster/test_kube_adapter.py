@@ -1,7 +1,8 @@
 """The kubernetes-asyncio adapter and the startup taint removal against a real kube-apiserver.
 
 Faults a real server cannot be made to answer on cue (500/503/409 on a given request) are
-tested against tests/support/fake_kube_api.py in tests/ops/test_kube_and_taint.py.
+tested against tests/support/fakes/kube_api.py in tests/core/adapters/test_kube.py and
+tests/node/test_taint.py.
 """
 
 from __future__ import annotations
@@ -15,16 +16,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from efs_csi import NOT_READY_TAINT, PLUGIN_NAME
+from efs_csi.adapters.kube import KubernetesAsyncioKube
+from efs_csi.contract import NOT_READY_TAINT, PLUGIN_NAME
 from efs_csi.errors import NotFound, PermissionDenied, Unavailable
-from efs_csi.kube import (
-    KubeEndpoint,
-    KubernetesAsyncioKube,
-    NodeInfo,
-    Taint,
-    in_cluster_endpoint,
-)
-from node.taint import TaintRemovalSettings, TaintRemover
+from efs_csi.kube import KubeEndpoint, NodeInfo, Taint, in_cluster_endpoint
+from efs_csi_node.taint import TaintRemovalSettings, TaintRemover
 from tests.support.cluster import ControlPlane, wait_until
 
 OURS_NO_EXECUTE = {"key": NOT_READY_TAINT, "effect": "NoExecute"}

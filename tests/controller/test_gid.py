@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.gid import GidAllocator, _Inventory
-from controller.params import GidRange
 from efs_csi.cloud import AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.errors import ResourceExhausted
-from tests.controller.fakes import FakeCloud
+from efs_csi_controller.gid import GidAllocator, _Inventory
+from efs_csi_controller.params import GidRange
+from tests.support.fakes.cloud import FakeCloud
 
 FS = "fs-12345678"
 

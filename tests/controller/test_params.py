@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.params import GidRange, ObjectKeyRef, parse_parameters
 from efs_csi.errors import InvalidArgument
+from efs_csi_controller.params import GidRange, ObjectKeyRef, parse_parameters
 
 BASE = {"provisioningMode": "efs-ap", "fileSystemId": "fs-12345678", "directoryPerms": "700"}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller.params import PvcMetadata
-from controller.paths import root_path, unique_suffix
 from efs_csi.errors import InvalidArgument
+from efs_csi_controller.params import PvcMetadata
+from efs_csi_controller.paths import root_path, unique_suffix
 
 META = PvcMetadata(pvc_name="data", pvc_namespace="team", pv_name="pvc-1234")
 

@@ -8,25 +8,28 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from controller.cross_account import CloudSelector
-from controller.gid import GidAllocator
-from controller.provisioning import Provisioner
-from controller.root_dir import RootDirectoryRemover, _remove_tree
-from controller.tags import BASE_PATH_TAG, tag_value
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
-from efs_csi.commands import CommandRunner
 from efs_csi.errors import DeadlineExceeded
-from efs_csi.local_mount import LocalMounter
-from efs_csi.mount import MountCommands
-from efs_csi.offloop import OffLoop
-from tests.controller.fakes import FakeCloud
+from efs_csi.mounting.commands import CommandRunner
+from efs_csi.mounting.local import LocalMounter
+from efs_csi.mounting.mount import MountCommands
+from efs_csi.mounting.offloop import OffLoop
+from efs_csi_controller.cross_account import CloudSelector
+from efs_csi_controller.gid import GidAllocator
+from efs_csi_controller.provisioning import Provisioner
+from efs_csi_controller.root_dir import RootDirectoryRemover, _remove_tree
+from efs_csi_controller.tags import BASE_PATH_TAG, tag_value
 from tests.support.ci import require_root
+from tests.support.fakes.cloud import FakeCloud
 
 FS = "fs-12345678"
 
 
-def setup(tmp_path: Path) -> tuple[FakeCloud, Provisioner, Path, Path]:
-    require_root()
+def setup(tmp_path: Path, *, mounts: bool = True) -> tuple[FakeCloud, Provisioner, Path, Path]:
+    """A provisioner that removes root directories through real bind mounts (root only),
+    or, with ``mounts=False``, one whose guards must refuse before mounting anything."""
+    if mounts:
+        require_root()
     root = tmp_path / "efs"
     fs_dir = root / FS
     fs_dir.mkdir(parents=True)
@@ -53,6 +56,7 @@ def no_mounts_left(work: Path) -> bool:
     return str(work) not in Path("/proc/self/mountinfo").read_text()
 
 
+@pytest.mark.slow  # real mounts, as root
 @pytest.mark.asyncio
 async def test_directory_is_removed_with_the_access_point(tmp_path: Path) -> None:
     cloud, provisioner, fs_dir, work = setup(tmp_path)
@@ -76,7 +80,8 @@ async def test_directory_is_removed_with_the_access_point(tmp_path: Path) -> Non
 ])
 async def test_guards_keep_the_directory(tmp_path: Path, doomed_root: str,
                                          other_root: str | None, base_path: str) -> None:
-    cloud, provisioner, fs_dir, work = setup(tmp_path)
+    # Refused before any mount: were it not, the fast tier's guard would fail the test.
+    cloud, provisioner, fs_dir, work = setup(tmp_path, mounts=False)
     if other_root is not None:
         access_point(cloud, other_root, fs_dir)
     doomed = access_point(cloud, doomed_root, fs_dir, base_path=base_path)
@@ -87,6 +92,7 @@ async def test_guards_keep_the_directory(tmp_path: Path, doomed_root: str,
     assert no_mounts_left(work)
 
 
+@pytest.mark.slow  # real mounts, as root
 @pytest.mark.asyncio
 async def test_never_across_a_symlink(tmp_path: Path) -> None:
     cloud, provisioner, fs_dir, work = setup(tmp_path)
@@ -101,6 +107,7 @@ async def test_never_across_a_symlink(tmp_path: Path) -> None:
     assert no_mounts_left(work)
 
 
+@pytest.mark.slow  # real mounts, as root
 @pytest.mark.asyncio
 async def test_missing_directory_is_fine(tmp_path: Path) -> None:
     cloud, provisioner, fs_dir, _work = setup(tmp_path)
@@ -109,6 +116,7 @@ async def test_missing_directory_is_fine(tmp_path: Path) -> None:
     assert cloud.access_points_by_id == {}
 
 
+@pytest.mark.slow  # real mounts, as root
 @pytest.mark.asyncio
 async def test_removal_is_time_bounded_off_the_default_executor_and_never_doubled(
         tmp_path: Path) -> None:

@@ -14,11 +14,6 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
-from controller.cross_account import CloudSelector
-from controller.gid import GidAllocator
-from controller.paths import unique_suffix
-from controller.provisioning import Provisioner
-from controller.service import ControllerService
 from efs_csi import csi
 from efs_csi.cloud import (
     AccessPointRequest,
@@ -28,8 +23,14 @@ from efs_csi.cloud import (
     MountTarget,
     PosixUser,
 )
-from efs_csi.rpc import InFlight, instrument
-from tests.controller.fakes import FakeCloud, FakeKube
+from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi_controller.cross_account import CloudSelector
+from efs_csi_controller.gid import GidAllocator
+from efs_csi_controller.paths import unique_suffix
+from efs_csi_controller.provisioning import Provisioner
+from efs_csi_controller.service import ControllerService
+from tests.support.fakes.cloud import FakeCloud
+from tests.support.fakes.kube import FakeKube
 
 FS = "fs-12345678"
 PARAMS = {"provisioningMode": "efs-ap", "fileSystemId": FS, "directoryPerms": "700",

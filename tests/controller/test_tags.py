@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.params import PvcMetadata
-from controller.paths import normalised_base_path
-from controller.tags import access_point_tags, parse_tags, tag_value
 from efs_csi.errors import InvalidArgument
-from tests.support.efs_rules import tag_violations
+from efs_csi_controller.params import PvcMetadata
+from efs_csi_controller.paths import normalised_base_path
+from efs_csi_controller.tags import access_point_tags, parse_tags, tag_value
+from testbed.efs_rules import tag_violations
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -46,7 +46,7 @@ def test_access_point_tags() -> None:
                           capacity_bytes=0, base_path="/")
 
 
-# EFS's Tag rules, judged by tests.support.efs_rules (the documented patterns, verbatim) ------
+# EFS's Tag rules, judged by testbed.efs_rules (the documented patterns, verbatim) ------
 
 AWKWARD_BASE_PATHS = ["/team(a)", "/data,v2", "/50%", "/a@b", "/x!y[1]~", "/caf\u00e9/\u00fcber",
                       "/\U0001f600", "/emoji" + "\U0001f600" * 40, "/" + "a" * 99, "/"]

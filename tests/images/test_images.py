@@ -81,6 +81,29 @@ def test_binaries_print_their_version(engine: Engine, target: str, command: list
         assert __version__ in output
 
 
+@pytest.mark.parametrize(("target", "own", "foreign"), [
+    ("controller", "efs_csi_controller", ["efs_csi_node"]),
+    # The node's EFS API client is the local backend's extra (NODE_EXTRAS=local), not the
+    # production node's.
+    ("node", "efs_csi_node", ["efs_csi_controller", "aiobotocore"]),
+    ("controller-efs", "efs_csi_controller", ["efs_csi_node"]),
+])
+def test_each_image_holds_its_own_binary_and_not_the_other(engine: Engine, target: str,
+                                                            own: str, foreign: list[str]
+                                                            ) -> None:
+    """One distribution per image (docker/venv.sh): the other binary's package, its script and
+    the libraries only the other binary needs are absent."""
+    script = ("import importlib.util, json, os\n"
+              f"names = {[own, 'efs_csi', *foreign]!r}\n"
+              "print(json.dumps({'modules': {n: importlib.util.find_spec(n) is not None "
+              "for n in names}, 'scripts': sorted(f for f in os.listdir('/opt/efs-csi/bin') "
+              "if f.startswith('efs-csi'))}))\n")
+    found = json.loads(engine.run(target, "-c", script, entrypoint="python3").stdout)
+    assert found["modules"] == {own: True, "efs_csi": True, **dict.fromkeys(foreign, False)}
+    binary = own.replace("efs_csi_", "efs-csi-")
+    assert found["scripts"] == [binary]
+
+
 @pytest.mark.parametrize("target", ["node", "controller-efs"])
 def test_mount_helpers_are_where_efs_utils_and_libmount_look(engine: Engine,
                                                               target: str) -> None:

@@ -29,12 +29,12 @@ import pytest
 from grpclib.client import Channel
 
 from efs_csi import csi
+from testbed.csi_builders import mount_capability
+from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint, create_file_system
 from tests.chart.render import render
 from tests.images.engine import Engine
 from tests.images.pods import container, docker_command, docker_run_options, pod_spec
 from tests.support.ci import REPO
-from tests.support.csi_builders import mount_capability
-from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint, create_file_system
 
 OWNER = 1000  # the access point owner the StorageClass gives (gidRangeStart)
 

@@ -14,7 +14,7 @@ import pytest
 from grpclib.client import Channel
 
 from efs_csi import csi
-from tests.conftest import StartBinary
+from testbed.processes import MODULES, StartBinary
 
 SECRET = "TOP-SECRET-VALUE-9"
 
@@ -34,14 +34,16 @@ async def test_sigterm_lets_in_flight_rpc_finish_then_exits_0(tmp_path: Path) ->
     sock = tmp_path / "csi.sock"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.support.slow_server", f"unix://{sock}", "1.5",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         await wait_for_socket(sock, process)
         channel = Channel(path=str(sock))
         try:
             slow_call = asyncio.create_task(
                 csi.IdentityStub(channel).probe(csi.ProbeRequest(), timeout=20))
-            await asyncio.sleep(0.5)  # the call is now in flight
+            assert process.stdout is not None
+            started = await asyncio.wait_for(process.stdout.readline(), 20)
+            assert started == b"probe in flight\n"  # the server is running the call now
             process.send_signal(signal.SIGTERM)
             reply = await slow_call
         finally:
@@ -78,7 +80,8 @@ async def test_binary_starts_over_a_stale_socket_and_cleans_up(
 async def test_refuses_to_steal_a_live_socket(binary: StartBinary, tmp_path: Path) -> None:
     first = await binary("node")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node", "--endpoint", f"unix://{first.socket}", "--node-id", "n",
+        sys.executable, "-m", "efs_csi_node", "--endpoint", f"unix://{first.socket}",
+        "--node-id", "n",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode != 0
@@ -165,7 +168,8 @@ def free_port() -> int:
 async def test_tcp_endpoint_serves_and_stops_cleanly() -> None:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node", "--endpoint", f"tcp://127.0.0.1:{port}", "--node-id", "n",
+        sys.executable, "-m", "efs_csi_node", "--endpoint", f"tcp://127.0.0.1:{port}",
+        "--node-id", "n",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
         info = None
@@ -207,7 +211,7 @@ async def test_something_else_at_the_socket_path_is_a_one_line_error_exit_2(
         args += ["--node-id", "n", "--mount-backend", "local", "--local-root", str(tmp_path),
                  "--availability-zone", "us-east-1a"]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", kind, *args, stdout=asyncio.subprocess.DEVNULL,
+        sys.executable, "-m", MODULES[kind], *args, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"})
     _, stderr = await asyncio.wait_for(process.communicate(), 60)

@@ -7,22 +7,26 @@ import asyncio
 import pytest
 
 from efs_csi.errors import Aborted
-from node.locks import KeyedLocks, MountSlots
+from efs_csi_node.locks import KeyedLocks, MountSlots
 
 
 @pytest.mark.asyncio
 async def test_same_key_is_serialised_other_keys_are_not() -> None:
     locks = KeyedLocks(deadline=lambda: None)
     order: list[str] = []
-    gate = asyncio.Event()
+    gate, first_in, second_waiting = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def first() -> None:
         async with locks.hold(["volume:a"]):
             order.append("first-in")
+            first_in.set()
             await gate.wait()
             order.append("first-out")
 
     async def second() -> None:
+        # Nothing yields between this and waiting for the lock: when the test sees the event,
+        # this task is queued on the lock.
+        second_waiting.set()
         async with locks.hold(["volume:a"]):
             order.append("second-in")
 
@@ -31,9 +35,10 @@ async def test_same_key_is_serialised_other_keys_are_not() -> None:
             order.append("other")
 
     tasks = [asyncio.create_task(first())]
-    await asyncio.sleep(0)
+    await first_in.wait()
     tasks += [asyncio.create_task(second()), asyncio.create_task(other())]
-    await asyncio.sleep(0.01)
+    await second_waiting.wait()
+    await tasks[2]  # another key: not held up by the first
     assert order == ["first-in", "other"]
     gate.set()
     await asyncio.gather(*tasks)
@@ -44,14 +49,15 @@ async def test_same_key_is_serialised_other_keys_are_not() -> None:
 @pytest.mark.asyncio
 async def test_waiting_past_the_deadline_is_aborted() -> None:
     locks = KeyedLocks(deadline=lambda: 0.05)
-    gate = asyncio.Event()
+    gate, holding = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:
         async with locks.hold(["path:/t"]):
+            holding.set()
             await gate.wait()
 
     task = asyncio.create_task(holder())
-    await asyncio.sleep(0)
+    await holding.wait()
     with pytest.raises(Aborted, match="/t"):
         async with locks.hold(["path:/t"]):
             pass
@@ -66,10 +72,14 @@ async def test_mount_slots_queue_then_abort_at_deadline() -> None:
     slots = MountSlots(2, deadline=lambda: deadline[0])
     running = 0
     peak = 0
-    gate = asyncio.Event()
+    tried = 0
+    gate, all_tried = asyncio.Event(), asyncio.Event()
 
     async def mount() -> None:
-        nonlocal running, peak
+        nonlocal running, peak, tried
+        tried += 1
+        if tried == 5:  # nothing yields from here to the slot: every task has asked for one
+            all_tried.set()
         async with slots.slot():
             running += 1
             peak = max(peak, running)
@@ -77,7 +87,7 @@ async def test_mount_slots_queue_then_abort_at_deadline() -> None:
             running -= 1
 
     tasks = [asyncio.create_task(mount()) for _ in range(5)]
-    await asyncio.sleep(0.01)
+    await all_tried.wait()
     assert running == 2  # the rest queue
     deadline[0] = 0.02
     with pytest.raises(Aborted, match="2 mount operations"):

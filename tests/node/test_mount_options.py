@@ -1,5 +1,5 @@
 """Table tests for mount-option building, including injection attempts, and a property test
-of every option set against efs-utils' own rules (tests.support.efs_rules)."""
+of every option set against efs-utils' own rules (testbed.efs_rules)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from efs_csi.contract.volume_context import parse_volume_context
+from efs_csi.contract.volume_id import parse_volume_id
 from efs_csi.errors import InvalidArgument
-from efs_csi.volume_id import parse_volume_id
-from node.mount_options import MountOptions, build_mount_options
-from node.volume_context import parse_volume_context
-from tests.support.efs_rules import efs_utils_refusal
+from efs_csi_node.mount_options import MountOptions, build_mount_options
+from testbed.efs_rules import efs_utils_refusal
 
 FS = "fs-0123456789abcdef0"
 AP = "fsap-0123456789abcdef0"

@@ -14,21 +14,13 @@ from typing import Any
 
 import pytest
 
-from node.usage_walk import Usage, WalkCalls, WalkCancelled, measure_usage
-from slowfs import libfuse_available, slow_mount
+from efs_csi_node.usage_walk import Usage, WalkCalls, WalkCancelled, measure_usage
+from testbed.slowfs import libfuse_available, slow_mount
 from tests.support.ci import require_root, skip_or_fail
+from tests.support.du import du, du_usage
 
 ODD_NAMES = [b"caf\xe9", b"new\nline", b" spaced ", b"-dash", b"x" * 255,
              "\u00e9t\u00e9".encode(), b"*?[", b".hidden"]
-
-
-def du(path: Path, *flags: str) -> int:
-    out = subprocess.run(["du", "-s", *flags, str(path)], check=True, capture_output=True).stdout
-    return int(out.split()[0])
-
-
-def du_usage(path: Path) -> Usage:
-    return Usage(used_bytes=du(path, "-B1"), used_inodes=du(path, "--inodes"))
 
 
 def build_awkward_tree(root: Path, outside: Path) -> None:
@@ -100,6 +92,71 @@ class SlowedCalls:
         return WalkCalls(stat_entry=self.stat_entry)
 
 
+def build_tree(root: Path) -> None:
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "c").mkdir()
+    for i in range(30):
+        (root / "a" / f"small{i}").write_bytes(b"x" * (i * 300))
+    (root / "a" / "b" / "big").write_bytes(os.urandom(1 << 20))
+    os.link(root / "a" / "b" / "big", root / "c" / "big-link")
+    os.link(root / "a" / "small3", root / "small3-link")
+    os.link(root / "a" / "small3", root / "c" / "small3-link2")
+    (root / "dangling").symlink_to("nowhere")
+    (root / "c" / "dirlink").symlink_to(root / "a")
+
+
+@pytest.mark.slow  # du
+def test_walk_matches_du_bytes_and_inodes(tmp_path: Path) -> None:
+    build_tree(tmp_path)
+    usage = measure_usage(tmp_path)
+    assert usage == Usage(used_bytes=du(tmp_path, "-B1"), used_inodes=du(tmp_path, "--inodes"))
+    assert usage.used_bytes >= 1 << 20
+
+
+@pytest.mark.slow  # du
+def test_hardlink_table_is_bounded_and_overflow_is_flagged(tmp_path: Path) -> None:
+    # First links all in one directory, second links in another: the walk finishes one
+    # directory before the other, so the table holds every first link at once.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for i in range(4):
+        (tmp_path / "a" / f"f{i}").write_bytes(b"y" * 5000)
+        os.link(tmp_path / "a" / f"f{i}", tmp_path / "b" / f"g{i}")
+    exact = measure_usage(tmp_path)
+    assert exact.used_inodes == du(tmp_path, "--inodes") == 7
+    untracked = measure_usage(tmp_path, hardlink_capacity=0)
+    assert untracked.approximate
+    assert untracked.used_inodes == exact.used_inodes + 4  # every second link counted again
+    bounded = measure_usage(tmp_path, hardlink_capacity=1)
+    assert bounded.approximate
+    assert bounded.used_inodes == exact.used_inodes + 3  # the one tracked inode deduped
+
+
+@pytest.mark.slow  # mount, as root
+def test_walk_does_not_cross_into_another_mount(tmp_path: Path) -> None:
+    require_root()
+    build_tree(tmp_path)
+    before = measure_usage(tmp_path)
+    inner = tmp_path / "a" / "mnt"
+    inner.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(inner)], check=True)
+    try:
+        (inner / "payload").write_bytes(os.urandom(4 << 20))
+        after = measure_usage(tmp_path)
+    finally:
+        subprocess.run(["umount", str(inner)], check=True)
+    assert after == before  # the mount point and all beneath it are another file system's
+
+
+def test_walk_stops_when_told(tmp_path: Path) -> None:
+    build_tree(tmp_path)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(WalkCancelled):
+        measure_usage(tmp_path, stop=stop)
+
+
+@pytest.mark.slow  # du
 @pytest.mark.parametrize("concurrency", [1, 2, 16, 64])
 def test_concurrent_walk_counts_exactly_like_du(awkward_tree: Path, concurrency: int) -> None:
     expected = du_usage(awkward_tree)
@@ -111,6 +168,7 @@ def test_concurrent_walk_counts_exactly_like_du(awkward_tree: Path, concurrency:
     assert measure_usage(awkward_tree) == expected  # the one-at-a-time walk agrees
 
 
+@pytest.mark.slow  # du, slowfs (a FUSE server process)
 def test_walk_through_a_slow_fuse_mount_counts_like_du(awkward_tree: Path,
                                                        tmp_path: Path) -> None:
     """Real parts: the slowfs pass-through (real FUSE, real latency), the walk and du."""
@@ -209,6 +267,7 @@ class CountedListing:
             close()
 
 
+@pytest.mark.slow  # du
 @pytest.mark.parametrize("concurrency", [1, 4, 12])
 def test_never_more_calls_in_flight_than_the_concurrency(tmp_path: Path,
                                                          concurrency: int) -> None:
@@ -293,6 +352,7 @@ def test_an_error_in_one_worker_fails_the_walk_and_stops_the_others(tmp_path: Pa
     assert seen < 20 * 30
 
 
+@pytest.mark.slow  # du
 def test_directories_removed_or_replaced_while_walking_are_skipped(tmp_path: Path) -> None:
     for name in ("kept", "removed", "replaced"):
         (tmp_path / name).mkdir()

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,11 +23,11 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from efs_csi import csi
-from efs_csi.mountinfo import read_mount_table
-from tests.support.csi_builders import mount_capability as capability
-from tests.support.efs_proxy import EfsProxy, make_file_system
-from tests.support.moto_server import CREDENTIALS, REGION, MotoEndpoint
-from tests.support.processes import RunningBinary, start_binary
+from testbed.csi_builders import mount_capability as capability
+from testbed.efs_proxy import EfsProxy, make_file_system
+from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
+from testbed.mounts import mounts_under, unmount_everything_under
+from testbed.processes import RunningBinary, start_binary
 
 T = TypeVar("T")
 Mode = csi.VolumeCapabilityAccessModeMode
@@ -53,27 +52,11 @@ def create_request(name: str, file_system_id: str) -> csi.CreateVolumeRequest:
 # the mount table and /proc ---------------------------------------------------------------
 
 
-def mounts_under(directory: Path) -> list[str]:
-    return [entry.mount_point for entry in read_mount_table().under(directory)]
-
-
 def mount_counts_under(directory: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for point in mounts_under(directory):
         counts[point] = counts.get(point, 0) + 1
     return counts
-
-
-def unmount_everything_under(directory: Path) -> list[str]:
-    """Lazy-unmount every mount below ``directory`` (deepest first); returns what was there."""
-    found = mounts_under(directory)
-    for _ in range(10):
-        left = mounts_under(directory)
-        if not left:
-            break
-        for point in sorted(set(left), key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-    return found
 
 
 @dataclass(frozen=True)

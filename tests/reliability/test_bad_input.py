@@ -42,11 +42,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from efs_csi import csi
-from efs_csi.mountinfo import read_mount_table
+from efs_csi.mounting.mountinfo import read_mount_table
+from testbed.efs_proxy import EfsProxy, make_file_system
+from testbed.moto_server import MotoEndpoint
+from testbed.processes import MODULES
 from tests.reliability.support import capability, efs_client, unmount_everything_under
 from tests.support.ci import require_root
-from tests.support.efs_proxy import EfsProxy, make_file_system
-from tests.support.moto_server import MotoEndpoint
 
 Mode = csi.VolumeCapabilityAccessModeMode
 EXAMPLES = settings(max_examples=150, deadline=None,
@@ -122,7 +123,7 @@ def _popen(kind: str, work: Path, env: dict[str, str], args: list[str]) -> subpr
     directory.mkdir()
     with (directory / f"{kind}.log").open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", kind, "--endpoint", f"unix://{directory / 'csi.sock'}",
+            [sys.executable, "-m", MODULES[kind], "--endpoint", f"unix://{directory / 'csi.sock'}",
              "--log-format", "json", *args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from efs_csi import csi
+from testbed.efs_proxy import EfsProxy
+from testbed.moto_server import MotoEndpoint
 from tests.reliability.support import (
     Binary,
     capability,
@@ -27,8 +29,6 @@ from tests.reliability.support import (
     with_retries,
 )
 from tests.support.ci import require_root
-from tests.support.efs_proxy import EfsProxy
-from tests.support.moto_server import MotoEndpoint
 
 CALL_TIMEOUT = 10
 

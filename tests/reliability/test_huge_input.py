@@ -13,9 +13,9 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from efs_csi import csi
-from tests.conftest import StartBinary
+from testbed.moto_server import MotoEndpoint
+from testbed.processes import StartBinary
 from tests.reliability.support import capability
-from tests.support.moto_server import MotoEndpoint
 
 
 @pytest.mark.asyncio

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from efs_csi import csi
+from testbed.efs_proxy import EfsProxy
+from testbed.moto_server import MotoEndpoint
 from tests.reliability.support import (
     Lab,
     ProcessFigures,
@@ -26,8 +28,6 @@ from tests.reliability.support import (
     process_figures,
 )
 from tests.support.ci import require_root
-from tests.support.efs_proxy import EfsProxy
-from tests.support.moto_server import MotoEndpoint
 
 LIFECYCLES = 1000
 WARM_UP = 100

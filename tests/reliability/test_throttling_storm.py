@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from efs_csi import csi
+from testbed.efs_proxy import EfsProxy
+from testbed.moto_server import MotoEndpoint
 from tests.reliability.support import GID_END, GID_START, create_request, lab, with_retries
-from tests.support.efs_proxy import EfsProxy
-from tests.support.moto_server import MotoEndpoint
 
 VOLUMES = 200
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from efs_csi import NOT_READY_TAINT
+from efs_csi.contract import NOT_READY_TAINT
+from testbed.moto_server import MotoEndpoint
 from tests.chart.render import find, render
 from tests.support.cluster import (
     ClusterTools,
@@ -32,7 +33,6 @@ from tests.support.cluster import (
     pod_command,
     wait_until,
 )
-from tests.support.moto_server import MotoEndpoint
 from tests.support.pods import PodRunner, pod_spec
 
 Json = dict[str, Any]

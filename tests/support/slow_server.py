@@ -1,7 +1,8 @@
 """A minimal CSI server process whose Probe takes a given time to answer.
 
-Used to prove the server's SIGTERM drain on a real process: the real ``efs_csi.server.serve``
-and signal handling, with a deliberately slow handler (no production RPC is slow on demand).
+Used to prove the server's SIGTERM drain on a real process: the real ``efs_csi.rpc.server.serve``
+and signal handling, with a deliberately slow handler (no production RPC is slow on demand)
+that prints "probe in flight" on stdout as it starts.
 Run as ``python -m tests.support.slow_server unix:///path/csi.sock SECONDS``.
 """
 
@@ -11,9 +12,9 @@ import asyncio
 import sys
 
 from efs_csi import csi
-from efs_csi.identity import IdentityService, Readiness
 from efs_csi.logging import configure_logging
-from efs_csi.server import ServeOptions, parse_endpoint, serve
+from efs_csi.rpc.identity import IdentityService, Readiness
+from efs_csi.rpc.server import ServeOptions, parse_endpoint, serve
 
 
 class SlowProbeIdentity(IdentityService):
@@ -22,6 +23,7 @@ class SlowProbeIdentity(IdentityService):
         self._delay = delay
 
     async def probe(self, message: csi.ProbeRequest) -> csi.ProbeResponse:
+        print("probe in flight", flush=True)  # the test signals only once a call is running
         await asyncio.sleep(self._delay)
         return await super().probe(message)
 

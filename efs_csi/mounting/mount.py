@@ -1,0 +1,105 @@
+"""Mounting, shared by the node (volumes) and the controller (a file system root, to delete an
+access point's directory).
+
+- ``Mounter``: mount a file system path somewhere, and unmount it. Backends: ``EfsMounter``
+  (``mount -t efs`` through efs-utils) and ``efs_csi.mounting.local.LocalMounter`` (a directory
+  per file system, real bind mounts).
+- ``BindMounts``: bind one mounted directory to another place (how a staged volume reaches a
+  pod), unmount with escalation to a lazy unmount, for either backend.
+
+Every operation is a child process with a time limit (``efs_csi.mounting.commands``), so
+nothing here blocks the event loop or outlives its timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from efs_csi.logging import get_logger
+from efs_csi.mounting.commands import CommandFailed, CommandTimedOut, Runner
+
+_log = get_logger("efs_csi.mount")
+
+
+class Mounter(Protocol):
+    async def mount(self, file_system_id: str, path: str, target: Path,
+                    options: Sequence[str]) -> None:
+        """Mount ``file_system_id:path`` at ``target`` (efs-utils, or a bind in ``local``).
+
+        ``path`` is below the access point's root when ``options`` hold ``accesspoint=``.
+        """
+
+    async def unmount(self, target: Path) -> None:
+        """Unmount ``target``; a timed-out unmount escalates to a lazy one."""
+
+
+def _not_mounted(error: CommandFailed) -> bool:
+    return "not mounted" in error.output or "no mount point specified" in error.output
+
+
+@dataclass(frozen=True)
+class MountCommands:
+    """``mount``/``umount`` invocations with the node's time limits."""
+
+    runner: Runner
+    mount_timeout: float
+    unmount_timeout: float
+    mount_binary: str = "mount"
+    umount_binary: str = "umount"
+
+    async def mount(self, arguments: Sequence[str]) -> None:
+        await self.runner.run([self.mount_binary, *arguments], self.mount_timeout)
+
+    async def unmount(self, target: Path) -> None:
+        try:
+            await self.runner.run([self.umount_binary, str(target)], self.unmount_timeout)
+        except CommandTimedOut:
+            _log.warning("unmount timed out; unmounting lazily", target=str(target))
+            await self.lazy_unmount(target)
+        except CommandFailed as error:
+            if not _not_mounted(error):
+                raise
+
+    async def lazy_unmount(self, target: Path) -> None:
+        """Detach ``target`` now; the kernel finishes when the last user lets go."""
+        try:
+            await self.runner.run([self.umount_binary, "-l", str(target)], self.unmount_timeout)
+        except CommandFailed as error:
+            if not _not_mounted(error):
+                raise
+
+
+@dataclass(frozen=True)
+class BindMounts:
+    commands: MountCommands
+
+    async def bind(self, source: Path, target: Path, *, read_only: bool) -> None:
+        # util-linux applies "ro" to a bind mount itself (bind, then remount read-only).
+        options = ["-o", "ro"] if read_only else []
+        await self.commands.mount(["--bind", *options, str(source), str(target)])
+
+    async def unmount(self, target: Path) -> None:
+        await self.commands.unmount(target)
+
+    async def lazy_unmount(self, target: Path) -> None:
+        await self.commands.lazy_unmount(target)
+
+
+@dataclass(frozen=True)
+class EfsMounter:
+    """The production backend: ``mount -t efs -o <options> fs-id:/path <target>`` (efs-utils)."""
+
+    commands: MountCommands
+
+    async def mount(self, file_system_id: str, path: str, target: Path,
+                    options: Sequence[str]) -> None:
+        arguments = ["-t", "efs"]
+        if options:
+            arguments += ["-o", ",".join(options)]
+        await self.commands.mount([*arguments, f"{file_system_id}:{path or '/'}", str(target)])
+
+    async def unmount(self, target: Path) -> None:
+        await self.commands.unmount(target)

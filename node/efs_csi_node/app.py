@@ -1,0 +1,199 @@
+"""Composition root of efs-csi-node: builds the mounter and the services from its configuration,
+and serves them.
+
+``build_node`` is the one place the node's parts are put together; ``run_node`` gives it the
+real mounter, and tests give it their own (the local backend, or fakes where a real part cannot
+reach, such as an in-memory mount table), so they exercise the same assembly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from efs_csi.adapters.kube import KubernetesAsyncioKube
+from efs_csi.cloud import AccessPoint
+from efs_csi.errors import FailedPrecondition
+from efs_csi.logging import get_logger
+from efs_csi.metrics import MetricsEndpoint, RpcMetrics, new_registry
+from efs_csi.mounting.commands import CommandRunner
+from efs_csi.mounting.health import PathProbe
+from efs_csi.mounting.local import LocalMounter
+from efs_csi.mounting.mount import BindMounts, EfsMounter, MountCommands, Mounter
+from efs_csi.mounting.mountinfo import MountTable, read_mount_table
+from efs_csi.mounting.offloop import OffLoop
+from efs_csi.rpc.identity import IdentityService, Readiness
+from efs_csi.rpc.server import BackgroundTask, ServeOptions, serve
+from efs_csi_node.config import NodeConfig
+from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
+from efs_csi_node.locks import KeyedLocks, MountSlots
+from efs_csi_node.metrics import MeasuredMounter, NodeMetrics, VolumeCounts
+from efs_csi_node.mount_state import MountState
+from efs_csi_node.publishing import Publisher
+from efs_csi_node.service import NodeService, NodeServiceConfig
+from efs_csi_node.staging import Stager
+from efs_csi_node.stats import VolumeStatsSource
+from efs_csi_node.statvfs_stats import StatvfsStats
+from efs_csi_node.taint import TaintRemover
+from efs_csi_node.topology import resolve_zone
+from efs_csi_node.volume_stats import VolumeStatsCollector
+
+if TYPE_CHECKING:
+    from efs_csi.adapters.aws import AwsCloud
+
+_log = get_logger("node.app")
+
+# How long a stat of a staging or target path may take before the mount counts as stale.
+# Short on purpose: a healthy mount answers in milliseconds, and kubelet's own call timeout
+# must leave room for the lazy unmount and the remount that follow.
+STAT_TIMEOUT = 5.0
+
+
+@dataclass
+class NodeParts:
+    service: NodeService
+    stager: Stager
+    publisher: Publisher
+    state: MountState
+    off_loop: OffLoop
+
+
+@dataclass
+class ZoneHolder:
+    """The node's zone, known at start (``--availability-zone``) or filled in by startup."""
+
+    zone: str | None = None
+
+    def __call__(self) -> str | None:
+        return self.zone
+
+
+def build_node(config: NodeServiceConfig, mounter: Mounter, commands: MountCommands, *,
+               zone: ZoneHolder, max_inflight_mounts: int = 0,
+               stat_timeout: float = STAT_TIMEOUT, off_loop: OffLoop | None = None,
+               probe: PathProbe | None = None,
+               stats: VolumeStatsSource | None = None,
+               read_table: Callable[[], MountTable] = read_mount_table) -> NodeParts:
+    off_loop = off_loop or OffLoop()
+    probe = probe or PathProbe(off_loop, stat_timeout)
+    state = MountState(probe, BindMounts(commands), off_loop, read_table=read_table)
+    locks = KeyedLocks()
+    slots = MountSlots(max_inflight_mounts)
+    stager = Stager(mounter, state, locks, slots)
+    publisher = Publisher(state, locks, slots, stager.restage_if_stale, stager.staged)
+    service = NodeService(config, stager=stager, publisher=publisher,
+                          stats=stats or StatvfsStats(off_loop, stat_timeout),
+                          probe=probe, zone=zone)
+    return NodeParts(service, stager, publisher, state, off_loop)
+
+
+@dataclass
+class LazyCloud:
+    """The EFS API, opened on first use: only the local backend with access points needs it,
+    and only an installation with the local backend's extra (efs-csi-node[local]) has the SDK."""
+
+    region: str | None
+    _cloud: AwsCloud | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def describe_access_point(self, access_point_id: str) -> AccessPoint:
+        async with self._lock:
+            if self._cloud is None:
+                try:  # deferred: the efs backend never needs the SDK
+                    from efs_csi.adapters.aws import AwsCloud
+                except ImportError:
+                    raise FailedPrecondition(
+                        f"access point {access_point_id}: the local backend looks access points "
+                        "up through the EFS API, whose client is not installed (install "
+                        "efs-csi-node[local])") from None
+                cloud = AwsCloud.create(self.region)
+                await cloud.open()
+                self._cloud = cloud
+        return await self._cloud.describe_access_point(access_point_id)
+
+    async def close(self) -> None:
+        if self._cloud is not None:
+            await self._cloud.close()
+        self._cloud = None
+
+
+def volume_counts(parts: NodeParts) -> VolumeCounts:
+    """Staged and published volumes as the mount table shows them (read at scrape time):
+    a publication is a mount of the same origin as a staging mount, elsewhere."""
+    table = parts.state.table()
+    staged = [entry for entry in table.entries
+              if parts.stager.staged.at(Path(entry.mount_point)) is not None]
+    published = sum(1 for entry in table.entries
+                    if parts.stager.staged.at(Path(entry.mount_point)) is None
+                    and any(entry.same_origin(staging) for staging in staged))
+    return VolumeCounts(staged=len(staged), published=published)
+
+
+async def run_node(*, config: NodeConfig) -> None:
+    readiness = Readiness()
+    registry = new_registry()
+    node_metrics = NodeMetrics(registry)
+    commands = MountCommands(CommandRunner(), config.mount_timeout, config.unmount_timeout)
+    off_loop = OffLoop()
+    cloud = LazyCloud(config.region)
+    mounter: Mounter
+    background: list[BackgroundTask] = []
+    if config.mount_backend == "local":
+        assert config.local_root is not None  # __main__ refuses local without a root
+        mounter = LocalMounter(config.local_root, commands, off_loop,
+                               cloud.describe_access_point)
+    else:
+        mounter = EfsMounter(commands)
+        # Before listening: a bad efs-utils setting stops the node with the flag's name.
+        await prepare_efs_utils(config.efs_utils)
+        background += efs_utils_background()
+    mounter = MeasuredMounter(mounter, node_metrics)
+    stats: VolumeStatsSource | None = None
+    if config.volume_stats is not None:
+        collector = VolumeStatsCollector(config.volume_stats, off_loop=off_loop,
+                                         observer=node_metrics)
+        stats = collector
+        background.append(collector.run)  # owns the walks; closes them at stop
+    zone = ZoneHolder(config.availability_zone)
+    parts = build_node(
+        NodeServiceConfig(node_id=config.node_id,
+                          max_volumes_per_node=config.volume_attach_limit,
+                          volume_stats=config.volume_stats is not None),
+        mounter, commands, zone=zone, max_inflight_mounts=config.max_inflight_mount_calls,
+        stat_timeout=min(STAT_TIMEOUT, config.mount_timeout), off_loop=off_loop, stats=stats)
+    parts.state.on_stale = node_metrics.on_stale
+    node_metrics.track_volume_counts(lambda: volume_counts(parts))
+    serving = config.serving
+    if serving.http_endpoint is not None:
+        host, port = serving.http_endpoint
+        background.append(MetricsEndpoint(registry, host, port,
+                                          healthy=lambda: readiness.ready).run)
+    kube = KubernetesAsyncioKube(config.kube) if config.kube is not None else None
+    listening = asyncio.Event()
+    if kube is not None and config.remove_not_ready_taint:
+        background.append(TaintRemover(kube, config.node_id, listening).run)
+
+    async def startup() -> None:
+        # Probe answers not-ready until the zone is known, so NodeGetInfo reports it.
+        zone.zone = await resolve_zone(
+            configured=config.availability_zone, node_name=config.node_id, imds=config.imds,
+            kube=kube)
+        readiness.set_ready()
+        listening.set()
+
+    try:
+        await serve(
+            [IdentityService(readiness, controller=False), parts.service],
+            serving.endpoint,
+            options=ServeOptions(grace_period=serving.shutdown_grace_period,
+                                 observer=RpcMetrics(registry)),
+            startup=startup,
+            background=background,
+        )
+    finally:
+        await cloud.close()
+        if kube is not None:
+            await kube.close()

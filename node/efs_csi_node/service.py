@@ -1,0 +1,223 @@
+"""The CSI Node service: validates each request, calls one use case, shapes the reply.
+
+proto3 has no required fields, so every REQUIRED field of the spec is checked here and a
+missing or malformed one is INVALID_ARGUMENT naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from efs_csi import csi
+from efs_csi.capabilities import is_read_only, validate_capabilities
+from efs_csi.contract import TOPOLOGY_ZONE_KEY
+from efs_csi.contract.volume_context import parse_volume_context
+from efs_csi.contract.volume_id import parse_volume_id
+from efs_csi.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unimplemented,
+    missing,
+    shown,
+)
+from efs_csi.logging import get_logger
+from efs_csi.mounting.health import PathProbe, PathState
+from efs_csi_node.mount_options import build_mount_options
+from efs_csi_node.publishing import Publisher, PublishRequest
+from efs_csi_node.staging import Stager, StageRequest
+from efs_csi_node.stats import StatsRequest, VolumeStatsSource
+
+_log = get_logger("node.service")
+RpcType = csi.NodeServiceCapabilityRpcType
+
+
+@dataclass(frozen=True)
+class NodeServiceConfig:
+    """What NodeGetInfo and NodeGetCapabilities report."""
+
+    node_id: str
+    max_volumes_per_node: int = 0
+    volume_stats: bool = False
+
+
+# Linux's limits (PATH_MAX, NAME_MAX), in bytes.
+MAX_PATH_BYTES = 4095
+MAX_NAME_BYTES = 255
+
+
+def _path(value: str, field: str) -> Path:
+    """An absolute path without '..' and within Linux's limits, or INVALID_ARGUMENT."""
+    if not value:
+        raise missing(field)
+    if not value.startswith("/") or "\x00" in value:
+        raise InvalidArgument(f"{field} must be an absolute path")
+    components = value.split("/")
+    if ".." in components:
+        # A path that climbs out of where kubelet put it could name any directory.
+        raise InvalidArgument(f"{field} {shown(value)} must not contain '..'")
+    longest = max(len(component.encode()) for component in components)
+    if len(value.encode()) > MAX_PATH_BYTES or longest > MAX_NAME_BYTES:
+        raise InvalidArgument(f"{field} {shown(value)} is too long (Linux allows "
+                              f"{MAX_PATH_BYTES} bytes, {MAX_NAME_BYTES} per component)")
+    return Path(value)
+
+
+def _capability(capability: csi.VolumeCapability | None) -> csi.VolumeCapability:
+    if capability is None:
+        raise missing("volume_capability")
+    validate_capabilities([capability], "volume_capability")
+    return capability
+
+
+class NodeService(csi.NodeBase):
+    def __init__(self, config: NodeServiceConfig, *, stager: Stager, publisher: Publisher,
+                 stats: VolumeStatsSource, probe: PathProbe,
+                 zone: Callable[[], str | None]) -> None:
+        self._config = config
+        self._stager = stager
+        self._publisher = publisher
+        self._stats = stats
+        self._probe = probe
+        self._zone = zone
+        # The PV's requested size per volume, from the volume context of NodeStage and
+        # NodePublish (kubelet repeats NodePublish after a plugin restart, so it comes back).
+        self._capacities: dict[str, int] = {}
+
+    def _remember_capacity(self, volume_id: str, capacity_bytes: int | None) -> None:
+        if capacity_bytes:
+            self._capacities[volume_id] = capacity_bytes
+
+    async def _resolved(self, value: str, field: str) -> Path:
+        """A checked path from the request, as the mount table shows it (symlinks in its
+        parent resolved)."""
+        return await self._stager.state.resolve(_path(value, field))
+
+    async def node_stage_volume(
+        self, message: csi.NodeStageVolumeRequest
+    ) -> csi.NodeStageVolumeResponse:
+        handle = parse_volume_id(message.volume_id)
+        _path(message.staging_target_path, "staging_target_path")
+        capability = _capability(message.volume_capability)
+        context = parse_volume_context(message.volume_context)
+        assert capability.mount is not None  # validated above
+        built = build_mount_options(handle, context, capability.mount.mount_flags,
+                                    read_only=is_read_only(capability), zone=self._zone())
+        for note in built.notes:
+            _log.warning("mount options adjusted", volume_id=message.volume_id, detail=note)
+        staging = await self._resolved(message.staging_target_path, "staging_target_path")
+        await self._stager.stage(StageRequest(message.volume_id, handle, staging,
+                                              tuple(built.options)))
+        self._remember_capacity(message.volume_id, context.capacity_bytes)
+        return csi.NodeStageVolumeResponse()
+
+    async def node_unstage_volume(
+        self, message: csi.NodeUnstageVolumeRequest
+    ) -> csi.NodeUnstageVolumeResponse:
+        if not message.volume_id:
+            raise missing("volume_id")
+        staging = await self._resolved(message.staging_target_path, "staging_target_path")
+        await self._stager.unstage(message.volume_id, staging)
+        self._capacities.pop(message.volume_id, None)
+        return csi.NodeUnstageVolumeResponse()
+
+    async def node_publish_volume(
+        self, message: csi.NodePublishVolumeRequest
+    ) -> csi.NodePublishVolumeResponse:
+        parse_volume_id(message.volume_id)
+        _path(message.target_path, "target_path")
+        if not message.staging_target_path:
+            # CSI: with STAGE_UNSTAGE_VOLUME advertised, the CO stages before publishing.
+            raise FailedPrecondition("staging_target_path is required: this plugin has the "
+                                     "STAGE_UNSTAGE_VOLUME capability, so NodeStageVolume must "
+                                     "run first and its path be passed")
+        _path(message.staging_target_path, "staging_target_path")
+        capability = _capability(message.volume_capability)
+        context = parse_volume_context(message.volume_context)
+        read_only = message.readonly or is_read_only(capability)
+        target = await self._resolved(message.target_path, "target_path")
+        staging = await self._resolved(message.staging_target_path, "staging_target_path")
+        await self._publisher.publish(PublishRequest(message.volume_id, staging, target,
+                                                     read_only))
+        self._remember_capacity(message.volume_id, context.capacity_bytes)
+        return csi.NodePublishVolumeResponse()
+
+    async def node_unpublish_volume(
+        self, message: csi.NodeUnpublishVolumeRequest
+    ) -> csi.NodeUnpublishVolumeResponse:
+        if not message.volume_id:
+            raise missing("volume_id")
+        target = await self._resolved(message.target_path, "target_path")
+        await self._publisher.unpublish(target)
+        return csi.NodeUnpublishVolumeResponse()
+
+    async def node_get_volume_stats(
+        self, message: csi.NodeGetVolumeStatsRequest
+    ) -> csi.NodeGetVolumeStatsResponse:
+        if not message.volume_id:
+            raise missing("volume_id")
+        if not message.volume_path:
+            raise missing("volume_path")
+        if not message.volume_path.startswith("/"):
+            # Nothing can be mounted at a relative path (csi-sanity expects NOT_FOUND here).
+            raise NotFound(f"volume_path {shown(message.volume_path)} does not exist")
+        path = await self._resolved(message.volume_path, "volume_path")
+        try:
+            handle = parse_volume_id(message.volume_id)
+        except InvalidArgument as exc:
+            raise NotFound(f"volume {shown(message.volume_id)} does not exist: {exc.message}") \
+                from None
+        health = await self._probe.check(path)
+        if health.state is PathState.MISSING:
+            raise NotFound(f"volume_path {path} does not exist")
+        if health.state is PathState.STALE:
+            return csi.NodeGetVolumeStatsResponse(
+                volume_condition=csi.VolumeCondition(abnormal=True, message=health.detail))
+        if self._stager.state.table().at(path) is None:
+            raise NotFound(f"volume {message.volume_id} is not mounted at volume_path {path}")
+        figures = await self._stats.stats(StatsRequest(
+            message.volume_id, handle.file_system_id, path,
+            self._capacities.get(message.volume_id)))
+        # proto3 cannot leave ``used`` out of an entry (kubelet reads a missing one as 0), so
+        # a unit whose use is not measured yet gets no entry: the usage list may be empty,
+        # which the CSI spec allows and kubelet takes as "no figures for this volume yet".
+        usage = []
+        if figures.total_bytes is not None and figures.used_bytes is not None:
+            usage.append(csi.VolumeUsage(unit=csi.VolumeUsageUnit.BYTES,
+                                         total=figures.total_bytes,
+                                         used=figures.used_bytes,
+                                         available=figures.available_bytes or 0))
+        if figures.total_inodes is not None and figures.used_inodes is not None:
+            usage.append(csi.VolumeUsage(unit=csi.VolumeUsageUnit.INODES,
+                                         total=figures.total_inodes,
+                                         used=figures.used_inodes,
+                                         available=figures.available_inodes or 0))
+        return csi.NodeGetVolumeStatsResponse(
+            usage=usage,
+            volume_condition=csi.VolumeCondition(abnormal=figures.abnormal,
+                                                 message=figures.message))
+
+    async def node_expand_volume(
+        self, message: csi.NodeExpandVolumeRequest
+    ) -> csi.NodeExpandVolumeResponse:
+        raise Unimplemented("EFS volumes are elastic; NodeExpandVolume is not supported")
+
+    async def node_get_capabilities(
+        self, message: csi.NodeGetCapabilitiesRequest
+    ) -> csi.NodeGetCapabilitiesResponse:
+        kinds = [RpcType.STAGE_UNSTAGE_VOLUME, RpcType.SINGLE_NODE_MULTI_WRITER,
+                 RpcType.VOLUME_CONDITION]
+        if self._config.volume_stats:
+            kinds.append(RpcType.GET_VOLUME_STATS)
+        return csi.NodeGetCapabilitiesResponse(capabilities=[
+            csi.NodeServiceCapability(rpc=csi.NodeServiceCapabilityRpc(type=kind))
+            for kind in kinds])
+
+    async def node_get_info(self, message: csi.NodeGetInfoRequest) -> csi.NodeGetInfoResponse:
+        zone = self._zone()
+        topology = csi.Topology(segments={TOPOLOGY_ZONE_KEY: zone}) if zone else None
+        return csi.NodeGetInfoResponse(node_id=self._config.node_id,
+                                       max_volumes_per_node=self._config.max_volumes_per_node,
+                                       accessible_topology=topology)

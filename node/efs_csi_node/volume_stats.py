@@ -1,0 +1,302 @@
+"""The rate-limited volume-usage collector behind NodeGetVolumeStats (``--vol-metrics-opt-in``).
+
+``VolumeStatsCollector.stats`` answers from a per-volume cache. A missing entry, or one older
+than the refresh period, schedules a background walk. A volume never measured waits up to
+``first_answer_wait_s`` for that walk (a small volume is measured by then); past it, the answer
+has no usage figures at all rather than a ``used`` of 0 that was never measured. Later calls
+answer at once with the previous figures while a refresh runs. Walks run in daemon threads of
+their own (never the default executor; daemon so a walk stuck on a dead server never blocks
+process exit), each with up to ``walk_concurrency`` operations in flight
+(``--vol-metrics-walk-concurrency``), at most ``--vol-metrics-fs-rate-limit`` walks at once per
+file system, each file system with its own limit so one slow file system never delays another;
+at most one walk per volume runs at a time, and a failed walk is retried with exponential
+backoff rather than on every call.
+
+The mount itself is checked on every call with a ``statvfs`` through ``efs_csi.mounting.offloop``
+(time-limited, and not repeated on a path while an earlier one is still hung): a stale handle,
+an I/O error or no answer gives VOLUME_CONDITION abnormal with the reason.
+
+Capacity is the PV's requested size when the node knows it, else ``statvfs``, except that NFS's
+"unlimited" (~8 EiB) is reported as unknown rather than as a real size.
+
+The collector owns its tasks and threads: cancelling a walk's task (``run`` ending, or
+``aclose``) tells that walk's threads to stop and waits, up to ``stop_grace_s``, until they have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from efs_csi.errors import NotFound, Unavailable
+from efs_csi.logging import get_logger
+from efs_csi.mounting.offloop import OffLoop
+from efs_csi_node.stats import StatsRequest, VolumeStats
+from efs_csi_node.usage_walk import DEFAULT_WALK_CONCURRENCY, Usage, WalkCancelled, measure_usage
+
+_log = get_logger("node.volume_stats")
+
+# Sizes at or above this are NFS's "no limit" placeholder, not a real capacity.
+_IMPLAUSIBLE_SIZE = 1 << 60
+class WalkObserver(Protocol):
+    """Told about walks (``efs_csi_node.metrics.NodeMetrics`` implements it)."""
+
+    def observe_walk(self, seconds: float, ok: bool) -> None: ...
+
+    def set_queue_depth(self, depth: int) -> None: ...
+
+
+@dataclass
+class _Volume:
+    usage: Usage | None = None
+    measured_at: float = 0.0
+    walking: bool = False
+    task: asyncio.Task[None] | None = None
+    failures: int = 0
+    retry_at: float = 0.0
+    asked_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    refresh_period_s: float = 240 * 60.0
+    walks_per_file_system: int = 5
+    walk_concurrency: int = DEFAULT_WALK_CONCURRENCY
+    # How long a volume never measured waits for its first walk before answering without usage.
+    first_answer_wait_s: float = 2.0
+    probe_timeout_s: float = 2.0
+    retry_base_s: float = 30.0
+    retry_max_s: float = 3600.0
+    # How long a cancelled walk is given to stop its threads (one call each) before we move on.
+    stop_grace_s: float = 5.0
+
+
+Walker = Callable[[Path, threading.Event], Usage]
+StatVfs = Callable[[Path], os.statvfs_result]
+
+
+def _default_statvfs(path: Path) -> os.statvfs_result:
+    return os.statvfs(path)
+
+
+async def _in_daemon_thread(name: str, function: Callable[[], Usage], stop: threading.Event,
+                            grace_s: float) -> Usage:
+    """Run ``function`` in a new daemon thread and await its result.
+
+    Cancelled, it sets ``stop`` and waits up to ``grace_s`` for the thread to return, so a
+    cancelled walk leaves no thread behind unless a call of its hangs in the kernel.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Usage] = loop.create_future()
+
+    def deliver(result: Usage | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            assert result is not None
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = function(), None
+        except BaseException as exc:  # handed to the awaiting task
+            result, error = None, exc
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in between
+                loop.call_soon_threadsafe(deliver, result, error)
+
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        stop.set()
+        # Whenever it ends, its outcome (WalkCancelled, most likely) is nobody's concern now.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        deadline = loop.time() + grace_s
+        await asyncio.wait({future}, timeout=grace_s)
+        # The result is handed over just before the thread returns: see it gone too.
+        while thread.is_alive() and loop.time() < deadline:  # noqa: ASYNC110 - no event to await
+            await asyncio.sleep(0.001)
+        raise
+
+
+def _condition(exc: OSError) -> str:
+    reason = {errno.ESTALE: "stale file handle", errno.EIO: "I/O error",
+              errno.ENOTCONN: "transport endpoint not connected"}.get(exc.errno or 0)
+    return f"volume mount is unhealthy: {reason or exc.strerror or type(exc).__name__}"
+
+
+class VolumeStatsCollector:
+    """``efs_csi_node.stats.VolumeStatsSource`` with cached, rate-limited background walks."""
+
+    def __init__(self, settings: CollectorSettings, *, off_loop: OffLoop | None = None,
+                 observer: WalkObserver | None = None, walker: Walker | None = None,
+                 statvfs: StatVfs = _default_statvfs,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._off_loop = off_loop or OffLoop()
+        self._observer = observer
+        self._walker = walker or self._measure
+        self._statvfs = statvfs
+        self._clock = clock
+        self._volumes: dict[str, _Volume] = {}
+        self._last_sweep = clock()
+        self._walk_slots: dict[str, asyncio.Semaphore] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stops: set[threading.Event] = set()  # one per running walk
+        self._closed = False
+
+    def _measure(self, path: Path, stop: threading.Event) -> Usage:
+        return measure_usage(path, stop=stop, concurrency=self._settings.walk_concurrency)
+
+    async def stats(self, request: StatsRequest) -> VolumeStats:
+        if self._closed:
+            raise Unavailable("node plugin is shutting down")
+        self._sweep()
+        volume = self._volumes.setdefault(request.volume_id, _Volume())
+        volume.asked_at = self._clock()
+        self._maybe_schedule(request, volume)
+        first_walk = volume.task if volume.usage is None else None
+        if first_walk is not None and self._settings.first_answer_wait_s > 0:
+            # Never measured: a small volume's walk ends within the wait and answers for real.
+            # Cancelling this call leaves the walk to the collector (asyncio.wait never
+            # cancels what it waits for).
+            await asyncio.wait({first_walk}, timeout=self._settings.first_answer_wait_s)
+        usage = volume.usage
+        try:
+            fs = await self._off_loop.run(f"statvfs:{request.volume_path}",
+                                          lambda: self._statvfs(request.volume_path),
+                                          self._settings.probe_timeout_s)
+        except FileNotFoundError:
+            raise NotFound(f"volume path {request.volume_path} does not exist") from None
+        except TimeoutError:  # before OSError, of which it is a subclass
+            return self._answer(request, usage, None,
+                                abnormal="volume mount is not answering (statvfs timed out)")
+        except OSError as exc:
+            return self._answer(request, usage, None, abnormal=_condition(exc))
+        return self._answer(request, usage, fs, abnormal="")
+
+    async def wait_idle(self) -> None:
+        """Wait until no walk is scheduled or running (tests and benchmarks)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        """Lifetime of the collector as a server background task: closes it when cancelled."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop every walk and return once their threads have ended (or their grace passed)."""
+        self._closed = True
+        for stop in list(self._stops):
+            stop.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _sweep(self) -> None:
+        """Forget volumes nobody asked about for two refresh periods (unstaged ones)."""
+        now = self._clock()
+        period = self._settings.refresh_period_s
+        if now - self._last_sweep < period:
+            return
+        self._last_sweep = now
+        for volume_id, volume in list(self._volumes.items()):
+            if not volume.walking and now - volume.asked_at > 2 * period:
+                del self._volumes[volume_id]
+
+    def _maybe_schedule(self, request: StatsRequest, volume: _Volume) -> None:
+        now = self._clock()
+        fresh = (volume.usage is not None
+                 and now - volume.measured_at < self._settings.refresh_period_s)
+        if self._closed or fresh or volume.walking or now < volume.retry_at:
+            return
+        volume.walking = True
+        task = asyncio.create_task(self._walk(request, volume),
+                                   name=f"volume-stats-walk:{request.volume_id}")
+        volume.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._walk_done)
+        self._report_depth()
+
+    def _walk_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._report_depth()
+
+    def _report_depth(self) -> None:
+        if self._observer is not None:
+            self._observer.set_queue_depth(len(self._tasks))
+
+    async def _walk(self, request: StatsRequest, volume: _Volume) -> None:
+        slots = self._walk_slots.setdefault(
+            request.file_system_id, asyncio.Semaphore(self._settings.walks_per_file_system))
+        ok = False
+        started = self._clock()
+        stop = threading.Event()
+        self._stops.add(stop)
+        try:
+            async with slots:
+                started = self._clock()
+                usage = await _in_daemon_thread(
+                    f"walk:{request.volume_id}",
+                    lambda: self._walker(request.volume_path, stop), stop,
+                    self._settings.stop_grace_s)
+            volume.usage, volume.measured_at, volume.failures = usage, self._clock(), 0
+            ok = True
+            if usage.approximate:
+                _log.warning("hard-link table full; usage may count some links twice",
+                             volume_id=request.volume_id)
+        except (OSError, WalkCancelled) as exc:
+            volume.failures += 1
+            delay = min(self._settings.retry_base_s * 2 ** (volume.failures - 1),
+                        self._settings.retry_max_s)
+            # Jitter so volumes that failed together do not retry together.
+            volume.retry_at = self._clock() + delay * random.uniform(0.5, 1.0)  # noqa: S311
+            _log.warning("volume usage walk failed", volume_id=request.volume_id,
+                         error=str(exc), retry_in_s=round(delay, 1))
+        finally:
+            self._stops.discard(stop)
+            volume.walking = False
+            volume.task = None
+            if self._observer is not None:
+                self._observer.observe_walk(self._clock() - started, ok)
+
+    def _answer(self, request: StatsRequest, usage: Usage | None,
+                fs: os.statvfs_result | None, *, abnormal: str) -> VolumeStats:
+        total_bytes = request.capacity_bytes
+        total_inodes: int | None = None
+        available_inodes: int | None = None
+        available_bytes: int | None = None
+        if fs is not None:
+            if total_bytes is None and fs.f_blocks * fs.f_frsize < _IMPLAUSIBLE_SIZE:
+                total_bytes = fs.f_blocks * fs.f_frsize
+                available_bytes = fs.f_bavail * fs.f_frsize
+            if 0 < fs.f_files < _IMPLAUSIBLE_SIZE:
+                total_inodes, available_inodes = fs.f_files, fs.f_favail
+        used_bytes = usage.used_bytes if usage else None
+        used_inodes = usage.used_inodes if usage else None
+        if request.capacity_bytes is not None and used_bytes is not None:
+            available_bytes = max(request.capacity_bytes - used_bytes, 0)
+        return VolumeStats(used_bytes=used_bytes, total_bytes=total_bytes,
+                           available_bytes=available_bytes, used_inodes=used_inodes,
+                           total_inodes=total_inodes, available_inodes=available_inodes,
+                           abnormal=bool(abnormal), message=abnormal)

@@ -1,0 +1,80 @@
+"""The controller's own series over real HTTP: EFS API calls under the reference driver's names,
+and the provisioning gauges read from the GID allocator at scrape time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from efs_csi.cloud import AccessPoint, PosixUser
+from efs_csi_controller.gid import GidAllocator
+from efs_csi_controller.metrics import ApiMetrics, ProvisioningCollector
+from tests.support.fakes.cloud import FakeCloud
+from tests.support.scrape import MetricsServer, scrape, value
+
+
+@pytest.mark.asyncio
+async def test_aws_api_series_use_the_reference_names(
+    metrics_server: MetricsServer
+) -> None:
+    registry, port, _ = metrics_server
+    api = ApiMetrics(registry)
+    api.observe_call("CreateAccessPoint", 0.2, None)
+    api.observe_call("CreateAccessPoint", 0.1, "ThrottlingException")
+    api.observe_call("CreateAccessPoint", 0.1, "AccessPointLimitExceeded")
+    samples = await scrape(port)
+    assert value(samples, "aws_efs_csi_api_request_duration_seconds_count",
+                 request="CreateAccessPoint") == 3
+    assert value(samples, "aws_efs_csi_api_request_throttles_total",
+                 request="CreateAccessPoint") == 1
+    assert value(samples, "aws_efs_csi_api_request_errors_total", request="CreateAccessPoint",
+                 code="AccessPointLimitExceeded") == 1
+    assert value(samples, "aws_efs_csi_api_request_errors_total", request="CreateAccessPoint",
+                 code="ThrottlingException") == 0
+
+
+@dataclass(frozen=True)
+class Figures:
+    file_system_id: str
+    access_points: int
+    gids_in_use: int
+    range_size: int
+    in_flight_creates: int
+
+
+@pytest.mark.asyncio
+async def test_provisioning_gauges_are_read_at_scrape_time(
+    metrics_server: MetricsServer
+) -> None:
+    registry, port, _ = metrics_server
+    state = {"gids": 3}
+    registry.register(ProvisioningCollector(lambda: [
+        Figures("fs-0123456789abcdef0", access_points=4, gids_in_use=state["gids"],
+                range_size=1000, in_flight_creates=1)]))
+    first = await scrape(port)
+    state["gids"] = 7
+    second = await scrape(port)
+    fs = "fs-0123456789abcdef0"
+    assert value(first, "efs_csi_gids_in_use", file_system_id=fs) == 3
+    assert value(second, "efs_csi_gids_in_use", file_system_id=fs) == 7
+    assert value(second, "efs_csi_gid_range_size", file_system_id=fs) == 1000
+    assert value(second, "efs_csi_access_points", file_system_id=fs) == 4
+    assert value(second, "efs_csi_access_point_creates_in_flight", file_system_id=fs) == 1
+
+
+@pytest.mark.asyncio
+async def test_provisioning_gauges_read_the_real_gid_allocator(
+    metrics_server: MetricsServer
+) -> None:
+    registry, port, _ = metrics_server
+    fs = "fs-0123456789abcdef0"
+    allocator = GidAllocator(access_point_limit=10)
+    registry.register(ProvisioningCollector(allocator.snapshot))
+    await allocator.known(FakeCloud(fs), fs)
+    for index, gid in enumerate((50000, 50001)):
+        allocator.remember(AccessPoint(f"fsap-0000000{index}00000000", fs, f"/v{index}",
+                                       posix_user=PosixUser(gid, gid)))
+    samples = await scrape(port)
+    assert value(samples, "efs_csi_access_points", file_system_id=fs) == 2
+    assert value(samples, "efs_csi_gids_in_use", file_system_id=fs) == 2

@@ -1,0 +1,143 @@
+"""Throttling and 5xx absorbed by botocore's retries; STS AssumeRole cached per role;
+endpoints taken from the SDK's own environment variables."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from efs_csi import errors
+from efs_csi.adapters.aws import AwsCloud, CloudFactory, client_config
+from efs_csi.cloud import AccessPointRequest, CreationInfo, PosixUser
+from testbed.efs_proxy import EfsProxy, FileSystemSetup
+from testbed.moto_server import REGION
+
+# moto's default account: moto keeps accounts apart, so the assumed role must be in the
+# account that owns the file system for the describe calls below to see it.
+ROLE = "arn:aws:iam::123456789012:role/efs-csi"
+
+
+def request(file_system_id: str, number: int) -> AccessPointRequest:
+    return AccessPointRequest(file_system_id, f"pvc-{number}", f"/dyn/{number}",
+                              PosixUser(50000 + number, 50000 + number),
+                              CreationInfo(50000 + number, 50000 + number, "0700"))
+
+
+# Few calls: botocore's backoff is real (random, up to 2^attempt seconds), and adaptive mode
+# also slows the client down after throttles, so more calls only make the test slower.
+@pytest.mark.parametrize(("adaptive", "count"), [(True, 4), (False, 10)])
+@pytest.mark.asyncio
+async def test_throttling_at_30_percent_still_succeeds(
+        efs_proxy: EfsProxy, file_system: FileSystemSetup, aws_credentials: None,
+        adaptive: bool, count: int) -> None:
+    fs = file_system.file_system_id
+    efs_proxy.inject(throttle=0.3, operations=["CreateAccessPoint", "DescribeAccessPoints"])
+    async with AwsCloud.create(REGION, endpoint_url=efs_proxy.url,
+                               adaptive_retry=adaptive) as cloud:
+        created = await asyncio.gather(*(cloud.create_access_point(request(fs, n))
+                                         for n in range(count)))
+        listed = [ap async for ap in cloud.access_points(fs)]
+    assert len({ap.access_point_id for ap in created}) == count
+    assert len(listed) == count
+    assert efs_proxy.injected["CreateAccessPoint"] > 0  # the retry path really ran
+    assert efs_proxy.calls["CreateAccessPoint"] == count + efs_proxy.injected["CreateAccessPoint"]
+
+
+@pytest.mark.asyncio
+async def test_5xx_is_retried_then_mapped(efs_proxy: EfsProxy, file_system: FileSystemSetup,
+                                          aws_credentials: None) -> None:
+    fs = file_system.file_system_id
+    efs_proxy.inject(server_error=1.0, server_error_status=503)
+    async with AwsCloud.create(REGION, endpoint_url=efs_proxy.url, max_attempts=2,
+                               adaptive_retry=False) as cloud:
+        with pytest.raises(errors.Unavailable, match="InternalServerError"):
+            await cloud.create_access_point(request(fs, 1))
+    assert efs_proxy.calls["CreateAccessPoint"] == 2  # botocore retried once
+
+
+@pytest.mark.asyncio
+async def test_some_5xx_are_absorbed(efs_proxy: EfsProxy, file_system: FileSystemSetup,
+                                     aws_credentials: None) -> None:
+    fs = file_system.file_system_id
+    efs_proxy.inject(server_error=0.3, latency=(0.0, 0.01))
+    async with AwsCloud.create(REGION, endpoint_url=efs_proxy.url) as cloud:
+        for number in range(10):
+            await cloud.create_access_point(request(fs, number))
+    assert efs_proxy.injected.total() > 0
+
+
+@pytest.mark.asyncio
+async def test_throttling_beyond_retries_is_unavailable_and_says_throttled(
+        efs_proxy: EfsProxy, file_system: FileSystemSetup, aws_credentials: None) -> None:
+    efs_proxy.inject(throttle=1.0)
+    async with AwsCloud.create(REGION, endpoint_url=efs_proxy.url, max_attempts=2,
+                               adaptive_retry=False) as cloud:
+        with pytest.raises(errors.Unavailable, match="throttled"):
+            await cloud.create_access_point(request(file_system.file_system_id, 1))
+
+
+def test_retry_mode_follows_the_flag() -> None:
+    adaptive = client_config(REGION, adaptive_retry=True, max_attempts=10,
+                             max_pool_connections=10)
+    standard = client_config(REGION, adaptive_retry=False, max_attempts=7,
+                             max_pool_connections=10)
+    assert adaptive.retries == {"mode": "adaptive", "total_max_attempts": 10}
+    assert standard.retries == {"mode": "standard", "total_max_attempts": 7}
+    assert adaptive.region_name == REGION
+
+
+@pytest.mark.asyncio
+async def test_assume_role_is_cached_per_role(factory: CloudFactory, efs_proxy: EfsProxy,
+                                              file_system: FileSystemSetup) -> None:
+    first = await factory.cloud_for(ROLE, "external-1")
+    second = await factory.cloud_for(ROLE, "external-1")
+    assert first is second
+    assert await factory.cloud_for(None) is factory.default
+    await first.describe_file_system(file_system.file_system_id)
+    await second.describe_file_system(file_system.file_system_id)
+    assert efs_proxy.calls["AssumeRole"] == 1
+    other = await factory.cloud_for(ROLE, "external-2")
+    assert other is not first
+    assert efs_proxy.calls["AssumeRole"] == 2
+
+
+@pytest.mark.asyncio
+async def test_concurrent_first_use_of_a_role_assumes_once(
+        factory: CloudFactory, efs_proxy: EfsProxy) -> None:
+    clouds = await asyncio.gather(*(factory.cloud_for(ROLE) for _ in range(5)))
+    assert len({id(cloud) for cloud in clouds}) == 1
+    assert efs_proxy.calls["AssumeRole"] == 1
+
+
+@pytest.mark.asyncio
+async def test_credentials_near_expiry_are_refreshed(
+        efs_proxy: EfsProxy, file_system: FileSystemSetup, aws_credentials: None) -> None:
+    # A refresh margin longer than the credential lifetime makes every call "near expiry".
+    async with CloudFactory(REGION, endpoint_url=efs_proxy.url, role_duration_seconds=900,
+                            refresh_margin_seconds=1000) as factory:
+        cloud = await factory.cloud_for(ROLE)
+        assert efs_proxy.calls["AssumeRole"] == 1
+        await cloud.describe_file_system(file_system.file_system_id)
+        await cloud.describe_file_system(file_system.file_system_id)
+    assert efs_proxy.calls["AssumeRole"] >= 3
+
+
+@pytest.mark.asyncio
+async def test_assume_role_denied_is_permission_denied_naming_the_role(
+        factory: CloudFactory, efs_proxy: EfsProxy) -> None:
+    efs_proxy.inject(fail_with=(403, "AccessDenied"), operations=["AssumeRole"])
+    with pytest.raises(errors.PermissionDenied, match=ROLE):
+        await factory.cloud_for(ROLE)
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_EFS", "AWS_ENDPOINT_URL"])
+@pytest.mark.asyncio
+async def test_endpoint_from_environment(efs_proxy: EfsProxy, file_system: FileSystemSetup,
+                                         aws_credentials: None, monkeypatch: pytest.MonkeyPatch,
+                                         variable: str) -> None:
+    monkeypatch.setenv(variable, efs_proxy.url)
+    async with AwsCloud.create(REGION) as cloud:
+        found = await cloud.describe_file_system(file_system.file_system_id)
+    assert found.file_system_id == file_system.file_system_id
+    assert efs_proxy.calls["DescribeFileSystems"] == 1
