@@ -8,7 +8,7 @@ Each benchmark is a script ``bench/<name>.py`` that prints its own table and sav
 throughput, so they must not share the two cores), then writes ``bench/results/summary.json``
 and ``bench/results/summary.md``. A benchmark that saves ``"targets"`` (a list of
 ``{"target", "figure", "met"}``) gets them listed under its table, with the machine's load
-average when it ran.
+average when it ran, and in the table of every target that opens the summary.
 """
 
 from __future__ import annotations
@@ -63,6 +63,18 @@ def targets_of(data: Any) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def targets_table(summary: dict[str, Any]) -> str:
+    """Every benchmark's targets in one table, so the summary opens with met / not met."""
+    lines = ["## Targets", "", "| benchmark | target | figure | met |", "|---|---|---|---|"]
+    for name, entry in summary.items():
+        data = entry.get("results")
+        items = data.get("targets", []) if isinstance(data, dict) else []
+        lines += [f"| {name} | {item.get('target')} | {cell(item.get('figure'))} | "
+                  f"{'met' if item.get('met') else '**NOT met**'} |"
+                  for item in items if isinstance(item, dict)]
+    return "\n".join(lines) + "\n" if len(lines) > 4 else ""
+
+
 def markdown(name: str, rows: list[dict[str, Any]]) -> str:
     if not rows:
         return f"## {name}\n\n(no rows)\n"
@@ -104,6 +116,7 @@ def main() -> int:
         failures += returncode != 0
         title = name if args.collect else f"{name} (exit {returncode}, {seconds} s)"
         sections.append(markdown(title, rows_of(data)) + targets_of(data))
+    sections.insert(2, targets_table(summary))
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / "summary.md").write_text("\n".join(sections))
     print("\n".join(sections))
