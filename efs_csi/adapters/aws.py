@@ -227,8 +227,11 @@ def client_config(region: str | None, *, max_pool_connections: int) -> AioConfig
 
 
 def retry_settings(*, adaptive_retry: bool, max_attempts: int) -> RetrySettings:
-    """``--adaptive-retry-mode``: adaptive adds the per-API client-side rate limiter."""
-    return RetrySettings(max_attempts=max_attempts, adaptive=adaptive_retry)
+    """``--adaptive-retry-mode``: adaptive adds the per-API client-side rate limiter, which
+    keeps retries from storming, so its backoff starts short (0.25 s); standard mode keeps the
+    AWS SDKs' one second, its only spread against a rate limit."""
+    return RetrySettings(max_attempts=max_attempts, adaptive=adaptive_retry,
+                         base_delay=0.25 if adaptive_retry else 1.0)
 
 
 class AwsCloud:
@@ -305,10 +308,12 @@ class AwsCloud:
                 await asyncio.sleep(pause)
             started = time.monotonic()
             code: str | None = None
+            state.sending()
             try:
                 reply = await send(**arguments)
             except asyncio.CancelledError:
                 code = "Cancelled"
+                state.abandoned()
                 raise
             except Exception as exc:  # every botocore failure is translated, nothing escapes raw
                 domain, code = _translate(operation, exc)

@@ -13,7 +13,8 @@ botocore's retries off and keeps one ``ApiRetryState`` per API:
 - ``RateLimiter``, adaptive mode only: a client-side send rate (AIMD) that engages only when
   throttles *dominate* a recent window of answers (more than ``engage_share`` of at least
   ``min_samples``). Throttling that does not follow our request rate (a random 20 % of answers)
-  never engages it, so it costs retries, not throughput; throttling that follows the rate (a
+  never engages it (unanswered attempts count as possible successes: throttles come back
+  first), so it costs retries, not throughput; throttling that follows the rate (a
   server allowing N calls per second) engages it at the rate that succeeded in the last second
   (and never keeps it below that). It halves on throttles (at most once per ``cooldown``, and
   only for attempts sent since the last cut), grows each second by ``increase_fraction`` of
@@ -51,8 +52,9 @@ RETRYABLE = frozenset({Outcome.THROTTLED, Outcome.TRANSIENT, Outcome.TIMEOUT})
 class RetrySettings:
     """The knobs, with the AWS SDKs' standard-mode quota figures.
 
-    The base delay is shorter than the SDKs' one second: a create keeps a user's pod waiting,
-    and the quota and the limiter, not a long first wait, are what keep retries from storming.
+    The default base delay is shorter than the SDKs' one second: a create keeps a user's pod
+    waiting, and in adaptive mode the quota and the limiter, not a long first wait, keep
+    retries from storming (``efs_csi.adapters.aws.retry_settings`` picks per mode).
     """
 
     max_attempts: int = 5
@@ -64,10 +66,11 @@ class RetrySettings:
     timeout_cost: int = 10
     success_refill: int = 1
     # The adaptive limiter.
-    window: int = 50  # answers remembered per API
+    window: int = 200  # answers remembered per API
     window_seconds: float = 10.0  # ... and for how long
     min_samples: int = 10
     engage_share: float = 0.5
+    unanswered_weight: float = 0.5
     min_rate: float = 0.5  # calls per second
     decrease_factor: float = 0.5
     cooldown: float = 0.5
@@ -203,6 +206,7 @@ class ApiRetryState:
     # (time, throttled?) of the latest answers, newest last.
     answers: deque[tuple[float, bool]] = field(init=False)
     successes: deque[float] = field(init=False)  # success times within the last second
+    in_flight: int = 0  # attempts sent and not answered yet
 
     def __post_init__(self) -> None:
         self.quota = RetryQuota(self.settings.quota_capacity)
@@ -219,9 +223,18 @@ class ApiRetryState:
         ``RetrySettings.max_queue_delay``)."""
         return self.limiter.wait(ticket, now, queued_at)
 
+    def sending(self) -> None:
+        """An attempt is sent (its answer must follow: ``record`` or ``abandoned``)."""
+        self.in_flight += 1
+
+    def abandoned(self) -> None:
+        """A sent attempt will never be answered (its call was cancelled)."""
+        self.in_flight = max(0, self.in_flight - 1)
+
     def record(self, outcome: Outcome, now: float, sent_at: float | None = None) -> None:
         """Note an attempt's answer (every attempt, first tries and retries), sent at
         ``sent_at`` (default: ``now``)."""
+        self.abandoned()
         if outcome is Outcome.FATAL:
             return
         throttled = outcome is Outcome.THROTTLED
@@ -245,10 +258,15 @@ class ApiRetryState:
         return float(len(self.successes))
 
     def throttles_dominate(self, now: float) -> bool:
+        """Throttles are more than ``engage_share`` of the recent answers plus the attempts
+        still unanswered (each counted ``unanswered_weight``): a throttle is answered faster
+        than a success, so a burst's first answers are throttles even when few of its calls
+        were."""
         recent = [throttled for at, throttled in self.answers
                   if now - at <= self.settings.window_seconds]
+        pending = self.settings.unanswered_weight * self.in_flight
         return (len(recent) >= self.settings.min_samples
-                and sum(recent) > self.settings.engage_share * len(recent))
+                and sum(recent) > self.settings.engage_share * (len(recent) + pending))
 
     def retry_cost(self, outcome: Outcome) -> int:
         settings = self.settings

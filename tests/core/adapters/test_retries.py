@@ -100,6 +100,20 @@ def test_dominating_throttles_engage_the_limiter_at_the_rate_that_succeeded() ->
     assert waits[2] - waits[1] == pytest.approx(1 / rate)
 
 
+def test_throttles_answered_first_do_not_dominate_while_most_attempts_are_unanswered() -> None:
+    """A burst of 100 with 20 throttled: the throttles come back first (no upstream work)."""
+    state = ApiRetryState(ADAPTIVE)
+    for _ in range(100):
+        state.sending()
+    for step in range(20):
+        state.record(Outcome.THROTTLED, step * 0.001)
+    assert not state.limiter.engaged
+    for _ in range(80):
+        state.record(Outcome.SUCCESS, 0.1)
+    assert state.in_flight == 0
+    assert not state.limiter.engaged
+
+
 def test_standard_mode_never_rate_limits() -> None:
     state = ApiRetryState(STANDARD)
     now = throttle_every(state, 1, 100)  # every answer throttled

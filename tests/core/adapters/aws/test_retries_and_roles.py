@@ -131,8 +131,9 @@ async def test_throttling_that_follows_the_rate_makes_adaptive_mode_back_off(
     """The proxy lets 20 creates per second through (bursts of 5); 80 concurrent creates all
     succeed and the limiter engages. The first wave meets the limit (75 throttled answers: no
     client knows the limit beforehand); paced by the limiter, the retries meet it rarely after
-    that. Without the limiter (standard mode) each retry wave meets the limit again: about 160
-    throttled answers, and the retry budget runs out, failing about 50 creates."""
+    that. Without the limiter (standard mode with adaptive mode's short backoff) each retry
+    wave met the limit again: about 160 throttled answers, and the retry budget ran out,
+    failing about 50 creates."""
     fs = file_system.file_system_id
     efs_proxy.rate_limit({"CreateAccessPoint": 20.0}, burst=5)
     async with AwsCloud.create(REGION, endpoint_url=efs_proxy.url, adaptive_retry=True,
