@@ -61,6 +61,7 @@ from efs_csi.cloud import (
     MountTarget,
     PosixUser,
 )
+from efs_csi.logging import get_logger
 
 #: AWS error code -> domain error. Codes not listed fall back to the rules in ``error_for``:
 #: ``AccessDenied*`` -> PermissionDenied, ``Throttling*`` -> Unavailable,
@@ -107,6 +108,8 @@ ERROR_TABLE: Mapping[str, type[errors.CsiError]] = {
     "ServiceUnavailable": errors.Unavailable,
     "ServiceUnavailableException": errors.Unavailable,
 }
+
+_log = get_logger("efs_csi.adapters.aws")
 
 _THROTTLING = frozenset(code for code, kind in ERROR_TABLE.items() if kind is errors.Unavailable
                         and ("Throttl" in code or "TooMany" in code or "RequestLimit" in code))
@@ -318,7 +321,11 @@ class AwsCloud:
             except Exception as exc:  # every botocore failure is translated, nothing escapes raw
                 domain, code = _translate(operation, exc)
                 outcome = outcome_of(exc)
+                was_limited = state.limiter.engaged
                 state.record(outcome, time.monotonic(), started)
+                if state.limiter.engaged and not was_limited:
+                    _log.warning("EFS API throttled: client-side rate limit engaged",
+                                 operation=operation, rate_per_s=state.limiter.rate)
                 cost = state.may_retry(outcome, attempt)
                 if cost is None:
                     raise domain from exc

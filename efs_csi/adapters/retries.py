@@ -19,9 +19,11 @@ botocore's retries off and keeps one ``ApiRetryState`` per API:
   (and never keeps it below that). It halves on throttles (at most once per ``cooldown``, and
   only for attempts sent since the last cut), grows each second by ``increase_fraction`` of
   itself (at least ``increase_per_s``), and lets go once no caller has had to wait for
-  ``release_after`` seconds. Retries paced by an engaged limiter take no quota: the limiter
-  itself keeps them from storming. A call that has queued ``max_queue_delay`` for its turn
-  fails instead of waiting on.
+  ``release_after`` seconds. In adaptive mode a throttled call's retries take no quota: the
+  limiter keeps them from storming (and ``max_attempts`` bounds each call), while the quota
+  still guards against 5xx and timeouts; spending it on the first wave of a burst that met a
+  rate limit would fail calls the limiter is about to pace. A call that has queued
+  ``max_queue_delay`` for its turn fails instead of waiting on.
 
 Every method takes the time (``now``, monotonic seconds) and the random draw from the caller,
 so tests drive them with plain numbers.
@@ -70,7 +72,7 @@ class RetrySettings:
     window_seconds: float = 10.0  # ... and for how long
     min_samples: int = 10
     engage_share: float = 0.5
-    unanswered_weight: float = 0.5
+    unanswered_weight: float = 1.0
     min_rate: float = 0.5  # calls per second
     decrease_factor: float = 0.5
     cooldown: float = 0.5
@@ -277,8 +279,8 @@ class ApiRetryState:
         a retry (0 when the engaged limiter paces it), or None when the answer stands."""
         if outcome not in RETRYABLE or attempt >= self.settings.max_attempts:
             return None
-        if self.settings.adaptive and self.limiter.engaged and outcome is Outcome.THROTTLED:
-            return 0
+        if self.settings.adaptive and outcome is Outcome.THROTTLED:
+            return 0  # the limiter's business (see the module docstring)
         cost = self.retry_cost(outcome)
         return cost if self.quota.acquire(cost) else None
 

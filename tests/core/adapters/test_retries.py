@@ -108,6 +108,10 @@ def test_throttles_answered_first_do_not_dominate_while_most_attempts_are_unansw
     for step in range(20):
         state.record(Outcome.THROTTLED, step * 0.001)
     assert not state.limiter.engaged
+    for step in range(40):  # were these answered first, throttles would dominate
+        state.sending()
+        state.record(Outcome.THROTTLED, 0.05 + step * 0.001)
+    assert not state.limiter.engaged  # 60 of 140, the other 80 may yet succeed
     for _ in range(80):
         state.record(Outcome.SUCCESS, 0.1)
     assert state.in_flight == 0
@@ -166,11 +170,12 @@ def test_the_limiter_lets_go_once_nobody_waits() -> None:
     assert not state.limiter.engaged
 
 
-def test_retries_paced_by_an_engaged_limiter_take_no_quota() -> None:
-    state = engaged(10.0)
+def test_throttled_retries_take_no_quota_in_adaptive_mode_only() -> None:
+    state = ApiRetryState(ADAPTIVE)
     assert state.may_retry(Outcome.THROTTLED, 1) == 0
     assert state.quota.available == ADAPTIVE.quota_capacity
     assert state.may_retry(Outcome.TRANSIENT, 1) == 5  # a 5xx is not the limiter's business
+    assert ApiRetryState(STANDARD).may_retry(Outcome.THROTTLED, 1) == 5
 
 
 def test_each_api_has_its_own_state() -> None:
