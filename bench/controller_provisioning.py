@@ -19,9 +19,10 @@ Three parts, all saved in ``bench/results/controller_provisioning.json``:
   <= 1.1 calls per create.
 - ``throttling``: per retry mode we offer (``--adaptive-retry-mode`` true/false), 100 creates
   under 20 % random throttling (target: >= 15 creates/s in the default mode), and 200 creates
-  against a proxy that allows ``RATE_LIMIT`` CreateAccessPoint calls per second and throttles
-  beyond (the driver must back off: few throttled answers, a rate near the limit, no retry
-  storm).
+  against a proxy that allows ``RATE_LIMIT`` CreateAccessPoint calls per second (bursts of as
+  many) and throttles beyond (the driver must back off: a rate near the limit, no failed
+  create, no retry storm). The first wave of such a burst meets the limit whatever the client
+  does (it cannot know the limit beforehand): 200 - 50 = 150 throttled answers at least.
 """
 
 from __future__ import annotations
@@ -331,12 +332,14 @@ def targets(cpu: dict[str, Any], rows: list[dict[str, Any]],
             check(f"20% random throttling, {row['retry_mode']}: >= 15 creates/s",
                   row["creates_per_s"], row["creates_per_s"] >= 15 and not row["failed_creates"])
         else:
-            share = row["throttled_answers"] / max(1, row["creates"])
+            calls = row["efs_calls_per_create"]
             check(f"rate-following throttle ({RATE_LIMIT:g}/s), {row['retry_mode']}: backs off "
-                  "(<= 0.5 throttled answers per create, rate >= 60% of the limit, no failure)",
-                  f"{row['creates_per_s']}/s, {share:.2f} throttled per create",
-                  share <= 0.5 and row["creates_per_s"] >= 0.6 * RATE_LIMIT
-                  and not row["failed_creates"])
+                  "(rate >= 60% of the limit, no failed create, <= 2 EFS calls per create: "
+                  "each create meets the limit about once at most, no retry storm)",
+                  f"{row['creates_per_s']}/s, {calls} calls per create, "
+                  f"{row['failed_creates']} failed",
+                  row["creates_per_s"] >= 0.6 * RATE_LIMIT and not row["failed_creates"]
+                  and calls <= 2.0)
     return found
 
 
