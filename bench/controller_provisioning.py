@@ -1,18 +1,28 @@
-"""Controller provisioning under load: N concurrent CreateVolume calls on one file system that
-already holds M access points, then the N DeleteVolume calls, through the real Controller
-service, the real aiobotocore adapter and moto's EFS over HTTP behind the EFS proxy (which
-counts the API calls and can inject throttling).
+"""Controller provisioning under load: the real efs-csi-controller binary (its own process)
+answers N concurrent CreateVolume calls on one file system that already holds M access points,
+then the N DeleteVolume calls, over its unix socket, against moto's EFS over HTTP behind the EFS
+proxy (which counts the API calls and injects throttling).
 
-    python bench/controller_provisioning.py [--quick]
+    python bench/controller_provisioning.py [--quick] [--repeats 5]
 
-Prints, per (N, M, throttling): creates per second, p50/p99 create latency, EFS API calls per
-create (counted at the proxy, the one-time listing included), distinct GIDs, failed creates and
-access points left behind; writes ``bench/results/controller_provisioning.json``. The reference
-driver lists every access point on each create: 1 + ceil(M/1000) calls per create.
-Targets: GIDs all distinct, nothing left behind, <= 1.1 calls per create at M = 5000, and
-every create succeeding at 20 % injected throttling.
+Three parts, all saved in ``bench/results/controller_provisioning.json``:
 
-moto runs in this process (a thread), so the figures include moto's own cost.
+- ``cpu`` (key ``controller_cpu``): 200 concurrent creates then 200 concurrent deletes, M = 0,
+  ``--repeats`` times (median reported): the controller process's own CPU time per call, read
+  from ``/proc/<pid>/stat`` before and after each phase (the harness's moto and proxy run in
+  this process and are not counted), and creates/s, deletes/s (wall time, which does include
+  the harness). Targets: <= 2 ms CPU per create, <= 1 ms per delete, deletes/s >= creates/s.
+- ``rows``: per (N, M): creates/s, p50/p99 create latency, EFS API calls per create (counted
+  at the proxy, the one-time listing included), distinct GIDs, failed creates and access points
+  left behind. The reference driver lists every access point on each create:
+  1 + ceil(M/1000) calls per create. Targets: GIDs all distinct, nothing left behind,
+  <= 1.1 calls per create.
+- ``throttling``: per retry mode we offer (``--adaptive-retry-mode`` true/false), 100 creates
+  under 20 % random throttling (target: >= 15 creates/s in the default mode), and 200 creates
+  against a proxy that allows ``RATE_LIMIT`` CreateAccessPoint calls per second (bursts of as
+  many) and throttles beyond (the driver must back off: a rate near the limit, no failed
+  create, no retry storm). The first wave of such a burst meets the limit whatever the client
+  does (it cannot know the limit beforehand): 200 - 50 = 150 throttled answers at least.
 """
 
 from __future__ import annotations
@@ -23,9 +33,12 @@ import json
 import logging
 import math
 import os
+import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +48,16 @@ sys.path.insert(0, str(REPO))
 import boto3  # noqa: E402
 
 from efs_csi import csi  # noqa: E402
-from efs_csi.adapters.aws import CloudFactory  # noqa: E402
-from efs_csi.logging import configure_logging  # noqa: E402
-from efs_csi_controller.app import build_controller  # noqa: E402
 from testbed.csi_builders import percentile  # noqa: E402
 from testbed.efs_proxy import EfsProxy, make_file_system  # noqa: E402
 from testbed.moto_server import CREDENTIALS, REGION, running_moto  # noqa: E402
+from testbed.processes import RunningBinary, start_binary  # noqa: E402
 
 Mode = csi.VolumeCapabilityAccessModeMode
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: The rate-following throttle: CreateAccessPoint calls per second the proxy lets through.
+RATE_LIMIT = 50.0
+RPC_TIMEOUT = 300.0
 
 
 def efs_client(url: str) -> Any:
@@ -68,6 +83,12 @@ def prepopulate(moto_url: str, file_system_id: str, count: int) -> None:
         list(pool.map(one, range(count)))
 
 
+def bench_access_points(moto_url: str, file_system_id: str) -> list[dict[str, Any]]:
+    listing = efs_client(moto_url).get_paginator("describe_access_points")
+    return [ap for page in listing.paginate(FileSystemId=file_system_id)
+            for ap in page["AccessPoints"] if ap["RootDirectory"]["Path"].startswith("/bench")]
+
+
 def request(name: str, file_system_id: str) -> csi.CreateVolumeRequest:
     return csi.CreateVolumeRequest(
         name=name, capacity_range=csi.CapacityRange(required_bytes=1 << 30),
@@ -78,99 +99,297 @@ def request(name: str, file_system_id: str) -> csi.CreateVolumeRequest:
                     "directoryPerms": "700", "basePath": "/bench"})
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
-async def scenario(moto_url: str, proxy: EfsProxy, creates: int, existing: int,
-                   throttle: float, adaptive: bool) -> dict[str, Any]:
-    file_system_id = make_file_system(moto_url).file_system_id
-    prepopulate(moto_url, file_system_id, existing)
-    proxy.clear_faults()
-    proxy.reset_counts()
-    if throttle:
-        proxy.inject(throttle=throttle)
-    async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=adaptive) as clouds:
-        parts = build_controller(clouds.default, for_role=clouds.cloud_for,
-                                 access_point_limit=10000, extra_tags={})
-        service = parts.service
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+@dataclass
+class Controller:
+    """The controller binary, started once per retry mode and reused across scenarios."""
+
+    binary: RunningBinary
+
+    @property
+    def pid(self) -> int:
+        return self.binary.process.pid
+
+    async def burst_create(self, names: list[str], file_system_id: str
+                           ) -> tuple[list[str | None], list[float], float, float]:
+        """(volume ids or None, latencies, wall seconds, controller CPU seconds)."""
+        channel = self.binary.channel()
+        stub = csi.ControllerStub(channel)
         latencies: list[float] = []
 
-        async def create(index: int) -> str | None:
+        async def create(name: str) -> str | None:
             started = time.perf_counter()
             try:
-                reply = await service.create_volume(request(f"pvc-bench-{index}",
-                                                            file_system_id))
+                reply = await stub.create_volume(request(name, file_system_id),
+                                                 timeout=RPC_TIMEOUT)
             except Exception as exc:  # counted as a failure, shown in the table
-                print(f"  create {index} failed: {exc}", file=sys.stderr)
+                print(f"  create {name} failed: {exc}", file=sys.stderr)
                 return None
             latencies.append(time.perf_counter() - started)
             return reply.volume.volume_id if reply.volume else None
 
-        started = time.perf_counter()
-        volume_ids = await asyncio.gather(*(create(i) for i in range(creates)))
-        create_seconds = time.perf_counter() - started
-        create_calls = proxy.efs_calls()
-        gids = [ap.posix_user.gid for ap in await parts.allocator.known(clouds.default,
-                                                                        file_system_id)
-                if ap.posix_user is not None and ap.root_path.startswith("/bench")]
-        proxy.clear_faults()
-        created = [volume_id for volume_id in volume_ids if volume_id]
-        await asyncio.gather(*(service.delete_volume(csi.DeleteVolumeRequest(volume_id=v))
-                               for v in created))
-    listing = efs_client(moto_url).get_paginator("describe_access_points")
-    remaining = sum(1 for page in listing.paginate(FileSystemId=file_system_id)
-                    for ap in page["AccessPoints"] if ap["RootDirectory"]["Path"]
-                    .startswith("/bench"))
+        try:
+            cpu_before, started = cpu_seconds(self.pid), time.perf_counter()
+            volume_ids = await asyncio.gather(*(create(name) for name in names))
+            wall, cpu = time.perf_counter() - started, cpu_seconds(self.pid) - cpu_before
+        finally:
+            channel.close()
+        return list(volume_ids), latencies, wall, cpu
+
+    async def burst_delete(self, volume_ids: list[str]) -> tuple[int, float, float]:
+        """(failed deletes, wall seconds, controller CPU seconds)."""
+        channel = self.binary.channel()
+        stub = csi.ControllerStub(channel)
+
+        async def delete(volume_id: str) -> bool:
+            try:
+                await stub.delete_volume(csi.DeleteVolumeRequest(volume_id=volume_id),
+                                         timeout=RPC_TIMEOUT)
+            except Exception as exc:  # counted as a failure
+                print(f"  delete {volume_id} failed: {exc}", file=sys.stderr)
+                return False
+            return True
+
+        try:
+            cpu_before, started = cpu_seconds(self.pid), time.perf_counter()
+            done = await asyncio.gather(*(delete(v) for v in volume_ids))
+            wall, cpu = time.perf_counter() - started, cpu_seconds(self.pid) - cpu_before
+        finally:
+            channel.close()
+        return done.count(False), wall, cpu
+
+
+async def start_controller(work: Path, proxy: EfsProxy, adaptive: bool) -> Controller:
+    await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
+    mode = f"--adaptive-retry-mode={str(adaptive).lower()}"
+    binary = await start_binary(
+        "controller", work, ["--region", REGION, mode],
+        env={**proxy.environment(), "AWS_EC2_METADATA_DISABLED": "true"})
+    return Controller(binary)
+
+
+async def warm_up(controller: Controller, moto_url: str) -> None:
+    """One create and delete first: the SDK loads its service model on first use."""
+    file_system_id = make_file_system(moto_url).file_system_id
+    ids, _, _, _ = await controller.burst_create(["pvc-warm-up"], file_system_id)
+    await controller.burst_delete([v for v in ids if v])
+
+
+async def scenario(controller: Controller, moto_url: str, proxy: EfsProxy, *, creates: int,
+                   existing: int, retry_mode: str, prefix: str) -> dict[str, Any]:
+    file_system_id = make_file_system(moto_url).file_system_id
+    prepopulate(moto_url, file_system_id, existing)
+    proxy.reset_counts()
+    names = [f"pvc-{prefix}-{index}" for index in range(creates)]
+    volume_ids, latencies, create_wall, create_cpu = await controller.burst_create(
+        names, file_system_id)
+    create_calls = proxy.efs_calls()
+    create_faults = sum(proxy.injected.values())
+    proxy.clear_faults()
+    gids = [ap["PosixUser"]["Gid"] for ap in bench_access_points(moto_url, file_system_id)]
+    created = [volume_id for volume_id in volume_ids if volume_id]
+    proxy.reset_counts()
+    failed_deletes, delete_wall, delete_cpu = await controller.burst_delete(created)
+    delete_calls = proxy.efs_calls()
+    remaining = len(bench_access_points(moto_url, file_system_id))
     return {
-        "creates": creates, "existing_access_points": existing, "throttle": throttle,
-        "retry_mode": "adaptive" if adaptive else "standard",
-        "creates_per_s": round(creates / create_seconds, 1),
+        "creates": creates, "existing_access_points": existing, "retry_mode": retry_mode,
+        "creates_per_s": round(creates / create_wall, 1),
+        "deletes_per_s": round(len(created) / delete_wall, 1) if created else None,
+        "create_cpu_ms": round(create_cpu * 1000 / creates, 3),
+        "delete_cpu_ms": round(delete_cpu * 1000 / len(created), 3) if created else None,
         "p50_ms": round(percentile(latencies, 0.5) * 1000, 1) if latencies else None,
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1) if latencies else None,
         "efs_calls_per_create": round(create_calls / creates, 3),
+        "efs_calls_per_delete": round(delete_calls / len(created), 3) if created else None,
         "reference_calls_per_create": 1 + math.ceil(existing / 1000),
+        "throttled_answers": create_faults,
         "distinct_gids": len(set(gids)), "failed_creates": creates - len(created),
-        "left_behind": remaining,
-        "injected_faults": sum(proxy.injected.values()),
+        "failed_deletes": failed_deletes, "left_behind": remaining,
     }
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    columns = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
-    print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(str(row[c]).rjust(w) for c, w in zip(columns, widths, strict=True)))
+def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [run[key] for run in runs if run.get(key) is not None]
+    return round(statistics.median(values), 3) if values else None
 
 
-async def run(quick: bool) -> list[dict[str, Any]]:
+async def cpu_part(work: Path, moto_url: str, proxy: EfsProxy, repeats: int) -> dict[str, Any]:
+    controller = await start_controller(work / "cpu", proxy, adaptive=True)
+    try:
+        await warm_up(controller, moto_url)
+        runs = []
+        for repeat in range(repeats):
+            proxy.clear_faults()
+            run = await scenario(controller, moto_url, proxy, creates=200, existing=0,
+                                 retry_mode="adaptive (default)", prefix=f"cpu{repeat}")
+            run["load_average"] = load_average()
+            print(f"  cpu run {repeat + 1}/{repeats}: create {run['create_cpu_ms']} ms, "
+                  f"delete {run['delete_cpu_ms']} ms CPU; {run['creates_per_s']} creates/s, "
+                  f"{run['deletes_per_s']} deletes/s; load {run['load_average']}", flush=True)
+            runs.append(run)
+    finally:
+        await controller.binary.stop()
+    return {
+        "concurrent_calls": 200, "repeats": repeats,
+        "create_cpu_ms_per_call": median_of(runs, "create_cpu_ms"),
+        "delete_cpu_ms_per_call": median_of(runs, "delete_cpu_ms"),
+        "creates_per_s": median_of(runs, "creates_per_s"),
+        "deletes_per_s": median_of(runs, "deletes_per_s"),
+        "runs": runs,
+    }
+
+
+async def rows_part(work: Path, moto_url: str, proxy: EfsProxy,
+                    quick: bool) -> list[dict[str, Any]]:
     sizes = [50, 200] if quick else [50, 200, 1000]
     existing = [0, 1000] if quick else [0, 1000, 5000]
-    # Throttled runs: the default adaptive mode (client-side rate limiting backs off hard)
-    # and standard mode (plain retries), for comparison.
-    plan = [(n, m, 0.0, True) for m in existing for n in sizes] + [
-        (100, existing[-1], 0.2, True), (100, existing[-1], 0.2, False)]
+    controller = await start_controller(work / "rows", proxy, adaptive=True)
     rows = []
-    with running_moto() as moto, EfsProxy(moto.url, seed=7) as proxy:
-        for creates, count, throttle, adaptive in plan:
-            row = await scenario(moto.url, proxy, creates, count, throttle, adaptive)
-            print(f"  N={creates} M={count} throttle={throttle}: {row['creates_per_s']}/s, "
-                  f"{row['efs_calls_per_create']} calls/create", flush=True)
-            rows.append(row)
+    try:
+        await warm_up(controller, moto_url)
+        for count in existing:
+            for creates in sizes:
+                proxy.clear_faults()
+                row = await scenario(controller, moto_url, proxy, creates=creates,
+                                     existing=count, retry_mode="adaptive (default)",
+                                     prefix=f"n{creates}m{count}")
+                print(f"  N={creates} M={count}: {row['creates_per_s']}/s, "
+                      f"{row['efs_calls_per_create']} calls/create", flush=True)
+                rows.append(row)
+    finally:
+        await controller.binary.stop()
     return rows
+
+
+async def throttling_part(work: Path, moto_url: str, proxy: EfsProxy) -> list[dict[str, Any]]:
+    rows = []
+    for adaptive in (True, False):
+        mode = "adaptive (default)" if adaptive else "standard"
+        controller = await start_controller(work / f"throttle-{adaptive}", proxy, adaptive)
+        try:
+            await warm_up(controller, moto_url)
+            proxy.clear_faults()
+            proxy.inject(throttle=0.2)
+            row = await scenario(controller, moto_url, proxy, creates=100, existing=0,
+                                 retry_mode=mode, prefix=f"random-{adaptive}")
+            rows.append({"fault": "20% random throttling", **row})
+            print(f"  {mode}, 20% random: {row['creates_per_s']}/s", flush=True)
+            proxy.clear_faults()
+            proxy.rate_limit({"CreateAccessPoint": RATE_LIMIT})
+            row = await scenario(controller, moto_url, proxy, creates=200, existing=0,
+                                 retry_mode=mode, prefix=f"rate-{adaptive}")
+            proxy.clear_faults()
+            rows.append({"fault": f"CreateAccessPoint limited to {RATE_LIMIT:g}/s", **row})
+            print(f"  {mode}, rate limit {RATE_LIMIT:g}/s: {row['creates_per_s']}/s, "
+                  f"{row['throttled_answers']} throttled", flush=True)
+        finally:
+            await controller.binary.stop()
+    return rows
+
+
+def print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(str(r.get(c))) for r in rows)) for c in columns]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(row.get(c)).rjust(w) for c, w in zip(columns, widths, strict=True)))
+
+
+def targets(cpu: dict[str, Any], rows: list[dict[str, Any]],
+            throttling: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+
+    def check(target: str, figure: Any, met: bool) -> None:
+        found.append({"target": target, "figure": figure, "met": bool(met)})
+
+    create_ms, delete_ms = cpu["create_cpu_ms_per_call"], cpu["delete_cpu_ms_per_call"]
+    check("controller CPU <= 2 ms per create (200 concurrent, median)", create_ms,
+          create_ms is not None and create_ms <= 2.0)
+    check("controller CPU <= 1 ms per delete (200 concurrent, median)", delete_ms,
+          delete_ms is not None and delete_ms <= 1.0)
+    check("200 concurrent deletes/s >= creates/s (median)",
+          f"{cpu['deletes_per_s']} vs {cpu['creates_per_s']}",
+          (cpu["deletes_per_s"] or 0) >= (cpu["creates_per_s"] or math.inf))
+    worst_calls = max(row["efs_calls_per_create"] for row in rows)
+    check("<= 1.1 EFS calls per create in a burst", worst_calls, worst_calls <= 1.1)
+    all_rows = rows + throttling + cpu["runs"]
+    duplicates = sum(row["creates"] - row["failed_creates"] - row["distinct_gids"]
+                     for row in all_rows)
+    check("0 duplicate GIDs", duplicates, duplicates == 0)
+    for row in throttling:
+        if row["fault"].startswith("20%"):
+            check(f"20% random throttling, {row['retry_mode']}: >= 15 creates/s",
+                  row["creates_per_s"], row["creates_per_s"] >= 15 and not row["failed_creates"])
+        else:
+            calls = row["efs_calls_per_create"]
+            check(f"rate-following throttle ({RATE_LIMIT:g}/s), {row['retry_mode']}: backs off "
+                  "(rate >= 60% of the limit, no failed create, <= 2 EFS calls per create: "
+                  "each create meets the limit about once at most, no retry storm)",
+                  f"{row['creates_per_s']}/s, {calls} calls per create, "
+                  f"{row['failed_creates']} failed",
+                  row["creates_per_s"] >= 0.6 * RATE_LIMIT and not row["failed_creates"]
+                  and calls <= 2.0)
+    return found
+
+
+async def run(quick: bool, repeats: int, parts: set[str]) -> dict[str, Any]:
+    report: dict[str, Any] = {"benchmark": "controller_provisioning", "quick": quick,
+                              "load_average_at_start": load_average()}
+    with (running_moto() as moto, EfsProxy(moto.url, seed=7) as proxy,
+          tempfile.TemporaryDirectory(prefix="bench-controller-") as tmp):
+        work = Path(tmp)
+        if "cpu" in parts:
+            report["controller_cpu"] = await cpu_part(work, moto.url, proxy, repeats)
+        if "rows" in parts:
+            report["rows"] = await rows_part(work, moto.url, proxy, quick)
+        if "throttling" in parts:
+            report["throttling"] = await throttling_part(work, moto.url, proxy)
+    report["load_average_at_end"] = load_average()
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N <= 200, M <= 1000")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of the CPU part")
+    parser.add_argument("--parts", default="cpu,rows,throttling",
+                        help="comma-separated subset of cpu,rows,throttling")
     args = parser.parse_args()
     os.environ.update({**CREDENTIALS, "AWS_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"})
-    configure_logging("console", "error")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    rows = asyncio.run(run(args.quick))
-    print_table(rows)
+    parts = set(args.parts.split(","))
+    report = asyncio.run(run(args.quick, args.repeats, parts))
+    if "controller_cpu" in report:
+        cpu = report["controller_cpu"]
+        print_table(f"controller CPU, 200 concurrent calls (median of {cpu['repeats']}: create "
+                    f"{cpu['create_cpu_ms_per_call']} ms, delete {cpu['delete_cpu_ms_per_call']}"
+                    f" ms; {cpu['creates_per_s']} creates/s, {cpu['deletes_per_s']} deletes/s)",
+                    cpu["runs"])
+    if "rows" in report:
+        print_table("bursts", report["rows"])
+    if "throttling" in report:
+        print_table("throttling", report["throttling"])
+    if {"controller_cpu", "rows", "throttling"} <= set(report):
+        report["targets"] = targets(report["controller_cpu"], report["rows"],
+                                    report["throttling"])
+        for item in report["targets"]:
+            print(f"{'met' if item['met'] else 'NOT met'}: {item['target']} ({item['figure']})")
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "controller_provisioning", "quick": args.quick, "rows": rows}
-    (results / "controller_provisioning.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = "controller_provisioning.json" if parts == {"cpu", "rows", "throttling"} else \
+        f"controller_provisioning.{'-'.join(sorted(parts))}.json"
+    (results / name).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

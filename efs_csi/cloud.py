@@ -96,6 +96,6 @@ class Cloud(Protocol):
 
 
 class ApiObserver(Protocol):
-    """Told about every EFS API call (metrics hang off this)."""
+    """Told about every EFS API attempt, retries included (metrics hang off this)."""
 
     def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None: ...

@@ -18,6 +18,11 @@ error parsing all run for real over HTTP; only what moto's EFS model lacks is ad
   ``AccessPointNotFound`` when deleting an unknown access point;
 - fault injection on demand: a fraction of calls answered ``ThrottlingException`` (400),
   a fraction answered 5xx, and random latency; globally or per operation.
+- a server-side rate limit per operation (``rate_limit``): a token bucket per API that lets
+  ``rate`` calls per second through (bursts up to ``burst``) and answers the others
+  ``ThrottlingException``, so the throttling follows the client's request rate as EFS's own
+  API rate limits do (a fake: EFS publishes no exact algorithm, only that calls beyond a
+  per-API rate are throttled).
 
 It counts calls per operation (``calls``), faults included: the benchmarks report EFS calls per
 create from these counters. Every other request (EC2, STS, moto-api) is forwarded untouched.
@@ -30,7 +35,8 @@ standalone scripts all use it the same way::
 
 Access points are indexed per file system the first time the proxy sees that file system
 (one full listing from moto), then kept current from the creates and deletes passing through
-it; create access points through the proxy (or call ``forget()``) so the limit stays exact.
+it; create and delete access points through the proxy (or call ``forget()``) so the limit and
+the answers to deletes stay exact.
 """
 
 from __future__ import annotations
@@ -97,6 +103,24 @@ class Faults:
 
 
 @dataclass
+class _RateLimit:
+    """A token bucket: ``rate`` calls per second, bursts up to ``burst``."""
+
+    rate: float
+    burst: float
+    tokens: float
+    updated: float
+
+    def allow(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
 class _FileSystemIndex:
     access_points: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -137,6 +161,7 @@ class EfsProxy:
         self.url = ""
         self._random = random.Random(seed)
         self._faults: dict[str | None, Faults] = {}
+        self._rate_limits: dict[str, _RateLimit] = {}
         self._counts_lock = threading.Lock()
         self._calls: Counter[str] = Counter()
         self._injected: Counter[str] = Counter()
@@ -222,8 +247,18 @@ class EfsProxy:
         for operation in (list(operations) if operations is not None else [None]):
             self._faults[operation] = faults
 
+    def rate_limit(self, rates: dict[str, float], *, burst: float | None = None) -> None:
+        """Let ``rates[operation]`` calls per second of each operation through (bursts up to
+        ``burst``, default one second's worth) and answer the rest ``ThrottlingException``."""
+        now = time.monotonic()
+        for operation, rate in rates.items():
+            size = max(1.0, rate if burst is None else burst)
+            self._rate_limits[operation] = _RateLimit(rate, size, size, now)
+
     def clear_faults(self) -> None:
+        """Drop injected faults and rate limits."""
         self._faults = {}
+        self._rate_limits = {}
 
     @property
     def calls(self) -> Counter[str]:
@@ -281,13 +316,17 @@ class EfsProxy:
         return await self._forward(request, body)
 
     async def _inject_fault(self, operation: str) -> web.Response | None:
+        answer = _error if operation in _EFS_OPERATIONS else _query_error
+        limit = self._rate_limits.get(operation)
+        if limit is not None and not limit.allow(time.monotonic()):
+            self._count_fault(operation)
+            return answer(400, "ThrottlingException", "Rate exceeded")
         faults = self._faults.get(operation) or self._faults.get(None)
         if faults is None:
             return None
         low, high = faults.latency
         if high > 0:
             await asyncio.sleep(self._random.uniform(low, high))
-        answer = _error if operation in _EFS_OPERATIONS else _query_error
         if faults.fail_with is not None:
             self._count_fault(operation)
             status, code = faults.fail_with
@@ -441,12 +480,16 @@ class EfsProxy:
     async def _delete_access_point(self, request: web.Request) -> web.Response:
         headers = self._forward_headers(request)
         access_point_id = request.path.rsplit("/", 1)[-1]
-        status, _, data = await self._upstream(
-            "GET", f"{API}/access-points?AccessPointId={access_point_id}", headers)
-        if status == 404:
-            return _error(404, "AccessPointNotFound",
-                          f"Access point {access_point_id} does not exist.")
-        found = (json.loads(data).get("AccessPoints") or [{}])[0] if status == 200 else {}
+        # An access point the proxy has indexed needs no look-up in moto first (the proxy's
+        # own cost, kept small: it is the test bed's, not the driver's).
+        found = await self._existing(access_point_id)
+        if found is None:
+            status, _, data = await self._upstream(
+                "GET", f"{API}/access-points?AccessPointId={access_point_id}", headers)
+            if status == 404:
+                return _error(404, "AccessPointNotFound",
+                              f"Access point {access_point_id} does not exist.")
+            found = (json.loads(data).get("AccessPoints") or [{}])[0] if status == 200 else {}
         index = self._indexes.get(str(found.get("FileSystemId", "")))
         status, reply_headers, data = await self._upstream(
             "DELETE", request.path_qs, headers)

@@ -35,7 +35,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     add_bool_flag(parser, "--delete-access-point-root-dir", default=False,
                   help_text="also delete an access point's directory on DeleteVolume")
     add_bool_flag(parser, "--adaptive-retry-mode", default=True,
-                  help_text="use botocore's adaptive retry mode (client-side rate limiting)")
+                  help_text="rate-limit an EFS API on the client side while throttles "
+                            "dominate its answers (retries are per API in both modes)")
     parser.add_argument("--access-point-limit", type=positive_int, default=10000,
                         help="access points allowed per file system (the EFS quota)")
     parser.add_argument("--gid-inventory-max-age", type=non_negative_float,

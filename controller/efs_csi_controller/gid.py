@@ -269,6 +269,13 @@ class GidAllocator:
             return None
         return inventory.access_points.get(access_point_id)
 
+    def remembered(self, file_system_id: str, access_point_id: str) -> AccessPoint | None:
+        """An access point this process has seen, however long ago. Only for what never
+        changes (its file system, root directory, client token): whether it still exists
+        needs ``lookup`` or EFS."""
+        inventory = self._inventories.get(file_system_id)
+        return None if inventory is None else inventory.access_points.get(access_point_id)
+
     async def reserve(self, cloud: Cloud, file_system_id: str, gid_range: GidRange,
                       fixed_gid: int | None = None, as_of: float | None = None) -> Reservation:
         """Reserve a GID chosen at random among the free ones of ``gid_range`` (or just a

@@ -361,7 +361,10 @@ class Provisioner:
         with self._keys.hold(f"id:{handle.access_point_id}", f"volume {shown(volume_id)}"):
             cloud = await self._clouds.select(cross_account)
             fs_id, ap_id = handle.file_system_id, handle.access_point_id
-            access_point = self._allocator.lookup(fs_id, ap_id)
+            # What the delete needs of a known access point never changes, so a known one is
+            # deleted without asking EFS first, however old the listing (one call per delete);
+            # if another writer deleted it meanwhile, EFS answers NotFound: done.
+            access_point = self._allocator.remembered(fs_id, ap_id)
             if access_point is None:
                 try:
                     access_point = await cloud.describe_access_point(ap_id)

@@ -8,6 +8,16 @@ credentials come from STS AssumeRole and are refreshed by botocore shortly befor
 Every botocore failure leaves this module as an ``efs_csi.errors`` exception, translated by
 ``ERROR_TABLE`` below (see ``error_for``); callers never see a ClientError.
 
+Retries: botocore's own are off (one attempt per botocore call). ``AwsCloud._call`` retries
+with the per-API state of ``efs_csi.adapters.retries`` (a retry budget per API, full-jitter
+backoff, and in adaptive mode a send rate that engages only when throttles dominate), so a
+throttled API never slows the others down. A cancelled call stops at once: its only waits are
+plain ``asyncio.sleep`` calls in the caller's own task.
+
+Cost per call: the client sends a fixed User-Agent (botocore otherwise rebuilds its string
+twice per request) and skips botocore's parameter validation (the provisioner checks what it
+sends; EFS answers BadRequest, i.e. INVALID_ARGUMENT, to anything else).
+
 Endpoints: an explicit ``endpoint_url`` wins; otherwise botocore itself honours
 ``AWS_ENDPOINT_URL_EFS`` / ``AWS_ENDPOINT_URL_STS`` and ``AWS_ENDPOINT_URL`` (that is how the
 tests and the demo point the driver at a local EFS API).
@@ -16,12 +26,16 @@ tests and the demo point the driver at a local EFS API).
 from __future__ import annotations
 
 import asyncio
+import platform
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import datetime
 from typing import Any
 
+import aiobotocore
+import botocore
 import botocore.exceptions
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioRefreshableCredentials
@@ -30,6 +44,13 @@ from aiobotocore.utils import AioInstanceMetadataRegionFetcher
 
 from efs_csi import errors
 from efs_csi._version import __version__
+from efs_csi.adapters.retries import (
+    ApiRetryState,
+    Outcome,
+    RetrySettings,
+    RetryStates,
+    backoff_delay,
+)
 from efs_csi.cloud import (
     AccessPoint,
     AccessPointAlreadyExistsError,
@@ -40,13 +61,14 @@ from efs_csi.cloud import (
     MountTarget,
     PosixUser,
 )
+from efs_csi.logging import get_logger
 
 #: AWS error code -> domain error. Codes not listed fall back to the rules in ``error_for``:
 #: ``AccessDenied*`` -> PermissionDenied, ``Throttling*`` -> Unavailable,
 #: ``*LimitExceeded`` -> ResourceExhausted, HTTP 5xx -> Unavailable, anything else -> Internal
 #: (with the code in the message, so an operator can look it up).
 #:
-#: Throttling only reaches this table after botocore has spent all its retries, so it is
+#: Throttling only reaches this table after ``AwsCloud._call`` has spent its retries, so it is
 #: reported as UNAVAILABLE (the provisioner retries later). ``RequestLimitExceeded`` is EC2's
 #: throttling code, hence listed explicitly before the ``*LimitExceeded`` rule applies.
 ERROR_TABLE: Mapping[str, type[errors.CsiError]] = {
@@ -87,8 +109,38 @@ ERROR_TABLE: Mapping[str, type[errors.CsiError]] = {
     "ServiceUnavailableException": errors.Unavailable,
 }
 
+_log = get_logger("efs_csi.adapters.aws")
+
 _THROTTLING = frozenset(code for code, kind in ERROR_TABLE.items() if kind is errors.Unavailable
                         and ("Throttl" in code or "TooMany" in code or "RequestLimit" in code))
+#: Answers worth another attempt besides throttles and 5xx (the AWS SDKs' transient errors).
+_TRANSIENT = frozenset({"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
+                        "InternalServerError", "ServiceUnavailable",
+                        "ServiceUnavailableException"})
+
+
+def is_throttle(code: str) -> bool:
+    return code in _THROTTLING or code.startswith("Throttling")
+
+
+def outcome_of(exc: Exception) -> Outcome:
+    """How the retry policy sees a failed attempt (pure)."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        response: dict[str, Any] = exc.response or {}
+        code = str(response.get("Error", {}).get("Code") or "")
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+        if is_throttle(code):
+            return Outcome.THROTTLED
+        if code in _TRANSIENT or status >= 500:
+            return Outcome.TRANSIENT
+        return Outcome.FATAL
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError
+                  | botocore.exceptions.ConnectTimeoutError):
+        return Outcome.TIMEOUT
+    if isinstance(exc, botocore.exceptions.ConnectionError
+                  | botocore.exceptions.HTTPClientError):
+        return Outcome.TRANSIENT
+    return Outcome.FATAL
 
 
 def error_for(operation: str, code: str, message: str, http_status: int = 400,
@@ -106,7 +158,7 @@ def error_for(operation: str, code: str, message: str, http_status: int = 400,
             kind = errors.Unavailable
         else:
             kind = errors.Internal
-    throttled = code in _THROTTLING or code.startswith("Throttling")
+    throttled = is_throttle(code)
     text = f"EFS {operation} failed: {code}: {message}"
     if throttled:
         text = f"EFS {operation} throttled after retries ({code}): {message}"
@@ -158,18 +210,31 @@ async def resolve_region(configured: str | None, *, metadata_disabled: bool = Fa
     return str(region)
 
 
-def client_config(region: str | None, *, adaptive_retry: bool, max_attempts: int,
-                  max_pool_connections: int) -> AioConfig:
-    """Retries absorb throttling storms: adaptive mode also rate-limits on the client side."""
+#: Sent on every request instead of the string botocore rebuilds twice per request.
+USER_AGENT = (f"efs-csi/{__version__} aiobotocore/{aiobotocore.__version__} "
+              f"botocore/{botocore.__version__} Python/{platform.python_version()}")
+
+
+def client_config(region: str | None, *, max_pool_connections: int) -> AioConfig:
+    """One attempt per botocore call (``AwsCloud`` retries per API), a fixed User-Agent, no
+    client-side parameter validation (see the module docstring)."""
     return AioConfig(
         region_name=region,
-        retries={"mode": "adaptive" if adaptive_retry else "standard",
-                 "total_max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=max_pool_connections,
         connect_timeout=5,
         read_timeout=30,
-        user_agent_extra=f"efs-csi/{__version__}",
+        user_agent=USER_AGENT,
+        parameter_validation=False,
     )
+
+
+def retry_settings(*, adaptive_retry: bool, max_attempts: int) -> RetrySettings:
+    """``--adaptive-retry-mode``: adaptive adds the per-API client-side rate limiter, which
+    keeps retries from storming, so its backoff starts short (0.25 s); standard mode keeps the
+    AWS SDKs' one second, its only spread against a rate limit."""
+    return RetrySettings(max_attempts=max_attempts, adaptive=adaptive_retry,
+                         base_delay=0.25 if adaptive_retry else 1.0)
 
 
 class AwsCloud:
@@ -178,12 +243,15 @@ class AwsCloud:
 
     def __init__(self, session: AioSession, config: AioConfig, *,
                  endpoint_url: str | None = None, observer: ApiObserver | None = None,
-                 page_size: int = 1000) -> None:
+                 page_size: int = 1000, retries: RetrySettings | None = None,
+                 draw: Callable[[], float] = random.random) -> None:
         self._session = session
         self._config = config
         self._endpoint_url = endpoint_url
         self._observer = observer
         self._page_size = page_size
+        self._retries = RetryStates(retries or RetrySettings())
+        self._draw = draw
         self._stack = AsyncExitStack()
         self._client: Any = None
 
@@ -192,10 +260,11 @@ class AwsCloud:
                endpoint_url: str | None = None, observer: ApiObserver | None = None,
                page_size: int = 1000, max_pool_connections: int = 64) -> AwsCloud:
         """A cloud with the default credentials chain (not opened yet)."""
-        config = client_config(region, adaptive_retry=adaptive_retry, max_attempts=max_attempts,
-                               max_pool_connections=max_pool_connections)
+        config = client_config(region, max_pool_connections=max_pool_connections)
         return cls(AioSession(), config, endpoint_url=endpoint_url, observer=observer,
-                   page_size=page_size)
+                   page_size=page_size,
+                   retries=retry_settings(adaptive_retry=adaptive_retry,
+                                          max_attempts=max_attempts))
 
     async def open(self) -> None:
         if self._client is None:
@@ -214,23 +283,61 @@ class AwsCloud:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def retry_state(self, operation: str) -> ApiRetryState:
+        """The retry state of one EFS API (``DescribeAccessPoints``, ...) of this client."""
+        return self._retries[operation]
+
     async def _call(self, operation: str, method: str, **arguments: Any) -> Any:
-        """Run one API call, translated and reported to the observer."""
+        """Run one API call with this API's retries, translated; every attempt is reported to
+        the observer."""
         if self._client is None:
             raise errors.Internal("AWS client used before open() or after close()")
-        started = time.monotonic()
-        code: str | None = None
-        try:
-            return await getattr(self._client, method)(**arguments)
-        except asyncio.CancelledError:
-            code = "Cancelled"
-            raise
-        except Exception as exc:  # every botocore failure is translated, nothing escapes raw
-            domain, code = _translate(operation, exc)
-            raise domain from exc
-        finally:
-            if self._observer is not None:
-                self._observer.observe_call(operation, time.monotonic() - started, code)
+        send = getattr(self._client, method)
+        state = self._retries[operation]
+        quota_taken = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            queued_at = time.monotonic()
+            ticket = state.take_ticket(queued_at)
+            while True:
+                pause = state.wait(ticket, time.monotonic(), queued_at)
+                if pause is None:
+                    raise errors.Unavailable(
+                        f"EFS {operation} throttled: the calls queued for it exceed the rate "
+                        "EFS allows; retry later")
+                if pause == 0:
+                    break
+                await asyncio.sleep(pause)
+            started = time.monotonic()
+            code: str | None = None
+            state.sending()
+            try:
+                reply = await send(**arguments)
+            except asyncio.CancelledError:
+                code = "Cancelled"
+                state.abandoned()
+                raise
+            except Exception as exc:  # every botocore failure is translated, nothing escapes raw
+                domain, code = _translate(operation, exc)
+                outcome = outcome_of(exc)
+                was_limited = state.limiter.engaged
+                state.record(outcome, time.monotonic(), started)
+                if state.limiter.engaged and not was_limited:
+                    _log.warning("EFS API throttled: client-side rate limit engaged",
+                                 operation=operation, rate_per_s=state.limiter.rate)
+                cost = state.may_retry(outcome, attempt)
+                if cost is None:
+                    raise domain from exc
+                quota_taken += cost
+            else:
+                state.record(Outcome.SUCCESS, time.monotonic())
+                state.succeeded(quota_taken)
+                return reply
+            finally:
+                if self._observer is not None:
+                    self._observer.observe_call(operation, time.monotonic() - started, code)
+            await asyncio.sleep(backoff_delay(attempt, self._draw(), state.settings))
 
     async def describe_file_system(self, file_system_id: str) -> FileSystem:
         reply = await self._call("DescribeFileSystems", "describe_file_systems",
@@ -346,9 +453,9 @@ class CloudFactory:
                  max_pool_connections: int = 64, role_session_name: str = "efs-csi-controller",
                  role_duration_seconds: int = 3600, refresh_margin_seconds: int = 900) -> None:
         self._region = region
-        self._config = client_config(region, adaptive_retry=adaptive_retry,
-                                     max_attempts=max_attempts,
-                                     max_pool_connections=max_pool_connections)
+        self._config = client_config(region, max_pool_connections=max_pool_connections)
+        self._retry_settings = retry_settings(adaptive_retry=adaptive_retry,
+                                              max_attempts=max_attempts)
         self._endpoint_url = endpoint_url
         self._observer = observer
         self._page_size = page_size
@@ -366,7 +473,8 @@ class CloudFactory:
     async def open(self) -> None:
         if self._default is None:
             cloud = AwsCloud(self._session, self._config, endpoint_url=self._endpoint_url,
-                             observer=self._observer, page_size=self._page_size)
+                             observer=self._observer, page_size=self._page_size,
+                             retries=self._retry_settings)
             await cloud.open()
             self._stack.push_async_callback(cloud.close)
             self._default = cloud
@@ -409,7 +517,8 @@ class CloudFactory:
             # botocore has no public setter for refreshable credentials on a session.
             session._credentials = credentials
             cloud = AwsCloud(session, self._config, endpoint_url=self._endpoint_url,
-                             observer=self._observer, page_size=self._page_size)
+                             observer=self._observer, page_size=self._page_size,
+                             retries=self._retry_settings)
             await cloud.open()
             self._stack.push_async_callback(cloud.close)
             self._assumed[key] = cloud
@@ -446,7 +555,10 @@ class CloudFactory:
     async def _sts_client(self) -> Any:
         async with self._sts_lock:
             if self._sts is None:
+                # STS is called once per credential lifetime: botocore's own retries do.
+                config = self._config.merge(AioConfig(retries={"mode": "standard",
+                                                               "total_max_attempts": 3}))
                 self._sts = await self._stack.enter_async_context(
-                    self._session.create_client("sts", config=self._config,
+                    self._session.create_client("sts", config=config,
                                                 endpoint_url=self._endpoint_url))
             return self._sts

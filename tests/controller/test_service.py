@@ -225,6 +225,33 @@ async def test_delete_is_idempotent_and_checks_the_file_system(harness: Harness)
 
 
 @pytest.mark.asyncio
+async def test_deleting_a_known_access_point_costs_one_call_however_old_the_listing() -> None:
+    """What a delete needs of an access point (its file system) never changes: one this
+    process knows is deleted without describing it first, even after the listing aged."""
+    clock = [0.0]
+    cloud = FakeCloud(FS)
+    allocator = GidAllocator(access_point_limit=100, max_age=5.0, clock=lambda: clock[0])
+    service = ControllerService(provisioner(cloud, allocator, []))
+    async with ChannelFor([instrument(service, InFlight())]) as channel:
+        stub = csi.ControllerStub(channel)
+        replies = [await stub.create_volume(create_request(name=f"pv-{n}")) for n in range(3)]
+        clock[0] = 60.0  # far beyond the inventory's max age
+        cloud.calls.clear()
+        for reply in replies:
+            assert reply.volume is not None
+            await stub.delete_volume(csi.DeleteVolumeRequest(volume_id=reply.volume.volume_id))
+        assert cloud.calls == {"DeleteAccessPoint": 3}
+        assert cloud.access_points_by_id == {}
+        # Deleted behind our back: EFS answers NotFound, and the delete still succeeds.
+        gone = await stub.create_volume(create_request(name="pv-gone"))
+        assert gone.volume is not None
+        cloud.access_points_by_id.clear()
+        cloud.calls.clear()
+        await stub.delete_volume(csi.DeleteVolumeRequest(volume_id=gone.volume.volume_id))
+        assert cloud.calls == {"DeleteAccessPoint": 1}
+
+
+@pytest.mark.asyncio
 async def test_reuse_access_point_by_pvc(harness: Harness) -> None:
     first = await harness.stub.create_volume(create_request(reuseAccessPoint="true"))
     again = await harness.stub.create_volume(create_request(

@@ -83,6 +83,35 @@ def test_faults_only_hit_the_chosen_operation(efs_proxy: EfsProxy,
     client.delete_access_point(AccessPointId=created)
 
 
+def test_a_rate_limit_throttles_only_the_calls_beyond_it(efs_proxy: EfsProxy,
+                                                         file_system: FileSystemSetup) -> None:
+    """A bucket of 2 refilled at 0.01 per second: the third create in a row is throttled
+    (and nothing is created for it); other operations pass; ``clear_faults`` lifts it."""
+    client = efs_client(efs_proxy.url)
+    fs = file_system.file_system_id
+    efs_proxy.rate_limit({"CreateAccessPoint": 0.01}, burst=2)
+    created = [create(client, fs, 1), create(client, fs, 2)]
+    with pytest.raises(botocore.exceptions.ClientError, match="ThrottlingException"):
+        create(client, fs, 3)
+    assert efs_proxy.injected == {"CreateAccessPoint": 1}
+    listed = client.describe_access_points(FileSystemId=fs)["AccessPoints"]
+    assert sorted(ap["AccessPointId"] for ap in listed) == sorted(created)
+    efs_proxy.clear_faults()
+    create(client, fs, 3)
+
+
+def test_a_deleted_access_point_is_not_found_the_second_time(
+        efs_proxy: EfsProxy, file_system: FileSystemSetup) -> None:
+    """The first delete finds it in the proxy's index, the second looks it up in moto."""
+    client = efs_client(efs_proxy.url)
+    created = create(client, file_system.file_system_id, 1)
+    efs_proxy.reset_counts()
+    client.delete_access_point(AccessPointId=created)
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessPointNotFound"):
+        client.delete_access_point(AccessPointId=created)
+    assert efs_proxy.calls == {"DeleteAccessPoint": 2}
+
+
 def test_server_errors_use_the_chosen_status(efs_proxy: EfsProxy,
                                              file_system: FileSystemSetup) -> None:
     client = efs_client(efs_proxy.url)

@@ -1,14 +1,18 @@
-"""Throttling and 5xx absorbed by botocore's retries; STS AssumeRole cached per role;
-endpoints taken from the SDK's own environment variables."""
+"""Throttling and 5xx absorbed by the adapter's per-API retries (one API's throttling never
+slows another; throttling that follows the request rate makes adaptive mode back off; a
+cancelled call stops retrying at once); STS AssumeRole cached per role; endpoints taken from
+the SDK's own environment variables."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from aiobotocore.session import AioSession
 
 from efs_csi import errors
-from efs_csi.adapters.aws import AwsCloud, CloudFactory, client_config
+from efs_csi.adapters.aws import USER_AGENT, AwsCloud, CloudFactory, client_config
+from efs_csi.adapters.retries import RetrySettings
 from efs_csi.cloud import AccessPointRequest, CreationInfo, PosixUser
 from testbed.efs_proxy import EfsProxy, FileSystemSetup
 from testbed.moto_server import REGION
@@ -24,9 +28,7 @@ def request(file_system_id: str, number: int) -> AccessPointRequest:
                               CreationInfo(50000 + number, 50000 + number, "0700"))
 
 
-# Few calls: botocore's backoff is real (random, up to 2^attempt seconds), and adaptive mode
-# also slows the client down after throttles, so more calls only make the test slower.
-@pytest.mark.parametrize(("adaptive", "count"), [(True, 4), (False, 10)])
+@pytest.mark.parametrize(("adaptive", "count"), [(True, 10), (False, 10)])
 @pytest.mark.asyncio
 async def test_throttling_at_30_percent_still_succeeds(
         efs_proxy: EfsProxy, file_system: FileSystemSetup, aws_credentials: None,
@@ -77,14 +79,101 @@ async def test_throttling_beyond_retries_is_unavailable_and_says_throttled(
             await cloud.create_access_point(request(file_system.file_system_id, 1))
 
 
-def test_retry_mode_follows_the_flag() -> None:
-    adaptive = client_config(REGION, adaptive_retry=True, max_attempts=10,
-                             max_pool_connections=10)
-    standard = client_config(REGION, adaptive_retry=False, max_attempts=7,
-                             max_pool_connections=10)
-    assert adaptive.retries == {"mode": "adaptive", "total_max_attempts": 10}
-    assert standard.retries == {"mode": "standard", "total_max_attempts": 7}
-    assert adaptive.region_name == REGION
+def test_botocore_makes_one_attempt_with_a_fixed_user_agent() -> None:
+    config = client_config(REGION, max_pool_connections=10)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert config.user_agent == USER_AGENT
+    assert config.parameter_validation is False
+    assert config.region_name == REGION
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_retry_mode_follows_the_flag(adaptive: bool) -> None:
+    cloud = AwsCloud.create(REGION, adaptive_retry=adaptive, max_attempts=7)
+    settings = cloud.retry_state("CreateAccessPoint").settings
+    assert (settings.adaptive, settings.max_attempts) == (adaptive, 7)
+
+
+@pytest.mark.asyncio
+async def test_a_throttled_api_does_not_slow_the_others(
+        efs_proxy: EfsProxy, file_system: FileSystemSetup, aws_credentials: None) -> None:
+    """DescribeAccessPoints and DeleteAccessPoint throttled on every call until their retry
+    budget is spent and their limiter engaged; CreateAccessPoint keeps its full budget, its
+    limiter stays off, and each create still costs exactly one call."""
+    fs = file_system.file_system_id
+    efs_proxy.inject(throttle=1.0, operations=["DescribeAccessPoints", "DeleteAccessPoint"])
+    # Calls that would queue behind the throttled APIs' limiter fail at once.
+    settings = RetrySettings(max_attempts=3, base_delay=0.001, adaptive=True,
+                             max_queue_delay=0.5)
+    async with AwsCloud(AioSession(), client_config(REGION, max_pool_connections=64),
+                        endpoint_url=efs_proxy.url, retries=settings) as cloud:
+        outcomes = await asyncio.gather(
+            *(cloud.describe_access_point(f"fsap-{n:017x}") for n in range(60)),
+            *(cloud.delete_access_point(f"fsap-{n:017x}") for n in range(60)),
+            return_exceptions=True)
+        assert all(isinstance(outcome, errors.Unavailable) for outcome in outcomes)
+        describe = cloud.retry_state("DescribeAccessPoints")
+        assert describe.limiter.engaged
+        efs_proxy.reset_counts()
+        created = await asyncio.gather(*(cloud.create_access_point(request(fs, n))
+                                         for n in range(20)))
+        create = cloud.retry_state("CreateAccessPoint")
+        assert not create.limiter.engaged
+        assert create.quota.available == settings.quota_capacity
+    assert len({ap.access_point_id for ap in created}) == 20
+    assert efs_proxy.calls["CreateAccessPoint"] == 20
+    assert efs_proxy.injected["CreateAccessPoint"] == 0
+
+
+@pytest.mark.asyncio
+async def test_throttling_that_follows_the_rate_makes_adaptive_mode_back_off(
+        efs_proxy: EfsProxy, file_system: FileSystemSetup, aws_credentials: None) -> None:
+    """The proxy lets 20 creates per second through (bursts of 5); 80 concurrent creates all
+    succeed and the limiter engages. The first wave meets the limit (75 throttled answers: no
+    client knows the limit beforehand); paced by the limiter, the retries meet it rarely after
+    that. Without the limiter (standard mode with adaptive mode's short backoff) each retry
+    wave met the limit again: about 160 throttled answers, and the retry budget ran out,
+    failing about 50 creates."""
+    fs = file_system.file_system_id
+    efs_proxy.rate_limit({"CreateAccessPoint": 20.0}, burst=5)
+    async with AwsCloud.create(REGION, endpoint_url=efs_proxy.url, adaptive_retry=True,
+                               max_attempts=10) as cloud:
+        created = await asyncio.gather(*(cloud.create_access_point(request(fs, n))
+                                         for n in range(80)))
+        assert cloud.retry_state("CreateAccessPoint").limiter.engaged
+    assert len({ap.access_point_id for ap in created}) == 80
+    throttled = efs_proxy.injected["CreateAccessPoint"]
+    print(f"\n80 creates at 20/s: {throttled} throttled answers")
+    assert 0 < throttled < 120
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_call_stops_retrying_at_once(
+        efs_proxy: EfsProxy, file_system: FileSystemSetup, aws_credentials: None) -> None:
+    efs_proxy.inject(throttle=1.0, operations=["CreateAccessPoint"])
+    # A first backoff of up to an hour: only cancellation can end the call in time.
+    settings = RetrySettings(max_attempts=10, base_delay=3600.0, max_delay=3600.0,
+                             adaptive=False)
+    answered = asyncio.Event()
+
+    class FirstAnswer:
+        """Told after each attempt, just before the call backs off."""
+
+        def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None:
+            answered.set()
+
+    async with AwsCloud(AioSession(), client_config(REGION, max_pool_connections=4),
+                        endpoint_url=efs_proxy.url, retries=settings, observer=FirstAnswer(),
+                        draw=lambda: 1.0) as cloud:
+        call = asyncio.ensure_future(cloud.create_access_point(
+            request(file_system.file_system_id, 1)))
+        await answered.wait()  # the first attempt was throttled: the call is backing off
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert [task for task in asyncio.all_tasks()
+                if task is not asyncio.current_task()] == []
+    assert efs_proxy.calls["CreateAccessPoint"] == 1
 
 
 @pytest.mark.asyncio
