@@ -6,9 +6,10 @@ development packages (``rich``, which structlog's console renderer picks up when
 import time. Here the three wheels are built from the checkout, and one venv per binary gets
 efs-csi-core's wheel and that binary's (the node with its ``local`` extra, as the kind image:
 the benchmarks use the local backend), its dependencies from the package index (pip's cache),
-and its bytecode compiled as the image build compiles it. The venvs are cached under
-``.cache/bench-venv/<hash>``, keyed by the wheels' contents (member names and bytes, not zip
-timestamps), so a change to the driver's code or packaging makes new ones.
+then, as the image build does, pip and setuptools removed and every module's bytecode compiled
+(docker/venv.sh). The venvs are cached under ``.cache/bench-venv/<hash>``, keyed by the
+wheels' contents (member names and bytes, not zip timestamps), so a change to the driver's
+code or packaging makes new ones.
 """
 
 from __future__ import annotations
@@ -76,11 +77,16 @@ def image_venvs() -> dict[str, Path]:
                             "--disable-pip-version-check",
                             *(_requirement(spec, wheels) for spec in specs)],
                            check=True, timeout=900)
-            # As the image build does (docker/venv.sh): every module's bytecode, up front.
+            # As the image build does (docker/venv.sh): no pip or setuptools (their .pth hook
+            # would run at every start), every module's bytecode up front.
+            subprocess.run([str(python), "-m", "pip", "uninstall", "--quiet", "-y",
+                            "--disable-pip-version-check", "pip", "setuptools"],
+                           check=True, timeout=300)
             site = subprocess.run(
                 [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                 check=True, capture_output=True, text=True).stdout.strip()
-            subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", site],
+            subprocess.run([str(python), "-m", "compileall", "-q", "-f", "-j", "0",
+                            "--invalidation-mode", "unchecked-hash", site],
                            check=True, timeout=600, capture_output=True)
             (root / "bin" / ".complete").touch()
     for stale in CACHE.iterdir():  # older driver versions' venvs
