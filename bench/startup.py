@@ -17,23 +17,26 @@ compiled medians ``exec_to_ready_s`` and ``idle_rss_mib`` with their targets) an
 Every binary started here gets ``--region``/``--availability-zone`` and
 ``AWS_EC2_METADATA_DISABLED=true``: nothing may ask instance metadata.
 
-Where the time and memory went (``python -X importtime``, tracemalloc and VmRSS after each
-import, image-like venv, before the change):
+Where the time and memory went (image-like venv, before the change; ``python -X importtime``,
+VmRSS after each import in order, tracemalloc; a loaded 2-core machine, so times are rough;
+details in docs/performance.md):
 
-- kubernetes-asyncio: importing any part of it loads ``kubernetes_asyncio.client`` and its ~767
-  model modules: ~0.35-0.7 s and ~45-70 MiB. The node imported it for the zone label and the
-  taint; the controller for fileSystemIdConfigRef/SecretRef only.
-- aiohttp (~0.1-0.25 s, ~8 MiB): the node used it for the metrics endpoint and IMDS only;
-  kubernetes-asyncio and aiobotocore pull it in too.
-- aiobotocore + botocore (~0.25 s, ~17 MiB; the client itself reads the EFS model): only the
-  controller's EFS calls need them.
-- The CSI messages (betterproto2, ~0.1 s, 10 MiB: ~90 dataclasses and their metadata), grpclib,
-  structlog and prometheus-client: the serving stack, ~0.25 s and ~37 MiB, needed before Probe.
+- kubernetes-asyncio: importing any part of it loads its ~767 model modules: +0.31 s and
+  +35 MiB RSS on top of aiohttp (tracemalloc: 38 MiB more Python heap, nearly all code objects).
+  The node imported it for one label and one taint; the controller for
+  fileSystemIdConfigRef/SecretRef only.
+- aiohttp: ~0.2 s and +9-11 MiB; the node used it only for the metrics endpoint and IMDS (both
+  SDKs bring it too).
+- aiobotocore + botocore: ~0.22 s and +8.6 MiB to import, more to build the client (the EFS
+  model, endpoints); only the controller's EFS calls need them.
+- The serving stack, needed before Probe: asyncio with ssl (+10.7 MiB: OpenSSL), the CSI
+  messages (betterproto2 dataclasses, +5.6 MiB; descriptor.proto's 64 types come along),
+  grpclib, structlog, prometheus-client: ~0.3 s and ~33 MiB in all.
 
 So the node keeps the Kubernetes client out of its long-lived process (a short-lived helper,
-``efs_csi_node.kube_startup``, does the zone label and the taint after serving begins), and
-both binaries import aiohttp, the AWS SDK and the Kubernetes client only when a feature needs
-them, after serving has begun.
+``efs_csi_node.startup_work``, does the zone and the taint after serving begins), and both
+binaries import aiohttp, the AWS SDK and the Kubernetes client only when a feature needs them,
+after serving has begun, in a worker thread.
 """
 
 from __future__ import annotations
