@@ -87,8 +87,9 @@ class StartupHelper:
             return
         argv = helper_arguments(self._work, resolve_zone=resolve_zone,
                                 remove_taint=not self._taint_done)
+        # -P: the node's working directory is not put on the child's sys.path.
         child = await asyncio.create_subprocess_exec(
-            self._python, "-m", MODULE, *argv, stdin=asyncio.subprocess.DEVNULL,
+            self._python, "-P", "-m", MODULE, *argv, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE)  # stderr: the node's, for the child's logs
         self.pid = child.pid
         self.started.set()
