@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from efs_csi.cli import serve_binary
 from efs_csi.cloud import Cloud
 from efs_csi.errors import FailedPrecondition
 from efs_csi.kube import KubeEndpoint
 from efs_csi.logging import get_logger
-from efs_csi.metrics import MetricsEndpoint, RpcMetrics, new_registry
+from efs_csi.metrics import new_registry
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import EfsMounter, MountCommands, Mounter
 from efs_csi.mounting.offloop import OffLoop
-from efs_csi.rpc.identity import IdentityService, Readiness
-from efs_csi.rpc.server import BackgroundTask, ServeOptions, serve
+from efs_csi.rpc.server import BackgroundTask
 from efs_csi_controller.config import ControllerConfig, RootDirectories
 from efs_csi_controller.cross_account import CloudForRole, CloudSelector
 from efs_csi_controller.deferred_cloud import DeferredClouds
@@ -160,7 +160,6 @@ class AwsClients:
 
 
 async def run_controller(*, config: ControllerConfig) -> None:
-    readiness = Readiness()
     registry = new_registry()
     clouds = DeferredClouds()
     background: list[BackgroundTask] = [
@@ -176,24 +175,9 @@ async def run_controller(*, config: ControllerConfig) -> None:
         inventory_max_age=config.gid_inventory_max_age)
     # Per-file-system access points, GIDs and in-flight creates, read at scrape time.
     registry.register(ProvisioningCollector(parts.allocator.snapshot))
-    serving = config.serving
-    if serving.http_endpoint is not None:
-        host, port = serving.http_endpoint
-        background.append(MetricsEndpoint(registry, host, port,
-                                          healthy=lambda: readiness.ready).run)
-
-    async def startup() -> None:
-        readiness.set_ready()
-
     try:
-        await serve(
-            [IdentityService(readiness, controller=True), parts.service],
-            serving.endpoint,
-            options=ServeOptions(grace_period=serving.shutdown_grace_period,
-                                 observer=RpcMetrics(registry)),
-            startup=startup,
-            background=background,
-        )
+        await serve_binary(parts.service, config.serving, controller=True, registry=registry,
+                           background=background)
     finally:
         if kube is not None:
             await kube.close()

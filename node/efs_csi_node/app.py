@@ -20,18 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from efs_csi.cli import serve_binary
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import FailedPrecondition
 from efs_csi.logging import get_logger
-from efs_csi.metrics import MetricsEndpoint, RpcMetrics, new_registry
+from efs_csi.metrics import new_registry
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.health import PathProbe
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import BindMounts, EfsMounter, MountCommands, Mounter
 from efs_csi.mounting.mountinfo import MountTable, read_mount_table
 from efs_csi.mounting.offloop import OffLoop
-from efs_csi.rpc.identity import IdentityService, Readiness
-from efs_csi.rpc.server import BackgroundTask, ServeOptions, serve
+from efs_csi.rpc.server import BackgroundTask
 from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
 from efs_csi_node.locks import KeyedLocks, MountSlots
@@ -128,7 +128,6 @@ def volume_counts(parts: NodeParts) -> VolumeCounts:
 
 
 async def run_node(*, config: NodeConfig) -> None:
-    readiness = Readiness()
     registry = new_registry()
     node_metrics = NodeMetrics(registry)
     commands = MountCommands(CommandRunner(), config.mount_timeout, config.unmount_timeout)
@@ -174,23 +173,8 @@ async def run_node(*, config: NodeConfig) -> None:
         stat_timeout=min(STAT_TIMEOUT, config.mount_timeout), off_loop=off_loop, stats=stats)
     parts.state.on_stale = node_metrics.on_stale
     node_metrics.track_volume_counts(lambda: volume_counts(parts))
-    serving = config.serving
-    if serving.http_endpoint is not None:
-        host, port = serving.http_endpoint
-        background.append(MetricsEndpoint(registry, host, port,
-                                          healthy=lambda: readiness.ready).run)
-
-    async def startup() -> None:
-        readiness.set_ready()
-
     try:
-        await serve(
-            [IdentityService(readiness, controller=False), parts.service],
-            serving.endpoint,
-            options=ServeOptions(grace_period=serving.shutdown_grace_period,
-                                 observer=RpcMetrics(registry)),
-            startup=startup,
-            background=background,
-        )
+        await serve_binary(parts.service, config.serving, controller=False, registry=registry,
+                           background=background)
     finally:
         await cloud.close()
