@@ -14,13 +14,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from prometheus_client import CollectorRegistry
+
 from efs_csi import __version__
 from efs_csi.logging import LOG_FORMATS, LOG_LEVELS, configure_logging
-from efs_csi.rpc.server import Endpoint, EndpointUnusable, parse_endpoint
+from efs_csi.metrics import MetricsEndpoint, RpcMetrics
+from efs_csi.rpc.hook import ServiceBase
+from efs_csi.rpc.identity import IdentityService, Readiness
+from efs_csi.rpc.server import (
+    BackgroundTask,
+    Endpoint,
+    EndpointUnusable,
+    ServeOptions,
+    parse_endpoint,
+    serve,
+)
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -137,3 +149,25 @@ def run(main: Coroutine[Any, Any, None], prog: str) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+async def serve_binary(service: ServiceBase, serving: ServingConfig, *, controller: bool,
+                       registry: CollectorRegistry,
+                       background: Sequence[BackgroundTask] = ()) -> None:
+    """Serve Identity and a binary's ``service`` until SIGTERM, with the metrics endpoint when
+    ``serving`` asks for one. Probe answers ready as soon as the socket listens: a binary's
+    start-up work runs after that, among its ``background`` tasks, and the calls that need its
+    result wait for it (so neither Kubernetes nor instance metadata ever delays serving)."""
+    readiness = Readiness()
+    tasks = list(background)
+    if serving.http_endpoint is not None:
+        host, port = serving.http_endpoint
+        tasks.append(MetricsEndpoint(registry, host, port, healthy=lambda: readiness.ready).run)
+
+    async def ready() -> None:
+        readiness.set_ready()
+
+    await serve([IdentityService(readiness, controller=controller), service], serving.endpoint,
+                options=ServeOptions(grace_period=serving.shutdown_grace_period,
+                                     observer=RpcMetrics(registry)),
+                startup=ready, background=tasks)

@@ -5,30 +5,37 @@ them.
 API, a mounter for root directories) and serves; ``build_controller`` assembles the use cases
 from whatever cloud it is given, and is how tests and benchmarks that need the whole assembly
 over a real EFS API (moto) get it.
+
+Serving comes first, so Probe answers ready within a fraction of a second: the AWS client is
+built after serving begins (a background task; the first EFS call waits for it, within its
+deadline: ``efs_csi_controller.deferred_cloud``), and the Kubernetes client is imported on the
+first fileSystemIdConfigRef/SecretRef that needs it (``KubeOnFirstUse``). Both libraries are
+imported in a worker thread so the event loop keeps answering meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from efs_csi.adapters.aws import CloudFactory, resolve_region
-from efs_csi.adapters.kube import KubernetesAsyncioKube
+from efs_csi.cli import serve_binary
 from efs_csi.cloud import Cloud
 from efs_csi.errors import FailedPrecondition
+from efs_csi.kube import KubeEndpoint
 from efs_csi.logging import get_logger
-from efs_csi.metrics import MetricsEndpoint, RpcMetrics, new_registry
+from efs_csi.metrics import new_registry
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import EfsMounter, MountCommands, Mounter
 from efs_csi.mounting.offloop import OffLoop
-from efs_csi.rpc.identity import IdentityService, Readiness
-from efs_csi.rpc.server import BackgroundTask, ServeOptions, serve
+from efs_csi.rpc.server import BackgroundTask
 from efs_csi_controller.config import ControllerConfig, RootDirectories
 from efs_csi_controller.cross_account import CloudForRole, CloudSelector
+from efs_csi_controller.deferred_cloud import DeferredClouds
 from efs_csi_controller.gid import DEFAULT_MAX_AGE, GidAllocator
 from efs_csi_controller.metrics import ApiMetrics, ProvisioningCollector
 from efs_csi_controller.provisioning import ObjectReader, Provisioner
@@ -36,6 +43,10 @@ from efs_csi_controller.root_dir import RootDirectoryRemover
 from efs_csi_controller.service import ControllerService
 from efs_csi_controller.unconfigured import MESSAGE as NO_REGION
 from efs_csi_controller.unconfigured import NoRegionCloud
+
+if TYPE_CHECKING:
+    from efs_csi.adapters.aws import CloudFactory
+    from efs_csi.adapters.kube import KubernetesAsyncioKube
 
 _log = get_logger("controller.app")
 # Mounting a file system root to delete one directory: generous, it is off the hot path.
@@ -78,52 +89,95 @@ def root_directory_remover(settings: RootDirectories,
                                 detach=commands.lazy_unmount)
 
 
-async def run_controller(*, config: ControllerConfig) -> None:
-    readiness = Readiness()
-    registry = new_registry()
-    async with AsyncExitStack() as stack:
-        # Opened before serving: Probe can only ever answer ready with a usable AWS client.
-        clouds: CloudFactory | NoRegionCloud
-        default: Cloud
-        region: str | None = None
+def _aws_adapter() -> tuple[type[CloudFactory], Callable[..., Awaitable[str]]]:
+    from efs_csi.adapters.aws import CloudFactory, resolve_region  # deferred: see the docstring
+
+    return CloudFactory, resolve_region
+
+
+def _kube_adapter() -> type[KubernetesAsyncioKube]:
+    from efs_csi.adapters.kube import KubernetesAsyncioKube  # deferred: see the docstring
+
+    return KubernetesAsyncioKube
+
+
+@dataclass
+class KubeOnFirstUse:
+    """The ``ObjectReader`` of fileSystemIdConfigRef/SecretRef: the Kubernetes client is
+    imported (~0.5 s, tens of MiB) and opened by the first request that names a reference."""
+
+    endpoint: KubeEndpoint
+    _kube: KubernetesAsyncioKube | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def _opened(self) -> KubernetesAsyncioKube:
+        async with self._lock:
+            if self._kube is None:
+                self._kube = (await asyncio.to_thread(_kube_adapter))(self.endpoint)
+        return self._kube
+
+    async def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
+        return await (await self._opened()).read_config_map_key(namespace, name, key)
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        return await (await self._opened()).read_secret_key(namespace, name, key)
+
+    async def close(self) -> None:
+        if self._kube is not None:
+            await self._kube.close()
+            self._kube = None
+
+
+@dataclass
+class AwsClients:
+    """Builds the EFS API clients after serving begins and hands them to ``clouds``; a
+    background task for the server's lifetime, closing them when cancelled."""
+
+    config: ControllerConfig
+    clouds: DeferredClouds
+    observer: ApiMetrics
+
+    async def run(self) -> None:
+        factory_type, resolve_region = await asyncio.to_thread(_aws_adapter)
         try:
             # --region / AWS_REGION / AWS_DEFAULT_REGION, then instance metadata.
             region = await resolve_region(
-                config.region, metadata_disabled=config.instance_metadata_disabled)
+                self.config.region, metadata_disabled=self.config.instance_metadata_disabled)
         except FailedPrecondition:
             _log.error("no AWS region; every EFS call will fail", hint=NO_REGION)
-            clouds = default = NoRegionCloud()
-        else:
-            clouds = await stack.enter_async_context(
-                CloudFactory(region, adaptive_retry=config.adaptive_retry_mode,
-                             observer=ApiMetrics(registry)))
-            default = clouds.default
-        kube = KubernetesAsyncioKube(config.kube) if config.kube is not None else None
+            unconfigured = NoRegionCloud()
+            self.clouds.provide(unconfigured, unconfigured.cloud_for)
+            await asyncio.Event().wait()  # until the server stops
+            return
+        async with factory_type(region, adaptive_retry=self.config.adaptive_retry_mode,
+                                observer=self.observer) as factory:
+            self.clouds.provide(factory.default, factory.cloud_for)
+            _log.info("EFS API client ready", region=region)
+            try:
+                await asyncio.Event().wait()  # until the server stops
+            finally:
+                self.clouds.withdraw()
+
+
+async def run_controller(*, config: ControllerConfig) -> None:
+    registry = new_registry()
+    clouds = DeferredClouds()
+    background: list[BackgroundTask] = [
+        AwsClients(config, clouds, ApiMetrics(registry)).run]
+    kube = KubeOnFirstUse(config.kube) if config.kube is not None else None
+    # The region tells efs-utils where the file system is. Without --region (or AWS_REGION)
+    # both the controller and efs-utils take it from instance metadata, so they still agree.
+    root_dirs = (root_directory_remover(config.root_directories, config.region)
+                 if config.root_directories is not None else None)
+    parts = build_controller(
+        clouds.cloud, for_role=clouds.for_role, access_point_limit=config.access_point_limit,
+        extra_tags=config.extra_tags, kube=kube, root_dirs=root_dirs,
+        inventory_max_age=config.gid_inventory_max_age)
+    # Per-file-system access points, GIDs and in-flight creates, read at scrape time.
+    registry.register(ProvisioningCollector(parts.allocator.snapshot))
+    try:
+        await serve_binary(parts.service, config.serving, controller=True, registry=registry,
+                           background=background)
+    finally:
         if kube is not None:
-            stack.push_async_callback(kube.close)
-        root_dirs = (root_directory_remover(config.root_directories, region)
-                     if config.root_directories is not None else None)
-        parts = build_controller(
-            default, for_role=clouds.cloud_for, access_point_limit=config.access_point_limit,
-            extra_tags=config.extra_tags, kube=kube, root_dirs=root_dirs,
-            inventory_max_age=config.gid_inventory_max_age)
-        # Per-file-system access points, GIDs and in-flight creates, read at scrape time.
-        registry.register(ProvisioningCollector(parts.allocator.snapshot))
-        background: list[BackgroundTask] = []
-        serving = config.serving
-        if serving.http_endpoint is not None:
-            host, port = serving.http_endpoint
-            background.append(MetricsEndpoint(registry, host, port,
-                                              healthy=lambda: readiness.ready).run)
-
-        async def startup() -> None:
-            readiness.set_ready()
-
-        await serve(
-            [IdentityService(readiness, controller=True), parts.service],
-            serving.endpoint,
-            options=ServeOptions(grace_period=serving.shutdown_grace_period,
-                                 observer=RpcMetrics(registry)),
-            startup=startup,
-            background=background,
-        )
+            await kube.close()

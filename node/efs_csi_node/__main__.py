@@ -136,6 +136,8 @@ def node_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
         volume_attach_limit=args.volume_attach_limit,
         volume_stats=volume_stats,
         remove_not_ready_taint=taint_removal_enabled(args.remove_not_ready_taint, environ),
+        log_format=args.log_format,
+        log_level=args.log_level,
     )
 
 

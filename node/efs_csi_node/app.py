@@ -4,6 +4,12 @@ and serves them.
 ``build_node`` is the one place the node's parts are put together; ``run_node`` gives it the
 real mounter, and tests give it their own (the local backend, or fakes where a real part cannot
 reach, such as an in-memory mount table), so they exercise the same assembly.
+
+The long-lived process loads only what serving needs, so a node starts fast and stays small:
+Probe answers ready as soon as the socket listens; the zone lookup and the startup taint run in
+a short-lived helper process after that (``efs_csi_node.startup_helper``: the Kubernetes client
+never enters this process), and the metrics endpoint and the EFS API client import their
+libraries when they start (``bench/startup.py`` measures it).
 """
 
 from __future__ import annotations
@@ -14,19 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from efs_csi.adapters.kube import KubernetesAsyncioKube
+from efs_csi.cli import serve_binary
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import FailedPrecondition
 from efs_csi.logging import get_logger
-from efs_csi.metrics import MetricsEndpoint, RpcMetrics, new_registry
+from efs_csi.metrics import new_registry
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.health import PathProbe
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import BindMounts, EfsMounter, MountCommands, Mounter
 from efs_csi.mounting.mountinfo import MountTable, read_mount_table
 from efs_csi.mounting.offloop import OffLoop
-from efs_csi.rpc.identity import IdentityService, Readiness
-from efs_csi.rpc.server import BackgroundTask, ServeOptions, serve
+from efs_csi.rpc.server import BackgroundTask
 from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
 from efs_csi_node.locks import KeyedLocks, MountSlots
@@ -35,11 +40,11 @@ from efs_csi_node.mount_state import MountState
 from efs_csi_node.publishing import Publisher
 from efs_csi_node.service import NodeService, NodeServiceConfig
 from efs_csi_node.staging import Stager
+from efs_csi_node.startup_helper import StartupHelper, StartupWork, needed
 from efs_csi_node.stats import VolumeStatsSource
 from efs_csi_node.statvfs_stats import StatvfsStats
-from efs_csi_node.taint import TaintRemover
-from efs_csi_node.topology import resolve_zone
 from efs_csi_node.volume_stats import VolumeStatsCollector
+from efs_csi_node.zone import NodeZone
 
 if TYPE_CHECKING:
     from efs_csi.adapters.aws import AwsCloud
@@ -61,18 +66,8 @@ class NodeParts:
     off_loop: OffLoop
 
 
-@dataclass
-class ZoneHolder:
-    """The node's zone, known at start (``--availability-zone``) or filled in by startup."""
-
-    zone: str | None = None
-
-    def __call__(self) -> str | None:
-        return self.zone
-
-
 def build_node(config: NodeServiceConfig, mounter: Mounter, commands: MountCommands, *,
-               zone: ZoneHolder, max_inflight_mounts: int = 0,
+               zone: NodeZone, max_inflight_mounts: int = 0,
                stat_timeout: float = STAT_TIMEOUT, off_loop: OffLoop | None = None,
                probe: PathProbe | None = None,
                stats: VolumeStatsSource | None = None,
@@ -133,7 +128,6 @@ def volume_counts(parts: NodeParts) -> VolumeCounts:
 
 
 async def run_node(*, config: NodeConfig) -> None:
-    readiness = Readiness()
     registry = new_registry()
     node_metrics = NodeMetrics(registry)
     commands = MountCommands(CommandRunner(), config.mount_timeout, config.unmount_timeout)
@@ -157,7 +151,20 @@ async def run_node(*, config: NodeConfig) -> None:
                                          observer=node_metrics)
         stats = collector
         background.append(collector.run)  # owns the walks; closes them at stop
-    zone = ZoneHolder(config.availability_zone)
+    zone = NodeZone()
+    if config.availability_zone:
+        zone.resolve(config.availability_zone)
+    startup_work = StartupWork(node_name=config.node_id,
+                               remove_taint=config.remove_not_ready_taint, imds=config.imds,
+                               kube=config.kube, log_format=config.log_format,
+                               log_level=config.log_level)
+    if needed(startup_work, zone):
+        # After serving begins: Probe never waits on instance metadata or the Kubernetes API.
+        background.append(StartupHelper(startup_work, zone).run)
+    elif not zone.resolved:
+        _log.warning("availability zone unknown (no flag, instance metadata disabled, no "
+                     "Kubernetes API); reporting no topology", node=config.node_id)
+        zone.resolve(None)
     parts = build_node(
         NodeServiceConfig(node_id=config.node_id,
                           max_volumes_per_node=config.volume_attach_limit,
@@ -166,34 +173,8 @@ async def run_node(*, config: NodeConfig) -> None:
         stat_timeout=min(STAT_TIMEOUT, config.mount_timeout), off_loop=off_loop, stats=stats)
     parts.state.on_stale = node_metrics.on_stale
     node_metrics.track_volume_counts(lambda: volume_counts(parts))
-    serving = config.serving
-    if serving.http_endpoint is not None:
-        host, port = serving.http_endpoint
-        background.append(MetricsEndpoint(registry, host, port,
-                                          healthy=lambda: readiness.ready).run)
-    kube = KubernetesAsyncioKube(config.kube) if config.kube is not None else None
-    listening = asyncio.Event()
-    if kube is not None and config.remove_not_ready_taint:
-        background.append(TaintRemover(kube, config.node_id, listening).run)
-
-    async def startup() -> None:
-        # Probe answers not-ready until the zone is known, so NodeGetInfo reports it.
-        zone.zone = await resolve_zone(
-            configured=config.availability_zone, node_name=config.node_id, imds=config.imds,
-            kube=kube)
-        readiness.set_ready()
-        listening.set()
-
     try:
-        await serve(
-            [IdentityService(readiness, controller=False), parts.service],
-            serving.endpoint,
-            options=ServeOptions(grace_period=serving.shutdown_grace_period,
-                                 observer=RpcMetrics(registry)),
-            startup=startup,
-            background=background,
-        )
+        await serve_binary(parts.service, config.serving, controller=False, registry=registry,
+                           background=background)
     finally:
         await cloud.close()
-        if kube is not None:
-            await kube.close()

@@ -28,7 +28,8 @@ class NodeConfig:
     # --availability-zone; None: instance metadata, then the Node's zone label.
     availability_zone: str | None
     imds: ImdsSettings
-    # The in-cluster Kubernetes API (zone label, startup taint); None outside a pod.
+    # The in-cluster Kubernetes API (zone label, startup taint: the start-up helper process
+    # uses it, efs_csi_node.startup_work); None outside a pod.
     kube: KubeEndpoint | None
     # --region (else AWS_REGION): efs-utils' region, and the local backend's EFS API.
     region: str | None
@@ -43,3 +44,6 @@ class NodeConfig:
     volume_stats: CollectorSettings | None = None
     # --remove-not-ready-taint, unless DISABLE_TAINT_WATCHER is set.
     remove_not_ready_taint: bool = True
+    # --log-format / --log-level, passed on to the start-up helper process.
+    log_format: str = "json"
+    log_level: str = "info"

@@ -6,7 +6,7 @@ missing or malformed one is INVALID_ARGUMENT naming it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from efs_csi.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unavailable,
     Unimplemented,
     missing,
     shown,
@@ -29,9 +30,12 @@ from efs_csi_node.mount_options import build_mount_options
 from efs_csi_node.publishing import Publisher, PublishRequest
 from efs_csi_node.staging import Stager, StageRequest
 from efs_csi_node.stats import StatsRequest, VolumeStatsSource
+from efs_csi_node.zone import NodeZone
 
 _log = get_logger("node.service")
 RpcType = csi.NodeServiceCapabilityRpcType
+# How long a call without a deadline waits for the zone (resolved after serving begins).
+ZONE_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def _capability(capability: csi.VolumeCapability | None) -> csi.VolumeCapability
 class NodeService(csi.NodeBase):
     def __init__(self, config: NodeServiceConfig, *, stager: Stager, publisher: Publisher,
                  stats: VolumeStatsSource, probe: PathProbe,
-                 zone: Callable[[], str | None]) -> None:
+                 zone: NodeZone) -> None:
         self._config = config
         self._stager = stager
         self._publisher = publisher
@@ -104,7 +108,8 @@ class NodeService(csi.NodeBase):
         context = parse_volume_context(message.volume_context)
         assert capability.mount is not None  # validated above
         built = build_mount_options(handle, context, capability.mount.mount_flags,
-                                    read_only=is_read_only(capability), zone=self._zone())
+                                    read_only=is_read_only(capability),
+                                    zone=await self._wait_zone())
         for note in built.notes:
             _log.warning("mount options adjusted", volume_id=message.volume_id, detail=note)
         staging = await self._resolved(message.staging_target_path, "staging_target_path")
@@ -215,8 +220,17 @@ class NodeService(csi.NodeBase):
             csi.NodeServiceCapability(rpc=csi.NodeServiceCapabilityRpc(type=kind))
             for kind in kinds])
 
+    async def _wait_zone(self) -> str | None:
+        """The zone, once start-up work has resolved it (at once when it is known)."""
+        try:
+            async with asyncio.timeout(ZONE_WAIT_S):  # the call's deadline, if shorter, first
+                return await self._zone.wait()
+        except TimeoutError:
+            raise Unavailable("this node's availability zone is not resolved yet "
+                              "(instance metadata, then the Node's zone label); retry") from None
+
     async def node_get_info(self, message: csi.NodeGetInfoRequest) -> csi.NodeGetInfoResponse:
-        zone = self._zone()
+        zone = await self._wait_zone()
         topology = csi.Topology(segments={TOPOLOGY_ZONE_KEY: zone}) if zone else None
         return csi.NodeGetInfoResponse(node_id=self._config.node_id,
                                        max_volumes_per_node=self._config.max_volumes_per_node,

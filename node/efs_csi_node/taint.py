@@ -1,15 +1,19 @@
 """Startup taint removal: take ``efs.csi.aws.com/agent-not-ready`` off this node's Node.
 
 Cluster operators put the taint on new nodes so pods needing EFS are not scheduled before the
-node plugin can mount. ``TaintRemover.run`` (a node background task) waits until the plugin is
-serving and, when the API has a CSINode for the node, until kubelet lists our driver in it;
-then it removes every taint with our key (any effect), leaving all others alone.
+node plugin can mount. ``TaintRemover.run`` (in the node's start-up helper, started once the
+plugin is serving) waits, when the API has a CSINode for the node, until kubelet lists our
+driver in it; then it removes every taint with our key (any effect), leaving all others alone.
 
 The removal is an optimistic update: a JSON patch of the whole taint list (taints have no merge
 key) guarded by a ``test`` on the resourceVersion that was read. A conflict (someone edited the
 Node meanwhile) or an API error is retried with capped exponential backoff and full jitter, so a
 fleet of nodes restarting together does not hammer the API in step. After each patch the Node
-is read again to verify; afterwards it is re-checked periodically in case the taint comes back.
+is read again to verify. Then the work is done: the taint marks a node's first start, put there
+by whoever provisions nodes, and nobody puts it back on a node whose plugin is running (the
+reference driver removes it once too). Keeping a Kubernetes client in the node process to look
+again every minute would cost every node tens of MiB for nothing; the removal runs in the
+node's short-lived start-up helper process (``efs_csi_node.startup_work``) and ends with it.
 """
 
 from __future__ import annotations
@@ -34,31 +38,26 @@ def taint_removal_enabled(flag: bool, environ: Mapping[str, str]) -> bool:
 
 @dataclass(frozen=True)
 class TaintRemovalSettings:
-    recheck_interval_s: float = 60.0
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     registration_poll_s: float = 2.0
 
 
 class TaintRemover:
-    def __init__(self, kube: Kube, node_name: str, serving: asyncio.Event,
+    def __init__(self, kube: Kube, node_name: str,
                  settings: TaintRemovalSettings | None = None, *,
                  rng: random.Random | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._kube = kube
         self._node_name = node_name
-        self._serving = serving
         self._settings = settings or TaintRemovalSettings()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._sleep = sleep
 
     async def run(self) -> None:
-        """Wait for serving and registration, remove the taint, then keep re-checking."""
-        await self._serving.wait()
+        """Wait for registration, then remove the taint."""
         await self.wait_registered()
-        while True:
-            await self.remove_taint()
-            await self._sleep(self._settings.recheck_interval_s)
+        await self.remove_taint()
 
     async def wait_registered(self) -> None:
         """Return once kubelet lists our driver in the CSINode, or the API has no CSINode."""

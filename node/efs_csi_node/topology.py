@@ -10,6 +10,9 @@ Sources, first answer wins:
    a token;
 3. the Node object's zone label, through the ``Kube`` protocol.
 No answer means no topology (``None``); it is never an error that stops the node.
+
+The lookups run in the node's start-up helper process (``efs_csi_node.startup_work``), after
+serving begins; aiohttp is imported there, on first use, never by the long-lived node process.
 """
 
 from __future__ import annotations
@@ -18,8 +21,7 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from efs_csi.contract import TOPOLOGY_ZONE_KEY
 from efs_csi.kube import Kube
@@ -33,6 +35,9 @@ _ZONE_PATH = "/latest/meta-data/placement/availability-zone"
 # Answers to the token call meaning "this service only speaks IMDSv1" (as the AWS SDKs read them).
 _NO_TOKEN_STATUSES = frozenset({403, 404, 405})
 _ZONE = re.compile(r"^[a-z0-9-]{1,64}$")
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _log = get_logger("node.topology")
 
@@ -80,6 +85,8 @@ async def zone_from_imds(settings: ImdsSettings) -> str | None:
     """The zone IMDS reports, or None when it is disabled, absent, slow or unhelpful."""
     if settings.disabled:
         return None
+    import aiohttp  # deferred: only the start-up helper asks instance metadata
+
     # trust_env=False: a cluster-wide HTTP proxy must never see metadata requests.
     try:
         async with asyncio.timeout(settings.timeout), aiohttp.ClientSession(

@@ -8,14 +8,13 @@ import os
 import subprocess
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from efs_csi import csi
 from testbed.csi_builders import publish_request, stage_request
 from testbed.processes import StartBinary
 from tests.support.node import FS_ID, unpublish_and_unstage
-from tests.support.scrape import scrape, value
+from tests.support.scrape import healthz, scrape, value
 
 
 async def volume_stats_until_measured(stub: csi.NodeStub, target: Path
@@ -42,9 +41,7 @@ async def test_node_binary_serves_metrics_and_measures_usage(
     node = await binary("node", ["--mount-backend", "local", "--local-root", str(root),
                                  "--availability-zone", "zone-x", "--vol-metrics-opt-in",
                                  "--http-endpoint", f"127.0.0.1:{port}"])
-    async with aiohttp.ClientSession() as session, \
-            session.get(f"http://127.0.0.1:{port}/healthz") as health:
-        assert health.status == 200
+    assert await healthz(port) == 200
     before = await scrape(port)
     channel = node.channel()
     try:

@@ -4,7 +4,6 @@ kube-apiserver: tests/cluster/test_kube_adapter.py."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 
 import pytest
@@ -18,14 +17,12 @@ NODE = "ip-10-0-0-1.ec2.internal"
 OURS = {"key": NOT_READY_TAINT, "effect": "NoExecute"}
 OTHER = {"key": "dedicated", "value": "storage", "effect": "NoSchedule"}
 NODE_PATH = f"/api/v1/nodes/{NODE}"
-FAST = TaintRemovalSettings(recheck_interval_s=0.02, backoff_base_s=0.001, backoff_max_s=0.01,
+FAST = TaintRemovalSettings(backoff_base_s=0.001, backoff_max_s=0.01,
                             registration_poll_s=0.01)
 
 
 def remover(kube: KubernetesAsyncioKube) -> TaintRemover:
-    serving = asyncio.Event()
-    serving.set()
-    return TaintRemover(kube, NODE, serving, FAST, rng=random.Random(7))
+    return TaintRemover(kube, NODE, FAST, rng=random.Random(7))
 
 
 def test_disabled_by_flag_or_environment() -> None:

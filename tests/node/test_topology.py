@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from efs_csi import csi
 from efs_csi_node.topology import ImdsSettings, resolve_zone, zone_from_imds
+from testbed.processes import StartBinary
 from tests.support.fakes.kube import FakeKube
 
 TOKEN = "tok-123"
@@ -29,6 +32,7 @@ class FakeImds:
     hang: bool = False  # the zone request never answers
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    zone_asked: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
 
     async def token(self, request: web.Request) -> web.Response:
@@ -41,6 +45,7 @@ class FakeImds:
     async def availability_zone(self, request: web.Request) -> web.Response:
         token = request.headers.get("X-aws-ec2-metadata-token")
         self.requests.append((request.method, request.path, token))
+        self.zone_asked.set()
         if self.hang:
             await self.release.wait()
         if self.token_status == 200 and token != TOKEN:
@@ -168,3 +173,27 @@ async def test_no_source_means_no_zone(imds: FakeImds) -> None:
                               kube=None) is None
     assert await resolve_zone(configured=None, node_name="n1", imds=imds.settings(),
                               kube=FakeKube(node_missing=True)) is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.slow  # the real node binary and its start-up helper process
+async def test_the_node_binary_is_ready_before_instance_metadata_answers(
+        imds: FakeImds, binary: StartBinary, tmp_path: Path) -> None:
+    """Probe answers ready while the zone lookup (in the start-up helper) still waits on
+    instance metadata; NodeGetInfo waits for its answer."""
+    imds.hang = True
+    node = await binary("node", ["--mount-backend", "local", "--local-root", str(tmp_path)],
+                        env={"AWS_EC2_METADATA_DISABLED": "false",
+                             "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url})
+    channel = node.channel()
+    try:
+        info = asyncio.create_task(csi.NodeStub(channel).node_get_info(
+            csi.NodeGetInfoRequest(), timeout=30))
+        await asyncio.wait_for(imds.zone_asked.wait(), 30)
+        assert not info.done()  # ready already, the zone still unknown
+        imds.release.set()
+        reply = await asyncio.wait_for(info, 30)
+    finally:
+        channel.close()
+    assert reply.accessible_topology is not None
+    assert reply.accessible_topology.segments == {"topology.kubernetes.io/zone": "us-east-1b"}

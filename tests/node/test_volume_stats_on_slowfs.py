@@ -24,10 +24,11 @@ from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import MountCommands
 from efs_csi.mounting.offloop import OffLoop
-from efs_csi_node.app import ZoneHolder, build_node
+from efs_csi_node.app import build_node
 from efs_csi_node.service import NodeServiceConfig
 from efs_csi_node.stats import StatsRequest
 from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector
+from efs_csi_node.zone import NodeZone
 from testbed.csi_builders import publish_request, stage_request
 from testbed.processes import StartBinary
 from testbed.slowfs import SlowMount, libfuse_available, slow_mount
@@ -101,7 +102,7 @@ async def stats_node() -> AsyncIterator[StatsNodeFactory]:
         collector = VolumeStatsCollector(settings, off_loop=off_loop)
         parts = build_node(NodeServiceConfig("node-a", 16, volume_stats=True),
                            LocalMounter(root, commands, off_loop, None), commands,
-                           zone=ZoneHolder("us-east-1a"), off_loop=off_loop, stats=collector)
+                           zone=NodeZone.known("us-east-1a"), off_loop=off_loop, stats=collector)
         try:
             async with ChannelFor([parts.service]) as channel:
                 yield StatsNode(csi.NodeStub(channel), collector)

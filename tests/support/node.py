@@ -14,8 +14,9 @@ from efs_csi.mounting.health import PathProbe
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import EfsMounter, MountCommands
 from efs_csi.mounting.offloop import OffLoop
-from efs_csi_node.app import NodeParts, ZoneHolder, build_node
+from efs_csi_node.app import NodeParts, build_node
 from efs_csi_node.service import NodeServiceConfig
+from efs_csi_node.zone import NodeZone
 from tests.support.fakes.mounts import FakeMountTable
 
 FS_ID = "fs-0123456789abcdef0"
@@ -54,7 +55,7 @@ def local_parts(root: Path, *, stat: object | None = None, describe: object | No
     probe = PathProbe(off_loop, 0.5, stat) if stat is not None else None  # type: ignore[arg-type]
     mounter = LocalMounter(root, commands, off_loop, describe)  # type: ignore[arg-type]
     return build_node(NodeServiceConfig("node-a", 16, volume_stats=stats_enabled), mounter,
-                      commands, zone=ZoneHolder(zone), off_loop=off_loop, probe=probe)
+                      commands, zone=NodeZone.known(zone), off_loop=off_loop, probe=probe)
 
 
 @dataclass
@@ -66,14 +67,15 @@ class FakeNode:
 
 
 def fake_parts(table: FakeMountTable, *, stat: object | None = None,
-               zone: str | None = "us-east-1a") -> NodeParts:
-    """The node with the efs backend over ``table``: every part is real but the kernel."""
+               zone: str | NodeZone | None = "us-east-1a") -> NodeParts:
+    """The node with the efs backend over ``table``: every part is real but the kernel (a
+    ``NodeZone`` not yet resolved: a node whose start-up helper is still looking)."""
     commands = MountCommands(table, mount_timeout=20, unmount_timeout=10)
     off_loop = OffLoop()
     probe = PathProbe(off_loop, 0.5, stat) if stat is not None else None  # type: ignore[arg-type]
     return build_node(NodeServiceConfig("node-a", 16), EfsMounter(commands), commands,
-                      zone=ZoneHolder(zone), off_loop=off_loop, probe=probe,
-                      read_table=table.read_table)
+                      zone=zone if isinstance(zone, NodeZone) else NodeZone.known(zone),
+                      off_loop=off_loop, probe=probe, read_table=table.read_table)
 
 
 async def unpublish_and_unstage(stub: csi.NodeStub, volume_id: str, staging: Path,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,6 +15,18 @@ from efs_csi.rpc.identity import Readiness
 MetricsServer = tuple[CollectorRegistry, int, Readiness]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def healthz(port: int, timeout: float = 30.0) -> int:
+    """The status of /healthz, once the endpoint listens: a binary starts it after its CSI
+    socket serves (so Probe can answer ready a moment before it does)."""
+    async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    return response.status
+            except aiohttp.ClientConnectorError:
+                await asyncio.sleep(0.02)
 
 
 async def scrape(port: int) -> Samples:

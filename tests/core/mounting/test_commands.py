@@ -23,8 +23,9 @@ from efs_csi import csi
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.mount import EfsMounter, MountCommands
 from efs_csi.rpc.hook import InFlight, instrument
-from efs_csi_node.app import ZoneHolder, build_node
+from efs_csi_node.app import build_node
 from efs_csi_node.service import NodeServiceConfig
+from efs_csi_node.zone import NodeZone
 from testbed.csi_builders import stage_request
 
 # Real child processes: stand-in mount executables on PATH.
@@ -87,7 +88,7 @@ async def hanging_node(tmp_path: Path) -> AsyncIterator[HangingNode]:
     runner = CommandRunner(env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     commands = MountCommands(runner, mount_timeout=30, unmount_timeout=5)
     parts = build_node(NodeServiceConfig("node-a"), EfsMounter(commands), commands,
-                       zone=ZoneHolder("us-east-1a"))
+                       zone=NodeZone.known("us-east-1a"))
     observed = Observed()
     async with ChannelFor([instrument(parts.service, InFlight(), observed)]) as channel:
         node = HangingNode(csi.NodeStub(channel), observed, record)

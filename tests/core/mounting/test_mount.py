@@ -17,8 +17,9 @@ from efs_csi import csi
 from efs_csi.mounting.commands import CommandFailed, CommandRunner, CommandTimedOut
 from efs_csi.mounting.mount import EfsMounter, MountCommands
 from efs_csi.rpc.hook import InFlight, instrument
-from efs_csi_node.app import ZoneHolder, build_node
+from efs_csi_node.app import build_node
 from efs_csi_node.service import NodeServiceConfig
+from efs_csi_node.zone import NodeZone
 from testbed.csi_builders import stage_request
 from testbed.efs_rules import efs_utils_refusal
 
@@ -108,7 +109,7 @@ AP = "fsap-0123456789abcdef0"
 async def efs_node(fake_bin: tuple[MountCommands, Path]) -> AsyncIterator[csi.NodeStub]:
     commands, _ = fake_bin
     parts = build_node(NodeServiceConfig("node-a"), EfsMounter(commands), commands,
-                       zone=ZoneHolder("us-east-1a"))
+                       zone=NodeZone.known("us-east-1a"))
     async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
         yield csi.NodeStub(channel)
 

@@ -67,9 +67,11 @@ class FakeKubeApi:
     _runner: web.AppRunner | None = None
     url: str = ""
 
-    def add_node(self, name: str, taints: list[Json] | None = None) -> None:
+    def add_node(self, name: str, taints: list[Json] | None = None,
+                 labels: dict[str, str] | None = None) -> None:
         self.nodes[name] = {"apiVersion": "v1", "kind": "Node",
-                            "metadata": {"name": name, "resourceVersion": self._next_version()},
+                            "metadata": {"name": name, "resourceVersion": self._next_version(),
+                                         "labels": labels or {}},
                             "spec": {"taints": taints} if taints is not None else {}}
 
     def taints(self, name: str) -> list[Json]:

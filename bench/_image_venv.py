@@ -1,0 +1,100 @@
+"""Image-like virtualenvs for the benchmarks: each binary installed from its wheels, as its
+container image has it (docker/Dockerfile, docker/venv.sh), not from the editable dev venv.
+
+The dev venv measures something no user runs: editable finders on ``sys.meta_path`` and
+development packages (``rich``, which structlog's console renderer picks up when present) add
+import time. Here the three wheels are built from the checkout, and one venv per binary gets
+efs-csi-core's wheel and that binary's (the node with its ``local`` extra, as the kind image:
+the benchmarks use the local backend), its dependencies from the package index (pip's cache),
+then, as the image build does, pip and setuptools removed and every module's bytecode compiled
+(docker/venv.sh). The venvs are cached under ``.cache/bench-venv/<hash>``, keyed by the
+wheels' contents (member names and bytes, not zip timestamps), so a change to the driver's
+code or packaging makes new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import venv
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".cache" / "bench-venv"
+# What each binary's venv installs: the distributions, with extras, as wheel requirements.
+INSTALLS = {"efs-csi-node": ("efs-csi-core", "efs-csi-node[local]"),
+            "efs-csi-controller": ("efs-csi-core", "efs-csi-controller")}
+
+
+def _build_wheels(out: Path) -> dict[str, Path]:
+    with tempfile.TemporaryDirectory(prefix="efs-csi-bench-src-") as tmp:
+        sources = Path(tmp)
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(REPO / name, sources / name)
+        leftovers = shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+        for folder in ("efs_csi", "controller", "node"):
+            shutil.copytree(REPO / folder, sources / folder, ignore=leftovers)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                        "--no-build-isolation", "-w", str(out), str(sources),
+                        str(sources / "controller"), str(sources / "node")],
+                       check=True, timeout=600, capture_output=True)
+    return {path.name.split("-")[0].replace("_", "-"): path for path in out.glob("*.whl")}
+
+
+def _wheels_hash(wheels: dict[str, Path]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(wheels):
+        with zipfile.ZipFile(wheels[name]) as archive:
+            for member in sorted(archive.namelist()):
+                digest.update(member.encode() + b"\0" + archive.read(member) + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _requirement(spec: str, wheels: dict[str, Path]) -> str:
+    name, _, extras = spec.partition("[")
+    return f"{name} @ {wheels[name].as_uri()}" if not extras else \
+        f"{name}[{extras} @ {wheels[name].as_uri()}"
+
+
+def image_venvs() -> dict[str, Path]:
+    """The ``bin`` directory of each binary's image-like venv, built when missing."""
+    with tempfile.TemporaryDirectory(prefix="efs-csi-bench-wheels-") as tmp:
+        wheels = _build_wheels(Path(tmp))
+        home = CACHE / _wheels_hash(wheels)
+        bins = {binary: home / binary / "bin" for binary in INSTALLS}
+        if all((path / ".complete").exists() for path in bins.values()):
+            return bins
+        for binary, specs in INSTALLS.items():
+            root = home / binary
+            shutil.rmtree(root, ignore_errors=True)
+            venv.create(root, with_pip=True, clear=True)
+            python = root / "bin" / "python"
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+                            "--disable-pip-version-check",
+                            *(_requirement(spec, wheels) for spec in specs)],
+                           check=True, timeout=900)
+            # As the image build does (docker/venv.sh): no pip or setuptools (their .pth hook
+            # would run at every start), every module's bytecode up front.
+            subprocess.run([str(python), "-m", "pip", "uninstall", "--quiet", "-y",
+                            "--disable-pip-version-check", "pip", "setuptools"],
+                           check=True, timeout=300)
+            site = subprocess.run(
+                [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                check=True, capture_output=True, text=True).stdout.strip()
+            subprocess.run([str(python), "-m", "compileall", "-q", "-f", "-j", "0",
+                            "--invalidation-mode", "unchecked-hash", site],
+                           check=True, timeout=600, capture_output=True)
+            (root / "bin" / ".complete").touch()
+    for stale in CACHE.iterdir():  # older driver versions' venvs
+        if stale != home:
+            shutil.rmtree(stale, ignore_errors=True)
+    return bins
+
+
+if __name__ == "__main__":
+    for binary, path in image_venvs().items():
+        print(binary, path)

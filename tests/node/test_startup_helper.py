@@ -1,0 +1,138 @@
+"""The node's start-up helper process (efs_csi_node.startup_helper, .startup_work), for real: a
+child process on the node's interpreter against a fake Kubernetes API on loopback (the faults
+and the registration it waits for are set on cue; against a real kube-apiserver and kubelet:
+tests/cluster/test_kubelet.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from efs_csi.contract import NOT_READY_TAINT, PLUGIN_NAME, TOPOLOGY_ZONE_KEY
+from efs_csi.kube import KubeEndpoint
+from efs_csi.rpc.supervision import RestartPolicy, supervise
+from efs_csi_node.startup_helper import StartupHelper, StartupHelperFailed, StartupWork, needed
+from efs_csi_node.topology import ImdsSettings
+from efs_csi_node.zone import NodeZone
+from tests.support.fakes.kube_api import FakeKubeApi
+
+pytestmark = pytest.mark.slow  # starts processes
+
+NODE = "node-startup"
+OURS = {"key": NOT_READY_TAINT, "effect": "NoExecute"}
+OTHER = {"key": "dedicated", "value": "storage", "effect": "NoSchedule"}
+NO_IMDS = ImdsSettings(disabled=True)
+
+
+def work_for(api: FakeKubeApi, tmp_path: Path, *, remove_taint: bool = True) -> StartupWork:
+    token = tmp_path / "token"
+    token.write_text(api.token + "\n")
+    return StartupWork(node_name=NODE, remove_taint=remove_taint, imds=NO_IMDS,
+                       kube=KubeEndpoint(host=api.url, token_file=token), log_level="debug")
+
+
+def alive(pid: int) -> bool:
+    """Whether the process still exists (a reaped child's /proc entry is gone)."""
+    return Path(f"/proc/{pid}").exists()
+
+
+async def child_pid(helper: StartupHelper) -> int:
+    await asyncio.wait_for(helper.started.wait(), 30)
+    assert helper.pid is not None
+    return helper.pid
+
+
+@pytest.mark.asyncio
+async def test_the_zone_arrives_first_then_the_taint_goes_and_the_child_exits(
+        fake_kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    fake_kube_api.add_node(NODE, taints=[OURS, OTHER], labels={TOPOLOGY_ZONE_KEY: "zone-l"})
+    fake_kube_api.set_csinode(NODE, ["ebs.csi.aws.com"])  # kubelet has not registered us yet
+    zone = NodeZone()
+    helper = StartupHelper(work_for(fake_kube_api, tmp_path), zone)
+    task = asyncio.create_task(helper.run())
+    try:
+        pid = await child_pid(helper)
+        async with asyncio.timeout(30):
+            assert await zone.wait() == "zone-l"
+        # NodeGetInfo can answer now; the child still waits for registration.
+        assert not task.done() and alive(pid)
+        assert fake_kube_api.taints(NODE) == [OURS, OTHER]
+        fake_kube_api.set_csinode(NODE, ["ebs.csi.aws.com", PLUGIN_NAME])
+        await asyncio.wait_for(task, 30)
+    finally:
+        task.cancel()
+    assert fake_kube_api.taints(NODE) == [OTHER]
+    assert not alive(pid)
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_helper_leaves_no_child_behind(
+        fake_kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    fake_kube_api.add_node(NODE, taints=[OURS], labels={TOPOLOGY_ZONE_KEY: "zone-l"})
+    fake_kube_api.set_csinode(NODE, [])  # never registered: the child would wait forever
+    zone = NodeZone()
+    helper = StartupHelper(work_for(fake_kube_api, tmp_path), zone)
+    task = asyncio.create_task(helper.run())
+    pid = await child_pid(helper)
+    async with asyncio.timeout(30):
+        await zone.wait()
+    assert alive(pid)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not alive(pid)
+    assert fake_kube_api.taints(NODE) == [OURS]
+
+
+@pytest.mark.asyncio
+async def test_a_failed_child_is_restarted_and_asked_only_for_what_is_missing(
+        fake_kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    """The interpreter is wrapped so that the first child dies at once (a crash the real
+    helper cannot be made to have on cue); supervision starts it again."""
+    fake_kube_api.add_node(NODE, taints=[OURS], labels={TOPOLOGY_ZONE_KEY: "zone-l"})
+    fake_kube_api.set_csinode(NODE, [PLUGIN_NAME])
+    crashed = tmp_path / "crashed"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nif [ ! -e "{crashed}" ]; then touch "{crashed}"; exit 3; fi\n'
+                       f'exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    zone = NodeZone()
+    helper = StartupHelper(work_for(fake_kube_api, tmp_path), zone, python=str(wrapper))
+    with pytest.raises(StartupHelperFailed, match="status 3"):
+        await helper.run()
+    assert not zone.resolved
+    await asyncio.wait_for(supervise(helper.run, RestartPolicy(first_delay_s=0.01)), 60)
+    assert crashed.exists()
+    assert zone.resolved and await zone.wait() == "zone-l"
+    assert fake_kube_api.taints(NODE) == []
+    reads = fake_kube_api.count("GET", f"/api/v1/nodes/{NODE}")
+    # Zone known, taint gone: a further run has nothing to do and starts no child.
+    await helper.run()
+    assert helper.pid is None and fake_kube_api.count("GET", f"/api/v1/nodes/{NODE}") == reads
+
+
+@pytest.mark.asyncio
+async def test_no_label_and_no_instance_metadata_mean_no_zone(
+        fake_kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    fake_kube_api.add_node(NODE)
+    zone = NodeZone()
+    await asyncio.wait_for(
+        StartupHelper(work_for(fake_kube_api, tmp_path, remove_taint=False), zone).run(), 60)
+    assert zone.resolved and await zone.wait() is None
+
+
+def test_no_child_when_there_is_nothing_to_do() -> None:
+    endpoint = KubeEndpoint(host="https://127.0.0.1:1")
+    quiet = StartupWork(node_name=NODE, remove_taint=False, imds=NO_IMDS, kube=None)
+    assert not needed(quiet, NodeZone())  # nowhere to ask: no zone, at once
+    assert needed(StartupWork(NODE, remove_taint=False, imds=ImdsSettings(), kube=None),
+                  NodeZone())  # instance metadata may know
+    known = NodeZone.known("zone-f")
+    assert not needed(StartupWork(NODE, remove_taint=False, imds=ImdsSettings(),
+                                  kube=endpoint), known)
+    assert needed(StartupWork(NODE, remove_taint=True, imds=NO_IMDS, kube=endpoint), known)
+    assert not needed(StartupWork(NODE, remove_taint=True, imds=NO_IMDS, kube=None), known)
