@@ -178,7 +178,8 @@ async def measure(repeats: int, bins: dict[str, Path], moto: MotoEndpoint,
             "binary": binary, "bytecode": bytecode, "runs": len(runs),
             "exec_to_ready_s": round(ready, 3), "target_s": target_s,
             "idle_rss_mib": round(rss, 1), "target_mib": target_mib,
-            "met": bytecode != "compiled" or (ready <= target_s and rss <= target_mib)}
+            # The targets are for images, which ship compiled bytecode.
+            "met": (ready <= target_s and rss <= target_mib) if bytecode == "compiled" else "-"}
         if binary == "efs-csi-controller":
             row["exec_to_first_create_s"] = round(
                 statistics.median(run["create_s"] for run in runs), 3)
