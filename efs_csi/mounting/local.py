@@ -61,7 +61,12 @@ def _chown(path: Path, uid: int, gid: int) -> None:
 
 
 def _make_root(directory: Path, uid: int, gid: int, permissions: str) -> None:
-    """Create ``directory`` and any missing parents as EFS does for an access point root."""
+    """Create ``directory`` and any missing parents as EFS does for an access point root.
+
+    Two access points under one missing parent (``/dynamic/pvc-a``, ``/dynamic/pvc-b``) are
+    often first mounted at once: a parent that appears between the look and the mkdir was made
+    by the other mount, which set its owner and mode, so it is used as it is, not an error.
+    """
     missing: list[Path] = []
     current = directory
     while not current.exists():
@@ -69,7 +74,12 @@ def _make_root(directory: Path, uid: int, gid: int, permissions: str) -> None:
         current = current.parent
     mode = int(permissions, 8)
     for path in reversed(missing):
-        path.mkdir()
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if path.is_dir():
+                continue
+            raise
         _chown(path, uid, gid)
         os.chmod(path, mode)  # not mkdir's mode: the umask must not change it
 
