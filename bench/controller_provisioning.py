@@ -310,14 +310,19 @@ def targets(cpu: dict[str, Any], rows: list[dict[str, Any]],
             throttling: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
 
-    def check(target: str, figure: Any, met: bool) -> None:
-        found.append({"target": target, "figure": figure, "met": bool(met)})
+    def check(target: str, figure: Any, met: bool, in_the_way: str = "") -> None:
+        found.append({"target": target, "figure": figure, "met": bool(met),
+                      **({"in_the_way": in_the_way} if in_the_way and not met else {})})
 
+    # What stands in the way when the CPU targets are not met (profile: docs/performance.md).
+    sdk_floor = ("about half of a call's CPU is aiobotocore/botocore's request path and a fifth "
+                 "grpclib's; their floors (~0.7-1 ms per EFS call, ~0.3 ms per CSI call) leave "
+                 "little room: docs/performance.md")
     create_ms, delete_ms = cpu["create_cpu_ms_per_call"], cpu["delete_cpu_ms_per_call"]
     check("controller CPU <= 2 ms per create (200 concurrent, median)", create_ms,
-          create_ms is not None and create_ms <= 2.0)
+          create_ms is not None and create_ms <= 2.0, sdk_floor)
     check("controller CPU <= 1 ms per delete (200 concurrent, median)", delete_ms,
-          delete_ms is not None and delete_ms <= 1.0)
+          delete_ms is not None and delete_ms <= 1.0, sdk_floor)
     check("200 concurrent deletes/s >= creates/s (median)",
           f"{cpu['deletes_per_s']} vs {cpu['creates_per_s']}",
           (cpu["deletes_per_s"] or 0) >= (cpu["creates_per_s"] or math.inf))

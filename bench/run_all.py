@@ -7,7 +7,8 @@ Each benchmark is a script ``bench/<name>.py`` that prints its own table and sav
 ``bench/results/<name>.json``. This runner executes them one after another (they measure
 throughput, so they must not share the two cores), then writes ``bench/results/summary.json``
 and ``bench/results/summary.md``. A benchmark that saves ``"targets"`` (a list of
-``{"target", "figure", "met"}``) gets them listed under its table, with the machine's load
+``{"target", "figure", "met"}``, and for a target not met ``"in_the_way"``: what stands in
+the way) gets them listed under its table, with the machine's load
 average when it ran, and in the table of every target that opens the summary.
 """
 
@@ -70,7 +71,8 @@ def targets_table(summary: dict[str, Any]) -> str:
         data = entry.get("results")
         items = data.get("targets", []) if isinstance(data, dict) else []
         lines += [f"| {name} | {item.get('target')} | {cell(item.get('figure'))} | "
-                  f"{'met' if item.get('met') else '**NOT met**'} |"
+                  f"{'met' if item.get('met') else '**NOT met**'}"
+                  f"{': ' + item['in_the_way'] if item.get('in_the_way') else ''} |"
                   for item in items if isinstance(item, dict)]
     return "\n".join(lines) + "\n" if len(lines) > 4 else ""
 
