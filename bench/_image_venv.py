@@ -17,32 +17,21 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import sys
 import tempfile
 import venv
 import zipfile
 from pathlib import Path
+
+from testbed.wheels import (  # bench/startup.py puts the repo on sys.path
+    build_wheels,
+    wheel_requirement,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "bench-venv"
 # What each binary's venv installs: the distributions, with extras, as wheel requirements.
 INSTALLS = {"efs-csi-node": ("efs-csi-core", "efs-csi-node[local]"),
             "efs-csi-controller": ("efs-csi-core", "efs-csi-controller")}
-
-
-def _build_wheels(out: Path) -> dict[str, Path]:
-    with tempfile.TemporaryDirectory(prefix="efs-csi-bench-src-") as tmp:
-        sources = Path(tmp)
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy(REPO / name, sources / name)
-        leftovers = shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
-        for folder in ("efs_csi", "controller", "node"):
-            shutil.copytree(REPO / folder, sources / folder, ignore=leftovers)
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                        "--no-build-isolation", "-w", str(out), str(sources),
-                        str(sources / "controller"), str(sources / "node")],
-                       check=True, timeout=600, capture_output=True)
-    return {path.name.split("-")[0].replace("_", "-"): path for path in out.glob("*.whl")}
 
 
 def _wheels_hash(wheels: dict[str, Path]) -> str:
@@ -54,16 +43,10 @@ def _wheels_hash(wheels: dict[str, Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _requirement(spec: str, wheels: dict[str, Path]) -> str:
-    name, _, extras = spec.partition("[")
-    return f"{name} @ {wheels[name].as_uri()}" if not extras else \
-        f"{name}[{extras} @ {wheels[name].as_uri()}"
-
-
 def image_venvs() -> dict[str, Path]:
     """The ``bin`` directory of each binary's image-like venv, built when missing."""
     with tempfile.TemporaryDirectory(prefix="efs-csi-bench-wheels-") as tmp:
-        wheels = _build_wheels(Path(tmp))
+        wheels = build_wheels(Path(tmp))
         home = CACHE / _wheels_hash(wheels)
         bins = {binary: home / binary / "bin" for binary in INSTALLS}
         if all((path / ".complete").exists() for path in bins.values()):
@@ -75,7 +58,7 @@ def image_venvs() -> dict[str, Path]:
             python = root / "bin" / "python"
             subprocess.run([str(python), "-m", "pip", "install", "--quiet",
                             "--disable-pip-version-check",
-                            *(_requirement(spec, wheels) for spec in specs)],
+                            *(wheel_requirement(spec, wheels) for spec in specs)],
                            check=True, timeout=900)
             # As the image build does (docker/venv.sh): no pip or setuptools (their .pth hook
             # would run at every start), every module's bytecode up front.

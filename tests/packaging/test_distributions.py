@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
-import sys
 import venv
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 
 from efs_csi import csi
 from testbed.processes import RunningBinary
-from tests.support.ci import REPO
+from testbed.wheels import DISTRIBUTIONS, build_wheels, wheel_requirement
 
 # Builds wheels and virtualenvs, installs from the package index, runs the binaries.
 pytestmark = pytest.mark.slow
@@ -61,20 +59,9 @@ SETUPS = [
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The three wheels, by distribution name, built from a copy of the checkout's sources
-    (setuptools leaves build/ and *.egg-info behind where it builds)."""
-    sources = tmp_path_factory.mktemp("sources")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, sources / name)
-    leftovers = shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
-    for folder in ("efs_csi", "controller", "node"):
-        shutil.copytree(REPO / folder, sources / folder, ignore=leftovers)
-    out = tmp_path_factory.mktemp("wheels")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "-w", str(out), str(sources),
-                    str(sources / "controller"), str(sources / "node")], check=True, timeout=300)
-    built = {path.name.split("-")[0].replace("_", "-"): path for path in out.glob("*.whl")}
-    assert set(built) == {"efs-csi-core", "efs-csi-controller", "efs-csi-node"}, built
+    """The three wheels, by distribution name."""
+    built = build_wheels(tmp_path_factory.mktemp("wheels"), timeout=300)
+    assert set(built) == DISTRIBUTIONS, built
     return built
 
 
@@ -97,10 +84,7 @@ def importable(python: Path, module: str) -> bool:
 @pytest.mark.parametrize("setup", SETUPS, ids=lambda setup: setup.name)
 async def test_each_distribution_installs_alone_and_runs(setup: Setup, wheels: dict[str, Path],
                                                          tmp_path: Path) -> None:
-    requirements = []
-    for wanted in setup.wheels:
-        name, _, extras = wanted.partition("[")
-        requirements.append(f"{wheels[name]}{'[' + extras if extras else ''}")
+    requirements = [wheel_requirement(wanted, wheels) for wanted in setup.wheels]
     python = await asyncio.to_thread(make_env, tmp_path / "env", requirements)
     for module in setup.present:
         assert importable(python, module), f"{module} missing from the {setup.name} environment"
