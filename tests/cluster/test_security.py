@@ -93,8 +93,7 @@ def two_nodes(control_plane: ControlPlane, chart: list[Json]) -> Iterator[tuple[
         bare_node(control_plane, name)
     yield names
     for name in names:
-        control_plane.kubectl("-n", NAMESPACE, "delete", "pod", "--ignore-not-found", "--force",
-                              "--grace-period=0", control_plane.node_pod_name(NODE_SA, name))
+        control_plane.forget_node_pod(NAMESPACE, NODE_SA, name)
         control_plane.kubectl("delete", "node", name, "--ignore-not-found")
 
 

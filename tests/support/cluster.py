@@ -441,8 +441,13 @@ class ControlPlane:
         as the tokens kubelet projects into a DaemonSet's pods are: the API server then puts
         the node's name in the token's user info (``authentication.kubernetes.io/node-name``),
         which the chart's node policy checks. No DaemonSet controller runs here, so the pod is
-        a stand-in object (``node_pod_name``), which this node's kubelet runs on fakecri."""
+        a stand-in object (``node_pod_name``), which this node's kubelet runs on fakecri.
+        Made once per node until ``forget_node_pod`` (like ``service_account_files``, so a
+        test can issue it before an outage)."""
         pod_name = self.node_pod_name(service_account, node_name)
+        directory = self.workdir / "serviceaccounts" / f"{namespace}.{pod_name}"
+        if (directory / "token").exists():
+            return directory
         self.apply([{
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod_name, "namespace": namespace,
@@ -458,7 +463,6 @@ class ControlPlane:
                              "--duration", "2h", "--bound-object-kind", "Pod",
                              "--bound-object-name", pod_name,
                              "--bound-object-uid", uid).stdout.strip()
-        directory = self.workdir / "serviceaccounts" / f"{namespace}.{pod_name}"
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "token").write_text(token)
         shutil.copyfile(self.pki.ca, directory / "ca.crt")
@@ -468,6 +472,14 @@ class ControlPlane:
     @staticmethod
     def node_pod_name(service_account: str, node_name: str) -> str:
         return f"{service_account}-{node_name}"[:63].rstrip("-.")
+
+    def forget_node_pod(self, namespace: str, service_account: str, node_name: str) -> None:
+        """Delete the stand-in pod (its token stops working with it) and the token's files."""
+        pod_name = self.node_pod_name(service_account, node_name)
+        self.kubectl("-n", namespace, "delete", "pod", "--ignore-not-found", "--force",
+                     "--grace-period=0", "--wait=false", pod_name)
+        shutil.rmtree(self.workdir / "serviceaccounts" / f"{namespace}.{pod_name}",
+                      ignore_errors=True)
 
     def in_cluster_environment(self) -> dict[str, str]:
         """What kubelet puts in every pod's environment to find the API server."""

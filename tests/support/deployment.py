@@ -252,7 +252,5 @@ class NodePod:
     def stop(self) -> None:
         self.pod.stop()
         # The stand-in pod its token was bound to: with it, the token stops working too.
-        self.plane.kubectl("-n", NAMESPACE, "delete", "pod", "--ignore-not-found", "--force",
-                           "--grace-period=0", "--wait=false", self.plane.node_pod_name(
-                               pod_spec(self.daemonset)["serviceAccountName"],
-                               self.kubelet.node_name))
+        self.plane.forget_node_pod(NAMESPACE, pod_spec(self.daemonset)["serviceAccountName"],
+                                   self.kubelet.node_name)
