@@ -17,7 +17,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from efs_csi.errors import CsiError, NotFound, PermissionDenied, Unavailable
-from efs_csi.kube import KubeConflict, KubeEndpoint, NodeInfo, Taint
+from efs_csi.kube import KubeConflict, KubeEndpoint, NodeInfo, PersistentVolumeInfo, Taint
 
 Json = dict[str, Any]
 
@@ -155,6 +155,25 @@ class KubernetesAsyncioKube:
         except (KeyError, TypeError, AttributeError):
             raise Unavailable(f"kubernetes API answered {what} without its name, "
                               "resourceVersion or well-formed taints") from None
+
+    async def read_persistent_volume(self, name: str) -> PersistentVolumeInfo:
+        what = f"PersistentVolume {name}"
+        volume = await self._call(what, self._core.read_persistent_volume, name)
+        metadata = _field(volume, what, "metadata", dict)
+        spec = _field(volume, what, "spec", dict)
+        csi = _field(spec, what, "csi", dict)
+        status = _field(volume, what, "status", dict)
+
+        def text(document: Json, key: str) -> str | None:
+            value = document.get(key)
+            return value if isinstance(value, str) else None
+
+        return PersistentVolumeInfo(
+            name=text(metadata, "name") or name, driver=text(csi, "driver"),
+            volume_handle=text(csi, "volumeHandle"),
+            reclaim_policy=text(spec, "persistentVolumeReclaimPolicy") or "",
+            phase=text(status, "phase") or "",
+            deleting=metadata.get("deletionTimestamp") is not None)
 
     async def replace_node_taints(self, node: NodeInfo, taints: tuple[Taint, ...]) -> None:
         # A list body makes kubernetes-asyncio send a JSON Patch. Taints have no merge key, so

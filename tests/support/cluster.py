@@ -435,6 +435,52 @@ class ControlPlane:
         (directory / "namespace").write_text(namespace)
         return directory
 
+    def node_pod_service_account_files(self, namespace: str, service_account: str,
+                                       node_name: str) -> Path:
+        """Like ``service_account_files``, but the token is bound to a pod on ``node_name``,
+        as the tokens kubelet projects into a DaemonSet's pods are: the API server then puts
+        the node's name in the token's user info (``authentication.kubernetes.io/node-name``),
+        which the chart's node policy checks. No DaemonSet controller runs here, so the pod is
+        a stand-in object (``node_pod_name``), which this node's kubelet runs on fakecri.
+        Made once per node until ``forget_node_pod`` (like ``service_account_files``, so a
+        test can issue it before an outage)."""
+        pod_name = self.node_pod_name(service_account, node_name)
+        directory = self.workdir / "serviceaccounts" / f"{namespace}.{pod_name}"
+        if (directory / "token").exists():
+            return directory
+        self.apply([{
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "namespace": namespace,
+                         "labels": {"efs-csi.test/stand-in": "node-pod"}},
+            "spec": {"nodeName": node_name, "serviceAccountName": service_account,
+                     "automountServiceAccountToken": False,
+                     "terminationGracePeriodSeconds": 0,
+                     "tolerations": [{"operator": "Exists"}],
+                     "containers": [{"name": "efs-plugin",
+                                     "image": "registry.invalid/efs-csi-node:stand-in"}]}}])
+        uid = self.get("pod", pod_name, namespace)["metadata"]["uid"]
+        token = self.kubectl("-n", namespace, "create", "token", service_account,
+                             "--duration", "2h", "--bound-object-kind", "Pod",
+                             "--bound-object-name", pod_name,
+                             "--bound-object-uid", uid).stdout.strip()
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "token").write_text(token)
+        shutil.copyfile(self.pki.ca, directory / "ca.crt")
+        (directory / "namespace").write_text(namespace)
+        return directory
+
+    @staticmethod
+    def node_pod_name(service_account: str, node_name: str) -> str:
+        return f"{service_account}-{node_name}"[:63].rstrip("-.")
+
+    def forget_node_pod(self, namespace: str, service_account: str, node_name: str) -> None:
+        """Delete the stand-in pod (its token stops working with it) and the token's files."""
+        pod_name = self.node_pod_name(service_account, node_name)
+        self.kubectl("-n", namespace, "delete", "pod", "--ignore-not-found", "--force",
+                     "--grace-period=0", "--wait=false", pod_name)
+        shutil.rmtree(self.workdir / "serviceaccounts" / f"{namespace}.{pod_name}",
+                      ignore_errors=True)
+
     def in_cluster_environment(self) -> dict[str, str]:
         """What kubelet puts in every pod's environment to find the API server."""
         return {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.port)}
