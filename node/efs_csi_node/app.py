@@ -6,16 +6,17 @@ real mounter, and tests give it their own (the local backend, or fakes where a r
 reach, such as an in-memory mount table), so they exercise the same assembly.
 
 The long-lived process loads only what serving needs, so a node starts fast and stays small:
-Probe answers ready as soon as the socket listens; the zone lookup and the startup taint run in
-a short-lived helper process after that (``efs_csi_node.startup_helper``: the Kubernetes client
-never enters this process), and the metrics endpoint and the EFS API client import their
-libraries when they start (``bench/startup.py`` measures it).
+Probe answers ready as soon as the socket listens; instance metadata is asked after that (for the
+zone, ``efs_csi_node.topology``), the Node's zone label and the startup taint are handled by a
+short-lived helper process (``efs_csi_node.startup_helper``: the Kubernetes client never enters
+this process), and the metrics endpoint and the EFS API client import their libraries when they
+start (``bench/startup.py`` and ``bench/node_registration.py`` measure it).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,9 +41,10 @@ from efs_csi_node.mount_state import MountState
 from efs_csi_node.publishing import Publisher
 from efs_csi_node.service import NodeService, NodeServiceConfig
 from efs_csi_node.staging import Stager
-from efs_csi_node.startup_helper import StartupHelper, StartupWork, needed
+from efs_csi_node.startup_helper import StartupHelper, StartupWork
 from efs_csi_node.stats import VolumeStatsSource
 from efs_csi_node.statvfs_stats import StatvfsStats
+from efs_csi_node.topology import zone_from_imds
 from efs_csi_node.volume_stats import VolumeStatsCollector
 from efs_csi_node.zone import NodeZone
 
@@ -151,20 +153,24 @@ async def run_node(*, config: NodeConfig) -> None:
                                          observer=node_metrics)
         stats = collector
         background.append(collector.run)  # owns the walks; closes them at stop
-    zone = NodeZone()
-    if config.availability_zone:
-        zone.resolve(config.availability_zone)
-    startup_work = StartupWork(node_name=config.node_id,
-                               remove_taint=config.remove_not_ready_taint, imds=config.imds,
-                               kube=config.kube, log_format=config.log_format,
-                               log_level=config.log_level)
-    if needed(startup_work, zone):
-        # After serving begins: Probe never waits on instance metadata or the Kubernetes API.
-        background.append(StartupHelper(startup_work, zone).run)
-    elif not zone.resolved:
-        _log.warning("availability zone unknown (no flag, instance metadata disabled, no "
-                     "Kubernetes API); reporting no topology", node=config.node_id)
-        zone.resolve(None)
+    zone = (NodeZone.known(config.availability_zone) if config.availability_zone
+            else NodeZone(label_source=config.kube is not None))
+    if not zone.settled:
+        # After serving begins: Probe never waits on instance metadata.
+        async def zone_from_instance_metadata() -> None:
+            zone.from_imds(await zone_from_imds(config.imds))
+
+        background.append(zone_from_instance_metadata)
+    helper_failures: Mapping[str, int] = {}
+    if config.kube is not None:
+        helper = StartupHelper(StartupWork(node_name=config.node_id,
+                                           remove_taint=config.remove_not_ready_taint,
+                                           kube=config.kube, log_format=config.log_format,
+                                           log_level=config.log_level), zone)
+        helper_failures = helper.failures
+        if helper.needed():
+            background.append(helper.run)
+    node_metrics.track_zone(zone, helper_failures)
     parts = build_node(
         NodeServiceConfig(node_id=config.node_id,
                           max_volumes_per_node=config.volume_attach_limit,
@@ -175,6 +181,6 @@ async def run_node(*, config: NodeConfig) -> None:
     node_metrics.track_volume_counts(lambda: volume_counts(parts))
     try:
         await serve_binary(parts.service, config.serving, controller=False, registry=registry,
-                           background=background)
+                           background=background, health_notes=lambda: [zone.health_note()])
     finally:
         await cloud.close()
