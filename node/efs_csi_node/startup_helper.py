@@ -1,5 +1,6 @@
 """Runs the node's Kubernetes work (``efs_csi_node.startup_work``) in a child process, after the
-node serves, and hands its results to the node.
+node serves, as the kernel's first OOM victim (``as_oom_victim``), and hands its results to the
+node.
 
 ``StartupHelper.run`` is a node background task, supervised like the others
 (``efs_csi.rpc.supervision``): it starts ``python -m efs_csi_node.startup_work`` with the
@@ -23,6 +24,7 @@ import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from efs_csi.kube import KubeEndpoint
 from efs_csi.logging import get_logger
@@ -30,6 +32,8 @@ from efs_csi_node.zone import NodeZone
 
 _log = get_logger("node.startup_helper")
 MODULE = "efs_csi_node.startup_work"  # run as python -m; never imported by the node
+# The kernel's most willing OOM victim (-1000: never, 1000: always first).
+OOM_SCORE_ADJ = 1000
 
 
 class StartupHelperFailed(Exception):
@@ -59,6 +63,24 @@ def helper_arguments(work: StartupWork, *, zone_label: bool, remove_taint: bool)
     if remove_taint:
         argv.append("--remove-taint")
     return argv
+
+
+def as_oom_victim(argv: list[str]) -> list[str]:
+    """``argv`` run as the kernel's first choice when the container's memory runs out.
+
+    A memory limit sized for the steady node may be too tight for the node and the helper
+    together; then the helper must be the one killed (the node goes on serving, the helper is
+    restarted), never the node. The OOM killer picks the process with the highest score, and
+    ``oom_score_adj`` 1000 puts the helper first whatever its size; any process may raise its
+    own. It is set by a shell that then ``exec``s the interpreter (same pid), so the helper is
+    the victim from its first allocation, before Python has started (setting it from Python
+    would leave the interpreter's own start-up unprotected; a ``preexec_fn`` is unsafe in the
+    node, which has threads).
+    """
+    if not Path("/bin/sh").exists():
+        return argv
+    return ["/bin/sh", "-c", f'echo {OOM_SCORE_ADJ} > /proc/self/oom_score_adj; exec "$@"',
+            "efs-csi-node-startup-helper", *argv]
 
 
 def exit_cause(code: int) -> tuple[str, str]:
@@ -104,7 +126,8 @@ class StartupHelper:
                                 remove_taint=not self._taint_done)
         # -P: the node's working directory is not put on the child's sys.path.
         child = await asyncio.create_subprocess_exec(
-            self._python, "-P", "-m", MODULE, *argv, stdin=asyncio.subprocess.DEVNULL,
+            *as_oom_victim([self._python, "-P", "-m", MODULE, *argv]),
+            stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE)  # stderr: the node's, for the child's logs
         self.pid = child.pid
         self.started.set()

@@ -10,9 +10,9 @@ otherwise keep for its whole life to read one label and patch one taint, on ever
 cluster. Here that cost is paid once, after the node serves, and given back when this process
 exits. This is the helper's composition root: it builds the Kubernetes adapter itself.
 
-It volunteers to the kernel's OOM killer first (``oom_score_adj`` 1000): under a container
-memory limit too tight for both, the helper is the one killed, and the node goes on serving
-(without the zone label) while it restarts the helper with backoff.
+The node starts it as the kernel's first OOM victim (``startup_helper.as_oom_victim``): under a
+container memory limit too tight for both, the helper is the one killed, and the node goes on
+serving (without the zone label) while it restarts the helper with backoff.
 
 What it does, in order, each step's result one JSON object per line on stdout:
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
 import sys
@@ -44,8 +43,6 @@ from efs_csi_node.taint import TaintRemovalSettings, TaintRemover, jittered_back
 from efs_csi_node.topology import zone_label
 
 _log = get_logger("node.startup_work")
-# The kernel's most willing OOM victim (-1000 never, 1000 always first).
-OOM_SCORE_ADJ = 1000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,14 +102,7 @@ async def work(args: argparse.Namespace) -> None:
         await kube.close()
 
 
-def volunteer_for_the_oom_killer() -> None:
-    """Raise our OOM score (any process may raise its own); a kernel without it is fine."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/oom_score_adj").write_text(f"{OOM_SCORE_ADJ}\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    volunteer_for_the_oom_killer()
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format, args.log_level)
     asyncio.run(work(args))

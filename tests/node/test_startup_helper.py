@@ -19,7 +19,7 @@ from efs_csi.kube import KubeEndpoint
 from efs_csi.rpc.supervision import RestartPolicy, supervise
 from efs_csi_node.startup_helper import StartupHelper, StartupHelperFailed, StartupWork
 from efs_csi_node.zone import NodeZone
-from tests.support.fakes.kube_api import FakeKubeApi
+from testbed.kube_api import FakeKubeApi
 
 pytestmark = pytest.mark.slow  # starts processes
 
@@ -148,7 +148,7 @@ async def test_an_unreachable_api_is_the_zone_cause_while_the_child_keeps_trying
     try:
         pid = await child_pid(helper)
         async with asyncio.timeout(30):
-            while helper.failures["kubernetes_api"] < 2:
+            while helper.failures["kubernetes_api"] < 2:  # noqa: ASYNC110 - no event for it
                 await asyncio.sleep(0.05)
         assert not zone.settled and not task.done() and helper.pid == pid
         assert zone.cause.startswith(f"Kubernetes API: cannot read Node {NODE}: ")
