@@ -28,7 +28,8 @@ def in_cluster_environment(port: int) -> dict[str, str]:
     return {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(port)}
 
 
-def pod_command(argv: Sequence[str], service_account_files: Path) -> list[str]:
+def pod_command(argv: Sequence[str], service_account_files: Path, *,
+                wait_for_go: bool = False) -> list[str]:
     """``argv`` run as a pod would see the world, for a binary that finds the API in-cluster.
 
     The command gets its own mount namespace. In it the filesystem holding ``/run`` is made
@@ -36,14 +37,17 @@ def pod_command(argv: Sequence[str], service_account_files: Path) -> list[str]:
     service account's files are copied to the fixed in-cluster path. All other mounts keep
     their propagation, so what the binary mounts under kubelet's shared root directory is seen
     by kubelet and the host, as with a DaemonSet's ``mountPropagation: Bidirectional``.
-    ``exec`` keeps the pid: stopping the returned process stops the binary itself.
+    ``exec`` keeps the pid: stopping the returned process stops the binary itself. With
+    ``wait_for_go`` the pod is made, then one line is read from stdin before the binary is
+    ``exec``ed: a benchmark times the binary from its exec, not the pod's making.
     """
     script = (
         'set -e; mount --make-private "$(findmnt -n -o TARGET -T /run)"; '
         "mount -t tmpfs -o size=4m,mode=0755 efs-csi-pod-run /run; "
         f"mkdir -p {SERVICE_ACCOUNT_PATH}; "
         f'cp "$0"/token "$0"/ca.crt "$0"/namespace {SERVICE_ACCOUNT_PATH}/; '
-        'exec "$@"'
+        + ("read go; " if wait_for_go else "")
+        + 'exec "$@"'
     )
     return ["unshare", "--mount", "--propagation", "unchanged", "--",
             "/bin/sh", "-c", script, str(service_account_files), *argv]
