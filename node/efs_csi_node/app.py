@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from efs_csi.cli import serve_binary
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import FailedPrecondition
-from efs_csi.logging import get_logger
 from efs_csi.metrics import new_registry
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.health import PathProbe
@@ -50,8 +49,6 @@ from efs_csi_node.zone import NodeZone
 
 if TYPE_CHECKING:
     from efs_csi.adapters.aws import AwsCloud
-
-_log = get_logger("node.app")
 
 # How long a stat of a staging or target path may take before the mount counts as stale.
 # Short on purpose: a healthy mount answers in milliseconds, and kubelet's own call timeout
@@ -129,6 +126,36 @@ def volume_counts(parts: NodeParts) -> VolumeCounts:
     return VolumeCounts(staged=len(staged), published=published)
 
 
+@dataclass
+class StartUpTasks:
+    zone: NodeZone
+    tasks: list[BackgroundTask]  # run once serving begins
+    helper_failures: Mapping[str, int]
+
+
+def start_up_tasks(config: NodeConfig) -> StartUpTasks:
+    """The zone, and the background tasks that learn it once the node serves (instance
+    metadata, asked here; the Node's label, read by the start-up helper, which also removes the
+    startup taint): Probe never waits on either."""
+    zone = (NodeZone.known(config.availability_zone) if config.availability_zone
+            else NodeZone(label_source=config.kube is not None))
+    work = StartUpTasks(zone, [], {})
+    if not zone.settled:
+        async def zone_from_instance_metadata() -> None:
+            zone.from_imds(await zone_from_imds(config.imds))
+
+        work.tasks.append(zone_from_instance_metadata)
+    if config.kube is not None:
+        helper = StartupHelper(StartupWork(node_name=config.node_id,
+                                           remove_taint=config.remove_not_ready_taint,
+                                           kube=config.kube, log_format=config.log_format,
+                                           log_level=config.log_level), zone)
+        work.helper_failures = helper.failures
+        if helper.needed():
+            work.tasks.append(helper.run)
+    return work
+
+
 async def run_node(*, config: NodeConfig) -> None:
     registry = new_registry()
     node_metrics = NodeMetrics(registry)
@@ -153,24 +180,10 @@ async def run_node(*, config: NodeConfig) -> None:
                                          observer=node_metrics)
         stats = collector
         background.append(collector.run)  # owns the walks; closes them at stop
-    zone = (NodeZone.known(config.availability_zone) if config.availability_zone
-            else NodeZone(label_source=config.kube is not None))
-    if not zone.settled:
-        # After serving begins: Probe never waits on instance metadata.
-        async def zone_from_instance_metadata() -> None:
-            zone.from_imds(await zone_from_imds(config.imds))
-
-        background.append(zone_from_instance_metadata)
-    helper_failures: Mapping[str, int] = {}
-    if config.kube is not None:
-        helper = StartupHelper(StartupWork(node_name=config.node_id,
-                                           remove_taint=config.remove_not_ready_taint,
-                                           kube=config.kube, log_format=config.log_format,
-                                           log_level=config.log_level), zone)
-        helper_failures = helper.failures
-        if helper.needed():
-            background.append(helper.run)
-    node_metrics.track_zone(zone, helper_failures)
+    start_up = start_up_tasks(config)
+    background += start_up.tasks
+    zone = start_up.zone
+    node_metrics.track_zone(zone, start_up.helper_failures)
     parts = build_node(
         NodeServiceConfig(node_id=config.node_id,
                           max_volumes_per_node=config.volume_attach_limit,
