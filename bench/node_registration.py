@@ -27,7 +27,9 @@ Scenarios, each a row:
   the node (helm/values.yaml; its documented limit is higher): the whole start-up fits, no OOM
   kill.
 
-Figures (medians): ``exec_to_info_s`` (until NodeGetInfo answered), whether it had the zone,
+Figures (medians): ``exec_to_info_s`` (until NodeGetInfo answered), ``exec_to_ready_s`` (until
+Probe answered ready, polled beside it) and their difference ``ready_to_info_s`` (what learning
+the zone, or giving up on it, added), whether it had the zone,
 ``exec_to_registered_s`` (NodeGetInfo answered, the taint removed, the helper gone: in the
 failing scenarios the helper never finishes, so this stays empty), ``peak_mib`` (the most memory
 the kernel charged to the node's cgroup from exec until registered, or for ``FAILING_WINDOW_S``
@@ -151,6 +153,7 @@ def rss_bytes(pid: int) -> int:
 @dataclass
 class Run:
     scenario: str
+    exec_to_ready_s: float
     exec_to_info_s: float
     zone: str | None
     exec_to_registered_s: float | None
@@ -175,6 +178,21 @@ async def node_get_info(socket_path: Path, process: asyncio.subprocess.Process
             await asyncio.sleep(0.002)
         finally:
             channel.close()
+
+
+async def probe_ready(socket_path: Path, started: float) -> float:
+    """Seconds from ``started`` until Probe answers ready (beside the NodeGetInfo call: what
+    the node's start-up costs before any zone is looked for)."""
+    while True:
+        channel = Channel(path=str(socket_path))
+        try:
+            if (await csi.IdentityStub(channel).probe(csi.ProbeRequest(), timeout=5)).ready:
+                return time.perf_counter() - started
+        except (OSError, ConnectionError, TimeoutError):
+            pass
+        finally:
+            channel.close()
+        await asyncio.sleep(0.002)
 
 
 async def sample_tree(pid: int, peak: list[int], stop: asyncio.Event) -> None:
@@ -241,8 +259,10 @@ async def _measure(scenario: str, cgroup: MemoryCgroup, argv: list[str], env: di
         started = time.perf_counter()
         process.stdin.write(b"go\n")
         sampler = asyncio.create_task(sample_tree(process.pid, peak_rss, stop_sampling))
+        ready = asyncio.create_task(probe_ready(socket_path, started))
         reply = await node_get_info(socket_path, process)
         info_s = time.perf_counter() - started
+        ready_s = await asyncio.wait_for(ready, 60)
         api.set_csinode(NODE, [PLUGIN_NAME])  # kubelet registers the driver
         registered_s: float | None = None
         deadline = time.perf_counter() + (60 if scenario in ("imds", "label",
@@ -258,7 +278,7 @@ async def _measure(scenario: str, cgroup: MemoryCgroup, argv: list[str], env: di
         peak = cgroup.peak_bytes()
         await asyncio.sleep(IDLE_S)
         topology = reply.accessible_topology
-        return Run(scenario=scenario, exec_to_info_s=info_s,
+        return Run(scenario=scenario, exec_to_ready_s=ready_s, exec_to_info_s=info_s,
                    zone=topology.segments.get(TOPOLOGY_ZONE_KEY) if topology else None,
                    exec_to_registered_s=registered_s, peak_mib=peak / 2**20,
                    peak_tree_rss_mib=peak_rss[0] / 2**20, idle_mib=cgroup.usage_bytes() / 2**20,
@@ -283,7 +303,10 @@ def summarise(scenario: str, runs: list[Run], documented_mib: int) -> dict[str, 
                   if run.exec_to_registered_s is not None]
     row: dict[str, Any] = {
         "scenario": scenario, "runs": len(runs),
+        "exec_to_ready_s": median([run.exec_to_ready_s for run in runs]),
         "exec_to_info_s": median([run.exec_to_info_s for run in runs]),
+        # What learning the zone (or giving up on it) added to the node's own start-up.
+        "ready_to_info_s": median([run.exec_to_info_s - run.exec_to_ready_s for run in runs]),
         "zone": ",".join(sorted({run.zone or "(none)" for run in runs})),
         "exec_to_registered_s": median(registered) if len(registered) == len(runs) else None,
         "peak_mib": median([run.peak_mib for run in runs]),
@@ -317,15 +340,21 @@ async def measure(node_bin: Path, repeats: int, slow_repeats: int,
     return rows
 
 
-def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def targets(rows: list[dict[str, Any]], load: float) -> list[dict[str, Any]]:
     by = {row["scenario"]: row for row in rows}
     imds, documented = by["imds"], by["documented request"]
     peak = max(row["peak_mib"] for row in rows
                if row["scenario"] in ("imds", "label", "documented request"))
+    info: dict[str, Any] = {
+        "target": f"node: exec to NodeGetInfo with the zone from instance metadata <= "
+                  f"{TARGET_INFO_S} s", "figure": imds["exec_to_info_s"],
+        "met": imds["zone"] == IMDS_ZONE and imds["exec_to_info_s"] <= TARGET_INFO_S}
+    if not info["met"]:
+        info["in_the_way"] = (f"the node's own start-up: exec to ready Probe took "
+                              f"{imds['exec_to_ready_s']} s (load average {load:.1f}); "
+                              f"learning the zone added {imds['ready_to_info_s']} s")
     return [
-        {"target": f"node: exec to NodeGetInfo with the zone from instance metadata <= "
-                   f"{TARGET_INFO_S} s", "figure": imds["exec_to_info_s"],
-         "met": imds["zone"] == IMDS_ZONE and imds["exec_to_info_s"] <= TARGET_INFO_S},
+        info,
         {"target": "node: NodeGetInfo answers with every start-up helper failure",
          "figure": max(row["exec_to_info_s"] for row in rows),
          "met": all(row["exec_to_info_s"] is not None for row in rows)},
@@ -379,16 +408,18 @@ def main() -> int:
                        check=True)
         rows = json.loads(Path(output.name).read_text())
     load = list(os.getloadavg())
-    columns = ("scenario", "runs", "exec_to_info_s", "zone", "exec_to_registered_s", "peak_mib",
+    columns = ("scenario", "runs", "exec_to_ready_s", "exec_to_info_s", "ready_to_info_s",
+               "zone", "exec_to_registered_s", "peak_mib",
                "peak_tree_rss_mib", "idle_mib", "idle_node_rss_mib", "oom_kills")
-    print(" ".join(f"{name:>20}" if index else f"{name:<18}"
+    print(" ".join(f"{name:>17}" if index else f"{name:<18}"
                    for index, name in enumerate(columns)))
     for row in rows:
-        print(" ".join(f"{row.get(name, '')!s:>20}" if index else f"{row[name]:<18}"
+        print(" ".join(f"{row.get(name, '')!s:>17}" if index else f"{row[name]:<18}"
                        for index, name in enumerate(columns)))
-    checked = targets(rows)
+    checked = targets(rows, load_at_start[0])
     for item in checked:
-        print(f"{'met' if item['met'] else 'NOT met'}: {item['target']} ({item['figure']})")
+        print(f"{'met' if item['met'] else 'NOT met'}: {item['target']} ({item['figure']})"
+              + (f"; in the way: {item['in_the_way']}" if "in_the_way" in item else ""))
     print(f"(medians; load average {load_at_start[0]:.2f} at start, {load[0]:.2f} at end; "
           f"{'dev' if args.dev_venv else 'image-like'} venv; MiB as the node's cgroup was "
           "charged, RSS summed over its processes)")
