@@ -16,9 +16,7 @@ at start, and every process is stopped by the pid this module started.
   their CSI volumes for real) and whose CSI driver registration is done by ``registrar`` (the
   stand-in for node-driver-registrar, which the module proxy does not serve). A kubelet rewrites
   kernel settings at start; ``KernelSettings`` records them first and puts them back.
-- ``pod_command``: runs one of our binaries the way a pod would see the world: its own mount
-  namespace with the service account's token, CA and namespace at the fixed in-cluster path,
-  while mounts under kubelet's (shared) root directory still propagate to the host.
+Our binaries run in it the way a pod would see the world through ``testbed.in_cluster``.
 """
 
 from __future__ import annotations
@@ -53,7 +51,6 @@ Json = dict[str, Any]
 
 TOOL_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubelet", "kubectl",
               "fakecri", "registrar", "csi-provisioner")
-SERVICE_ACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 @dataclass(frozen=True)
@@ -496,27 +493,6 @@ class ControlPlane:
             with contextlib.suppress(ValueError):
                 events.append(json.loads(line))
         return events
-
-
-def pod_command(argv: Sequence[str], service_account_files: Path) -> list[str]:
-    """``argv`` run as a pod would see the world, for a binary that finds the API in-cluster.
-
-    The command gets its own mount namespace. In it the filesystem holding ``/run`` is made
-    private (so nothing mounted there reaches the host), a small tmpfs covers ``/run``, and the
-    service account's files are copied to the fixed in-cluster path. All other mounts keep
-    their propagation, so what the binary mounts under kubelet's shared root directory is seen
-    by kubelet and the host, as with a DaemonSet's ``mountPropagation: Bidirectional``.
-    ``exec`` keeps the pid: stopping the returned process stops the binary itself.
-    """
-    script = (
-        'set -e; mount --make-private "$(findmnt -n -o TARGET -T /run)"; '
-        "mount -t tmpfs -o size=4m,mode=0755 efs-csi-pod-run /run; "
-        f"mkdir -p {SERVICE_ACCOUNT_PATH}; "
-        f'cp "$0"/token "$0"/ca.crt "$0"/namespace {SERVICE_ACCOUNT_PATH}/; '
-        'exec "$@"'
-    )
-    return ["unshare", "--mount", "--propagation", "unchanged", "--",
-            "/bin/sh", "-c", script, str(service_account_files), *argv]
 
 
 # --- kubelet ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 and applies every object to the API server. ``ControllerPod`` and ``NodePod`` then run the
 containers the chart's Deployment and DaemonSet describe, with the chart's own commands,
 arguments and environment (``tests.support.pods``), as the chart's ServiceAccounts (their
-TokenRequest tokens at the in-cluster path, ``tests.support.cluster.pod_command``), never as
+TokenRequest tokens at the in-cluster path, ``testbed.in_cluster.pod_command``), never as
 admin. The controller pod is efs-csi-controller plus the real csi-provisioner; the node pod is
 efs-csi-node plus the registrar stand-in, on a real kubelet's root dir. The liveness-probe
 sidecar is not run: it only turns Probe into HTTP for kubelet's liveness check.
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from efs_csi.contract import NOT_READY_TAINT
+from testbed.in_cluster import pod_command
 from testbed.moto_server import MotoEndpoint
 from tests.chart.render import find, render
 from tests.support.cluster import (
@@ -30,7 +31,6 @@ from tests.support.cluster import (
     Daemon,
     Kubelet,
     free_port,
-    pod_command,
     wait_until,
 )
 from tests.support.pods import PodRunner, pod_spec
