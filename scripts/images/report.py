@@ -61,11 +61,10 @@ def main(*args: str) -> int:
     if sbom_dir:
         steps = dict(line.split("\t") for line in Path(steps_tsv).read_text().splitlines()
                      if line) if steps_tsv and Path(steps_tsv).exists() else {}
-        for path in sorted(Path(sbom_dir).glob("*.cdx.json")):
-            target = path.name.removesuffix(".cdx.json")
-            if target not in steps:
-                continue  # an SBOM of an image this run did not build
-            sboms[target] = {**sbom_counts(path), "step": steps[target]}
+        for target, step in steps.items():  # the images this run built, in build order
+            path = Path(sbom_dir) / f"{target}.cdx.json"
+            if path.exists():
+                sboms[target] = {**sbom_counts(path), "step": step}
         print(f"\n{'SBOM':<16}{'deb':>6}{'pypi':>6}{'cargo':>7}{'apps':>6}{'files':>7}"
               f"{'total':>7}{'step (s)':>10}")
         for target, counts in sboms.items():
