@@ -187,7 +187,8 @@ async def run_node(*, config: NodeConfig) -> None:
     parts = build_node(
         NodeServiceConfig(node_id=config.node_id,
                           max_volumes_per_node=config.volume_attach_limit,
-                          volume_stats=config.volume_stats is not None),
+                          volume_stats=config.volume_stats is not None,
+                          allowed_insecure_mount_options=config.allowed_insecure_mount_options),
         mounter, commands, zone=zone, max_inflight_mounts=config.max_inflight_mount_calls,
         stat_timeout=min(STAT_TIMEOUT, config.mount_timeout), off_loop=off_loop, stats=stats)
     parts.state.on_stale = node_metrics.on_stale

@@ -49,6 +49,8 @@ class NodeServiceConfig:
     node_id: str
     max_volumes_per_node: int = 0
     volume_stats: bool = False
+    # The TLS-weakening mount options the operator allows (efs_csi_node.tls_policy).
+    allowed_insecure_mount_options: frozenset[str] = frozenset()
 
 
 # Linux's limits (PATH_MAX, NAME_MAX), in bytes.
@@ -113,9 +115,13 @@ class NodeService(csi.NodeBase):
         assert capability.mount is not None  # validated above
         built = build_mount_options(handle, context, capability.mount.mount_flags,
                                     read_only=is_read_only(capability),
-                                    zone=await self._zone_for(message.volume_id, context))
+                                    zone=await self._zone_for(message.volume_id, context),
+                                    allowed_insecure=self._config.allowed_insecure_mount_options)
         for note in built.notes:
             _log.warning("mount options adjusted", volume_id=message.volume_id, detail=note)
+        # Every mount's final options, at info: what TLS a volume got is never a guess. (Mount
+        # options hold no secrets: the credential-source options are dropped above.)
+        _log.info("mount options", volume_id=message.volume_id, options=",".join(built.options))
         staging = await self._resolved(message.staging_target_path, "staging_target_path")
         await self._stager.stage(StageRequest(message.volume_id, handle, staging,
                                               tuple(built.options)))
