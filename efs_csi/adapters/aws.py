@@ -351,6 +351,8 @@ class AwsCloud:
                 if cost is None:
                     raise domain from exc
                 quota_taken += cost
+                if self._observer is not None:
+                    self._observer.observe_retry(operation, outcome.value)
             else:
                 state.record(Outcome.SUCCESS, time.monotonic())
                 state.succeeded(quota_taken)
