@@ -33,6 +33,13 @@ from efs_csi_node.zone import NodeZone
 _SLOW_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 # ... and a walk of a large volume hours, past the default refresh period (4 h).
 _WALK_BUCKETS = (*_SLOW_BUCKETS, 7200, 14400, 28800)
+# Failure series made at start, at 0: a counter that appears already at N (a burst of failures
+# between two scrapes) hides those N from rate() and increase(), and from the alerts on them.
+# These are the causes mounts and unmounts fail with (``failure_cause``); a rarer one is
+# counted from its second scrape on.
+_OPERATIONS = ("mount", "unmount")
+_USUAL_CAUSES = ("timeout", "internal", "unavailable", "failed_precondition",
+                 "invalid_argument", "not_found", "permission_denied", "deadline_exceeded")
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,10 @@ class NodeMetrics:
         self._operation_failures = Counter(
             "efs_csi_node_mount_operation_failures", "Failed mount and unmount operations",
             ["operation", "cause"], registry=registry)
+        for operation in _OPERATIONS:
+            self._operation_duration.labels(operation)
+            for cause in _USUAL_CAUSES:
+                self._operation_failures.labels(operation, cause)
         self._stale_found = Counter(
             "efs_csi_node_stale_mounts_found", "Stale mounts detected", registry=registry)
         self._stale_recovered = Counter(

@@ -114,9 +114,15 @@ def scaled(groups: RuleGroups, scale: int = TIME_SCALE, *, shortest: float = 2.0
     return out  # type: ignore[no-any-return]
 
 
-def dashboard_queries(dashboard: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """(panel title, refId, expr) of every query of every panel, rows' nested panels too."""
+def dashboard_targets(dashboard: Mapping[str, Any]) -> Iterator[tuple[str, str, str, str]]:
+    """(panel title, refId, expr, legend) of every query of every panel, rows' panels too."""
     for panel in dashboard["panels"]:
         for inner in [panel, *panel.get("panels", [])]:
             for target in inner.get("targets", []):
-                yield inner["title"], target["refId"], target["expr"]
+                yield inner["title"], target["refId"], target["expr"], target["legendFormat"]
+
+
+def dashboard_queries(dashboard: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(panel title, refId, expr) of every query."""
+    for title, ref_id, expr, _ in dashboard_targets(dashboard):
+        yield title, ref_id, expr

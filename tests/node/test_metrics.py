@@ -128,3 +128,19 @@ async def test_tunnels_and_their_restarts_from_efs_utils_state_files(
     assert value(samples, "efs_csi_node_efs_proxy_restarts_total") == 1
     samples = await scrape(port)  # the same pid again: no new restart
     assert value(samples, "efs_csi_node_efs_proxy_restarts_total") == 1
+
+
+@pytest.mark.asyncio
+async def test_usual_failure_series_exist_at_zero_before_any_failure(
+        metrics_server: MetricsServer) -> None:
+    """A burst of failures between two scrapes must show as an increase, not as a series that
+    appears already at N (which rate() and increase() cannot count)."""
+    registry, port, _ = metrics_server
+    NodeMetrics(registry)
+    samples = await scrape(port)
+    for operation in ("mount", "unmount"):
+        key = ("efs_csi_node_mount_operation_failures_total",
+               frozenset({("operation", operation), ("cause", "internal")}))
+        assert samples[key] == 0
+        assert samples[("efs_csi_node_mount_operation_duration_seconds_count",
+                        frozenset({("operation", operation)}))] == 0
