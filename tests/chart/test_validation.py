@@ -23,6 +23,7 @@ from tests.chart.render import (
 )
 from tests.support.ci import REPO
 
+
 def validate_strict(manifest: Manifest, kube_version: str) -> None:
     """Kubernetes' own kinds against kubernetes-validate's schemas; the Prometheus Operator's
     (ServiceMonitor, PrometheusRule) against their vendored CRDs (tests/chart/crds)."""
