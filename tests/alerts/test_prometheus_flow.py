@@ -23,11 +23,12 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
 
 from efs_csi import csi
@@ -117,14 +118,12 @@ class Restartable:
             except TimeoutError:
                 await self.running.stop(signal.SIGKILL)
 
-    async def call(self, make: Callable[[csi.ControllerStub | csi.NodeStub],
-                                        Awaitable[object]]) -> object:
+    @contextlib.asynccontextmanager
+    async def channel(self) -> AsyncIterator[Channel]:
         assert self.running is not None
         channel = self.running.channel()
         try:
-            stub = (csi.ControllerStub(channel) if self.kind == "controller"
-                    else csi.NodeStub(channel))
-            return await make(stub)
+            yield channel
         finally:
             channel.close()
 
@@ -250,9 +249,11 @@ async def all_scraped(server: Prometheus, count: int) -> None:
 async def create(lab: Lab, names: list[str], file_system_id: str,
                  gid_range: tuple[int, int] | None = None) -> list[str]:
     async def one(name: str) -> str:
-        reply = await lab.controller.call(lambda stub: stub.create_volume(  # type: ignore[union-attr]
-            create_request(name, file_system_id, gid_range), timeout=60))
-        return str(reply.volume.volume_id)  # type: ignore[attr-defined]
+        async with lab.controller.channel() as channel:
+            reply = await csi.ControllerStub(channel).create_volume(
+                create_request(name, file_system_id, gid_range), timeout=60)
+        assert reply.volume is not None
+        return reply.volume.volume_id
 
     volume_ids: list[str] = []
     for start in range(0, len(names), 10):
@@ -261,8 +262,9 @@ async def create(lab: Lab, names: list[str], file_system_id: str,
 
 
 async def delete(lab: Lab, volume_id: str) -> None:
-    await lab.controller.call(lambda stub: stub.delete_volume(  # type: ignore[union-attr]
-        csi.DeleteVolumeRequest(volume_id=volume_id), timeout=60))
+    async with lab.controller.channel() as channel:
+        await csi.ControllerStub(channel).delete_volume(
+            csi.DeleteVolumeRequest(volume_id=volume_id), timeout=60)
 
 
 async def controller_scenarios(lab: Lab) -> None:
@@ -328,12 +330,12 @@ async def controller_scenarios(lab: Lab) -> None:
             index += 1
             await asyncio.sleep(0.2)
 
-    load = asyncio.gather(releasing())
+    retrying = asyncio.create_task(releasing())
     try:
         fired_s = await watch.firing("EfsCsiProvisioningFailing", failing, began)
     finally:
         stop.set()
-        await load
+        await retrying
     lab.proxy.clear_faults()
     ended = watch.now()
     for start in range(0, len(left), 10):
@@ -361,19 +363,22 @@ async def node_a_scenarios(lab: Lab) -> None:
     staging = {name: kubelet / "staging" / name for name in volumes}
     target = {name: kubelet / "pods" / name / "mount" for name in volumes}
     for name, volume_id in volumes.items():
-        await node.call(lambda stub, v=volume_id, s=staging[name]:  # type: ignore[misc]
-                        stub.node_stage_volume(stage_request(v, s), timeout=30))
-        await node.call(lambda stub, v=volume_id, s=staging[name], t=target[name]:  # type: ignore[misc]
-                        stub.node_publish_volume(publish_request(v, s, t), timeout=30))
+        async with node.channel() as channel:
+            await csi.NodeStub(channel).node_stage_volume(
+                stage_request(volume_id, staging[name]), timeout=30)
+            await csi.NodeStub(channel).node_publish_volume(
+                publish_request(volume_id, staging[name], target[name]), timeout=30)
     asking = {"healthy", "slow"}
 
     async def kubelet_asks_for_usage() -> None:  # as kubelet's volume stats collection does
         while True:
             for name in list(asking):
                 with contextlib.suppress(GRPCError, TimeoutError):
-                    await node.call(lambda stub, n=name: stub.node_get_volume_stats(  # type: ignore[misc]
-                        csi.NodeGetVolumeStatsRequest(volume_id=volumes[n],
-                                                      volume_path=str(target[n])), timeout=10))
+                    async with node.channel() as channel:
+                        await csi.NodeStub(channel).node_get_volume_stats(
+                            csi.NodeGetVolumeStatsRequest(volume_id=volumes[name],
+                                                          volume_path=str(target[name])),
+                            timeout=10)
             await asyncio.sleep(1.0)
 
     usage = asyncio.create_task(kubelet_asks_for_usage())
@@ -381,10 +386,10 @@ async def node_a_scenarios(lab: Lab) -> None:
     began = watch.now()
     # Mounts failing: a volume whose path does not exist, retried as kubelet does.
     for attempt in range(6):
-        with pytest.raises(GRPCError):
-            await node.call(lambda stub, a=attempt: stub.node_stage_volume(  # type: ignore[misc]
-                stage_request(f"{FS_HEALTHY}:/missing", kubelet / "staging" / f"bad-{a}"),
-                timeout=30))
+        async with node.channel() as channel:
+            with pytest.raises(GRPCError):
+                await csi.NodeStub(channel).node_stage_volume(stage_request(
+                    f"{FS_HEALTHY}:/missing", kubelet / "staging" / f"bad-{attempt}"), timeout=30)
     failures_ended = watch.now()
     # A stale volume: the fragile file system's server dies.
     lab.fuse["fragile"].kill_server()
@@ -400,12 +405,12 @@ async def node_a_scenarios(lab: Lab) -> None:
         asking.clear()
         await walks_finished(lab)  # kubelet unmounts a pod's volume once nothing uses it
         for name in ("slow", "fragile"):
-            await node.call(lambda stub, n=name: stub.node_unpublish_volume(  # type: ignore[misc]
-                csi.NodeUnpublishVolumeRequest(volume_id=volumes[n], target_path=str(target[n])),
-                timeout=30))
-            await node.call(lambda stub, n=name: stub.node_unstage_volume(  # type: ignore[misc]
-                csi.NodeUnstageVolumeRequest(volume_id=volumes[n],
-                                             staging_target_path=str(staging[n])), timeout=30))
+            async with node.channel() as channel:
+                await csi.NodeStub(channel).node_unpublish_volume(csi.NodeUnpublishVolumeRequest(
+                    volume_id=volumes[name], target_path=str(target[name])), timeout=30)
+                await csi.NodeStub(channel).node_unstage_volume(csi.NodeUnstageVolumeRequest(
+                    volume_id=volumes[name], staging_target_path=str(staging[name])),
+                    timeout=30)
         gone = await asyncio.gather(
             watch.gone("EfsCsiVolumeStatsWalksTooSlow", instance, ended),
             watch.gone("EfsCsiMountsFailing", instance, failures_ended),
