@@ -217,22 +217,27 @@ async def lab(work: Path, proxy: EfsProxy) -> AsyncIterator[Lab]:
     tasks: list[asyncio.Task[None]] = []
     try:
         with fuse_volumes(slow, fragile):
-            # The binaries first: Prometheus' first scrape finds them all up.
-            for binary in (controller, node_a, node_b):
-                await binary.start()
-            async with running_prometheus(work / "prometheus", jobs, groups) as server:
-                await all_scraped(server, 3)  # faults start from series Prometheus has seen
-                watcher = Watcher(server, queries)
-                tasks = [asyncio.create_task(watcher.watch_alerts()),
-                         asyncio.create_task(watcher.run_queries(rate_interval="5s"))]
-                yield Lab(work, proxy, watcher, controller, node_a, node_b, api, ports,
-                          {"slow": slow, "fragile": fragile})
+            try:
+                # The binaries first: Prometheus' first scrape finds them all up.
+                for binary in (controller, node_a, node_b):
+                    await binary.start()
+                async with running_prometheus(work / "prometheus", jobs, groups) as server:
+                    await all_scraped(server, 3)  # faults start from series it has seen
+                    watcher = Watcher(server, queries)
+                    tasks = [asyncio.create_task(watcher.watch_alerts()),
+                             asyncio.create_task(watcher.run_queries(rate_interval="5s"))]
+                    try:
+                        yield Lab(work, proxy, watcher, controller, node_a, node_b, api, ports,
+                                  {"slow": slow, "fragile": fragile})
+                    finally:
+                        for task in tasks:
+                            task.cancel()
+                        await asyncio.gather(*tasks, return_exceptions=True)
+            finally:  # the nodes before their file systems
+                for binary in (node_b, node_a, controller):
+                    await binary.stop()
+                await asyncio.to_thread(unmount_everything_under, work / "kubelet-a")
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for binary in (node_b, node_a, controller):
-            await binary.stop()
         await api.stop()
         await asyncio.to_thread(unmount_everything_under, work)
 
