@@ -13,15 +13,18 @@ nothing here blocks the event loop or outlives its timeout.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from efs_csi.logging import get_logger
 from efs_csi.mounting.commands import CommandFailed, CommandTimedOut, Runner
+from efs_csi.mounting.efs_leftovers import EFS_UTILS_STATE_DIR, remove_leftovers
 
 _log = get_logger("efs_csi.mount")
+T = TypeVar("T")
 
 
 class Mounter(Protocol):
@@ -88,18 +91,53 @@ class BindMounts:
         await self.commands.lazy_unmount(target)
 
 
+async def _to_completion(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even if the caller is cancelled meanwhile (the caller is on
+    its way out already and re-raises)."""
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+
+
 @dataclass(frozen=True)
 class EfsMounter:
-    """The production backend: ``mount -t efs -o <options> fs-id:/path <target>`` (efs-utils)."""
+    """The production backend: ``mount -t efs -o <options> fs-id:/path <target>`` (efs-utils).
+
+    A mount killed on its time limit or because its caller gave up leaves mount.efs' work half
+    done; what it left for ``target`` in efs-utils' state directory (``state_dir``) is removed
+    before the error goes up (``efs_csi.mounting.efs_leftovers``), so a retry starts clean and
+    no tunnel outlives the attempt."""
 
     commands: MountCommands
+    state_dir: Path = EFS_UTILS_STATE_DIR
 
     async def mount(self, file_system_id: str, path: str, target: Path,
                     options: Sequence[str]) -> None:
         arguments = ["-t", "efs"]
         if options:
             arguments += ["-o", ",".join(options)]
-        await self.commands.mount([*arguments, f"{file_system_id}:{path or '/'}", str(target)])
+        try:
+            await self.commands.mount([*arguments, f"{file_system_id}:{path or '/'}",
+                                       str(target)])
+        except (CommandTimedOut, asyncio.CancelledError):
+            await _to_completion(self._remove_leftovers(target))
+            raise
+
+    async def _remove_leftovers(self, target: Path) -> None:
+        try:
+            # Local files and /proc only (never the NFS mount): quick, safe in a thread.
+            done = await asyncio.to_thread(remove_leftovers, self.state_dir, target)
+        except OSError as exc:
+            _log.error("could not remove what a killed mount.efs left", target=str(target),
+                       error=str(exc))
+            return
+        if done:
+            _log.warning("removed what a killed mount.efs left", target=str(target),
+                         removed=done)
 
     async def unmount(self, target: Path) -> None:
         await self.commands.unmount(target)
