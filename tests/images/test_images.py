@@ -18,7 +18,7 @@ import pytest
 
 from tests.chart.render import render
 from tests.images.engine import Engine
-from tests.images.pods import container, docker_command, docker_run_options, pod_spec, run_as
+from testbed.pods import container, docker_command, docker_run_options, pod_spec, run_as
 from tests.support.ci import REPO
 
 # Size budget: what the images weighed before this rework, built on a Debian Python base

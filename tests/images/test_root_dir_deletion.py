@@ -1,6 +1,6 @@
 """controller.deleteAccessPointRootDir, end to end through the built images.
 
-The controller image the chart picks runs with the chart's settings (tests/images/pods.py) on
+The controller image the chart picks runs with the chart's settings (testbed/pods.py) on
 the host network, against moto on loopback as the EFS API. CreateVolume makes an access point,
 a workload's files are put in its directory, and DeleteVolume must remove that directory and
 the access point, leaving nothing mounted.
@@ -33,7 +33,7 @@ from testbed.csi_builders import mount_capability
 from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint, create_file_system
 from tests.chart.render import render
 from tests.images.engine import Engine
-from tests.images.pods import container, docker_command, docker_run_options, pod_spec
+from testbed.pods import container, docker_command, docker_run_options, pod_spec
 from tests.support.ci import REPO
 
 OWNER = 1000  # the access point owner the StorageClass gives (gidRangeStart)

@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.chart.render import Manifest, find
+Manifest = dict[str, Any]
+
+
+def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    """The rendered object of this kind and name (as ``tests.chart.render.find``)."""
+    for manifest in manifests:
+        if manifest["kind"] == kind and manifest["metadata"]["name"] == name:
+            return manifest
+    raise AssertionError(f"no {kind} {name} rendered")
 
 # Linux capability numbers (linux/capability.h), for reading the bounding set.
 _CAPABILITIES = (
@@ -44,7 +52,7 @@ def pod_spec(manifests: list[Manifest], kind: str, name: str) -> dict[str, Any]:
 
 
 def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(c for c in spec["containers"] if c["name"] == name)  # type: ignore[no-any-return]
+    return next(c for c in spec["containers"] if c["name"] == name)
 
 
 def run_as(spec: dict[str, Any], container_spec: dict[str, Any]) -> tuple[int | None, int | None]:
