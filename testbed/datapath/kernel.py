@@ -22,8 +22,10 @@ until its caller kills it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -126,6 +128,7 @@ class KernelStandIn:
     no_linger: Path
     python: str = sys.executable
     hang: set[str] = field(default_factory=set)
+    calls_log: Path | None = None  # one JSON line per call, for the tests to read
     calls: list[MountCall] = field(default_factory=list)
     mounts: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     _server: asyncio.Server | None = None
@@ -180,12 +183,18 @@ class KernelStandIn:
         if any(marker in target for marker in self.hang):
             # An NFS server that never answers: hold the caller until it gives up.
             await reader.read()
-            self.calls.append(MountCall(source, target, options, pid, None, "hung", started))
+            self._record(MountCall(source, target, options, pid, None, "hung", started))
             writer.close()
             return
         code, message = await self._mount(pid, source, target, options)
-        self.calls.append(MountCall(source, target, options, pid, code, message, started))
+        self._record(MountCall(source, target, options, pid, code, message, started))
         await self._answer(writer, code, message)
+
+    def _record(self, call: MountCall) -> None:
+        self.calls.append(call)
+        if self.calls_log is not None:
+            with self.calls_log.open("a") as log:
+                log.write(json.dumps(dataclasses.asdict(call)) + "\n")
 
     async def _answer(self, writer: asyncio.StreamWriter, code: int, message: str) -> None:
         with contextlib.suppress(ConnectionError):
@@ -241,3 +250,43 @@ def _read_all(fd: int) -> str:
     finally:
         os.close(fd)
     return b"".join(chunks).decode(errors="replace")
+
+
+def read_calls(calls_log: Path) -> list[MountCall]:
+    if not calls_log.exists():
+        return []
+    return [MountCall(**json.loads(line)) for line in calls_log.read_text().splitlines() if line]
+
+
+async def _serve(stand_in: KernelStandIn) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    await stand_in.start()
+    (stand_in.socket_dir / "ready").touch()
+    try:
+        await stop.wait()
+    finally:
+        await stand_in.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m testbed.datapath.kernel``: serve until SIGTERM, then unmount nothing but stop
+    every FUSE server still running (by pid)."""
+    parser = argparse.ArgumentParser(prog="python -m testbed.datapath.kernel")
+    parser.add_argument("--socket-dir", type=Path, required=True)
+    parser.add_argument("--export", type=Path, required=True)
+    parser.add_argument("--no-linger", type=Path, required=True)
+    parser.add_argument("--hang", action="append", default=[],
+                        help="a mount whose target contains this never gets an answer")
+    parser.add_argument("--calls-log", type=Path, required=True)
+    args = parser.parse_args(argv)
+    stand_in = KernelStandIn(args.socket_dir, args.export, args.no_linger,
+                             hang=set(args.hang), calls_log=args.calls_log)
+    asyncio.run(_serve(stand_in))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

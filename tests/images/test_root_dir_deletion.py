@@ -31,9 +31,9 @@ from grpclib.client import Channel
 from efs_csi import csi
 from testbed.csi_builders import mount_capability
 from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint, create_file_system
+from testbed.pods import container, docker_command, docker_run_options, pod_spec
 from tests.chart.render import render
 from tests.images.engine import Engine
-from testbed.pods import container, docker_command, docker_run_options, pod_spec
 from tests.support.ci import REPO
 
 OWNER = 1000  # the access point owner the StorageClass gives (gidRangeStart)
