@@ -4,6 +4,7 @@
 # twice, for s2n-tls' FIPS module and for the AWS SDK's rustls, plus the S3/CloudWatch SDKs).
 #
 #   scripts/images/efs-proxy.sh EFS_UTILS_GIT_DIR COMMIT      prints the binary's path
+#   scripts/images/efs-proxy.sh --check COMMIT                 exit 0 when cached or buildable
 #
 # The cache key is the commit and a digest of `rustc -vV` (version, commit, host triple), so a
 # new toolchain or efs-utils release builds afresh and nothing stale is reused:
@@ -22,17 +23,20 @@ commit="${2:?usage: $0 EFS_UTILS_GIT_DIR COMMIT}"
 cache="${EFS_PROXY_CACHE:-${repo}/.cache/efs-proxy}"
 jobs="${EFS_PROXY_JOBS:-$(nproc)}"
 
+missing=""
 for tool in cargo rustc go cmake perl cc strip; do
-  command -v "${tool}" >/dev/null || {
-    echo "efs-proxy: ${tool} not found (the build needs Rust, Go, cmake, perl and a C" \
-         "compiler: rustup's toolchain and Debian's golang-go cmake perl gcc binutils)" >&2
-    exit 1
-  }
+  command -v "${tool}" >/dev/null || missing="${missing} ${tool}"
 done
+if [[ -n "${missing}" ]]; then
+  echo "efs-proxy: not found:${missing} (the build needs Rust, Go, cmake, perl and a C" \
+       "compiler: rustup's toolchain and Debian's golang-go cmake perl gcc binutils)" >&2
+  exit 3
+fi
 
 toolchain="$(rustc -vV)"
 key="${commit}-$(printf '%s' "${toolchain}" | sha256sum | cut -c1-16)"
 out="${cache}/${key}"
+if [[ "${git_dir}" == --check ]]; then exit 0; fi
 mkdir -p "${cache}"
 exec 9>"${cache}/.lock"
 flock 9  # one build at a time; a second caller waits and then finds the binary

@@ -16,9 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from testbed.images import SCRIPTS, TAG, TARGETS, Engine, engine_from_paths, paths
-from tests.support.ci import skip_or_fail
+from tests.support.ci import REPO, skip_or_fail
 
 __all__ = ["TAG", "Engine", "built_images"]
+
+
+def vendored_bundle() -> Path | None:
+    """efs-utils v3.2.0's git bundle, where scripts/images/build.sh looks for it."""
+    named = os.environ.get("EFS_UTILS_BUNDLE")
+    candidates = [Path(named)] if named else [
+        REPO / ".." / "shared" / "vendor" / "efs-utils-v3.2.0.bundle",
+        REPO / ".." / ".." / "shared" / "vendor" / "efs-utils-v3.2.0.bundle"]
+    return next((path for path in candidates if path.is_file()), None)
 
 
 @contextmanager
@@ -28,6 +37,13 @@ def built_images() -> Iterator[Engine]:
     for command in ("apt-get", "dpkg-deb", "unshare"):
         if shutil.which(command) is None:
             skip_or_fail(f"building images needs Debian's {command}")
+    if vendored_bundle() is None:
+        skip_or_fail("the vendored efs-utils bundle (../shared/vendor/efs-utils-v3.2.0.bundle) "
+                     "is not beside the checkout, and the images build the real efs-utils")
+    check = subprocess.run([str(SCRIPTS / "efs-proxy.sh"), "--check", "-"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    if check.returncode != 0:
+        skip_or_fail(f"efs-proxy cannot be built here: {check.stderr.strip()}")
     cache = Path(paths()["cache"])
     was_running = subprocess.run([str(SCRIPTS / "dockerd.sh"), "status"],
                                  capture_output=True, timeout=30).returncode == 0
