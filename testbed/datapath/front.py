@@ -25,7 +25,7 @@ def address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while data := await reader.read(65536):
             writer.write(data)
@@ -49,8 +49,8 @@ class Splitter:
             target = self.tls if first[0] == _TLS_HANDSHAKE else self.plain
             upstream_reader, upstream_writer = await asyncio.open_connection(*target)
             upstream_writer.write(first)
-            await asyncio.gather(_relay(reader, upstream_writer),
-                                 _relay(upstream_reader, writer))
+            await asyncio.gather(relay(reader, upstream_writer),
+                                 relay(upstream_reader, writer))
         except (ConnectionError, OSError):
             pass
         finally:

@@ -93,10 +93,13 @@ class DataPath:
     kubelet: Path
     timings: dict[str, float] = field(default_factory=dict)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    with_node: bool = True  # False: the mount target alone, for another driver container
+    file_system: str = FILE_SYSTEM  # the mount target's certificate names it
     sandbox: Sandbox | None = None
     servers: MountTargetServers | None = None
     node: Container | None = None
     _kernel: subprocess.Popen[bytes] | None = None
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     # --- paths on the host ------------------------------------------------------------------
     @property
@@ -148,11 +151,10 @@ class DataPath:
         for directory in (self.state_dir, self.config_dir, self.efs_logs, self.socket.parent,
                           self.work / "efs-legacy", self.work / "kernel", self.export):
             directory.mkdir(parents=True, exist_ok=True)
-        good, wrong = dns_name(FILE_SYSTEM, REGION), dns_name(OTHER_FILE_SYSTEM, REGION)
+        good, wrong = dns_name(self.file_system, REGION), dns_name(OTHER_FILE_SYSTEM, REGION)
         ca = self._timed("local_ca", lambda: make_ca(self.work / "ca", [good, wrong]))
         no_linger = no_linger_library(self.work / "lib")
-        suffix = uuid.uuid4().hex[:8]
-        self.sandbox = Sandbox(self.engine, f"efs-csi-dp-sandbox-{suffix}",
+        self.sandbox = Sandbox(self.engine, f"efs-csi-dp-sandbox-{self.suffix}",
                                self.engine.image("node"))
         self._stack.callback(self.sandbox.remove)
         self._timed("sandbox", self.sandbox.start)
@@ -161,10 +163,63 @@ class DataPath:
         self._timed("mount_target", self.servers.start)
         self.timings.update(self.servers.timings)
         self._timed("kernel_stand_in", lambda: self._start_kernel(no_linger))
+        if not self.with_node:
+            return
         self._stack.enter_context(self.engine.shared_directory(self.kubelet))
-        self.node = self._node_container(suffix)
+        self.node = self._node_container(self.suffix)
         self._stack.callback(self.node.remove)
         self._timed("node_start", self.start_node)
+
+    def relay_into_sandbox(self, host_port: int, sandbox_port: int) -> None:
+        """127.0.0.1:``sandbox_port`` inside the sandbox reaches 127.0.0.1:``host_port`` of
+        the host (a service of the test, such as moto), through a unix socket."""
+        assert self.servers is not None
+        socket = self.work / f"relay-{host_port}.sock"
+        with (self.work / "logs" / f"relay-{host_port}.out").open("wb") as log:
+            host_side = subprocess.Popen(
+                [sys.executable, "-m", "testbed.datapath.relay", "unix-to-tcp", str(socket),
+                 f"127.0.0.1:{host_port}"], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)})
+
+        def stop_host_side() -> None:
+            host_side.terminate()
+            host_side.wait(timeout=10)
+
+        self._stack.callback(stop_host_side)
+        deadline = time.monotonic() + 30
+        while not socket.exists():
+            if time.monotonic() > deadline or host_side.poll() is not None:
+                raise RuntimeError("the host side of the relay did not start")
+            time.sleep(0.05)
+        self.servers.start_relay(sandbox_port, socket)
+
+    def driver_container(self, manifests: list[dict[str, Any]], kind: str, name: str,
+                         host_dirs: dict[str, str], extra: list[str],
+                         args: list[str], hosts: str | None = None) -> Container:
+        """A driver container as its rendered pod runs it, in the sandbox, with the one fake
+        (the mount.nfs4 shim) and the local CA."""
+        assert self.sandbox is not None
+        spec = pod_spec(manifests, kind, name)
+        plugin = container(spec, "efs-plugin")
+        fields = {"spec.nodeName": "datapath-node"}
+        options = docker_run_options(spec, plugin, field_values=fields, host_dirs=host_dirs,
+                                     propagation=True)
+        shim = self.work / "kernel" / "mount.nfs4"
+        shim.write_text(SHIM)
+        shim.chmod(0o755)
+        hosts_path = self.work / f"hosts-{name}"
+        hosts_path.write_text(hosts if hosts is not None else hosts_file(spec))
+        options += ["--network", self.sandbox.network,
+                    "-e", "AWS_EC2_METADATA_DISABLED=true",
+                    "-v", f"{hosts_path}:/etc/hosts:ro",
+                    "-v", f"{self.work / 'ca'}:{CA_IN_CONTAINER}:ro",
+                    "-v", f"{shim}:/usr/sbin/mount.nfs4:ro",
+                    "-v", f"{self.work / 'kernel'}:{SOCKET_DIR_IN_CONTAINER}", *extra]
+        image = plugin["image"].rsplit("/", 1)[-1].split(":")[0]
+        return Container(self.engine, f"efs-csi-dp-{name}-{self.suffix}",
+                         f"{image}:{self.engine.image('node').split(':')[1]}", options,
+                         [*docker_command(plugin, fields), *args])
 
     def _start_kernel(self, no_linger: Path) -> None:
         directory = self.work / "kernel"
@@ -195,34 +250,14 @@ class DataPath:
             process.wait()
 
     def _node_container(self, suffix: str) -> Container:
-        assert self.sandbox is not None
-        spec = pod_spec(self.manifests, "DaemonSet", "efs-csi-node")
-        plugin = container(spec, "efs-plugin")
-        fields = {"spec.nodeName": "datapath-node"}
         host_dirs = {str(self.kubelet): str(self.kubelet),
                      "/csi": str(self.socket.parent),
                      "/var/run/efs": str(self.state_dir),
                      "/var/amazon/efs": str(self.config_dir),
                      "/etc/amazon/efs-legacy": str(self.work / "efs-legacy")}
-        options = docker_run_options(spec, plugin, field_values=fields, host_dirs=host_dirs,
-                                     propagation=True)
-        shim = self.work / "kernel" / "mount.nfs4"
-        shim.write_text(SHIM)
-        shim.chmod(0o755)
-        hosts = self.work / "hosts"
-        hosts.write_text(hosts_file(spec))
-        # What the chart's pod gets from its node and kubelet, and the one fake.
-        options += ["--network", self.sandbox.network,
-                    "-e", "AWS_EC2_METADATA_DISABLED=true",
-                    "-v", f"{hosts}:/etc/hosts:ro",
-                    "-v", f"{self.work / 'ca'}:{CA_IN_CONTAINER}:ro",
-                    "-v", f"{self.efs_logs}:/var/log/amazon/efs",
-                    "-v", f"{shim}:/usr/sbin/mount.nfs4:ro",
-                    "-v", f"{self.work / 'kernel'}:{SOCKET_DIR_IN_CONTAINER}"]
-        args = [*docker_command(plugin, fields), f"--availability-zone={ZONE}"]
-        image = plugin["image"].rsplit("/", 1)[-1].split(":")[0]
-        return Container(self.engine, f"efs-csi-dp-node-{suffix}",
-                         f"{image}:{self.engine.image('node').split(':')[1]}", options, args)
+        return self.driver_container(
+            self.manifests, "DaemonSet", "efs-csi-node", host_dirs,
+            ["-v", f"{self.efs_logs}:/var/log/amazon/efs"], [f"--availability-zone={ZONE}"])
 
     def start_node(self) -> None:
         """Start the node container (again, after a kill: same container and volumes) and

@@ -185,6 +185,13 @@ class MountTargetServers:
             self._wait(started, accept)
         self._wait(splitter, MOUNT_TARGET)
 
+    def start_relay(self, port: int, socket: Path) -> None:
+        """127.0.0.1:``port`` in the namespace, relayed to a unix socket (testbed.datapath.
+        relay): how a service of the test on the host's loopback is reached from inside."""
+        relay = self._start(f"relay-{port}", sys.executable, "-m", "testbed.datapath.relay",
+                            "tcp-to-unix", f"127.0.0.1:{port}", str(socket))
+        self._wait(relay, ("127.0.0.1", port))
+
     def stop(self) -> None:
         for started in reversed(self.started):
             started.stop()
