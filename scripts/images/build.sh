@@ -16,8 +16,8 @@
 #   against the Dockerfile's pinned tag, commit and tree checksum, as the upstream one would be.
 # - efs-proxy: EFS_PROXY_FROM=prebuilt (default with a local efs-utils repository): built once
 #   per efs-utils commit and Rust toolchain by efs-proxy.sh (cached in .cache/efs-proxy), served
-#   on 127.0.0.1 and checked by digest in the image build; =source compiles it in the image
-#   build, as users' builds do.
+#   on 127.0.0.1 and checked by digest in the image build (EFS_PROXY_BINARY: one built
+#   elsewhere from the same commit); =source compiles it in the image build, as users' do.
 # - Images are tagged efs-csi-<target>:$IMAGE_TAG (default: dev). A JSON report with the phase
 #   times and image sizes goes to $EFS_CSI_IMAGES_CACHE/report.json.
 # - BUILD_CA (default: the host's CA bundle) is passed as the build-ca secret, for machines
@@ -174,7 +174,11 @@ efs_proxy() {
     return 2
   fi
   local binary port digest attempt
-  binary="$("${repo}/scripts/images/efs-proxy.sh" "${efs_utils_git}" "$(pinned EFS_UTILS_COMMIT)")"
+  # EFS_PROXY_BINARY: one built elsewhere (same commit), instead of the cache.
+  binary="${EFS_PROXY_BINARY:-}"
+  if [[ -z "${binary}" ]]; then
+    binary="$("${repo}/scripts/images/efs-proxy.sh" "${efs_utils_git}" "$(pinned EFS_UTILS_COMMIT)")"
+  fi
   digest="$(sha256sum "${binary}" | cut -d' ' -f1)"
   port="$(free_port)"
   python3 -m http.server --bind 127.0.0.1 --directory "$(dirname "${binary}")" "${port}" \
