@@ -56,6 +56,10 @@ class Leftovers:
     temporary_states: tuple[str, ...]
     other_files: tuple[str, ...]  # configurations and state directories with no live mount
 
+    @property
+    def found(self) -> bool:
+        return bool(self.temporary_states or self.other_files)
+
 
 def find_leftovers(names: Iterable[str], mount_point: Path | str | None = None) -> Leftovers:
     """What an abandoned mount left among ``names`` (a listing of the state directory), for
@@ -165,7 +169,7 @@ def remove_leftovers(state_dir: Path = EFS_UTILS_STATE_DIR, mount_point: Path | 
     except FileNotFoundError:
         return []
     found = find_leftovers(names, mount_point)
-    if not found.temporary_states and not found.other_files:
+    if not found.found:
         return []
     done: list[str] = []
     processes = _processes(proc_root)

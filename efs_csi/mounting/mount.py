@@ -14,6 +14,7 @@ nothing here blocks the event loop or outlives its timeout.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Protocol, TypeVar
 
 from efs_csi.logging import get_logger
 from efs_csi.mounting.commands import CommandFailed, CommandTimedOut, Runner
-from efs_csi.mounting.efs_leftovers import EFS_UTILS_STATE_DIR, remove_leftovers
+from efs_csi.mounting.efs_leftovers import EFS_UTILS_STATE_DIR, find_leftovers, remove_leftovers
 
 _log = get_logger("efs_csi.mount")
 T = TypeVar("T")
@@ -129,8 +130,13 @@ class EfsMounter:
 
     async def _remove_leftovers(self, target: Path) -> None:
         try:
-            # Local files and /proc only (never the NFS mount): quick, safe in a thread.
+            # One listing of a local directory decides; the work (/proc, removals: local
+            # files only, never the NFS mount) goes to a thread.
+            if not find_leftovers(os.listdir(self.state_dir), target).found:
+                return
             done = await asyncio.to_thread(remove_leftovers, self.state_dir, target)
+        except FileNotFoundError:
+            return
         except OSError as exc:
             _log.error("could not remove what a killed mount.efs left", target=str(target),
                        error=str(exc))
