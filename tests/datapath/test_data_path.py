@@ -115,32 +115,31 @@ async def test_stage_publish_unpublish_unstage_through_the_real_chain(flow: Flow
     calls = [call for call in path.calls() if call.target == str(volume.staging)]
     assert len(calls) == 1 and calls[0].code == 0, calls
     call = calls[0]
+    tunnel = tunnel_for(path, volume.staging)
+    # efs-utils 3.2.0 mounts every volume through efs-proxy's local port: with TLS (--tls),
+    # or in plain text for encryptInTransit "false".
+    assert call.source == "127.0.0.1:/" + case.subdirectory
+    assert call.options.get("port") == str(tunnel.port)
+    command = efs_proxies(path)[tunnel.pid]
+    config = tunnel_config(path, tunnel)
+    connect = {"mounttargetip": f"connect = {MOUNT_TARGET[0]}:2049"}.get(
+        case.name, f"connect = {FILE_SYSTEM}.efs.us-east-1.amazonaws.com:2049")
+    assert connect in config, config
     if case.tls:
-        tunnel = tunnel_for(path, volume.staging)
-        # mount.efs mounted the tunnel's local port, and the tunnel is efs-proxy with TLS.
-        assert call.source == "127.0.0.1:/" + case.subdirectory
-        assert call.options.get("port") == str(tunnel.port)
-        assert "--tls" in efs_proxies(path)[tunnel.pid]
-        config = tunnel_config(path, tunnel)
+        assert "--tls" in command.split()
         # Certificate checking is on: the local CA, and the file system's name.
         assert "CAfile = /etc/efs-csi-test-ca/ca.pem" in config
         assert f"checkHost = {FILE_SYSTEM}.efs.us-east-1.amazonaws.com" in config
-        connect = {"mounttargetip": f"connect = {MOUNT_TARGET[0]}:2049"}.get(
-            case.name, f"connect = {FILE_SYSTEM}.efs.us-east-1.amazonaws.com:2049")
-        assert connect in config, config
-        if case.name == "accesspoint":
-            assert tunnel.state["accessPoint"] == ACCESS_POINT
-        if case.name == "tlsport":
-            assert tunnel.port == 20500
-        # Data written on the server, read through the tunnel over NFSv4 with libnfs.
-        through = await asyncio.to_thread(
-            path.libnfs().cat, url("127.0.0.1", tunnel.port, "/" + relative))
     else:
-        # No tunnel: mount.nfs4 goes to the mount target itself, on NFS's port.
-        assert leftovers(path, volume.staging) == []
-        assert call.source.endswith(":/") and "port" not in call.options, call
-        through = await asyncio.to_thread(
-            path.libnfs().cat, url(MOUNT_TARGET[0], MOUNT_TARGET[1], "/" + relative))
+        assert "--tls" not in command.split()
+        assert "checkHost" not in config
+    if case.name == "accesspoint":
+        assert tunnel.state["accessPoint"] == ACCESS_POINT
+    if case.name == "tlsport":
+        assert tunnel.port == 20500
+    # Data written on the server, read through the tunnel over NFSv4 with libnfs.
+    through = await asyncio.to_thread(
+        path.libnfs().cat, url("127.0.0.1", tunnel.port, "/" + relative))
     assert through == content
     await client.publish(volume)
     assert path.node is not None
