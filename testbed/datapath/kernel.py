@@ -211,7 +211,13 @@ class KernelStandIn:
         except LookupError as exc:
             return 32, f"mount.nfs4: Failed to resolve server {exc}"
         nfs = Libnfs(pid, self.no_linger)
-        listed = await asyncio.to_thread(nfs.ls, url(address, port, path.rstrip("/") + "/"))
+        # mount.nfs retries a server that does not answer (for 2 minutes by default): a few
+        # tries here, within mount.efs' 15 s per attempt.
+        for attempt in range(3):
+            listed = await asyncio.to_thread(nfs.ls, url(address, port, path.rstrip("/") + "/"))
+            if listed.returncode == 0:
+                break
+            await asyncio.sleep(1.0 + attempt)
         if listed.returncode != 0:
             error = listed.stderr.decode(errors="replace").strip()
             return 32, (f"mount.nfs4: cannot reach the NFS server {host} through "
