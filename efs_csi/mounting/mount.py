@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 from efs_csi.logging import get_logger
 from efs_csi.mounting.commands import CommandFailed, CommandTimedOut, Runner
 from efs_csi.mounting.efs_leftovers import EFS_UTILS_STATE_DIR, find_leftovers, remove_leftovers
+from efs_csi.mounting.tls_probe import certificate_refusal
 
 _log = get_logger("efs_csi.mount")
 T = TypeVar("T")
@@ -111,7 +112,8 @@ class EfsMounter:
     A mount killed on its time limit or because its caller gave up leaves mount.efs' work half
     done; what it left for ``target`` in efs-utils' state directory (``state_dir``) is removed
     before the error goes up (``efs_csi.mounting.efs_leftovers``), so a retry starts clean and
-    no tunnel outlives the attempt."""
+    no tunnel outlives the attempt. A failed or timed-out TLS mount whose mount target's
+    certificate is refused says so (``efs_csi.mounting.tls_probe``): efs-proxy only times out."""
 
     commands: MountCommands
     state_dir: Path = EFS_UTILS_STATE_DIR
@@ -121,10 +123,23 @@ class EfsMounter:
         arguments = ["-t", "efs"]
         if options:
             arguments += ["-o", ",".join(options)]
+        argv = [*arguments, f"{file_system_id}:{path or '/'}", str(target)]
         try:
-            await self.commands.mount([*arguments, f"{file_system_id}:{path or '/'}",
-                                       str(target)])
-        except (CommandTimedOut, asyncio.CancelledError):
+            await self.commands.mount(argv)
+        except CommandFailed as error:
+            refusal = await certificate_refusal(self.state_dir, target)
+            if refusal is None:
+                raise
+            raise CommandFailed(["mount", *argv], error.returncode,
+                                f"{refusal}\n{error.output}") from None
+        except CommandTimedOut as error:
+            # Before the tunnel's configuration goes with the rest of what mount.efs left.
+            refusal = await _to_completion(certificate_refusal(self.state_dir, target))
+            await _to_completion(self._remove_leftovers(target))
+            if refusal is None:
+                raise
+            raise CommandTimedOut(f"{error}: {refusal}") from None
+        except asyncio.CancelledError:
             await _to_completion(self._remove_leftovers(target))
             raise
 

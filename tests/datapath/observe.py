@@ -68,11 +68,12 @@ def efs_proxies(path: DataPath) -> dict[int, str]:
             if command.startswith("/usr/bin/efs-proxy")}
 
 
-def mounts_under(path: DataPath, directory: Path) -> list[str]:
-    """The node container's mounts at or under ``directory`` (its /proc/mounts lines)."""
+def mounts_under(path: DataPath, directory: Path, *, itself: bool = True) -> list[str]:
+    """The node container's mounts at (unless not ``itself``) or under ``directory`` (its
+    /proc/mounts lines)."""
     assert path.node is not None
     return [line for line in path.node.exec("cat", "/proc/mounts").splitlines()
-            if line.split()[1] == str(directory)
+            if (itself and line.split()[1] == str(directory))
             or line.split()[1].startswith(str(directory) + "/")]
 
 
