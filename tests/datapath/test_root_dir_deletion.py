@@ -75,9 +75,8 @@ async def test_delete_access_point_root_dir_through_controller_efs_and_mount_efs
                                 entrypoint="cat").stdout
         conf = tmp_path / "efs-utils.conf"
         conf.write_text(conf_for_the_test(image_conf))
-        sockets, logs = tmp_path / "sockets", tmp_path / "efs-logs"
+        sockets, logs = tmp_path / "sockets", path.efs_logs
         sockets.mkdir(mode=0o777)
-        logs.mkdir()
         inside = f"http://127.0.0.1:{SANDBOX_EFS_PORT}"
         environment = {**moto.environment(), "AWS_ENDPOINT_URL": inside,
                        "AWS_ENDPOINT_URL_EFS": inside, "AWS_ENDPOINT_URL_STS": inside}
