@@ -81,10 +81,10 @@ async def test_delete_access_point_root_dir_through_controller_efs_and_mount_efs
         environment = {**moto.environment(), "AWS_ENDPOINT_URL": inside,
                        "AWS_ENDPOINT_URL_EFS": inside, "AWS_ENDPOINT_URL_STS": inside}
         controller = path.driver_container(
-            manifests, "Deployment", "efs-csi-controller", {"/csi": str(sockets)},
+            manifests, "Deployment", "efs-csi-controller",
+            {"/csi": str(sockets), "/var/log/amazon/efs": str(logs)},
             [*(f"--env={key}={value}" for key, value in environment.items()),
-             "-v", f"{conf}:/etc/amazon/efs/efs-utils.conf:ro",
-             "-v", f"{logs}:/var/log/amazon/efs"], [],
+             "-v", f"{conf}:/etc/amazon/efs/efs-utils.conf:ro"], [],
             hosts=f"127.0.0.1\tlocalhost\n{MOUNT_TARGET[0]}\t{dns_name(fs_id, REGION)}\n")
         assert "controller-efs" in controller.image
         await asyncio.to_thread(controller.start)
@@ -128,7 +128,9 @@ async def test_delete_access_point_root_dir_through_controller_efs_and_mount_efs
         # Through the real chain: mount.efs with TLS and the controller's region, efs-proxy's
         # local port mounted by the kernel (stand-in), and nothing left mounted.
         mount_log = (logs / "mount.log").read_text()
-        assert f"{fs_id}:/" in mount_log and "'tls'" in mount_log, mount_log[-2000:]
+        assert f"Successfully mounted {dns_name(fs_id, REGION)}" in mount_log, mount_log[-2000:]
+        assert "'tls': None" in mount_log and f"'region': '{REGION}'" in mount_log
+        assert "--tls" in mount_log  # efs-proxy, with TLS
         calls = path.calls()
         assert len(calls) == 1 and calls[0].code == 0, calls
         assert calls[0].source == "127.0.0.1:/" and calls[0].options.get("port"), calls
