@@ -16,6 +16,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,14 @@ def fake_tunnel(directory: Path, config: Path) -> subprocess.Popen[bytes]:
     binary = directory / "efs-proxy"
     if not binary.exists():
         binary.symlink_to(sys.executable)
-    return subprocess.Popen([str(binary), "-c", SLEEP, str(config)], start_new_session=True)
+    process = subprocess.Popen([str(binary), "-c", SLEEP, str(config)], start_new_session=True)
+    # Until it has exec'd, /proc shows the parent's command line: no tunnel to find yet.
+    cmdline = Path(f"/proc/{process.pid}/cmdline")
+    for _ in range(200):
+        if str(binary).encode() in cmdline.read_bytes():
+            break
+        time.sleep(0.01)
+    return process
 
 
 def abandon(state_dir: Path, mount_point: Path, port: int, pid: int | None,
