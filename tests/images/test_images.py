@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from testbed.pods import container, docker_command, docker_run_options, pod_spec, run_as
 from tests.chart.render import render
 from tests.images.engine import Engine
-from tests.images.pods import container, docker_command, docker_run_options, pod_spec, run_as
 from tests.support.ci import REPO
 
 # Size budget: what the images weighed before this rework, built on a Debian Python base
