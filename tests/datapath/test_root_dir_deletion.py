@@ -80,11 +80,19 @@ async def test_delete_access_point_root_dir_through_controller_efs_and_mount_efs
         inside = f"http://127.0.0.1:{SANDBOX_EFS_PORT}"
         environment = {**moto.environment(), "AWS_ENDPOINT_URL": inside,
                        "AWS_ENDPOINT_URL_EFS": inside, "AWS_ENDPOINT_URL_STS": inside}
+        # The root mount is IAM-authenticated (`tls,iam`): mount.efs reads credentials from
+        # the credentials file, ECS/Pod Identity, web identity (IRSA) or instance metadata,
+        # never from the environment. The test's moto credentials go in the file.
+        credentials = tmp_path / "aws-credentials"
+        credentials.write_text("[default]\n"
+                               f"aws_access_key_id = {CREDENTIALS['AWS_ACCESS_KEY_ID']}\n"
+                               f"aws_secret_access_key = {CREDENTIALS['AWS_SECRET_ACCESS_KEY']}\n")
         controller = path.driver_container(
             manifests, "Deployment", "efs-csi-controller",
             {"/csi": str(sockets), "/var/log/amazon/efs": str(logs)},
             [*(f"--env={key}={value}" for key, value in environment.items()),
-             "-v", f"{conf}:/etc/amazon/efs/efs-utils.conf:ro"], [],
+             "-v", f"{conf}:/etc/amazon/efs/efs-utils.conf:ro",
+             "-v", f"{credentials}:/root/.aws/credentials:ro"], [],
             hosts=f"127.0.0.1\tlocalhost\n{MOUNT_TARGET[0]}\t{dns_name(fs_id, REGION)}\n")
         assert "controller-efs" in controller.image
         await asyncio.to_thread(controller.start)
