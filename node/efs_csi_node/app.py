@@ -55,9 +55,6 @@ if TYPE_CHECKING:
 # Short on purpose: a healthy mount answers in milliseconds, and kubelet's own call timeout
 # must leave room for the lazy unmount and the remount that follow.
 STAT_TIMEOUT = 5.0
-# Where efs-utils keeps a state file per mount (its tunnel's pid among it): the chart mounts
-# the host's directory here.
-EFS_UTILS_STATE_DIR = Path("/var/run/efs")
 
 
 @dataclass
@@ -179,7 +176,9 @@ async def run_node(*, config: NodeConfig) -> None:
         # Before listening: a bad efs-utils setting stops the node with the flag's name.
         await prepare_efs_utils(config.efs_utils)
         background += efs_utils_background(on_watchdog_exit=node_metrics.watchdog_exited)
-    node_metrics.track_tunnels(EFS_UTILS_STATE_DIR)
+    # efs-utils' state file per mount holds its tunnel's pid (--efs-utils-state-dir; the chart
+    # mounts the host's /var/run/efs there). The local backend has none: its series stay at 0.
+    node_metrics.track_tunnels(config.efs_utils.state_dir)
     mounter = MeasuredMounter(mounter, node_metrics)
     stats: VolumeStatsSource | None = None
     if config.volume_stats is not None:

@@ -136,13 +136,23 @@ class _WalkCollector(Collector):
 
 
 def _pid_alive(pid: int) -> bool:
+    """A process with this pid exists and is not a zombie (a killed efs-proxy not yet reaped
+    by its parent keeps its pid, but no tunnel)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
         return False
-    except PermissionError:  # alive, someone else's
+    except OSError:  # no /proc (not Linux): existence is all there is to know
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, someone else's
+            return True
         return True
-    return True
+    # "pid (comm) S ...": the state follows the last ")" (comm may hold one itself).
+    state = stat[stat.rindex(b")") + 2:][:1]
+    return state not in (b"Z", b"X")
 
 
 class TunnelCollector(Collector):
@@ -150,11 +160,14 @@ class TunnelCollector(Collector):
 
     mount.efs writes one JSON state file per mount (``fs-<id>.<mount point>.<port>`` in its
     state directory) holding the tunnel's ``pid``; efs-utils' watchdog starts a dead tunnel
-    again and writes the new pid there. So a tunnel is running when its pid is, and a pid that
-    changed between two scrapes is a restart (restarts in quicker succession than scrapes count
-    once). Files of unmounted volumes (``unmount_time``, awaiting the watchdog's clean-up) and
-    ones being rewritten (``~fs-``) are left out. Local files, read on the event loop: the
-    state directory is the node's own (/var/run/efs), never NFS.
+    again and writes the new pid there. So a tunnel is running when its pid is (and is not a
+    zombie), and a pid that changed between two scrapes is a restart (restarts in quicker
+    succession than scrapes count once). The watchdog's start-up drops the ``pid`` of a dead
+    tunnel before it starts a new one: the last pid seen is kept through that, so the new one
+    still counts. Files of unmounted volumes (``unmount_time``, awaiting the watchdog's
+    clean-up) and ones being written or rewritten (``~fs-``) are left out (efs-utils v3.2.0:
+    ``efs_utils_common/proxy.py`` writes them, ``watchdog`` rewrites them). Local files, read
+    on the event loop: the state directory is the node's own (/var/run/efs), never NFS.
     """
 
     def __init__(self, state_dir: Path) -> None:
@@ -165,8 +178,9 @@ class TunnelCollector(Collector):
     def _tunnels(self) -> dict[str, int | None]:
         found: dict[str, int | None] = {}
         try:
-            names = [entry.name for entry in os.scandir(self._state_dir)
-                     if entry.name.startswith("fs-") and entry.is_file()]
+            with os.scandir(self._state_dir) as entries:
+                names = [entry.name for entry in entries
+                         if entry.name.startswith("fs-") and entry.is_file()]
         except OSError:  # no directory: no efs-utils mount yet (or the local backend)
             return found
         for name in names:
@@ -186,7 +200,9 @@ class TunnelCollector(Collector):
             before = self._pids.get(name)
             if pid is not None and before is not None and pid != before:
                 self._restarts += 1
-        self._pids = {name: pid for name, pid in tunnels.items() if pid is not None}
+        self._pids = {name: pid if pid is not None else self._pids[name]
+                      for name, pid in tunnels.items()
+                      if pid is not None or name in self._pids}
         running = sum(1 for pid in tunnels.values() if pid is not None and _pid_alive(pid))
         states = GaugeMetricFamily(
             "efs_csi_node_efs_proxy_tunnels",

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,34 @@ async def test_tunnels_and_their_restarts_from_efs_utils_state_files(
     assert value(samples, "efs_csi_node_efs_proxy_restarts_total") == 1
     samples = await scrape(port)  # the same pid again: no new restart
     assert value(samples, "efs_csi_node_efs_proxy_restarts_total") == 1
+    # A new watchdog's start-up drops a dead tunnel's pid, then starts one and writes its pid.
+    alive.write_text(json.dumps({"cmd": ["efs-proxy"]}))
+    samples = await scrape(port)
+    assert value(samples, "efs_csi_node_efs_proxy_tunnels", state="not_running") == 1
+    assert value(samples, "efs_csi_node_efs_proxy_restarts_total") == 1
+    alive.write_text(json.dumps({"pid": os.getpid(), "cmd": ["efs-proxy"]}))
+    samples = await scrape(port)
+    assert value(samples, "efs_csi_node_efs_proxy_tunnels", state="running") == 2
+    assert value(samples, "efs_csi_node_efs_proxy_restarts_total") == 1  # its pid came back
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_killed_tunnel_not_yet_reaped_is_not_running(
+        metrics_server: MetricsServer, tmp_path: Path) -> None:
+    """A killed efs-proxy keeps its pid as a zombie until its parent reaps it: not a tunnel."""
+    registry, port, _ = metrics_server
+    NodeMetrics(registry).track_tunnels(tmp_path)
+    zombie = subprocess.Popen(["true"])
+    try:
+        await asyncio.to_thread(os.waitid, os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)
+        (tmp_path / "fs-0123abcd.var.lib.kubelet.staging.20049").write_text(
+            json.dumps({"pid": zombie.pid, "cmd": ["efs-proxy"]}))
+        samples = await scrape(port)
+        assert value(samples, "efs_csi_node_efs_proxy_tunnels", state="running") == 0
+        assert value(samples, "efs_csi_node_efs_proxy_tunnels", state="not_running") == 1
+    finally:
+        zombie.wait()
 
 
 @pytest.mark.asyncio
