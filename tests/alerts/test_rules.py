@@ -178,3 +178,16 @@ def test_scaling_changes_durations_only(groups: RuleGroups) -> None:
             {k: v for k, v in fast_rule.items() if k not in ("for", "expr")}
     with pytest.raises(ValueError, match="shorter than"):
         scaled(groups, 600)
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_missing_prometheus_skips_on_a_laptop_and_fails_under_ci(
+        ci: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Debian's prometheus, every test here skips with the reason, or fails under CI."""
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setenv("PROMTOOL", str(tmp_path / "absent"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    expected = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(expected, match=r"promtool not found .*Debian's prometheus package"):
+        promtool()
+
