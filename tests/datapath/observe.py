@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from efs_csi.mounting.efs_leftovers import file_safe_mount_point
 from testbed.datapath.harness import DataPath
+from tests.support.scrape import Samples
+
+# The chart's node.metricsPort: the node serves it on the pod's IP, the sandbox's loopback.
+NODE_METRICS_PORT = 3302
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,37 @@ def container_processes(path: DataPath) -> dict[int, str]:
 def efs_proxies(path: DataPath) -> dict[int, str]:
     return {pid: command for pid, command in container_processes(path).items()
             if command.startswith("/usr/bin/efs-proxy")}
+
+
+def node_metrics(path: DataPath) -> Samples:
+    """The node's /metrics, fetched from inside its container (the sandbox's loopback)."""
+    assert path.node is not None
+    text = path.node.exec("python3", "-c", "import sys, urllib.request; sys.stdout.write("
+                          f"urllib.request.urlopen('http://127.0.0.1:{NODE_METRICS_PORT}"
+                          "/metrics', timeout=10).read().decode())")
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def live_tunnels(path: DataPath) -> tuple[int, int]:
+    """(running, not running) tunnels as the node should count them: state files of mounted
+    volumes (no ``unmount_time``) whose pid is, or is not, an efs-proxy in the container."""
+    proxies = efs_proxies(path)
+    running = not_running = 0
+    for name in state_names(path):
+        if not name.startswith("fs-") or not (path.state_dir / name).is_file():
+            continue
+        try:
+            state = json.loads((path.state_dir / name).read_text())
+        except (OSError, ValueError):  # rewritten meanwhile: the next look sees it
+            return -1, -1
+        if "unmount_time" in state:
+            continue
+        if state.get("pid") in proxies:
+            running += 1
+        else:
+            not_running += 1
+    return running, not_running
 
 
 def mounts_under(path: DataPath, directory: Path, *, itself: bool = True) -> list[str]:
