@@ -230,6 +230,36 @@ async def test_the_watchdog_restarts_a_killed_efs_proxy(flow: Flow) -> None:
         == content
 
 
+def test_a_killed_watchdog_is_started_again_and_counted(flow: Flow) -> None:
+    """The node supervises efs-utils' watchdog: killed, it runs again (with its backoff) and
+    efs_csi_node_efs_utils_watchdog_restarts_total counts it; the tunnels keep running."""
+    path = flow.path
+    assert path.node is not None
+
+    def watchdogs() -> list[int]:
+        return [pid for pid, command in container_processes(path).items()
+                if "amazon-efs-mount-watchdog" in command]
+
+    before = node_metrics(path)
+    old = watchdogs()
+    assert len(old) == 1, container_processes(path)
+    path.node.kill_process("amazon-efs-mount-watchdog")
+    begin = time.monotonic()
+
+    def started_again() -> bool:
+        """one watchdog runs, not the killed one"""
+        now = watchdogs()
+        return len(now) == 1 and now != old
+
+    wait_until(started_again, timeout=60)
+    flow.timings["watchdog_supervised"] = time.monotonic() - begin
+    after = node_metrics(path)
+    assert value(after, "efs_csi_node_efs_utils_watchdog_restarts_total") \
+        == value(before, "efs_csi_node_efs_utils_watchdog_restarts_total") + 1
+    wait_until(lambda: tunnels_counted_as_they_are(path), timeout=30)
+    assert value(node_metrics(path), "efs_csi_node_efs_proxy_tunnels", state="running") >= 1
+
+
 @pytest.mark.asyncio
 async def test_after_a_node_restart_tunnels_are_revived_and_unstage_cleans_up(
         flow: Flow) -> None:
