@@ -74,12 +74,26 @@ def efs_proxies(path: DataPath) -> dict[int, str]:
             if command.startswith("/usr/bin/efs-proxy")}
 
 
+_FETCH_METRICS = """
+import sys, time, urllib.error, urllib.request
+deadline = time.monotonic() + 30
+while True:
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:{port}/metrics", timeout=10).read()
+        break
+    except urllib.error.URLError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.1)
+sys.stdout.write(body.decode())
+"""
+
+
 def node_metrics(path: DataPath) -> Samples:
-    """The node's /metrics, fetched from inside its container (the sandbox's loopback)."""
+    """The node's /metrics, fetched from inside its container (the sandbox's loopback). The
+    node listens for them just after its CSI socket: a fresh node is waited for."""
     assert path.node is not None
-    text = path.node.exec("python3", "-c", "import sys, urllib.request; sys.stdout.write("
-                          f"urllib.request.urlopen('http://127.0.0.1:{NODE_METRICS_PORT}"
-                          "/metrics', timeout=10).read().decode())")
+    text = path.node.exec("python3", "-c", _FETCH_METRICS.format(port=NODE_METRICS_PORT))
     return {(sample.name, frozenset(sample.labels.items())): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
