@@ -1,18 +1,30 @@
 """The create and delete use cases: one access point per volume, idempotent and race-free.
 
 In a burst a create costs about one EFS call (CreateAccessPoint): the file system's access
-points are listed at most every ``--gid-inventory-max-age`` seconds and kept current in
-``GidAllocator`` (see there for the other writers it allows for), which also answers "does
-this client token already have an access point?" for retried calls. An access point found
-that way is confirmed with EFS before it is answered (another writer may have deleted it).
-Everything that can be checked without AWS (parameters, root path, tags, secrets) is checked
-before the first call.
+points are listed when ``GidAllocator`` needs a listing (before a pick in a narrow GID range
+whose listing is too old; after creates, to settle their GIDs, one listing shared by every
+create that completed before it) and kept current there, which also answers "does this client
+token already have an access point?" for retried calls. An access point found that way is
+confirmed with EFS before it is answered (another writer may have deleted it). Everything that
+can be checked without AWS (parameters, root path, tags, secrets) is checked before the first
+call.
+
+No shared GID: an access point whose GID was picked here is answered only once it is settled
+(``GidAllocator.settle``): when another access point holds its GID, ours may have to yield. It
+is then deleted and the create made again with another GID, under the next of the volume's
+client tokens (a deleted access point's token is never reused: what EFS answers to it is not
+documented), at most ``MAX_YIELDS`` times.
 
 Client tokens: a volume's token is its name (its SHA-256 when longer than EFS's 64
-characters). With ``reuseAccessPoint`` it is ``<pvc namespace>/<pvc name>`` (hashed alike),
-so equal PVC names in two namespaces never share an access point; an access point the
-reference driver made for the same PVC (its token: the SHA-256 of the PVC name alone) is
-adopted when it fits the StorageClass, so users moving over keep their data.
+characters); after yields, the SHA-256 of the name and the yield's number. With
+``reuseAccessPoint`` the name is ``<pvc namespace>/<pvc name>``, so equal PVC names in two
+namespaces never share an access point. The reference driver's token for the same feature is
+the SHA-256 of the PVC name alone, which says nothing of the namespace: its access point is
+adopted only with proof that it is this claim's (its PV-name tag names the PV being made, or
+the StorageClass's ``referenceAccessPointsNamespace`` names this PVC's namespace), never by
+another namespace, and, so that deleting this PV never deletes what it did not create, by
+making this PVC's own access point on its directory and POSIX identity (a *mirror*), looked
+up in a listing made after the create began.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from efs_csi.cloud import (
+    GONE_STATES,
     AccessPoint,
     AccessPointAlreadyExistsError,
     AccessPointRequest,
@@ -34,6 +47,7 @@ from efs_csi.cloud import (
 from efs_csi.contract.volume_context import VolumeContext, write_volume_context
 from efs_csi.contract.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
 from efs_csi.errors import (
+    Aborted,
     AlreadyExists,
     InvalidArgument,
     NotFound,
@@ -47,27 +61,45 @@ from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.inflight import OperationKeys
 from efs_csi_controller.params import (
     DEFAULT_SUB_PATH_PATTERN,
+    REFERENCE_ACCESS_POINTS_NAMESPACE,
     FileSystemSource,
     ProvisionParams,
     parse_parameters,
 )
 from efs_csi_controller.root_dir import RootDirectoryRemover
-from efs_csi_controller.tags import CAPACITY_TAG, PVC_NAMESPACE_TAG, access_point_tags, tag_value
+from efs_csi_controller.tags import (
+    CAPACITY_TAG,
+    PV_NAME_TAG,
+    PVC_NAMESPACE_TAG,
+    access_point_tags,
+    tag_value,
+)
 
 _log = get_logger("controller.provisioning")
 
 MAX_CLIENT_TOKEN = 64
-
+#: How often one create gives its GID up to another access point before it stops (ABORTED:
+#: csi-provisioner retries later).
+MAX_YIELDS = 5
 
 # Access point states in which it is as good as gone: a new one is made instead.
-_GONE_STATES = frozenset({"deleting", "deleted"})
+_GONE_STATES = GONE_STATES
 
 
-def client_token(text: str) -> str:
-    """EFS allows 64 characters: longer names are replaced by their SHA-256."""
+def client_token(text: str, yields: int = 0) -> str:
+    """EFS allows 64 characters: longer names are replaced by their SHA-256. The access point
+    made after a volume's ``yields``-th yield has the SHA-256 of the name and that number."""
+    if yields:
+        return hashlib.sha256(f"{text}\0gid-yield-{yields}".encode()).hexdigest()
     if len(text) <= MAX_CLIENT_TOKEN:
         return text
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def settles_gids(access_point: AccessPoint) -> bool:
+    """Whether an access point was made by a controller of this driver, which settles the GIDs
+    it picks (its capacity tag, which the reference driver does not write, tells)."""
+    return CAPACITY_TAG in access_point.tags
 
 
 def reference_reuse_token(pvc_name: str) -> str:
@@ -105,10 +137,17 @@ class _Plan:
 
     params: ProvisionParams
     root_path: str
-    token: str
+    token_text: str  # what the volume's client tokens are made from
     tags: dict[str, str]
-    # Tokens of older schemes whose access point this create adopts instead of making one.
-    adoptable_tokens: tuple[str, ...] = ()
+    # The reference driver's token for this PVC, whose access point may be adopted.
+    reference_token: str | None = None
+
+    @property
+    def token(self) -> str:
+        return client_token(self.token_text)
+
+    def token_after(self, yields: int) -> str:
+        return client_token(self.token_text, yields)
 
 
 class Provisioner:
@@ -142,14 +181,14 @@ class Provisioner:
                                       "--extra-create-metadata)")
             # The namespace is part of the token: equal PVC names in two namespaces must
             # never share an access point.
-            token = client_token(f"{meta.pvc_namespace}/{meta.pvc_name}")
-            adoptable: tuple[str, ...] = (reference_reuse_token(meta.pvc_name),)
+            text: str = f"{meta.pvc_namespace}/{meta.pvc_name}"
+            reference: str | None = reference_reuse_token(meta.pvc_name)
         else:
-            token, adoptable = client_token(request.name), ()
+            text, reference = request.name, None
         tags = access_point_tags(enabled=params.enable_tagging, extra=self._extra_tags,
                                  metadata=params.metadata, capacity_bytes=request.capacity_bytes,
                                  base_path=paths.normalised_base_path(params.base_path))
-        return _Plan(params, root, token, tags, adoptable)
+        return _Plan(params, root, text, tags, reference)
 
     async def create(self, request: CreateRequest) -> CreatedVolume:
         plan = self._plan(request)
@@ -204,54 +243,169 @@ class Provisioner:
     async def _access_point(self, cloud: Cloud, fs_id: str, plan: _Plan,
                             request: CreateRequest) -> AccessPoint:
         started = self._allocator.now()
-        existing = await self._existing(cloud, fs_id, plan, request, started)
-        if existing is not None:
-            return existing
         params = plan.params
-        reservation = await self._allocator.reserve(cloud, fs_id, params.gid_range, params.gid,
-                                                    as_of=started)
-        gid = params.gid if params.gid is not None else reservation.gid
+        picking = params.gid is None
+        # Adoption looks for what the reference driver made in a listing made after this
+        # create began; a pick in a narrow GID range needs a listing recent enough.
+        await self._allocator.prepare(cloud, fs_id, params.gid_range if picking else None,
+                                      started, current=plan.reference_token is not None)
+        found = await self._existing(cloud, fs_id, plan, request)
+        if found is not None:
+            access_point, yields = found
+            if not picking or self._mirrors_reference(access_point, plan):
+                return access_point
+        else:
+            adopted = await self._adopt(cloud, fs_id, plan, request)
+            if adopted is not None:
+                return adopted
+            access_point, yields = await self._create(cloud, fs_id, plan, request, 0), 0
+            if not picking:
+                return access_point  # a StorageClass gid: shared on purpose
+        return await self._settled(cloud, fs_id, plan, request, access_point, yields=yields)
+
+    async def _create(self, cloud: Cloud, fs_id: str, plan: _Plan, request: CreateRequest,
+                      yields: int, *, like: AccessPoint | None = None) -> AccessPoint:
+        """A new access point for this volume, under its token after ``yields`` yields; with
+        ``like``, on that access point's directory and POSIX identity (adoption)."""
+        params = plan.params
+        token = plan.token_after(yields)
+        fixed = params.gid if like is None or like.posix_user is None else like.posix_user.gid
+        reservation = await self._allocator.reserve(cloud, fs_id, params.gid_range, fixed,
+                                                    as_of=self._allocator.now())
+        gid = fixed if fixed is not None else reservation.gid
         assert gid is not None
-        uid = params.uid if params.uid is not None else gid
+        if like is not None and like.posix_user is not None:
+            posix_user, root_path = like.posix_user, like.root_path
+            creation_info = like.creation_info or CreationInfo(
+                posix_user.uid, posix_user.gid, params.directory_perms)
+        else:
+            uid = params.uid if params.uid is not None else gid
+            posix_user, root_path = PosixUser(uid, gid), plan.root_path
+            creation_info = CreationInfo(uid, gid, params.directory_perms)
         ap_request = AccessPointRequest(
-            file_system_id=fs_id, client_token=plan.token, root_path=plan.root_path,
-            posix_user=PosixUser(uid, gid),
-            creation_info=CreationInfo(uid, gid, params.directory_perms), tags=plan.tags)
+            file_system_id=fs_id, client_token=token, root_path=root_path,
+            posix_user=posix_user, creation_info=creation_info, tags=plan.tags)
         try:
             created = await cloud.create_access_point(ap_request)
         except AlreadyExists as exc:
             self._allocator.release(reservation)
-            return await self._resolve_conflict(cloud, fs_id, plan, request, exc)
+            return await self._resolve_conflict(cloud, fs_id, plan, request, exc, token=token)
         except BaseException:
             self._allocator.release(reservation)
             raise
         self._allocator.commit(reservation, created)
-        self._capacities[(fs_id, plan.token)] = request.capacity_bytes
+        self._capacities[(fs_id, token)] = request.capacity_bytes
         return created
 
-    async def _existing(self, cloud: Cloud, fs_id: str, plan: _Plan, request: CreateRequest,
-                        started: float) -> AccessPoint | None:
-        """The access point this create must answer with, confirmed to exist, if any."""
-        for token in (plan.token, *plan.adoptable_tokens):
-            found = await self._allocator.find_by_token(cloud, fs_id, token, as_of=started)
-            existing = None if found is None else await self._confirmed(cloud, found)
-            if existing is None:
-                continue
-            if token == plan.token:
+    async def _settled(self, cloud: Cloud, fs_id: str, plan: _Plan, request: CreateRequest,
+                       access_point: AccessPoint, *, yields: int) -> AccessPoint:
+        """``access_point`` once no other access point holds its GID; when one does and ours
+        must yield, it is deleted and the volume's next one made, with another GID."""
+        while True:
+            settlement = await self._allocator.settle(cloud, access_point, settles_gids)
+            if settlement.kept:
+                return access_point
+            assert access_point.posix_user is not None
+            gid = access_point.posix_user.gid
+            rivals = [rival.access_point_id for rival in settlement.rivals]
+            _log.warning("GID held by another access point: giving it up for another",
+                         file_system_id=fs_id, access_point_id=access_point.access_point_id,
+                         gid=gid, held_by=rivals, name=request.name)
+            with contextlib.suppress(NotFound):
+                await cloud.delete_access_point(access_point.access_point_id)
+            self._allocator.forget(fs_id, access_point.access_point_id)
+            yields += 1
+            if yields > MAX_YIELDS:
+                raise Aborted(
+                    f"volume {shown(request.name)}: other writers on {fs_id} took each of the "
+                    f"{MAX_YIELDS + 1} GIDs picked for it (last {gid}, held by "
+                    f"{', '.join(rivals)}); retry later")
+            access_point = await self._create(cloud, fs_id, plan, request, yields)
+
+    async def _existing(self, cloud: Cloud, fs_id: str, plan: _Plan,
+                        request: CreateRequest) -> tuple[AccessPoint, int] | None:
+        """The access point this create must answer with (after how many yields it was made),
+        confirmed to exist, if any."""
+        for yields in range(MAX_YIELDS, -1, -1):
+            token = plan.token_after(yields)
+            known = self._allocator.find_known(fs_id, token)
+            existing = None if known is None else await self._confirmed(cloud, known)
+            if existing is not None:
                 self._check_matches(existing, plan, request)
-                return existing
-            # Made by the reference driver for a PVC of this name: adopted only when it fits
-            # this StorageClass (its token says nothing of the namespace or the class).
-            problem = self._mismatch(existing, plan, request)
-            if problem is None:
-                _log.info("adopted an access point the reference driver made for this PVC",
-                          access_point_id=existing.access_point_id, name=request.name)
-                return existing
-            _log.info("not adopting the reference driver's access point for this PVC name",
-                      access_point_id=existing.access_point_id, reason=problem)
+                return existing, yields
         elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.token)
         if elsewhere is not None and await self._confirmed(cloud, elsewhere) is not None:
             raise self._on_other_file_system(elsewhere, fs_id, request)
+        return None
+
+    def _mirrors_reference(self, access_point: AccessPoint, plan: _Plan) -> bool:
+        """Whether ``access_point`` (this PVC's) is the mirror of a live reference driver's
+        access point, with which it shares its GID on purpose."""
+        if plan.reference_token is None:
+            return False
+        reference = self._allocator.find_known(access_point.file_system_id,
+                                               plan.reference_token)
+        return (reference is not None and reference.life_cycle_state not in _GONE_STATES
+                and reference.posix_user == access_point.posix_user
+                and reference.root_path == access_point.root_path)
+
+    async def _adopt(self, cloud: Cloud, fs_id: str, plan: _Plan,
+                     request: CreateRequest) -> AccessPoint | None:
+        """With reuseAccessPoint, this PVC's access point made on the directory and POSIX
+        identity of the one the reference driver made for it, when that one is provably this
+        claim's (see the module docstring); None when there is none or no proof."""
+        if plan.reference_token is None:
+            return None
+        known = self._allocator.find_known(fs_id, plan.reference_token)
+        reference = None if known is None else await self._confirmed(cloud, known)
+        if reference is None:
+            return None
+        problem = (self._no_proof(reference, plan) or self._mismatch(reference, plan, request)
+                   or await self._adopted_elsewhere(cloud, reference, plan))
+        if problem is not None:
+            _log.info("not adopting the reference driver's access point for this PVC name",
+                      access_point_id=reference.access_point_id, reason=problem,
+                      name=request.name)
+            return None
+        mirror = await self._create(cloud, fs_id, plan, request, 0, like=reference)
+        _log.info("adopted the reference driver's access point for this PVC: made this PV's "
+                  "own on its directory", access_point_id=mirror.access_point_id,
+                  reference_access_point_id=reference.access_point_id, name=request.name)
+        return mirror
+
+    @staticmethod
+    def _no_proof(reference: AccessPoint, plan: _Plan) -> str | None:
+        """Why ``reference`` cannot be shown to be this claim's, or None."""
+        meta = plan.params.metadata
+        namespace = meta.pvc_namespace or ""
+        tagged = reference.tags.get(PVC_NAMESPACE_TAG)
+        if tagged is not None and tagged != tag_value(namespace):
+            return f"it belongs to a PVC in namespace {tagged}"
+        if meta.pv_name and reference.tags.get(PV_NAME_TAG) == tag_value(meta.pv_name):
+            return None
+        allowed = plan.params.reference_namespace
+        if allowed == namespace:
+            return None
+        if allowed is not None:
+            return (f"the StorageClass's {REFERENCE_ACCESS_POINTS_NAMESPACE} gives the reference "
+                    f"driver's access points to namespace {allowed}, not {namespace}")
+        return (f"its token names the PVC but no namespace, its {PV_NAME_TAG} tag does not name "
+                f"PV {meta.pv_name}, and the StorageClass's {REFERENCE_ACCESS_POINTS_NAMESPACE} "
+                "does not name this namespace")
+
+    async def _adopted_elsewhere(self, cloud: Cloud, reference: AccessPoint,
+                                 plan: _Plan) -> str | None:
+        """Why ``reference``'s directory must not be adopted because a PVC of another
+        namespace already uses it, or None."""
+        namespace = tag_value(plan.params.metadata.pvc_namespace or "")
+        root = reference.root_path.rstrip("/") or "/"
+        for other in await self._allocator.known(cloud, reference.file_system_id):
+            tagged = other.tags.get(PVC_NAMESPACE_TAG)
+            if (tagged is not None and tagged != namespace
+                    and other.life_cycle_state not in _GONE_STATES
+                    and (other.root_path.rstrip("/") or "/") == root):
+                return (f"its directory {root} is already adopted by a PVC in namespace "
+                        f"{tagged} (access point {other.access_point_id})")
         return None
 
     async def _confirmed(self, cloud: Cloud, known: AccessPoint) -> AccessPoint | None:
@@ -278,7 +432,8 @@ class Provisioner:
             "name cannot have access points on two file systems")
 
     async def _resolve_conflict(self, cloud: Cloud, fs_id: str, plan: _Plan,
-                                request: CreateRequest, conflict: AlreadyExists) -> AccessPoint:
+                                request: CreateRequest, conflict: AlreadyExists, *,
+                                token: str) -> AccessPoint:
         """The token is taken by an access point we did not know: look it up and compare."""
         existing: AccessPoint | None = None
         named = getattr(conflict, "access_point_id", None)
@@ -293,13 +448,13 @@ class Provisioner:
         else:
             # Our inventory missed something: list the file system again and search it.
             self._allocator.mark_stale(fs_id)
-            existing = await self._allocator.find_by_token(cloud, fs_id, plan.token)
+            existing = await self._allocator.find_by_token(cloud, fs_id, token)
         if existing is None:
-            elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.token)
+            elsewhere = self._allocator.find_token_elsewhere(fs_id, token)
             if elsewhere is not None:
                 raise self._on_other_file_system(elsewhere, fs_id, request)
             raise AlreadyExists(
-                f"volume {shown(request.name)}: EFS reports its client token {plan.token!r} "
+                f"volume {shown(request.name)}: EFS reports its client token {token!r} "
                 f"in use, but no access point on {fs_id} carries it: EFS client tokens are "
                 "unique per account and region, so an access point on another file system "
                 "(made for the same volume name) most likely holds it")
