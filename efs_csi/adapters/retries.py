@@ -28,9 +28,10 @@ botocore's retries off and keeps one ``ApiRetryState`` per API:
 What a call holds, it gives back however it ends: its place in the limiter's queue (sent,
 given up, cancelled or out of time: ``leave``) and its count among the attempts in flight
 (``record`` or ``abandoned``). So once the API answers again, the next call goes out at once,
-never behind the places of calls abandoned while it throttled. The retry quota is not held but
-spent: retries that were answered with failures keep it drained until successes refill it, as
-in the AWS SDKs.
+never behind the places of calls abandoned while it throttled (nor, when it is alone, behind
+a rate that has yet to earn it a send: ``ApiRetryState.take_ticket``). The retry quota is not
+held but spent: retries that were answered with failures keep it drained until successes
+refill it, as in the AWS SDKs.
 
 Every method takes the time (``now``, monotonic seconds) and the random draw from the caller,
 so tests drive them with plain numbers.
@@ -256,8 +257,16 @@ class ApiRetryState:
         self.successes = deque()
 
     def take_ticket(self, now: float) -> int:
-        """A place in the limiter's queue (0: no pacing)."""
-        return self.limiter.take_ticket(now) if self.settings.adaptive else 0
+        """A place in the limiter's queue (0: no pacing). A lone call (nothing of this API
+        queued or in flight) may always send at once: the limiter paces calls against each
+        other, and a lone call's retries are spaced by their backoff; so once the API answers
+        again, the next call goes out without waiting for the rate to earn it a send."""
+        if not self.settings.adaptive:
+            return 0
+        ticket = self.limiter.take_ticket(now)
+        if ticket and self.limiter.waiting == 1 and self.in_flight == 0:
+            self.limiter.credit = max(self.limiter.credit, 1.0)
+        return ticket
 
     def wait(self, ticket: int, now: float, queued_at: float) -> float | None:
         """Seconds to wait before asking again; 0: send now; None: queued too long (see

@@ -59,9 +59,11 @@ def test_an_exhausted_quota_fails_calls_at_once_and_successes_refill_it() -> Non
 
 
 def delay(state: ApiRetryState, now: float) -> float:
-    """A new caller's first wait at ``now``."""
+    """A new caller's first wait at ``now`` (it sends when that is 0, and stays in flight)."""
     pause = state.wait(state.take_ticket(now), now, now)
     assert pause is not None
+    if pause == 0:
+        state.sending()
     return pause
 
 
@@ -126,8 +128,10 @@ def test_standard_mode_never_rate_limits() -> None:
 
 
 def engaged(rate: float) -> ApiRetryState:
+    """A limiter engaged at ``rate``, with one call of the API out (so callers queue)."""
     state = ApiRetryState(ADAPTIVE)
     state.limiter.engage(0.0, rate)
+    state.sending()
     return state
 
 
@@ -272,3 +276,13 @@ def test_a_call_that_queued_too_long_gives_its_place_back() -> None:
     assert state.wait(stuck[-1], 3.0, 0.0) is None
     assert stuck[-1] not in state.limiter.queue
     assert state.limiter.waiting == 4
+
+
+def test_a_lone_call_never_waits_for_the_rate_to_earn_it_a_send() -> None:
+    """The limiter paces calls against each other: with nothing of the API queued or in
+    flight, a call goes out at once (its own retries are spaced by their backoff); the next
+    one, while the first is out, waits its turn."""
+    state = ApiRetryState(ADAPTIVE)
+    state.limiter.engage(0.0, ADAPTIVE.min_rate)
+    assert delay(state, 0.1) == 0.0
+    assert delay(state, 0.2) == 1.0  # its send is 2 s away: it asks again within 1 s
