@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import math
 import random
 import time
 from collections import Counter
@@ -182,11 +183,12 @@ class _Inventory:
     # Changes made while a listing is running; replayed over its result so that an access
     # point created (or deleted) during the listing is not lost (or resurrected).
     changed_while_learning: dict[str, AccessPoint | None] | None = None
-    # Listings started so far; the latest as EFS answered it (what settles creates); and when
-    # the creates waiting for a listing began to wait.
+    # Listings started so far; the latest as EFS answered it (what settles creates); and the
+    # creates waiting for a listing: (listings started when it began to wait, when), in the
+    # order they began (both figures never decrease along it).
     listings_started: int = 0
     listing: Listing | None = None
-    settling: list[float] = field(default_factory=list)  # in the order they began
+    settling: list[tuple[int, float]] = field(default_factory=list)
     # Set (and replaced) whenever a listing ends or a create of ours stops being in flight.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     gid_yields: int = 0
@@ -194,6 +196,11 @@ class _Inventory:
     def notify(self) -> None:
         self.changed.set()
         self.changed = asyncio.Event()
+
+    def unserved(self) -> list[tuple[int, float]]:
+        """The waiting creates no listing started so far will serve."""
+        return self.settling[bisect.bisect_left(self.settling,
+                                                (self.listings_started, -math.inf)):]
 
     def _take(self, gid: int) -> None:
         index = bisect.bisect_left(self.taken, gid)
@@ -506,8 +513,8 @@ class GidAllocator:
                              after: int) -> Listing:
         """The first listing started after the ``after``-th; one serves every create waiting
         when it starts, and starts when ``_settling_due``."""
-        waiting_since = self._clock()
-        inventory.settling.append(waiting_since)
+        waiting = (after, self._clock())
+        inventory.settling.append(waiting)
         try:
             while True:
                 listing = inventory.listing
@@ -521,20 +528,23 @@ class GidAllocator:
                     continue
                 changed = inventory.changed
                 timeout = None
-                if not inventory.lock.locked():
-                    oldest = inventory.settling[0]
-                    timeout = max(0.0, oldest + self._settle_delay - self._clock())
+                unserved = inventory.unserved()
+                if not inventory.lock.locked() and unserved:
+                    timeout = max(0.0, unserved[0][1] + self._settle_delay - self._clock())
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await changed.wait()
         finally:
-            inventory.settling.remove(waiting_since)
+            inventory.settling.remove(waiting)
 
     def _settling_due(self, inventory: _Inventory) -> bool:
-        """Start a settling listing now: no other create of ours could still join it, or
-        enough wait, or one has waited long enough."""
-        return (inventory.in_flight == 0 or len(inventory.settling) >= self._settle_batch
-                or self._clock() - inventory.settling[0] >= self._settle_delay)
+        """Start a settling listing now: creates wait that no listing started so far serves,
+        and no other create of ours could still join them, or enough wait, or the first has
+        waited long enough."""
+        unserved = inventory.unserved()
+        return bool(unserved) and (
+            inventory.in_flight == 0 or len(unserved) >= self._settle_batch
+            or self._clock() - unserved[0][1] >= self._settle_delay)
 
     @staticmethod
     def _record(inventory: _Inventory, access_point: AccessPoint) -> None:
