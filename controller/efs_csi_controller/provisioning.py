@@ -10,10 +10,11 @@ can be checked without AWS (parameters, root path, tags, secrets) is checked bef
 call.
 
 No shared GID: an access point whose GID was picked here is answered only once it is settled
-(``GidAllocator.settle``): when another access point holds its GID, ours may have to yield. It
-is then deleted and the create made again with another GID, under the next of the volume's
-client tokens (a deleted access point's token is never reused: what EFS answers to it is not
-documented), at most ``MAX_YIELDS`` times.
+(``GidAllocator.settle``): when another access point holds its GID, ours may have to yield. The
+volume's next access point is then made with another GID, under the next of its client tokens,
+and the one given up deleted, at most ``MAX_YIELDS`` times. In that order, a retry (after a
+restart, say) always finds the newest under its token, never needs the token of a deleted access
+point (what EFS answers to one is not documented), and deletes any older one left behind.
 
 Client tokens: a volume's token is its name (its SHA-256 when longer than EFS's 64
 characters); after yields, the SHA-256 of the name and the yield's number. With
@@ -300,7 +301,8 @@ class Provisioner:
     async def _settled(self, cloud: Cloud, fs_id: str, plan: _Plan, request: CreateRequest,
                        access_point: AccessPoint, *, yields: int) -> AccessPoint:
         """``access_point`` once no other access point holds its GID; when one does and ours
-        must yield, it is deleted and the volume's next one made, with another GID."""
+        must yield, the volume's next access point is made (with another GID) and then this
+        one deleted: so a retry never needs the token of a deleted access point."""
         while True:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
             if settlement.kept:
@@ -311,28 +313,47 @@ class Provisioner:
             _log.warning("GID held by another access point: giving it up for another",
                          file_system_id=fs_id, access_point_id=access_point.access_point_id,
                          gid=gid, held_by=rivals, name=request.name)
-            with contextlib.suppress(NotFound):
-                await cloud.delete_access_point(access_point.access_point_id)
-            self._allocator.forget(fs_id, access_point.access_point_id)
-            yields += 1
-            if yields > MAX_YIELDS:
-                raise Aborted(
-                    f"volume {shown(request.name)}: other writers on {fs_id} took each of the "
-                    f"{MAX_YIELDS + 1} GIDs picked for it (last {gid}, held by "
-                    f"{', '.join(rivals)}); retry later")
-            access_point = await self._create(cloud, fs_id, plan, request, yields)
+            try:
+                if yields >= MAX_YIELDS:
+                    raise Aborted(
+                        f"volume {shown(request.name)}: other writers on {fs_id} took each of "
+                        f"the {MAX_YIELDS + 1} GIDs picked for it (last {gid}, held by "
+                        f"{', '.join(rivals)}); retry later")
+                replacement = await self._create(cloud, fs_id, plan, request, yields + 1)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first failure is the answer
+                    await self._give_up(cloud, access_point)
+                raise
+            await self._give_up(cloud, access_point)
+            access_point, yields = replacement, yields + 1
+
+    async def _give_up(self, cloud: Cloud, access_point: AccessPoint) -> None:
+        """Delete an access point of this volume that was never answered."""
+        with contextlib.suppress(NotFound):
+            await cloud.delete_access_point(access_point.access_point_id)
+        self._allocator.forget(access_point.file_system_id, access_point.access_point_id)
 
     async def _existing(self, cloud: Cloud, fs_id: str, plan: _Plan,
                         request: CreateRequest) -> tuple[AccessPoint, int] | None:
         """The access point this create must answer with (after how many yields it was made),
-        confirmed to exist, if any."""
+        confirmed to exist, if any. The volume's access points of fewer yields still known
+        (a yield interrupted before it deleted them) were never answered: they are deleted."""
+        found: tuple[AccessPoint, int] | None = None
         for yields in range(MAX_YIELDS, -1, -1):
-            token = plan.token_after(yields)
-            known = self._allocator.find_known(fs_id, token)
-            existing = None if known is None else await self._confirmed(cloud, known)
+            known = self._allocator.find_known(fs_id, plan.token_after(yields))
+            if known is None:
+                continue
+            if found is not None:
+                _log.info("deleting an access point this volume gave up",
+                          access_point_id=known.access_point_id, name=request.name)
+                await self._give_up(cloud, known)
+                continue
+            existing = await self._confirmed(cloud, known)
             if existing is not None:
                 self._check_matches(existing, plan, request)
-                return existing, yields
+                found = existing, yields
+        if found is not None:
+            return found
         elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.token)
         if elsewhere is not None and await self._confirmed(cloud, elsewhere) is not None:
             raise self._on_other_file_system(elsewhere, fs_id, request)

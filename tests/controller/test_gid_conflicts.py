@@ -5,6 +5,7 @@ turns out full is RESOURCE_EXHAUSTED naming it and how to widen it; nothing is l
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from grpclib.testing import ChannelFor
 
 from efs_csi import csi
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
+from efs_csi.errors import Unavailable
 from efs_csi.rpc.hook import InFlight, instrument
 from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
@@ -134,3 +136,93 @@ async def test_a_storage_class_gid_is_shared_on_purpose_and_never_settled(lab: L
     assert reply.volume is not None
     assert lab.gids()[4242] == 2
     assert lab.cloud.calls["DescribeAccessPoints"] == 0
+
+
+class GatedDeletes(RacedCloud):
+    """``RacedCloud`` whose deletes wait for ``deletes_open`` (a yield held mid-way), or fail
+    ``failing_deletes`` times first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deletes_open = asyncio.Event()
+        self.deletes_open.set()
+        self.failing_deletes = 0
+        self.deletes_asked = 0
+
+    async def delete_access_point(self, access_point_id: str) -> None:
+        self.deletes_asked += 1
+        await self.deletes_open.wait()
+        if self.failing_deletes:
+            self.failing_deletes -= 1
+            raise Unavailable("EFS DeleteAccessPoint throttled after retries")
+        await super().delete_access_point(access_point_id)
+
+
+def service_over(cloud: FakeCloud) -> ControllerService:
+    return ControllerService(Provisioner(
+        clouds=CloudSelector(cloud, None),
+        allocator=GidAllocator(access_point_limit=100, recheck_pauses=(0.01,)), kube=None,
+        extra_tags={}, root_dirs=None))
+
+
+@pytest.mark.asyncio
+async def test_a_retry_while_the_volume_yields_is_aborted_then_answered_alike() -> None:
+    cloud = GatedDeletes()
+    cloud.races, cloud.deletes_open = 1, asyncio.Event()
+    async with ChannelFor([instrument(service_over(cloud), InFlight())]) as channel:
+        stub = csi.ControllerStub(channel)
+        first = asyncio.ensure_future(stub.create_volume(create("pv-1")))
+        while cloud.deletes_asked == 0:  # noqa: ASYNC110 - the yield is held
+            await asyncio.sleep(0.01)
+        with pytest.raises(GRPCError) as raised:
+            await stub.create_volume(create("pv-1"))
+        assert raised.value.status == Status.ABORTED
+        cloud.deletes_open.set()
+        answer = await first
+        assert await stub.create_volume(create("pv-1")) == answer
+    assert [ap.client_token for ap in cloud.access_points_by_id.values()
+            if not ap.client_token.startswith("by-hand")] == [client_token("pv-1", 1)]
+
+
+@pytest.mark.asyncio
+async def test_two_controllers_creating_one_volume_while_it_yields_agree_on_one() -> None:
+    """A leader change mid-create: the old controller is giving the volume's access point up
+    while the new one, knowing nothing, gets the provisioner's retry. Both answer with the
+    same access point; nothing else of the volume is left."""
+    cloud = GatedDeletes()
+    cloud.races, cloud.deletes_open = 1, asyncio.Event()
+    async with ChannelFor([instrument(service_over(cloud), InFlight())]) as old, \
+            ChannelFor([instrument(service_over(cloud), InFlight())]) as new:
+        first = asyncio.ensure_future(csi.ControllerStub(old).create_volume(create("pv-1")))
+        while cloud.deletes_asked == 0:  # noqa: ASYNC110 - the yield is held
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(csi.ControllerStub(new).create_volume(create("pv-1")))
+        await asyncio.sleep(0.05)
+        cloud.deletes_open.set()
+        answers = await asyncio.gather(first, second)
+    assert answers[0] == answers[1]
+    volume_ids = {answer.volume.volume_id for answer in answers if answer.volume}
+    mine = [ap for ap in cloud.access_points_by_id.values()
+            if not ap.client_token.startswith("by-hand")]
+    assert [f"{FS}::{ap.access_point_id}" for ap in mine] == list(volume_ids)
+    assert max(Counter(ap.posix_user.gid for ap in cloud.access_points_by_id.values()
+                       if ap.posix_user is not None).values()) == 1
+
+
+@pytest.mark.asyncio
+async def test_an_access_point_left_by_an_interrupted_yield_is_deleted_by_the_retry() -> None:
+    cloud = GatedDeletes()
+    cloud.races, cloud.failing_deletes = 1, 1  # the yield cannot delete what it gave up
+    async with ChannelFor([instrument(service_over(cloud), InFlight())]) as channel:
+        stub = csi.ControllerStub(channel)
+        with pytest.raises(GRPCError) as raised:
+            await stub.create_volume(create("pv-1"))
+        assert raised.value.status == Status.UNAVAILABLE
+        assert {ap.client_token for ap in cloud.access_points_by_id.values()
+                if not ap.client_token.startswith("by-hand")} == {
+                    "pv-1", client_token("pv-1", 1)}
+        answer = await stub.create_volume(create("pv-1"))
+    [mine] = [ap for ap in cloud.access_points_by_id.values()
+              if not ap.client_token.startswith("by-hand")]
+    assert answer.volume is not None and answer.volume.volume_id.endswith(mine.access_point_id)
+    assert mine.client_token == client_token("pv-1", 1)
