@@ -71,13 +71,13 @@ RECENT_GRACE = 60.0
 #: A range this many times wider than the access point limit is picked from without listing.
 WIDE_FACTOR = 100
 #: A finished create waits at most this long for others to share its settling listing ...
-SETTLE_DELAY = 1.0
+SETTLE_DELAY = 2.0
 #: ... or until this many wait for it.
 SETTLE_BATCH = 100
 #: Pauses before listing again, while a rival may yet yield or a listing lags behind a create:
 #: long enough for another controller to settle its own create (its ``settle_delay``, a
 #: listing and a delete), short enough for a create's deadline.
-RECHECK_PAUSES = (0.5, 1.0, 2.0)
+RECHECK_PAUSES = (0.5, 1.0, 2.0, 2.0)
 
 Clock = Callable[[], float]
 RandomIndex = Callable[[int], int]  # n -> an index in [0, n)
