@@ -24,17 +24,18 @@ from the inventory, then checked against the file system as it is after the crea
   to a rival of ours with a lower access point id (the rule every controller applies alike).
   When ours has the lowest id, it gives the rivals' controllers ``recheck_pauses`` to yield,
   listing again after each pause, and yields itself if a rival stays (one answered before ours
-  existed never looks again). Yielding is the caller's: it deletes its access point, reserves
-  another GID (the rival's is now known to be taken), creates and settles again.
+  existed never looks again). Yielding is the caller's: it reserves another GID (the rival's
+  is now known to be taken), creates, deletes the access point it gave up, and settles again.
 
-Why no GID is shared, whatever else writes (every listing is assumed to show, with an access
-point, everything created before it; the new access point being listed guards against a listing
-that lags behind): an access point is kept only by a listing that shows no rival, and waiting
-never keeps one. Of two access points with one GID made by controllers that check, the one
-created last is checked by a listing that shows the other, so it is not kept while the other
-stays. A writer that does not check is seen by every check that starts after its create. Not
-covered: a GID that a writer that does not check takes after ours was answered (it could have
-listed first), and a StorageClass ``gid``, shared on purpose.
+Why no GID is shared, whatever else writes. Assumed: a listing shows every access point that
+exists from its start to its end, whatever its pages (the new access point being listed guards
+against a listing that lags behind the create). An access point is kept only by a listing that
+shows no rival, and waiting never keeps one. Of two access points with one GID made by
+controllers that check, the listing that checks the one whose create completed last started
+after both creates, so it shows the other, and the last one is not kept while the other stays.
+A writer that does not check is seen by every check that starts after its create. Not covered:
+a GID that a writer that does not check takes after ours was answered (it could have listed
+first), and a StorageClass ``gid``, shared on purpose.
 
 Cost: one listing settles every create of this process on the file system that completed
 before it started. It starts when no other create of ours is in flight there, when
