@@ -520,7 +520,7 @@ class Provisioner:
                     f"{params.directory_perms}")
         recorded = existing.tags.get(CAPACITY_TAG)
         capacity = (int(recorded) if recorded and recorded.isdigit()
-                    else self._capacities.get((existing.file_system_id, plan.token)))
+                    else self._capacities.get((existing.file_system_id, existing.client_token)))
         if capacity is not None and capacity != request.capacity_bytes:
             return f"it was created with capacity {capacity} bytes, not {request.capacity_bytes}"
         return None
