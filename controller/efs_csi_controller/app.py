@@ -163,7 +163,7 @@ class AwsClients:
 
 async def run_controller(*, config: ControllerConfig) -> None:
     registry = new_registry()
-    clouds = DeferredClouds()
+    clouds = DeferredClouds(time_left=seconds_left)
     background: list[BackgroundTask] = [
         AwsClients(config, clouds, ApiMetrics(registry)).run]
     kube = KubeOnFirstUse(config.kube) if config.kube is not None else None
