@@ -18,7 +18,8 @@ Five parts, all saved in ``bench/results/controller_provisioning.json``:
   1 + ceil(M/1000) calls per create. Targets: GIDs all distinct, nothing left behind,
   <= 1.1 calls per create.
 - ``throttling``: per retry mode we offer (``--adaptive-retry-mode`` true/false), 100 creates
-  under 20 % random throttling (target: >= 15 creates/s in the default mode), and 200 creates
+  under 20 % random throttling (target: >= 15 creates/s in the default mode; the median of
+  three runs on three fault sequences), and 200 creates
   against a proxy that allows ``RATE_LIMIT`` CreateAccessPoint calls per second (bursts of as
   many) and throttles beyond (the driver must back off: a rate near the limit, no failed
   create, no retry storm). The first wave of such a burst meets the limit whatever the client
@@ -75,6 +76,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RATE_LIMIT = 50.0
 RPC_TIMEOUT = 300.0
 PARTS = ("cpu", "rows", "throttling", "gid", "outages")
+RANDOM_THROTTLE_SEEDS = (7, 8, 9)
 
 
 def efs_client(url: str) -> Any:
@@ -300,12 +302,23 @@ async def throttling_part(work: Path, moto_url: str, proxy: EfsProxy) -> list[di
         controller = await start_controller(work / f"throttle-{adaptive}", proxy, adaptive)
         try:
             await warm_up(controller, moto_url)
-            proxy.clear_faults()
-            proxy.inject(throttle=0.2)
-            row = await scenario(controller, moto_url, proxy, creates=100, existing=0,
-                                 retry_mode=mode, prefix=f"random-{adaptive}")
-            rows.append({"fault": "20% random throttling", **row})
-            print(f"  {mode}, 20% random: {row['creates_per_s']}/s", flush=True)
+            # The slowest create sets the wall time, and it is whichever drew throttles
+            # several times in a row: the median of three runs on three fault sequences.
+            runs = []
+            for seed in RANDOM_THROTTLE_SEEDS:
+                proxy.clear_faults()
+                proxy.reseed(seed)
+                proxy.inject(throttle=0.2)
+                runs.append(await scenario(controller, moto_url, proxy, creates=100,
+                                           existing=0, retry_mode=mode,
+                                           prefix=f"random-{adaptive}-{seed}"))
+            runs.sort(key=lambda run: run["creates_per_s"])
+            row = {**runs[len(runs) // 2],
+                   "creates_per_s_of_runs": [run["creates_per_s"] for run in runs]}
+            rows.append({"fault": "20% random throttling (median of "
+                                  f"{len(RANDOM_THROTTLE_SEEDS)})", **row})
+            print(f"  {mode}, 20% random: {row['creates_per_s']}/s "
+                  f"({row['creates_per_s_of_runs']})", flush=True)
             proxy.clear_faults()
             proxy.rate_limit({"CreateAccessPoint": RATE_LIMIT})
             row = await scenario(controller, moto_url, proxy, creates=200, existing=0,

@@ -255,6 +255,11 @@ class EfsProxy:
             size = max(1.0, rate if burst is None else burst)
             self._rate_limits[operation] = _RateLimit(rate, size, size, now)
 
+    def reseed(self, seed: int) -> None:
+        """Draw the injected faults from a new random sequence (repeat a scenario under other
+        draws, so a figure does not hang on one sequence's unlucky tail)."""
+        self._random.seed(seed)
+
     def clear_faults(self) -> None:
         """Drop injected faults and rate limits."""
         self._faults = {}

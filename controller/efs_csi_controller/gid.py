@@ -39,7 +39,9 @@ first), and a StorageClass ``gid``, shared on purpose.
 
 Cost: one listing settles every create of this process on the file system that completed
 before it started. It starts when no other create of ours is in flight there, when
-``settle_batch`` creates wait for it, or once the first has waited ``settle_delay`` seconds. So
+``settle_batch`` creates wait for it, when none has finished for ``settle_quiet`` seconds (what
+is left of a burst is backing off from throttles), or once the first has waited
+``settle_delay`` seconds. So
 a lone create costs its create and one listing, and a burst about one call per create (its
 creates and a few shared listings). It also refreshes the inventory. Picking the n-th free GID
 is a binary search over the sorted taken GIDs, so its cost does not grow with the width of the
@@ -72,9 +74,11 @@ RECENT_GRACE = 60.0
 #: A range this many times wider than the access point limit is picked from without listing.
 WIDE_FACTOR = 100
 #: A finished create waits at most this long for others to share its settling listing ...
-SETTLE_DELAY = 2.0
-#: ... or until this many wait for it.
+SETTLE_DELAY = 1.0
+#: ... or until this many wait for it, or until no create has finished for this long (the
+#: rest of a burst are stragglers backing off from throttles: not worth waiting for).
 SETTLE_BATCH = 100
+SETTLE_QUIET = 0.5
 #: Pauses before listing again, while a rival may yet yield or a listing lags behind a create:
 #: long enough for another controller to settle its own create (its ``settle_delay``, a
 #: listing and a delete), short enough for a create's deadline.
@@ -192,6 +196,7 @@ class _Inventory:
     settling: list[tuple[int, float]] = field(default_factory=list)
     # Set (and replaced) whenever a listing ends or a create of ours stops being in flight.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    last_finished: float = -math.inf  # when a create of ours last finished here
     gid_yields: int = 0
 
     def notify(self) -> None:
@@ -289,7 +294,7 @@ class GidAllocator:
                  clock: Clock = time.monotonic,
                  random_index: RandomIndex = _SYSTEM_RANDOM.randrange,
                  recent_grace: float = RECENT_GRACE, settle_delay: float = SETTLE_DELAY,
-                 settle_batch: int = SETTLE_BATCH,
+                 settle_batch: int = SETTLE_BATCH, settle_quiet: float = SETTLE_QUIET,
                  recheck_pauses: tuple[float, ...] = RECHECK_PAUSES) -> None:
         self._limit = access_point_limit
         self._max_age = max_age
@@ -298,6 +303,7 @@ class GidAllocator:
         self._recent_grace = recent_grace
         self._settle_delay = settle_delay
         self._settle_batch = settle_batch
+        self._settle_quiet = settle_quiet
         self._recheck_pauses = recheck_pauses
         self._inventories: dict[str, _Inventory] = {}
 
@@ -477,6 +483,7 @@ class GidAllocator:
         """The create finished (committed or failed): drop the reservation."""
         inventory = self._inventory(reservation.file_system_id)
         inventory.in_flight -= 1
+        inventory.last_finished = self._clock()
         if reservation.gid is not None:
             inventory.unreserve(reservation.gid)
         if inventory.in_flight == 0 and inventory.settling:
@@ -531,7 +538,9 @@ class GidAllocator:
                 timeout = None
                 unserved = inventory.unserved()
                 if not inventory.lock.locked() and unserved:
-                    timeout = max(0.0, unserved[0][1] + self._settle_delay - self._clock())
+                    due_at = min(unserved[0][1] + self._settle_delay,
+                                 inventory.last_finished + self._settle_quiet)
+                    timeout = max(0.0, due_at - self._clock())
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await changed.wait()
@@ -540,12 +549,14 @@ class GidAllocator:
 
     def _settling_due(self, inventory: _Inventory) -> bool:
         """Start a settling listing now: creates wait that no listing started so far serves,
-        and no other create of ours could still join them, or enough wait, or the first has
-        waited long enough."""
+        and no other create of ours could still join them, or none has finished for a while,
+        or enough wait, or the first has waited long enough."""
         unserved = inventory.unserved()
+        now = self._clock()
         return bool(unserved) and (
             inventory.in_flight == 0 or len(unserved) >= self._settle_batch
-            or self._clock() - unserved[0][1] >= self._settle_delay)
+            or now - inventory.last_finished >= self._settle_quiet
+            or now - unserved[0][1] >= self._settle_delay)
 
     @staticmethod
     def _record(inventory: _Inventory, access_point: AccessPoint) -> None:
