@@ -41,7 +41,8 @@ Cost: one listing settles every create of this process on the file system that c
 before it started. It starts when no other create of ours is in flight there, when
 ``settle_batch`` creates wait for it, when none has finished for ``settle_quiet`` seconds (what
 is left of a burst is backing off from throttles), or once the first has waited
-``settle_delay`` seconds. So
+``settle_delay`` seconds (both stretched to the time the latest listing took, when longer: a
+file system of many pages is listed about as often as it takes to list it). So
 a lone create costs its create and one listing, and a burst about one call per create (its
 creates and a few shared listings). It also refreshes the inventory. Picking the n-th free GID
 is a binary search over the sorted taken GIDs, so its cost does not grow with the width of the
@@ -197,6 +198,7 @@ class _Inventory:
     # Set (and replaced) whenever a listing ends or a create of ours stops being in flight.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     last_finished: float = -math.inf  # when a create of ours last finished here
+    last_listing_seconds: float = 0.0  # how long the latest listing took
     gid_yields: int = 0
 
     def notify(self) -> None:
@@ -353,6 +355,7 @@ class GidAllocator:
         finally:
             inventory.changed_while_learning = None
             inventory.notify()  # waiters re-check, whether this listing ended well or not
+        inventory.last_listing_seconds = max(0.0, self._clock() - started)
         inventory.listing = Listing(number, dict(listed))
         # Our recent creates the listing does not show yet stay known (listings may lag).
         for access_point_id, created_at in list(inventory.ours.items()):
@@ -538,8 +541,8 @@ class GidAllocator:
                 timeout = None
                 unserved = inventory.unserved()
                 if not inventory.lock.locked() and unserved:
-                    due_at = min(unserved[0][1] + self._settle_delay,
-                                 inventory.last_finished + self._settle_quiet)
+                    delay, quiet = self._settling_waits(inventory)
+                    due_at = min(unserved[0][1] + delay, inventory.last_finished + quiet)
                     timeout = max(0.0, due_at - self._clock())
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
@@ -547,16 +550,23 @@ class GidAllocator:
         finally:
             inventory.settling.remove(waiting)
 
+    def _settling_waits(self, inventory: _Inventory) -> tuple[float, float]:
+        """(``settle_delay``, ``settle_quiet``), stretched to the time the latest listing took:
+        on a file system whose listing takes long (many pages), creates wait about as long as
+        one lasts, so listing never takes much more than half the time of a burst."""
+        stretch = max(1.0, inventory.last_listing_seconds / self._settle_delay)
+        return self._settle_delay * stretch, self._settle_quiet * stretch
+
     def _settling_due(self, inventory: _Inventory) -> bool:
         """Start a settling listing now: creates wait that no listing started so far serves,
         and no other create of ours could still join them, or none has finished for a while,
         or enough wait, or the first has waited long enough."""
         unserved = inventory.unserved()
         now = self._clock()
+        delay, quiet = self._settling_waits(inventory)
         return bool(unserved) and (
             inventory.in_flight == 0 or len(unserved) >= self._settle_batch
-            or now - inventory.last_finished >= self._settle_quiet
-            or now - unserved[0][1] >= self._settle_delay)
+            or now - inventory.last_finished >= quiet or now - unserved[0][1] >= delay)
 
     @staticmethod
     def _record(inventory: _Inventory, access_point: AccessPoint) -> None:

@@ -205,3 +205,29 @@ def test_listing_indexes_by_gid_once() -> None:
     shown = listing(point("fsap-1", 7), point("fsap-2", 7), replace(point("fsap-3", 8)))
     assert [ap.access_point_id for ap in shown.with_gid(7)] == ["fsap-1", "fsap-2"]
     assert shown.with_gid(9) == []
+
+
+@pytest.mark.asyncio
+async def test_creates_wait_longer_to_share_a_listing_that_takes_long() -> None:
+    """A listing that took 10 s (many pages) stretches the wait for the next settling listing
+    to about as long, so listing never takes much more than half a burst's time."""
+    now = [0.0]
+
+    class SlowListing(FakeCloud):
+        async def access_points(self, file_system_id: str):  # type: ignore[no-untyped-def]
+            async for access_point in super().access_points(file_system_id):
+                yield access_point
+            now[0] += 10.0  # the listing took 10 s
+
+    cloud = SlowListing(FS)
+    allocator = GidAllocator(access_point_limit=10000, clock=lambda: now[0], settle_delay=1.0,
+                             settle_quiet=0.5)
+    await allocator.known(cloud, FS)
+    inventory = allocator._inventory(FS)
+    inventory.in_flight = 1  # another create of ours is still out
+    inventory.settling.append((inventory.listings_started, now[0]))
+    inventory.last_finished = now[0]
+    now[0] += 2.0  # past the plain delay and quiet period ...
+    assert not allocator._settling_due(inventory)  # ... not past the stretched ones
+    now[0] += 8.0
+    assert allocator._settling_due(inventory)
