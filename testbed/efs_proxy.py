@@ -22,6 +22,8 @@ error parsing all run for real over HTTP; only what moto's EFS model lacks is ad
   ``AccessPointNotFound`` when deleting an unknown access point;
 - fault injection on demand: a fraction of calls answered ``ThrottlingException`` (400),
   a fraction answered 5xx, and random latency; globally or per operation.
+- holding every request of chosen operations until released (``hold``/``release``), so a test
+  can make other writes land first, on cue;
 - a server-side rate limit per operation (``rate_limit``): a token bucket per API that lets
   ``rate`` calls per second through (bursts up to ``burst``) and answers the others
   ``ThrottlingException``, so the throttling follows the client's request rate as EFS's own
@@ -182,6 +184,8 @@ class EfsProxy:
         # Listings under way: number -> (when its first page listed moto, its items by id).
         self._listings: dict[int, tuple[float, list[dict[str, Any]]]] = {}
         self._listing_number = 0
+        self._held: frozenset[str] = frozenset()
+        self._released: asyncio.Event | None = None
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -265,6 +269,17 @@ class EfsProxy:
             size = max(1.0, rate if burst is None else burst)
             self._rate_limits[operation] = _RateLimit(rate, size, size, now)
 
+    def hold(self, operations: Iterable[str]) -> None:
+        """Hold every request of ``operations`` (EFS names) until ``release``."""
+        self._released = asyncio.Event()
+        self._held = frozenset(operations)
+
+    def release(self) -> None:
+        """Let the held requests (and any later ones) through."""
+        released, self._held = self._released, frozenset()
+        if released is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(released.set)
+
     def reseed(self, seed: int) -> None:
         """Draw the injected faults from a new random sequence (repeat a scenario under other
         draws, so a figure does not hang on one sequence's unlucky tail)."""
@@ -318,6 +333,9 @@ class EfsProxy:
         operation = operation_of(request.method, request.path, body)
         with self._counts_lock:
             self._calls[operation] += 1
+        released = self._released
+        if operation in self._held and released is not None:
+            await released.wait()
         faulted = await self._inject_fault(operation)
         if faulted is not None:
             return faulted
