@@ -13,8 +13,8 @@ PYTEST_ARGS ?=
 export CSI_SANITY := $(TOOLS)/csi-sanity
 export HELM := $(TOOLS)/helm
 
-.PHONY: all test test-fast demo venv tools cluster-tools fuse lint typecheck pytest proto \
-	proto-check clean
+.PHONY: all test test-fast demo venv tools cluster-tools fuse datapath-packages lint typecheck \
+	pytest proto proto-check clean
 
 all: test
 
@@ -77,7 +77,12 @@ lint: $(STAMP) proto-check
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) tools fuse
+# The data path's Debian packages (nfs-ganesha, stunnel4, libnfs-utils...: testbed/datapath),
+# installed when missing and we are root; otherwise its tests skip on a laptop (fail under CI).
+datapath-packages: $(STAMP)
+	@$(BIN)/python -m testbed.datapath.packages
+
+pytest: $(STAMP) tools fuse datapath-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Everything CI runs: lint, types, tests (unit, rpc, integration, conformance, chart, images).
@@ -104,7 +109,12 @@ images-clean:
 	scripts/images/dockerd.sh stop
 	rm -rf .cache/images .tools/docker
 
-.PHONY: images images-clean
+# The images' Python locks (docker/requirements/: the whole closure, hashed) from the pyproject
+# files; run after changing a dependency (tests/images/test_lock.py fails until then).
+lock:
+	$(PYTHON) scripts/images/lock.py
+
+.PHONY: images images-clean lock
 
 # Local kind workflow (needs docker, kind, kubectl, helm): see docs/kind.md.
 kind-up: $(STAMP)

@@ -19,6 +19,7 @@ from efs_csi.cli import (
     serving_config,
 )
 from efs_csi.kube import in_cluster_or_none
+from efs_csi.mounting.efs_leftovers import EFS_UTILS_STATE_DIR
 from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.config import (
     DEFAULT_PORT_RANGE_UPPER_BOUND,
@@ -28,6 +29,7 @@ from efs_csi_node.efs_utils.config import (
 )
 from efs_csi_node.efs_utils.startup import EfsUtilsConfig, overrides_arg
 from efs_csi_node.taint import taint_removal_enabled
+from efs_csi_node.tls_policy import WEAKENING_OPTIONS, parse_allowed_options
 from efs_csi_node.topology import ImdsSettings
 from efs_csi_node.usage_walk import DEFAULT_WALK_CONCURRENCY
 from efs_csi_node.volume_stats import CollectorSettings
@@ -42,6 +44,13 @@ def walk_concurrency(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected an integer from 1 to {MAX_WALK_CONCURRENCY}, got {text!r}")
     return value
+
+
+def insecure_mount_options(text: str) -> frozenset[str]:
+    try:
+        return parse_allowed_options(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -80,11 +89,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                         help="efs-utils configuration directory (a host directory)")
     parser.add_argument("--efs-utils-legacy-config-dir", default="/etc/amazon/efs-legacy",
                         help="where an older release kept efs-utils state (migrated once)")
+    parser.add_argument("--efs-utils-state-dir", default=str(EFS_UTILS_STATE_DIR),
+                        help="efs-utils' state directory, where the node removes what a killed "
+                             "mount.efs left (efs-utils fixes it at /var/run/efs; another "
+                             "value only for a node run outside its image, e.g. in tests)")
     parser.add_argument("--efs-utils-conf-overrides", type=overrides_arg, default="",
                         metavar="SECTION:KEY=VALUE,...",
                         help="extra efs-utils.conf settings")
     add_bool_flag(parser, "--fips", default=environ.get("AWS_USE_FIPS_ENDPOINT") == "true",
-                  help_text="use FIPS endpoints and FIPS mode in stunnel")
+                  help_text="use FIPS endpoints, and FIPS mode in efs-proxy (the TLS tunnel)")
     # A string default goes through ``type`` too: a bad PORT_RANGE_UPPER_BOUND is a usage error
     # naming the flag, and --help still works.
     parser.add_argument("--port-range-upper-bound", type=positive_int,
@@ -93,7 +106,16 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                         help="upper bound of the local ports efs-utils' TLS tunnels use "
                              "(default: PORT_RANGE_UPPER_BOUND, else 20449)")
     add_bool_flag(parser, "--efs-utils-debug", default=False,
-                  help_text="debug logging in efs-utils and stunnel")
+                  help_text="debug logging in efs-utils and efs-proxy (its TLS tunnel)")
+    # TLS to EFS: what a volume (a tenant) or an override may weaken; nothing unless allowed
+    # (efs_csi_node.tls_policy, docs/encryption-in-transit.md).
+    parser.add_argument("--allow-insecure-mount-options", type=insecure_mount_options,
+                        default=frozenset(), metavar="|".join(WEAKENING_OPTIONS),
+                        help="comma-separated mount options that weaken TLS to EFS which "
+                             "volumes may use (default: none)")
+    add_bool_flag(parser, "--allow-insecure-efs-utils-conf", default=False,
+                  help_text="let --efs-utils-conf-overrides weaken TLS to EFS (host-name "
+                            "check, CA file, DNS names)")
     return parser
 
 
@@ -107,7 +129,8 @@ def node_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
     efs_utils = EfsUtilsSettings(
         region=args.region or None, fips=bool(args.fips),
         port_range_upper_bound=args.port_range_upper_bound, debug=bool(args.efs_utils_debug),
-        overrides=tuple(args.efs_utils_conf_overrides))
+        overrides=tuple(args.efs_utils_conf_overrides),
+        allow_insecure=bool(args.allow_insecure_efs_utils_conf))
     try:  # settings that only make sense together (e.g. the port range) fail here, exit 2
         render(efs_utils)
     except ConfigError as exc:
@@ -127,7 +150,8 @@ def node_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
         kube=in_cluster_or_none(environ, without="no zone label lookup or taint removal"),
         region=args.region,
         efs_utils=EfsUtilsConfig(efs_utils, Path(args.efs_utils_config_dir),
-                                 Path(legacy) if legacy else None),
+                                 Path(legacy) if legacy else None,
+                                 Path(args.efs_utils_state_dir)),
         mount_backend=args.mount_backend,
         local_root=Path(args.local_root) if args.local_root else None,
         mount_timeout=args.mount_timeout,
@@ -138,6 +162,7 @@ def node_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
         remove_not_ready_taint=taint_removal_enabled(args.remove_not_ready_taint, environ),
         log_format=args.log_format,
         log_level=args.log_level,
+        allowed_insecure_mount_options=args.allow_insecure_mount_options,
     )
 
 

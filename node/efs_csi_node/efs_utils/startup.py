@@ -2,7 +2,9 @@
 
 ``overrides_arg`` is the argparse ``type=`` of ``--efs-utils-conf-overrides`` (exit 2 naming
 the flag on bad input). ``EfsUtilsConfig`` is what the flags say about efs-utils;
-``prepare_efs_utils`` renders the file from it and writes the config directory;
+``prepare_efs_utils`` renders the file from it, writes the config directory, and removes what
+mount.efs processes killed before this start left in the state directory (no mount of ours
+runs yet: ``efs_csi.mounting.efs_leftovers``);
 ``efs_utils_background`` returns the tasks to run for the server's lifetime: the watchdog
 supervisor, and the orphan reaper when orphans can reach us (PID 1 or a subreaper).
 """
@@ -16,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from efs_csi.logging import get_logger
+from efs_csi.mounting.efs_leftovers import EFS_UTILS_STATE_DIR, remove_leftovers
 from efs_csi_node.efs_utils.config import (
     ConfigError,
     EfsUtilsSettings,
     Override,
     parse_overrides,
     render,
+    tls_weakening,
 )
 from efs_csi_node.efs_utils.prepare import Prepared, prepare_config_dir
 from efs_csi_node.efs_utils.reaper import ChildRegistry, OrphanReaper, adopts_orphans, reap_orphans
@@ -49,18 +53,31 @@ class EfsUtilsConfig:
     settings: EfsUtilsSettings
     config_dir: Path
     legacy_config_dir: Path | None = None
+    state_dir: Path = EFS_UTILS_STATE_DIR
 
 
 async def prepare_efs_utils(config: EfsUtilsConfig, *,
                             static_dir: Path | None = DEFAULT_STATIC_DIR) -> Prepared:
     """Render efs-utils.conf (ConfigError naming the flag) and prepare the directory."""
     text = render(config.settings)
+    weakening = tls_weakening(config.settings)
+    if weakening:  # rendered: so the operator allowed it (--allow-insecure-efs-utils-conf)
+        _log.warning("efs-utils.conf overrides weaken TLS to EFS, as allowed by "
+                     "--allow-insecure-efs-utils-conf", overrides=weakening)
     prepared = await asyncio.to_thread(
         prepare_config_dir, config.config_dir, text, legacy_dir=config.legacy_config_dir,
         static_dir=static_dir)
     _log.info("efs-utils configured", conf=str(prepared.conf_path),
               migrated_from=str(prepared.migrated_from) if prepared.migrated_from else None,
-              static_files=list(prepared.static_files_copied))
+              static_files=list(prepared.static_files_installed))
+    if prepared.removed_host_ca:
+        _log.error("the image has no efs-utils CA bundle; the host's copy was removed rather "
+                   "than trusted: TLS mounts fail until the image provides one",
+                   static_dir=str(static_dir))
+    removed = await asyncio.to_thread(remove_leftovers, config.state_dir)
+    if removed:
+        _log.warning("removed what mount.efs processes killed before this start left",
+                     state_dir=str(config.state_dir), removed=removed)
     return prepared
 
 
