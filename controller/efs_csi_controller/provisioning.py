@@ -62,7 +62,13 @@ from efs_csi_controller import paths
 from efs_csi_controller.cross_account import CloudSelector, mount_target_addresses, parse_secrets
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.inflight import OperationKeys
-from efs_csi_controller.ownership import NO_API, PvEvidence, ownership_refusal, pv_name_of
+from efs_csi_controller.ownership import (
+    NO_API,
+    PvEvidence,
+    deletion_refusal,
+    ownership_refusal,
+    pv_name_of,
+)
 from efs_csi_controller.params import (
     DEFAULT_SUB_PATH_PATTERN,
     REFERENCE_ACCESS_POINTS_NAMESPACE,
@@ -628,18 +634,27 @@ class Provisioner:
             if access_point.file_system_id != fs_id:
                 raise InvalidArgument(f"volume_id {shown(volume_id)}: access point {ap_id} belongs "
                                       f"to {access_point.file_system_id}, not {fs_id}")
+            evidence = await self._pv_evidence(access_point)
+            kept = deletion_refusal(access_point, evidence)
+            if kept is not None:
+                # Another PV names this access point (forged, or a hand-made copy): it never
+                # made it, so it has nothing of its own to delete, and the volume is done.
+                _log.warning("kept access point: the PV being deleted did not create it",
+                             access_point_id=ap_id, volume_id=volume_id, reason=kept)
+                return
             if self._root_dirs is None:
                 with contextlib.suppress(NotFound):
                     await cloud.delete_access_point(ap_id)
                 self._forget(access_point)
                 return
-            await self._delete_with_root_dir(cloud, access_point)
+            await self._delete_with_root_dir(cloud, access_point, evidence)
 
     def _forget(self, access_point: AccessPoint) -> None:
         self._allocator.forget(access_point.file_system_id, access_point.access_point_id)
         self._capacities.pop((access_point.file_system_id, access_point.client_token), None)
 
-    async def _delete_with_root_dir(self, cloud: Cloud, access_point: AccessPoint) -> None:
+    async def _delete_with_root_dir(self, cloud: Cloud, access_point: AccessPoint,
+                                    evidence: PvEvidence | None = None) -> None:
         """--delete-access-point-root-dir: decide on the directory while the access point and
         its PV are there to prove ownership (``ownership``) and no guard fires (``root_dir``),
         delete the access point (IAM checks the cluster tag), and only once that succeeded
@@ -650,8 +665,9 @@ class Provisioner:
         if unfinished is not None:
             await self._remove_root_dir(cloud, unfinished)
             return
-        keep = ownership_refusal(access_point, self._cluster_id,
-                                 await self._pv_evidence(access_point))
+        if evidence is None:
+            evidence = await self._pv_evidence(access_point)
+        keep = ownership_refusal(access_point, self._cluster_id, evidence)
         if keep is None:
             keep = refusal(access_point, await self._allocator.known(cloud, fs_id))
         try:
@@ -686,9 +702,11 @@ class Provisioner:
             return PvEvidence(available=True)
         except PermissionDenied as exc:
             raise PermissionDenied(
-                f"{exc.message}: --delete-access-point-root-dir reads the PV an access point "
-                "was made for before deleting its directory; the controller's ServiceAccount "
-                "needs get on persistentvolumes (the Helm chart grants it)") from None
+                f"{exc.message}: DeleteVolume reads the PV an access point was made for, so "
+                "that it deletes only what the PV being deleted made (and, with "
+                "--delete-access-point-root-dir, its directory); the controller's "
+                "ServiceAccount needs get on persistentvolumes (the Helm chart grants it)"
+            ) from None
 
     async def check_exists(self, volume_id: str, secrets: Mapping[str, str]) -> VolumeHandle:
         """NotFound unless the volume's access point (or file system) exists."""

@@ -135,7 +135,9 @@ async def test_a_storage_class_gid_is_shared_on_purpose_and_never_settled(lab: L
     reply = await lab.stub.create_volume(create("pv-1", gid="4242"))
     assert reply.volume is not None
     assert lab.gids()[4242] == 2
-    assert lab.cloud.calls["DescribeAccessPoints"] == 0
+    # One listing, before the create (the shared-root check); none after it to settle.
+    assert lab.cloud.calls["DescribeAccessPoints"] == 1
+    assert lab.cloud.calls["CreateAccessPoint"] == 1 and lab.cloud.calls["DeleteAccessPoint"] == 0
 
 
 class GatedDeletes(RacedCloud):
