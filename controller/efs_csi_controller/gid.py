@@ -417,6 +417,12 @@ class GidAllocator:
         inventory = await self._ensure_learned(cloud, file_system_id, None)
         return list(inventory.access_points.values())
 
+    def known_now(self, file_system_id: str) -> list[AccessPoint]:
+        """What is known of the file system's access points, without any API call (right
+        after ``settle``: everything that existed before the settled create)."""
+        inventory = self._inventories.get(file_system_id)
+        return [] if inventory is None else list(inventory.access_points.values())
+
     def lookup(self, file_system_id: str, access_point_id: str) -> AccessPoint | None:
         """An access point known from a listing younger than ``max_age``, without any API
         call; None when unknown or when what is known is too old to rely on."""

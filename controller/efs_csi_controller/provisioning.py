@@ -248,17 +248,15 @@ class Provisioner:
     async def _root_claim(self, cloud: Cloud, fs_id: str, plan: _Plan) -> AsyncIterator[None]:
         """Refuse a root that overlaps a live access point of another namespace (see
         ``shared_roots``), then hold the root for the create, so that a concurrent create
-        of another namespace sees it before its access point is listed."""
+        of another namespace sees it before its access point is listed. A create whose GID
+        is picked is checked again after it, against the listing that settles its GID
+        (``_check_shared_root``), so it needs no listing of its own here: it checks what is
+        known; a create with the StorageClass's gid lists the file system when what is
+        known is too old."""
         namespace = plan.params.metadata.pvc_namespace
         if not self._allow_shared_roots:
-            live = list(await self._allocator.known(cloud, fs_id))
-            # This volume's own access points never conflict, nor does the reference driver's
-            # for this claim when it is provably this claim's (then it is adopted, see _adopt).
-            own_tokens = plan.tokens + tuple(
-                other.client_token for other in live
-                if plan.reference_token is not None
-                and other.client_token == plan.reference_token
-                and self._no_proof(other, plan) is None)
+            live = (list(await self._allocator.known(cloud, fs_id))
+                    if plan.params.gid is not None else self._allocator.known_now(fs_id))
             in_flight = [AccessPoint(access_point_id="(being created)", file_system_id=fs_id,
                                      root_path=root, client_token=token,
                                      tags={CLUSTER_TAG: self._cluster_id,
@@ -266,18 +264,10 @@ class Provisioner:
                                               if other else {})})
                          for root, other, token in self._roots_in_flight.get(fs_id, ())]
             conflict = conflicting_access_point(plan.root_path, namespace, live + in_flight,
-                                                own_tokens)
+                                                self._own_tokens(plan, live))
             if conflict is not None:
-                owner = (f"access point {conflict.access_point_id}" if conflict in live
-                         else "an access point being created")
-                raise FailedPrecondition(
-                    f"root directory {plan.root_path} on {fs_id} overlaps {conflict.root_path}, "
-                    f"the root of {owner} for a volume in another namespace"
-                    f"{'' if namespace else ' (or of unknown namespace)'}: "
-                    "volumes of two namespaces never share a directory unless the controller "
-                    "runs with --allow-shared-root-directories (Helm: "
-                    "controller.allowSharedRootDirectories=true); use a subPathPattern with "
-                    "${.PVC.namespace} or ensureUniqueDirectory")
+                raise self._shared_root_refused(fs_id, plan.root_path, namespace, conflict,
+                                                live=conflict in live)
         claim = (str(normalise(plan.root_path)), namespace, plan.token)
         self._roots_in_flight.setdefault(fs_id, []).append(claim)
         try:
@@ -287,6 +277,46 @@ class Provisioner:
             claims.remove(claim)
             if not claims:
                 del self._roots_in_flight[fs_id]
+
+    def _own_tokens(self, plan: _Plan, live: list[AccessPoint]) -> tuple[str, ...]:
+        """This volume's own access points never conflict, nor does the reference driver's
+        for this claim when it is provably this claim's (then it is adopted, see _adopt)."""
+        return plan.tokens + tuple(
+            other.client_token for other in live
+            if plan.reference_token is not None and other.client_token == plan.reference_token
+            and self._no_proof(other, plan) is None)
+
+    @staticmethod
+    def _shared_root_refused(fs_id: str, root_path: str, namespace: str | None,
+                             conflict: AccessPoint, *, live: bool) -> FailedPrecondition:
+        owner = (f"access point {conflict.access_point_id}" if live
+                 else "an access point being created")
+        return FailedPrecondition(
+            f"root directory {root_path} on {fs_id} overlaps {conflict.root_path}, "
+            f"the root of {owner} for a volume in another namespace"
+            f"{'' if namespace else ' (or of unknown namespace)'}: "
+            "volumes of two namespaces never share a directory unless the controller "
+            "runs with --allow-shared-root-directories (Helm: "
+            "controller.allowSharedRootDirectories=true); use a subPathPattern with "
+            "${.PVC.namespace} or ensureUniqueDirectory")
+
+    async def _check_shared_root(self, cloud: Cloud, plan: _Plan,
+                                 access_point: AccessPoint) -> None:
+        """Right after ``settle`` listed the file system (everything made before our create):
+        an overlapping root of another namespace that the check before the create could not
+        see (another controller's, made meanwhile) gives ours up, FAILED_PRECONDITION."""
+        if self._allow_shared_roots:
+            return
+        fs_id = access_point.file_system_id
+        live = self._allocator.known_now(fs_id)
+        namespace = plan.params.metadata.pvc_namespace
+        conflict = conflicting_access_point(access_point.root_path, namespace, live,
+                                            self._own_tokens(plan, live))
+        if conflict is None:
+            return
+        await self._give_up(cloud, access_point)
+        raise self._shared_root_refused(fs_id, access_point.root_path, namespace, conflict,
+                                        live=True)
 
     async def _file_system_id(self, source: FileSystemSource) -> str:
         if source.file_system_id is not None:
@@ -385,6 +415,7 @@ class Provisioner:
         while True:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
             if settlement.kept:
+                await self._check_shared_root(cloud, plan, access_point)
                 return access_point
             assert access_point.posix_user is not None
             gid = access_point.posix_user.gid

@@ -129,3 +129,28 @@ async def test_the_operator_may_allow_sharing(proxy: EfsProxy) -> None:
             assert created.volume is not None
         roots = {ap.root_path async for ap in clouds.default.access_points(fs_id)}
         assert roots == {"/db"}
+
+
+@pytest.mark.asyncio
+async def test_another_controllers_directory_made_after_this_one_listed_is_never_shared(
+        proxy: EfsProxy) -> None:
+    """Two controllers (two processes' worth of state) on one file system: B listed it just
+    before A made tenant-a's ``db``, so what B knows is fresh yet misses it. B's create for
+    tenant-b's ``db`` is checked again against the listing that settles its GID (made after
+    the create), gives its access point up and is FAILED_PRECONDITION; nothing is left."""
+    fs_id = make_file_system(proxy.url).file_system_id
+    async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
+        a, b = (build_controller(clouds.default, for_role=None, access_point_limit=100,
+                                 extra_tags={}, cluster_id="c1").service for _ in range(2))
+        warm = await b.create_volume(request("pv-warm", "tenant-b", fs_id, pvc="warm"))
+        assert warm.volume is not None  # B has listed the file system (to settle its GID)
+        mine = await a.create_volume(request("pv-a", "tenant-a", fs_id))
+        assert mine.volume is not None
+        with pytest.raises(CsiError) as refused:
+            await b.create_volume(request("pv-b", "tenant-b", fs_id))
+        assert refused.value.status == Status.FAILED_PRECONDITION
+        assert "/db" in refused.value.message and "--allow-shared-root-directories" in \
+            refused.value.message
+        left = {(ap.root_path, ap.tags.get(PVC_NAMESPACE_TAG))
+                async for ap in clouds.default.access_points(fs_id)}
+        assert left == {("/warm", "tenant-b"), ("/db", "tenant-a")}
