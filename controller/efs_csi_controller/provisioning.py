@@ -310,8 +310,10 @@ class Provisioner:
         fs_id = access_point.file_system_id
         live = self._allocator.known_now(fs_id)
         namespace = plan.params.metadata.pvc_namespace
+        # No adoption happened on this path (a mirror is never settled): the reference
+        # driver's access point is no exception here.
         conflict = conflicting_access_point(access_point.root_path, namespace, live,
-                                            self._own_tokens(plan, live))
+                                            plan.tokens)
         if conflict is None:
             return
         await self._give_up(cloud, access_point)
