@@ -15,6 +15,7 @@ see what, and refusing every create beneath it would stop provisioning for no ga
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 
@@ -35,6 +36,21 @@ def overlap(one: PurePosixPath, other: PurePosixPath) -> bool:
     return one == other or one in other.parents or other in one.parents
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _normal_text(path: str) -> str:
+    """``normalise`` as text, remembered: a create compares its root with every live access
+    point's, so this runs once per access point rather than once per pair (PurePosixPath
+    costs ~15 ms per create on a file system of 1,000 access points)."""
+    return "/" + "/".join(part for part in path.split("/") if part)
+
+
+def _overlap_text(one: str, other: str) -> bool:
+    """``overlap`` on two ``_normal_text`` paths."""
+    if one == other or one == "/" or other == "/":
+        return True
+    return one.startswith(other + "/") or other.startswith(one + "/")
+
+
 def conflicting_access_point(root_path: str, namespace: str | None,
                              live: Iterable[AccessPoint],
                              own_tokens: Sequence[str] = ()) -> AccessPoint | None:
@@ -44,17 +60,15 @@ def conflicting_access_point(root_path: str, namespace: str | None,
     it: then no namespace can be shown equal, and every overlap conflicts). Access points with
     one of ``own_tokens`` are this volume's own (a retried create) and never conflict.
     """
-    root = normalise(root_path)
+    root = _normal_text(root_path)
     ours = tag_value(namespace) if namespace else None
     for other in live:
         if other.client_token and other.client_token in own_tokens:
             continue
         if other.life_cycle_state in _GONE_STATES or CLUSTER_TAG not in other.tags:
             continue
-        if not overlap(root, normalise(other.root_path)):
+        if ours is not None and other.tags.get(PVC_NAMESPACE_TAG) == ours:
             continue
-        theirs = other.tags.get(PVC_NAMESPACE_TAG)
-        if ours is not None and theirs == ours:
-            continue
-        return other
+        if _overlap_text(root, _normal_text(other.root_path)):
+            return other
     return None

@@ -46,6 +46,9 @@ def made(root: str, namespace: str | None = "tenant-a", *, by_driver: bool = Tru
     ("/db", None, made("/db"), True),                            # namespace unknown
     ("/db", "tenant-b", made("/db", namespace=None), True),      # theirs unknown
     ("/db2", "tenant-b", made("/db"), False),                    # a prefix is not a parent
+    ("/", "tenant-b", made("/db"), True),                        # the root holds everything
+    ("/db", "tenant-b", made("//"), True),                       # ... spelled otherwise
+    ("/a/db", "tenant-b", made("/a/db2/x"), False),              # siblings
     ("/db", "tenant-b", made("/db", by_driver=False), False),    # made by hand
     ("/db", "tenant-b", made("/db", state="deleting"), False),   # going away
     ("/db", "tenant-b", made("/db", token="mine"), False),       # this volume's own (retry)
