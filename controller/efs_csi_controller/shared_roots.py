@@ -46,7 +46,7 @@ def _normal_text(path: str) -> str:
 
 def _overlap_text(one: str, other: str) -> bool:
     """``overlap`` on two ``_normal_text`` paths."""
-    if one == other or one == "/" or other == "/":
+    if one in (other, "/") or other == "/":
         return True
     return one.startswith(other + "/") or other.startswith(one + "/")
 
