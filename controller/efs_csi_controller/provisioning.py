@@ -77,7 +77,11 @@ from efs_csi_controller.params import (
     parse_parameters,
 )
 from efs_csi_controller.root_dir import RootDirectoryRemover, refusal
-from efs_csi_controller.shared_roots import conflicting_access_point, normalise
+from efs_csi_controller.shared_roots import (
+    conflicting_access_point,
+    normalise,
+    overlaps_with,
+)
 from efs_csi_controller.tags import (
     CAPACITY_TAG,
     CLUSTER_TAG,
@@ -257,12 +261,14 @@ class Provisioner:
         if not self._allow_shared_roots:
             live = (list(await self._allocator.known(cloud, fs_id))
                     if plan.params.gid is not None else self._allocator.known_now(fs_id))
+            overlaps = overlaps_with(plan.root_path)
             in_flight = [AccessPoint(access_point_id="(being created)", file_system_id=fs_id,
                                      root_path=root, client_token=token,
                                      tags={CLUSTER_TAG: self._cluster_id,
                                            **({PVC_NAMESPACE_TAG: tag_value(other)}
                                               if other else {})})
-                         for root, other, token in self._roots_in_flight.get(fs_id, ())]
+                         for root, other, token in self._roots_in_flight.get(fs_id, ())
+                         if overlaps(root)]
             conflict = conflicting_access_point(plan.root_path, namespace, live + in_flight,
                                                 self._own_tokens(plan, live))
             if conflict is not None:

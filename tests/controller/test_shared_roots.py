@@ -19,7 +19,12 @@ from efs_csi.adapters.aws import CloudFactory
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import CsiError
 from efs_csi_controller.app import build_controller
-from efs_csi_controller.shared_roots import conflicting_access_point
+from efs_csi_controller.shared_roots import (
+    conflicting_access_point,
+    normalise,
+    overlap,
+    overlaps_with,
+)
 from efs_csi_controller.tags import CLUSTER_TAG, PVC_NAMESPACE_TAG
 from testbed.efs_proxy import EfsProxy, make_file_system
 from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
@@ -57,6 +62,13 @@ def test_overlap_rule(new_root: str, namespace: str | None, other: AccessPoint,
                       conflicts: bool) -> None:
     found = conflicting_access_point(new_root, namespace, [other], own_tokens=("mine",))
     assert (found is other) is conflicts
+
+
+@pytest.mark.parametrize("one", ["/", "//", "/a", "/a/", "/a/b", "/a/bc", "/ab", "/a/b/c",
+                                 "/a//b/"])
+@pytest.mark.parametrize("other", ["/", "/a", "/a/b", "/a/bc", "/ab", "/a/b/c", "/b"])
+def test_the_fast_overlap_test_agrees_with_the_path_one(one: str, other: str) -> None:
+    assert overlaps_with(one)(other) == overlap(normalise(one), normalise(other))
 
 
 @pytest.fixture
