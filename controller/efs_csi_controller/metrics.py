@@ -2,7 +2,9 @@
 
 - ``ApiMetrics`` is the ``efs_csi.cloud.ApiObserver`` for EFS calls, named like the reference
   driver's ``aws_efs_csi_api_request_*`` series so existing dashboards keep working;
-- ``ProvisioningCollector`` reads the GID allocator's per-file-system snapshot at scrape time.
+- ``ProvisioningCollector`` reads the GID allocator's per-file-system snapshot at scrape time,
+  among it ``efs_csi_gid_yields_total``: access points given up because another writer's held
+  their GID (each was deleted and made again with another GID before its create was answered).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 # EFS API errors that mean "slow down" rather than "failed".
@@ -57,6 +59,8 @@ class FileSystemFigures(Protocol):
     def range_size(self) -> int: ...
     @property
     def in_flight_creates(self) -> int: ...
+    @property
+    def gid_yields(self) -> int: ...
 
 
 class ProvisioningCollector(Collector):
@@ -84,7 +88,12 @@ class ProvisioningCollector(Collector):
                 "efs_csi_access_point_creates_in_flight",
                 "Access point creations running per file system", labels=["file_system_id"]),
         }
+        yields = CounterMetricFamily(
+            "efs_csi_gid_yields", "Access points given up because another writer's held their "
+            "GID (made again with another GID)", labels=["file_system_id"])
         for fs in self._snapshot():
             for attribute, family in families.items():
                 family.add_metric([fs.file_system_id], float(getattr(fs, attribute)))
+            yields.add_metric([fs.file_system_id], float(fs.gid_yields))
         yield from families.values()
+        yield yields
