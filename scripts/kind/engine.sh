@@ -13,7 +13,8 @@
 #            node: kernel.panic, kernel.panic_on_oops, vm.overcommit_memory, which are global)
 #   restore  put those settings back as start found them (after a kind node's kubelet started)
 #   stop     stop the engine (by its pid), restore the settings, delete the namespace and
-#            what else start made (/lib/modules, which kind mounts into every node)
+#            what else start made (/lib/modules, which kind mounts into every node, and
+#            /etc/docker, where dockerd writes its trust key)
 #   run      run COMMAND inside the namespace, with DOCKER_HOST, KUBECONFIG and PATH set for
 #            kind, docker, kubectl and helm (`nsenter --net`: `ip netns exec` remounts /sys,
 #            which hides the cgroup mounts dockerd needs)
@@ -80,6 +81,7 @@ record() {
   # kind mounts the host's /lib/modules into every node; docker makes it when it is missing.
   [[ -e /lib/modules || -e "${KIND_STATE}/made-lib-modules" ]] \
     || touch "${KIND_STATE}/made-lib-modules"
+  [[ -e /etc/docker || -e "${KIND_STATE}/made-etc-docker" ]] || touch "${KIND_STATE}/made-etc-docker"
 }
 
 restore() {
@@ -104,20 +106,22 @@ start() {
     > "${KIND_STATE}/runc"
   chmod 0755 "${KIND_STATE}/runc"
   echo '{}' > "${KIND_STATE}/daemon.json"
-  # The trust key and the daemon's settings stay here: nothing is written to /etc/docker.
+  # dockerd writes its trust key to /etc/docker/key.json: stop removes it when start made it.
   nsenter --net="${netns_path}" setsid unshare --mount --propagation private \
     env PATH="${DOCKER_ROOT}/usr/bin:${DOCKER_ROOT}/usr/sbin:${PATH}" \
     "${DOCKER_ROOT}/usr/sbin/dockerd" \
       --data-root "${KIND_DOCKER_DATA}" --exec-root "${KIND_DOCKER_EXEC}" \
       --pidfile "${KIND_DOCKERD_PIDFILE}" -H "${KIND_DOCKER_HOST}" \
       --config-file "${KIND_STATE}/daemon.json" \
-      --deprecated-key-path "${KIND_STATE}/key.json" \
       --bridge=none --storage-driver overlay2 \
       --add-runtime "efs-csi-kind-runc=${KIND_STATE}/runc" --default-runtime efs-csi-kind-runc \
       > "${KIND_LOGS}/dockerd.log" 2>&1 < /dev/null &
   local attempt
   for attempt in $(seq 1 120); do
     if docker_ok; then echo "DOCKER_HOST=${KIND_DOCKER_HOST}"; return 0; fi
+    if (( attempt > 10 )) && ! pgrep -f -- "--pidfile ${KIND_DOCKERD_PIDFILE}" >/dev/null; then
+      break
+    fi
     sleep 0.5
   done
   echo "dockerd did not start in ${attempt} tries; its log (${KIND_LOGS}/dockerd.log):" >&2
@@ -158,6 +162,11 @@ stop() {
   rm -rf "${KIND_DOCKER_EXEC}"
   rmdir "${KIND_SHORT_DIR}" 2>/dev/null || true
   if [[ -e "${netns_path}" ]]; then ip netns delete "${KIND_NETNS}"; fi
+  if [[ -f "${KIND_STATE}/made-etc-docker" ]]; then
+    rm -f /etc/docker/key.json
+    rmdir /etc/docker 2>/dev/null || true
+    rm -f "${KIND_STATE}/made-etc-docker"
+  fi
   if [[ -f "${KIND_STATE}/made-lib-modules" ]]; then
     rmdir /lib/modules 2>/dev/null || true
     rm -f "${KIND_STATE}/made-lib-modules"
