@@ -66,7 +66,7 @@ step images env NODE_EXTRAS=local IMAGE_TAG=kind \
 step engine "${engine}" start
 step node-image env DOCKER_HOST="${KIND_DOCKER_HOST}" "${repo}/scripts/kind-node-image.sh" >/dev/null
 node_image="$(cat "${KIND_CACHE}/node-image")"
-step move-images sh -c "'${DOCKER_CLI}' -H '${DOCKER_HOST}' save efs-csi-controller:kind efs-csi-node:kind \
+step move-images sh -c "'${DOCKER_CLI}' -H '${IMAGES_DOCKER_HOST}' save efs-csi-controller:kind efs-csi-node:kind \
   | '${DOCKER_CLI}' -H '${KIND_DOCKER_HOST}' load -q"
 step kind-up "${engine}" run env KIND_NODE_IMAGE="${node_image}" EFS_CSI_KIND_IMAGES=loaded \
   make -C "${repo}" --no-print-directory kind-up

@@ -71,6 +71,10 @@ else
   step images "${repo}/scripts/kind/images.sh" "${base_tar}" > "${KIND_CACHE}/preload.txt"
   step node-image "${repo}/scripts/kind/node-image.sh" "${base_image}" "${node_image}" \
     < "${KIND_CACHE}/preload.txt"
+  # Earlier node and base images (other inputs) only take space now.
+  docker images --format '{{.Repository}}:{{.Tag}}' \
+    | grep -E '^efs-csi-kind/(node|base):' | grep -vxF -e "${node_image}" -e "${base_image}" \
+    | xargs -r docker rmi >/dev/null || true
 fi
 echo "${node_image}" > "${KIND_CACHE}/node-image"
 printf 'kind-node-image: %s\n' "${times[@]}" >&2

@@ -75,10 +75,11 @@ docker exec "${build}" sh -c 'nohup containerd > /dev/null 2>&1 &'
 docker exec "${build}" sh -c 'for i in $(seq 1 30); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.5; done; ctr version >/dev/null'
 docker save "${preload[@]}" | docker exec -i "${build}" ctr --namespace=k8s.io images import \
   --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - >/dev/null
-docker exec "${build}" ctr --namespace=k8s.io images list -q | grep -v '^sha256:' \
+docker exec "${build}" ctr --namespace=k8s.io images list -q | grep -v -e '^sha256:' -e '^import-' \
   | sed 's/^/node image: preloaded /' >&2
 docker exec "${build}" pkill containerd || true
-docker exec "${build}" sh -c 'for i in $(seq 1 20); do pgrep -x containerd >/dev/null || exit 0; sleep 0.5; done; exit 1'
+# Stopped once only a zombie is left (the build container's init, sleep, reaps nobody).
+docker exec "${build}" sh -c 'for i in $(seq 1 20); do ps -C containerd -o stat= | grep -qv Z || exit 0; sleep 0.5; done; exit 1'
 docker commit \
   --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
   --change 'ENV HTTP_PROXY="" HTTPS_PROXY="" NO_PROXY=""' \

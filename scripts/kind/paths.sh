@@ -27,8 +27,14 @@ KIND_LOGS="${KIND_CACHE}/logs"
 
 # The engine kind runs on: Debian's docker.io (unpacked once for scripts/images too) in a
 # network namespace of its own, its data (images, the node image) kept in the cache.
+# scripts/images/paths.sh sets DOCKER_HOST to the image builds' engine: kept apart as
+# IMAGES_DOCKER_HOST, and the caller's DOCKER_HOST (e.g. the kind engine's) left as it was.
+caller_docker_host="${DOCKER_HOST-}"
+caller_had_docker_host="${DOCKER_HOST+set}"
 # shellcheck source=scripts/images/paths.sh
 source "${repo}/scripts/images/paths.sh"
+IMAGES_DOCKER_HOST="${DOCKER_HOST}"
+if [[ -n "${caller_had_docker_host}" ]]; then DOCKER_HOST="${caller_docker_host}"; else unset DOCKER_HOST; fi
 KIND_DOCKER_DATA="${KIND_CACHE}/docker"
 # Unix socket paths are limited to 107 bytes and containerd nests its own under the exec root:
 # both live in a short per-checkout directory under /tmp, as scripts/images does it.
