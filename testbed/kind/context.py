@@ -28,3 +28,12 @@ class Context:
     api: EfsApi
     report: Report
     settings: Settings
+
+    def file_system(self, token: str, zone: str | None = None) -> str:
+        """The EFS API's file system made with ``token`` (found again on a later run), and its
+        directory: the local backend serves file system fs-x from <root>/fs-x, which the kind
+        nodes share."""
+        file_system = self.api.file_system(token, zone)
+        self.tools.on_node(self.cluster.nodes()[0].name, "mkdir", "-p",
+                           f"{self.settings.local_root}/{file_system}")
+        return file_system

@@ -19,21 +19,25 @@ STORAGE_CLASS = "efs-e2e-burst"
 LEASE = PLUGIN_NAME.replace(".", "-")  # csi-provisioner's lease: the driver name, dots as dashes
 
 
-def _leader(ctx: Context) -> str:
+def _holder(ctx: Context) -> str:
+    """The lease's holder: csi-provisioner's identity, a random name of its own."""
     lease = ctx.tools.get("lease", LEASE, "-n", SYSTEM)
     return str(lease["spec"].get("holderIdentity") or "")
 
 
-def _leading(ctx: Context, candidates: set[str]) -> str | None:
-    """The candidate pod that holds the lease (csi-provisioner's identity starts with its pod
-    name), if any."""
-    holder = _leader(ctx)
-    return next((name for name in candidates if holder.startswith(name)), None) if holder else None
+def _leading_pod(ctx: Context, pods: set[str]) -> str | None:
+    """The controller pod whose csi-provisioner leads: the lease names no pod, the leader's
+    log says it acquired the lease (client-go's leader election)."""
+    for pod in sorted(pods):
+        log = ctx.tools.kubectl("logs", "-n", SYSTEM, pod, "-c", "csi-provisioner", check=False)
+        if "successfully acquired lease" in log:
+            return pod
+    return None
 
 
-def _other_leader(ctx: Context, old: str) -> str | None:
-    holder = _leader(ctx)
-    return holder if holder and not holder.startswith(old) else None
+def _new_holder(ctx: Context, old: str) -> str | None:
+    holder = _holder(ctx)
+    return holder if holder and holder != old else None
 
 
 def _ready_controllers(ctx: Context) -> list[dict[str, Any]] | None:
@@ -57,10 +61,12 @@ def run(ctx: Context, file_system: str) -> None:
     controllers = wait_for("two Ready controller replicas",
                            functools.partial(_ready_controllers, ctx), 180)
     names = {pod["metadata"]["name"] for pod in controllers}
-    leader = wait_for("a csi-provisioner leader", functools.partial(_leading, ctx, names), 120)
+    leader = wait_for("a csi-provisioner leader", functools.partial(_leading_pod, ctx, names), 120)
+    holder = _holder(ctx)
     report.check("failover: two controller replicas, one of them the leader",
                  len(names) == 2, f"leader {leader} of {sorted(names)}")
 
+    tools.kubectl("delete", "storageclass", STORAGE_CLASS, "--ignore-not-found")
     tools.apply([manifests.namespace(),
                  manifests.storage_class(STORAGE_CLASS, {
                      "provisioningMode": "efs-ap", "fileSystemId": file_system,
@@ -75,10 +81,13 @@ def run(ctx: Context, file_system: str) -> None:
     tools.kubectl("delete", "pod", "-n", SYSTEM, leader, "--wait=false")
     report.check("failover: the leader was deleted mid-burst", bound_before < count,
                  f"{bound_before} of {count} claims bound when {leader} was deleted")
-    new_leader = wait_for("another controller to take the lease",
-                          functools.partial(_other_leader, ctx, leader), 180, interval=0.2)
+    wait_for("another csi-provisioner to take the lease",
+             functools.partial(_new_holder, ctx, holder), 180, interval=0.2)
     failover_s = round(time.monotonic() - deleted_at, 1)
     report.figure("failover: seconds from deleting the leader to a new leader", failover_s)
+    new_leader = wait_for("the new leader's pod", functools.partial(
+        _leading_pod, ctx, {pod["metadata"]["name"] for pod in ctx.cluster.controller_pods()}
+        - {leader}), 60)
     wait_for(f"all {count} claims to bind",
              lambda: _bound(_phases(ctx, claim_names)) == count, 300, interval=1)
     report.figure(f"failover: seconds for all {count} claims to bind",

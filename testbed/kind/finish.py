@@ -8,6 +8,11 @@ from testbed.kind import manifests, volumes
 from testbed.kind.cluster import CONTROLLER_PODS, NODE_PODS, RELEASE, SYSTEM, wait_for
 from testbed.kind.context import Context
 
+# The chart's processes: the plugins (tini's command line and the Python process), their
+# start-up helper (efs_csi_node.startup_work) and the sidecars. kind's own processes name the
+# cluster, efs-csi-control-plane, efs-csi-worker: those do not match.
+OUR_PROCESSES = (r"efs[-_]csi[-_](node|controller)([^-]|$)|csi-provisioner"
+                 r"|csi-node-driver-registrar|/livenessprobe")
 METADATA_OFF = {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"}
 
 
@@ -60,7 +65,7 @@ def uninstall(ctx: Context) -> None:
                 or "kubernetes.io~csi" in entry.mount_point]
         ctx.report.check(f"uninstall: no volume of ours stays mounted on {node.name}",
                          not left, ", ".join(left[:5]))
-        processes = tools.run([tools.docker_path, "exec", node.name, "pgrep", "-af", "efs-csi"],
+        processes = tools.run([tools.docker_path, "exec", node.name, "pgrep", "-af", OUR_PROCESSES],
                               check=False).stdout.strip()
         ctx.report.check(f"uninstall: no process of ours runs on {node.name}", not processes,
                          processes)

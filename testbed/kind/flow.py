@@ -25,9 +25,7 @@ def run(ctx: Context) -> None:
     plugins: dict[str, PluginPod] = {}
 
     with report.step("setup: file system, dynamic and static volume"):
-        file_system = ctx.api.file_system(FILE_SYSTEM_TOKEN)
-        # The local backend serves a file system from <root>/<id>, shared by every node.
-        ctx.tools.on_node(names[0], "mkdir", "-p", f"{ctx.settings.local_root}/{file_system}")
+        file_system = ctx.file_system(FILE_SYSTEM_TOKEN)
         shared = volumes.prepare(ctx, file_system)
     with report.step("zones: NodeGetInfo's topology in CSINode"):
         zones.check_topology(ctx, nodes)
@@ -60,7 +58,7 @@ def run(ctx: Context) -> None:
         volumes.stop_apps(ctx, second, plugins, "r2, after the upgrade")
 
     with report.step("controller failover"):
-        failover.run(ctx, ctx.api.file_system(BURST_FILE_SYSTEM_TOKEN))
+        failover.run(ctx, ctx.file_system(BURST_FILE_SYSTEM_TOKEN))
     with report.step("zones: one-zone volumes placed"):
         zones.check_placement(ctx, nodes)
     with report.step("cleanup"):

@@ -29,9 +29,11 @@ def check_placement(ctx: Context, nodes: list[Node]) -> None:
     tools, planned = ctx.tools, []
     for node in nodes:
         assert node.zone is not None
-        file_system = ctx.api.file_system(f"kind-e2e-one-zone-{node.zone}", zone=node.zone)
+        file_system = ctx.file_system(f"kind-e2e-one-zone-{node.zone}", zone=node.zone)
         name = f"one-zone-{node.zone}"
         planned.append((node, name))
+        # StorageClass parameters are immutable: one an interrupted run left goes first.
+        tools.kubectl("delete", "storageclass", name, "--ignore-not-found")
         tools.apply([
             manifests.storage_class(name, {"provisioningMode": "efs-ap",
                                            "fileSystemId": file_system,
