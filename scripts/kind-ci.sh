@@ -51,10 +51,11 @@ finish() {
 import json, sys
 steps = [dict(name=k, seconds=round(float(v), 1)) for k, v in (line.strip().split("=", 1) for line in sys.stdin if line.strip())]
 json.dump({"steps": steps, "exit": int(sys.argv[2])}, open(sys.argv[1], "w"), indent=2)
-width = max(len(s["name"]) for s in steps)
+width = max([len(s["name"]) for s in steps] + [5])
 print("kind-ci: where the time went")
-for s in steps: print(f"  {s[\"name\"]:<{width}}  {s[\"seconds\"]:7.1f}s")
-print(f"  {\"total\":<{width}}  {sum(s[\"seconds\"] for s in steps):7.1f}s")' "${times_json}" "${rc}" >&2
+for s in steps:
+    print("  %-*s  %7.1fs" % (width, s["name"], s["seconds"]))
+print("  %-*s  %7.1fs" % (width, "total", sum(s["seconds"] for s in steps)))' "${times_json}" "${rc}" >&2
   exit "${rc}"
 }
 trap finish EXIT

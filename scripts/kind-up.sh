@@ -20,7 +20,8 @@ images="${EFS_CSI_KIND_IMAGES:-docker}"
 case "${images}" in docker|loaded) ;; *) echo "EFS_CSI_KIND_IMAGES must be docker or loaded" >&2; exit 2 ;; esac
 
 mkdir -p "${data_dir}"
-if kind get clusters 2>/dev/null | grep -qx "${cluster}"; then
+clusters="$(kind get clusters 2>/dev/null || true)"   # not piped: grep -q would SIGPIPE kind
+if grep -qx "${cluster}" <<< "${clusters}"; then
   # EFS_CSI_KIND_DATA only applies when the cluster is created.
   echo "reusing kind cluster ${cluster}; its shared directory is" \
        "$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/var/lib/efs-csi-local"}}{{.Source}}{{end}}{{end}}' \

@@ -86,10 +86,13 @@ record() {
 
 restore() {
   [[ -s "${KIND_STATE}/sysctls" ]] || return 0
-  local line
+  local line now=()
   while IFS= read -r line; do
-    [[ -n "${line}" ]] && sysctl -q -w "${line}" >/dev/null
+    [[ -n "${line}" ]] || continue
+    sysctl -q -w "${line}" >/dev/null
+    now+=("${line%%=*}=$(sysctl -n "${line%%=*}")")
   done < "${KIND_STATE}/sysctls"
+  echo "engine: kernel settings put back: ${now[*]}" >&2
 }
 
 start() {

@@ -40,6 +40,7 @@ class HostState:
     mounts: tuple[str, ...]  # mount points under the marked paths
     processes: tuple[str, ...]  # command lines naming the marked paths
     lib_modules: bool
+    kubelets: tuple[str, ...]  # kubelets running on the host (after the run: none of ours)
 
     @staticmethod
     def capture(marks: tuple[str, ...]) -> HostState:
@@ -53,7 +54,7 @@ class HostState:
                       if not line.startswith("#") and RULE_OF_OURS.search(line))
         mounts = tuple(line.split()[4] for line in Path("/proc/self/mountinfo").read_text()
                        .splitlines() if any(mark in line for mark in marks))
-        processes = []
+        processes, kubelets = [], []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
@@ -63,5 +64,8 @@ class HostState:
                 continue
             if any(mark in command for mark in marks):
                 processes.append(f"{entry.name}: {command.strip()}")
+            if Path(command.split(" ", 1)[0]).name == "kubelet":
+                kubelets.append(f"{entry.name}: {command.strip()[:200]}")
         return HostState({name: _sysctl(name) for name in SYSCTLS}, links, netns, rules,
-                         mounts, tuple(processes), Path("/lib/modules").exists())
+                         mounts, tuple(processes), Path("/lib/modules").exists(),
+                         tuple(kubelets))
