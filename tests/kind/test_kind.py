@@ -159,8 +159,9 @@ def test_kernel_settings_are_restored(kind_run: KindRun) -> None:
     if not before.kubelets and not after.kubelets:
         assert after.sysctls == before.sysctls
         return
-    put_back = [line.split(": ", 1)[1] for line in kind_run.log.read_text().splitlines()
-                if line.startswith("engine: kernel settings put back: ")]
+    prefix = "engine: kernel settings put back: "
+    put_back = [line.removeprefix(prefix) for line in kind_run.log.read_text().splitlines()
+                if line.startswith(prefix)]
     assert put_back, "the engine never put the kernel settings back"
     restored = dict(item.split("=", 1) for item in put_back[-1].split())
     assert restored == {name: before.sysctls[name] for name in restored}, (
