@@ -42,7 +42,7 @@ func main() {
 	_ = os.WriteFile(os.Args[1]+"/default-storage.yaml", []byte(defaultStorageManifest), 0o644)
 }
 GO
-(cd "${manifests}/gen" && GOTOOLCHAIN=local GOFLAGS= go run . "${manifests}")
+(cd "${manifests}/gen" && GOTOOLCHAIN=local GOFLAGS="" go run . "${manifests}")
 
 build="efs-csi-kind-build-$$"
 trap 'docker rm -f -v "${build}" >/dev/null 2>&1 || true' EXIT

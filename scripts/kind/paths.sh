@@ -1,7 +1,8 @@
+#!/usr/bin/env bash
 # Where the offline kind tooling keeps things (sourced by the scripts beside it and by
 # scripts/kind-node-image.sh). Everything lives in ignored folders of the checkout, so a warm run
 # reuses the tools, the images and the node image, and `make kind-clean` forgets them.
-# shellcheck shell=bash disable=SC2034  # the variables are used by the scripts that source this
+# shellcheck disable=SC2034  # the variables are used by the scripts that source this file
 repo="${repo:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 
 # What kind v0.33.0's node image for Kubernetes v1.34 holds, and the names it looks for
