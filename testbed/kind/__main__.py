@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tools = Tools(args.cluster)
     report = Report()
-    settings = Settings(chart=REPO / "helm", values=REPO / "kind" / "values.yaml",
-                        upgrade_tag=args.upgrade_tag)
+    settings = Settings(chart=REPO / "helm", upgrade_tag=args.upgrade_tag)
     try:
         with port_forward(tools, args.api_port) as endpoint:
             flow.run(Context(tools, Cluster(tools), EfsApi(endpoint), report, settings))

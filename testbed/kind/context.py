@@ -15,7 +15,6 @@ from testbed.kind.report import Report
 @dataclass(frozen=True)
 class Settings:
     chart: Path  # the chart helm upgrades the release with
-    values: Path  # kind/values.yaml
     upgrade_tag: str  # the image tag `helm upgrade` moves to (tagged and loaded by the flow)
     local_root: str = "/var/lib/efs-csi-local"  # the local backend's root on every kind node
     burst: int = 30  # claims created at once for the controller failover
