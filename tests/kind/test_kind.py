@@ -76,14 +76,33 @@ def kind_run(session_report: Callable[[str], None]) -> KindRun:
     log = CACHE / "kind-ci.log"
     started = time.monotonic()
     with log.open("w") as output:
-        result = subprocess.run([str(REPO / "scripts" / "kind-ci.sh")], stdout=output,
-                                stderr=subprocess.STDOUT, timeout=KIND_CI_TIMEOUT, check=False)
+        process = subprocess.Popen([str(REPO / "scripts" / "kind-ci.sh")], stdout=output,
+                                   stderr=subprocess.STDOUT)
+        try:
+            returncode = process.wait(timeout=KIND_CI_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.terminate()  # its exit trap takes the cluster and the engine down
+            try:
+                process.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            returncode = -1
+        finally:
+            if process.poll() is None:  # the test itself was interrupted
+                process.terminate()
+                process.wait(timeout=300)
+            engine = REPO / "scripts" / "kind" / "engine.sh"
+            if subprocess.run([str(engine), "status"], capture_output=True, timeout=60,
+                              check=False).returncode == 0:
+                subprocess.run([str(engine), "stop"], capture_output=True, timeout=300,
+                               check=False)
     seconds = time.monotonic() - started
     after = HostState.capture(marks)
     e2e_path, times_path = CACHE / "e2e.json", CACHE / "ci.json"
     e2e = json.loads(e2e_path.read_text()) if e2e_path.exists() else {}
     steps = json.loads(times_path.read_text())["steps"] if times_path.exists() else []
-    run = KindRun(result.returncode, log, e2e, steps, paths["netns"], before, after, seconds)
+    run = KindRun(returncode, log, e2e, steps, paths["netns"], before, after, seconds)
     session_report("kind run (scripts/kind-ci.sh): " + ", ".join(
         f"{step['name']} {step['seconds']:.0f}s" for step in steps) + f"; total {seconds:.0f}s")
     if e2e.get("steps"):
