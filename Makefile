@@ -104,7 +104,12 @@ images-clean:
 	scripts/images/dockerd.sh stop
 	rm -rf .cache/images .tools/docker
 
-.PHONY: images images-clean
+# The images' Python locks (docker/requirements/: the whole closure, hashed) from the pyproject
+# files; run after changing a dependency (tests/images/test_lock.py fails until then).
+lock:
+	$(PYTHON) scripts/images/lock.py
+
+.PHONY: images images-clean lock
 
 # Local kind workflow (needs docker, kind, kubectl, helm): see docs/kind.md.
 kind-up: $(STAMP)

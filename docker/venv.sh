@@ -1,13 +1,16 @@
 #!/bin/sh
 # Builds /opt/efs-csi, the virtualenv of one binary, in two steps so that the image build caches
 # the dependencies apart from the driver:
-#   venv.sh dependencies BINARY [EXTRAS]   the exact pins of the binary's distribution (with
-#                                          EXTRAS, comma-separated) and of the efs-csi-core extras
-#                                          it asks for, read from the pyproject.toml files
+#   venv.sh dependencies BINARY [EXTRAS]   the binary's locked packages: the lock of BINARY, or
+#                                          of BINARY-EXTRAS (docker/requirements/, copied to
+#                                          /src/requirements), the whole closure, installed with
+#                                          --require-hashes (pip refuses a package missing from
+#                                          the lock, or whose file differs) and wheels only
+#                                          (nothing is built, so no unpinned build backend runs)
 #   venv.sh driver BINARY                  the core's and the binary's wheels (/wheels), nothing
 #                                          else of the driver, then what the image does not need
 # BINARY is controller or node: each image holds its own distribution and the core, never the
-# other binary.
+# other binary. scripts/images/lock.py (make lock) writes the locks from the pyproject files.
 # "driver" checks that the environment is complete (pip check; the binary's composition root
 # imports), removes pip and setuptools (nothing runs them at run time), compiles every module's
 # bytecode (below) and cuts botocore's API
@@ -28,28 +31,15 @@ esac
 case "${step}" in
   dependencies)
     if [ -s /run/secrets/build-ca ]; then export PIP_CERT=/run/secrets/build-ca; fi
-    python3 -c '
-import re, sys, tomllib
-binary, extras = sys.argv[1], [extra for extra in sys.argv[2].split(",") if extra]
-def project(path):
-    with open(path, "rb") as file:
-        return tomllib.load(file)["project"]
-core, own = project("/src/pyproject.toml"), project(f"/src/{binary}/pyproject.toml")
-wanted = own["dependencies"] + [r for extra in extras for r in own["optional-dependencies"][extra]]
-pins = []
-for requirement in wanted:
-    local = re.fullmatch(r"efs-csi-core(?:\[([a-z,]+)\])?==\S+", requirement)
-    if local is None:
-        pins.append(requirement)
-        continue
-    pins += core["dependencies"]
-    for extra in filter(None, (local.group(1) or "").split(",")):
-        pins += core["optional-dependencies"][extra]
-print("\n".join(sorted(set(pins))))
-' "${binary}" "${extras}" > /src/requirements.txt
+    lock="/src/requirements/${binary}${extras:+-$(echo "${extras}" | tr ',' '-')}.txt"
+    if [ ! -f "${lock}" ]; then
+      echo "no lock for ${binary} with extras '${extras}' (${lock}); the locks:" \
+        "$(ls /src/requirements)" >&2
+      exit 2
+    fi
     python3 -m venv "${venv}"
     "${venv}/bin/pip" install --no-cache-dir --quiet --disable-pip-version-check \
-      -r /src/requirements.txt
+      --require-hashes --only-binary :all: -r "${lock}"
     ;;
   driver)
     "${venv}/bin/pip" install --no-cache-dir --quiet --disable-pip-version-check --no-deps \

@@ -153,7 +153,8 @@ def run(main: Coroutine[Any, Any, None], prog: str) -> int:
 
 async def serve_binary(service: ServiceBase, serving: ServingConfig, *, controller: bool,
                        registry: CollectorRegistry,
-                       background: Sequence[BackgroundTask] = ()) -> None:
+                       background: Sequence[BackgroundTask] = (),
+                       health_notes: Callable[[], Sequence[str]] = tuple) -> None:
     """Serve Identity and a binary's ``service`` until SIGTERM, with the metrics endpoint when
     ``serving`` asks for one. Probe answers ready as soon as the socket listens: a binary's
     start-up work runs after that, among its ``background`` tasks, and the calls that need its
@@ -162,7 +163,8 @@ async def serve_binary(service: ServiceBase, serving: ServingConfig, *, controll
     tasks = list(background)
     if serving.http_endpoint is not None:
         host, port = serving.http_endpoint
-        tasks.append(MetricsEndpoint(registry, host, port, healthy=lambda: readiness.ready).run)
+        tasks.append(MetricsEndpoint(registry, host, port, healthy=lambda: readiness.ready,
+                                     notes=health_notes).run)
 
     async def ready() -> None:
         readiness.set_ready()

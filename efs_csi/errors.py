@@ -5,6 +5,12 @@ what the caller sees. An operating-system error (a path too long, a file where a
 should be, no permission, ...) is answered by its errno (``from_os_error``) with its message
 and the path it names. Everything else unexpected becomes INTERNAL with the exception's type
 name, never a traceback to the caller.
+
+What the caller sees becomes PVC events that tenants read, so it never names the AWS account:
+ARNs that carry an account number (a role, an assumed-role session, a file system's ARN) are
+replaced by ``<arn withheld>`` here, whatever raised the error. The AWS adapter withholds them
+(and bare account numbers) earlier, logging the full text under a correlation id that it puts
+in the message (``efs_csi.adapters.aws``), so an operator can still find it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 from typing import ClassVar
 
 from grpclib.const import Status
@@ -87,6 +94,23 @@ def shown(value: str) -> str:
     return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
 
 
+#: An ARN naming an account: arn:<partition>:<service>:<region>:<12-digit account>:<resource>.
+_ACCOUNT_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]*:[a-z0-9-]*:\d{12}:[^\s'\"(),;]*")
+#: A bare AWS account number (not part of a longer number).
+_ACCOUNT_NUMBER = re.compile(r"(?<![\d.])\d{12}(?![\d.])")
+WITHHELD = "<arn withheld>"
+
+
+def without_account_details(text: str, *, account_numbers: bool = False) -> str:
+    """``text`` with account-bearing ARNs withheld and, with ``account_numbers``, bare
+    12-digit account numbers too (only for AWS's own texts: a 12-digit capacity in bytes is
+    not an account)."""
+    text = _ACCOUNT_ARN.sub(WITHHELD, text)
+    if account_numbers:
+        text = _ACCOUNT_NUMBER.sub("<account withheld>", text)
+    return text
+
+
 def _bounded(message: str) -> str:
     if len(message) <= MAX_MESSAGE_CHARS:
         return message
@@ -138,9 +162,10 @@ def from_os_error(exc: OSError) -> CsiError:
 def to_grpc_error(exc: BaseException) -> GRPCError:
     """Map any exception raised by a handler to the GRPCError the caller receives."""
     if isinstance(exc, GRPCError):
-        return GRPCError(exc.status, _bounded(exc.message or ""), exc.details)
+        return GRPCError(exc.status, _bounded(without_account_details(exc.message or "")),
+                         exc.details)
     if isinstance(exc, CsiError):
-        return GRPCError(exc.status, _bounded(exc.message))
+        return GRPCError(exc.status, _bounded(without_account_details(exc.message)))
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return GRPCError(Status.DEADLINE_EXCEEDED, "operation timed out")
     if isinstance(exc, OSError):

@@ -40,6 +40,18 @@ class NodeInfo:
     taints: tuple[Taint, ...] = ()
 
 
+@dataclass(frozen=True)
+class PersistentVolumeInfo:
+    """What the controller reads of a PV to decide whether its directory may go."""
+
+    name: str
+    driver: str | None  # spec.csi.driver; None for a PV that is not a CSI volume
+    volume_handle: str | None
+    reclaim_policy: str
+    phase: str
+    deleting: bool = False  # metadata.deletionTimestamp is set
+
+
 class Kube(Protocol):
     async def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
         """NotFound when the ConfigMap or the key does not exist."""
@@ -48,6 +60,9 @@ class Kube(Protocol):
         """NotFound when the Secret or the key does not exist (value base64-decoded)."""
 
     async def get_node(self, name: str) -> NodeInfo: ...
+
+    async def read_persistent_volume(self, name: str) -> PersistentVolumeInfo:
+        """NotFound when the PV does not exist."""
 
     async def replace_node_taints(self, node: NodeInfo, taints: tuple[Taint, ...]) -> None:
         """JSON-patch the taints, guarded by a ``test`` on the resourceVersion (KubeConflict)."""

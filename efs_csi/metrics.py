@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from grpclib.const import Status
@@ -54,16 +54,20 @@ class RpcMetrics:
 class MetricsEndpoint:
     """aiohttp server for ``/metrics`` (Prometheus text format) and ``/healthz``.
 
-    ``healthy`` decides /healthz: 200 "ok" when it returns True, 503 otherwise. Use ``start``/
-    ``stop`` directly, or ``run`` as a server background task (stops when cancelled).
+    ``healthy`` decides /healthz: 200 "ok" when it returns True, 503 otherwise; ``notes`` are
+    lines /healthz adds after that (something degraded but not worth a restart, such as a node
+    whose zone is still unknown). Use ``start``/``stop`` directly, or ``run`` as a server
+    background task (stops when cancelled).
     """
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int,
-                 healthy: Callable[[], bool] = lambda: True) -> None:
+                 healthy: Callable[[], bool] = lambda: True,
+                 notes: Callable[[], Sequence[str]] = tuple) -> None:
         self._registry = registry
         self._host = host
         self._port = port
         self._healthy = healthy
+        self._notes = notes
         self._runner: web.AppRunner | None = None
         self.listening = asyncio.Event()
 
@@ -78,9 +82,10 @@ class MetricsEndpoint:
             return aiohttp_web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def healthz(_: web.Request) -> web.Response:
+            notes = "".join(f"{note}\n" for note in self._notes() if note)
             if self._healthy():
-                return aiohttp_web.Response(text="ok\n")
-            return aiohttp_web.Response(status=503, text="not ready\n")
+                return aiohttp_web.Response(text="ok\n" + notes)
+            return aiohttp_web.Response(status=503, text="not ready\n" + notes)
 
         app = aiohttp_web.Application()
         app.router.add_get("/metrics", metrics)

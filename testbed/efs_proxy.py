@@ -16,6 +16,10 @@ error parsing all run for real over HTTP; only what moto's EFS model lacks is ad
 - ``MaxResults``/``NextToken`` pagination of DescribeAccessPoints (default page 100, as EFS);
 - ``FileSystemNotFound`` for unknown file systems in Create/DescribeAccessPoints, and
   ``AccessPointNotFound`` when deleting an unknown access point;
+- IAM, on demand (``iam``, a ``testbed.iam_policy.IamAuthorizer``): each EFS call is
+  authorised as EFS does (tag-on-create included) against an identity policy such as
+  docs/iam-policy.json, and refused with EFS's ``AccessDeniedException`` (403) and AWS's own
+  wording, which names the caller's assumed-role ARN;
 - fault injection on demand: a fraction of calls answered ``ThrottlingException`` (400),
   a fraction answered 5xx, and random latency; globally or per operation.
 - a server-side rate limit per operation (``rate_limit``): a token bucket per API that lets
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
 import re
@@ -59,6 +64,7 @@ import boto3
 from aiohttp import ClientSession, ClientTimeout, web
 
 from testbed.efs_rules import tag_violations
+from testbed.iam_policy import IamAuthorizer, efs_authorizations
 from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
 
 API = "/2015-02-01"
@@ -72,6 +78,7 @@ _EFS_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(rf"^{API}/mount-targets$"), "CreateMountTarget"),
     ("GET", re.compile(rf"^{API}/mount-targets$"), "DescribeMountTargets"),
     ("DELETE", re.compile(rf"^{API}/mount-targets/[^/]+$"), "DeleteMountTarget"),
+    ("POST", re.compile(rf"^{API}/resource-tags/[^/]+$"), "TagResource"),
 ]
 _EFS_OPERATIONS = frozenset(name for _, _, name in _EFS_ROUTES)
 # Headers that belong to one hop, or that aiohttp recomputes for the forwarded body.
@@ -158,6 +165,7 @@ class EfsProxy:
         self.upstream = upstream.rstrip("/")
         self.access_point_limit = access_point_limit
         self.idempotency_window = idempotency_window
+        self.iam: IamAuthorizer | None = None  # None: every call is allowed
         self.url = ""
         self._random = random.Random(seed)
         self._faults: dict[str | None, Faults] = {}
@@ -305,6 +313,9 @@ class EfsProxy:
         faulted = await self._inject_fault(operation)
         if faulted is not None:
             return faulted
+        denied = await self._iam_denial(operation, request, body)
+        if denied is not None:
+            return _error(403, "AccessDeniedException", denied)
         if operation == "CreateAccessPoint":
             return await self._create_access_point(request, body)
         if operation == "DescribeAccessPoints" and "AccessPointId" not in request.query:
@@ -314,6 +325,32 @@ class EfsProxy:
         if operation == "DeleteFileSystem":
             self._known_file_systems.discard(request.path.rsplit("/", 1)[-1])
         return await self._forward(request, body)
+
+    async def _iam_denial(self, operation: str, request: web.Request,
+                          body: bytes) -> str | None:
+        """AWS's AccessDenied message when ``iam`` refuses this EFS call, else None."""
+        iam = self.iam
+        if iam is None or operation not in _EFS_OPERATIONS:
+            return None
+        request_tags: dict[str, str] = {}
+        resource_tags: dict[str, str] = {}
+        if operation in ("CreateAccessPoint", "TagResource") and body:
+            with contextlib.suppress(ValueError):
+                request_tags = {str(tag.get("Key", "")): str(tag.get("Value", ""))
+                                for tag in json.loads(body).get("Tags") or ()}
+        if operation in ("DeleteAccessPoint", "TagResource"):
+            access_point_id = request.path.rsplit("/", 1)[-1]
+            found = await self._existing(access_point_id)
+            if found is None:
+                status, _, data = await self._upstream(
+                    "GET", f"{API}/access-points?AccessPointId={access_point_id}",
+                    self._forward_headers(request))
+                found = (json.loads(data).get("AccessPoints") or [{}])[0] \
+                    if status == 200 else {}
+            resource_tags = {str(tag.get("Key", "")): str(tag.get("Value", ""))
+                             for tag in found.get("Tags") or ()}
+        return iam.denial(efs_authorizations(operation, request_tags=request_tags,
+                                             resource_tags=resource_tags))
 
     async def _inject_fault(self, operation: str) -> web.Response | None:
         answer = _error if operation in _EFS_OPERATIONS else _query_error

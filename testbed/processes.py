@@ -64,9 +64,12 @@ class RunningBinary:
 
 async def start_binary(kind: str, tmp_dir: Path, args: Sequence[str] = (),
                        env: Mapping[str, str] | None = None,
-                       socket_name: str = "csi.sock") -> RunningBinary:
+                       socket_name: str = "csi.sock",
+                       wrap: Callable[[list[str]], list[str]] | None = None) -> RunningBinary:
     """Run ``python -m efs_csi_controller|efs_csi_node --endpoint unix://<tmp>/csi.sock ...``
-    (``kind`` is "controller" or "node") and wait until it is ready."""
+    (``kind`` is "controller" or "node") and wait until it is ready. ``wrap`` puts the command
+    line inside another (a cgroup, a pod's view of the world) that ``exec``s it, keeping its
+    pid."""
     if kind not in MODULES:
         raise ValueError(kind)
     socket = tmp_dir / socket_name
@@ -77,8 +80,9 @@ async def start_binary(kind: str, tmp_dir: Path, args: Sequence[str] = (),
     if kind == "node" and "--node-id" not in args:
         base += ["--node-id", "test-node"]
     with log_path.open("wb") as log:
+        argv = [sys.executable, "-m", MODULES[kind], *base, *args]
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", MODULES[kind], *base, *args,
+            *(wrap(argv) if wrap else argv),
             stdout=log, stderr=asyncio.subprocess.STDOUT, env=full_env,
         )
     running = RunningBinary(kind, socket, process, log_path)

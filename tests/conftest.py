@@ -28,11 +28,11 @@ from efs_csi.kube import KubeEndpoint
 from efs_csi.metrics import MetricsEndpoint, new_registry
 from efs_csi.rpc.identity import Readiness
 from testbed.efs_proxy import EfsProxy, FileSystemSetup, make_file_system
+from testbed.kube_api import FakeKubeApi
 from testbed.moto_server import MotoEndpoint, running_moto
 from testbed.processes import RunningBinary, StartBinary, start_binary
 from tests.support.ci import in_ci
 from tests.support.cluster_fixtures import cluster_dir, control_plane  # noqa: F401 - fixtures
-from tests.support.fakes.kube_api import FakeKubeApi
 from tests.support.scrape import MetricsServer
 
 # Fixtures that start real processes, mount, or serve moto: a test using one is slow.

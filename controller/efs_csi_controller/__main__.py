@@ -20,7 +20,7 @@ from efs_csi.cli import (
 from efs_csi.kube import in_cluster_or_none
 from efs_csi_controller.config import ControllerConfig, RootDirectories
 from efs_csi_controller.gid import DEFAULT_MAX_AGE
-from efs_csi_controller.tags import parse_tags
+from efs_csi_controller.tags import LEGACY_CLUSTER_ID, parse_cluster_id, parse_tags
 
 
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -32,8 +32,18 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                         help="AWS region (default: AWS_REGION, then instance metadata)")
     parser.add_argument("--tags", default="",
                         help=r"tags for every access point: 'k:v k2:v2' (escape \: \  \\)")
+    parser.add_argument("--cluster-id", default=LEGACY_CLUSTER_ID,
+                        help="value of the efs.csi.aws.com/cluster tag on every access point, "
+                             "unique to this cluster; the IAM policy matches it "
+                             "(docs/iam-policy.md; default: 'true', the value every cluster "
+                             "shared before this flag)")
     add_bool_flag(parser, "--delete-access-point-root-dir", default=False,
-                  help_text="also delete an access point's directory on DeleteVolume")
+                  help_text="also delete an access point's directory on DeleteVolume, when "
+                            "its tags (and, in a cluster, its PV) prove it this cluster's")
+    add_bool_flag(parser, "--allow-shared-root-directories", default=False,
+                  help_text="let CreateVolume make an access point whose root directory "
+                            "equals, contains or lies in that of a live access point of a "
+                            "volume in another namespace (the tenants then share files)")
     add_bool_flag(parser, "--adaptive-retry-mode", default=True,
                   help_text="rate-limit an EFS API on the client side while throttles "
                             "dominate its answers (retries are per API in both modes)")
@@ -59,6 +69,7 @@ def controller_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error("--mount-backend local needs --local-root")
     try:
         extra_tags = parse_tags(args.tags)
+        cluster_id = parse_cluster_id(args.cluster_id)
     except ValueError as exc:
         parser.error(str(exc))
     root_directories = None
@@ -77,6 +88,8 @@ def controller_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
         access_point_limit=args.access_point_limit,
         gid_inventory_max_age=args.gid_inventory_max_age,
         root_directories=root_directories,
+        cluster_id=cluster_id,
+        allow_shared_root_directories=args.allow_shared_root_directories,
     )
 
 

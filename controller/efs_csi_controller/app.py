@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from efs_csi.cli import serve_binary
 from efs_csi.cloud import Cloud
 from efs_csi.errors import FailedPrecondition
-from efs_csi.kube import KubeEndpoint
+from efs_csi.kube import KubeEndpoint, PersistentVolumeInfo
 from efs_csi.logging import get_logger
 from efs_csi.metrics import new_registry
 from efs_csi.mounting.commands import CommandRunner
@@ -41,6 +41,7 @@ from efs_csi_controller.metrics import ApiMetrics, ProvisioningCollector
 from efs_csi_controller.provisioning import ObjectReader, Provisioner
 from efs_csi_controller.root_dir import RootDirectoryRemover
 from efs_csi_controller.service import ControllerService
+from efs_csi_controller.tags import LEGACY_CLUSTER_ID
 from efs_csi_controller.unconfigured import MESSAGE as NO_REGION
 from efs_csi_controller.unconfigured import NoRegionCloud
 
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 _log = get_logger("controller.app")
 # Mounting a file system root to delete one directory: generous, it is off the hot path.
 ROOT_MOUNT_TIMEOUT = 120.0
+#: How the efs backend mounts a file system root: encrypted, and authenticated by IAM.
+ROOT_MOUNT_OPTIONS = ("tls", "iam")
 
 
 @dataclass
@@ -64,10 +67,13 @@ def build_controller(default_cloud: Cloud, *, for_role: CloudForRole | None,
                      access_point_limit: int, extra_tags: Mapping[str, str],
                      kube: ObjectReader | None = None,
                      root_dirs: RootDirectoryRemover | None = None,
-                     inventory_max_age: float = DEFAULT_MAX_AGE) -> ControllerParts:
+                     inventory_max_age: float = DEFAULT_MAX_AGE,
+                     cluster_id: str = LEGACY_CLUSTER_ID,
+                     allow_shared_roots: bool = False) -> ControllerParts:
     allocator = GidAllocator(access_point_limit=access_point_limit, max_age=inventory_max_age)
     provisioner = Provisioner(clouds=CloudSelector(default_cloud, for_role), allocator=allocator,
-                              kube=kube, extra_tags=extra_tags, root_dirs=root_dirs)
+                              kube=kube, extra_tags=extra_tags, root_dirs=root_dirs,
+                              cluster_id=cluster_id, allow_shared_roots=allow_shared_roots)
     return ControllerParts(ControllerService(provisioner), provisioner, allocator)
 
 
@@ -80,10 +86,13 @@ def root_directory_remover(settings: RootDirectories,
         assert settings.local_root is not None  # __main__ refuses local without a root
         mounter, options = LocalMounter(settings.local_root, commands, OffLoop()), ()
     else:
-        # efs-utils would otherwise look the region up in its configuration, then in instance
-        # metadata: give it the controller's own, so both always agree.
+        # iam: efs-utils authenticates the mount with the controller's own AWS identity, so a
+        # file system policy can grant root access (ClientRootAccess) to the controller's role
+        # alone instead of to every anonymous client (docs/iam-policy.md), as the reference
+        # driver mounts. efs-utils would otherwise look the region up in its configuration,
+        # then in instance metadata: give it the controller's own, so both always agree.
         mounter = EfsMounter(commands)
-        options = ("tls", f"region={region}") if region else ("tls",)
+        options = ROOT_MOUNT_OPTIONS + ((f"region={region}",) if region else ())
     work_dir = Path(tempfile.gettempdir()) / "efs-csi-controller"
     return RootDirectoryRemover(mounter, work_dir=work_dir, mount_options=options,
                                 detach=commands.lazy_unmount)
@@ -103,8 +112,9 @@ def _kube_adapter() -> type[KubernetesAsyncioKube]:
 
 @dataclass
 class KubeOnFirstUse:
-    """The ``ObjectReader`` of fileSystemIdConfigRef/SecretRef: the Kubernetes client is
-    imported (~0.5 s, tens of MiB) and opened by the first request that names a reference."""
+    """The ``ObjectReader`` of fileSystemIdConfigRef/SecretRef and of the PV checks before a
+    directory is deleted: the Kubernetes client is imported (~0.5 s, tens of MiB) and opened by
+    the first request that needs it."""
 
     endpoint: KubeEndpoint
     _kube: KubernetesAsyncioKube | None = None
@@ -121,6 +131,9 @@ class KubeOnFirstUse:
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         return await (await self._opened()).read_secret_key(namespace, name, key)
+
+    async def read_persistent_volume(self, name: str) -> PersistentVolumeInfo:
+        return await (await self._opened()).read_persistent_volume(name)
 
     async def close(self) -> None:
         if self._kube is not None:
@@ -172,7 +185,8 @@ async def run_controller(*, config: ControllerConfig) -> None:
     parts = build_controller(
         clouds.cloud, for_role=clouds.for_role, access_point_limit=config.access_point_limit,
         extra_tags=config.extra_tags, kube=kube, root_dirs=root_dirs,
-        inventory_max_age=config.gid_inventory_max_age)
+        inventory_max_age=config.gid_inventory_max_age, cluster_id=config.cluster_id,
+        allow_shared_roots=config.allow_shared_root_directories)
     # Per-file-system access points, GIDs and in-flight creates, read at scrape time.
     registry.register(ProvisioningCollector(parts.allocator.snapshot))
     try:

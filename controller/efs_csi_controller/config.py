@@ -14,6 +14,7 @@ from typing import Literal
 from efs_csi.cli import ServingConfig
 from efs_csi.kube import KubeEndpoint
 from efs_csi_controller.gid import DEFAULT_MAX_AGE
+from efs_csi_controller.tags import LEGACY_CLUSTER_ID
 
 MountBackend = Literal["efs", "local"]
 
@@ -43,3 +44,7 @@ class ControllerConfig:
     gid_inventory_max_age: float = DEFAULT_MAX_AGE
     # None unless --delete-access-point-root-dir.
     root_directories: RootDirectories | None = None
+    # --cluster-id: the efs.csi.aws.com/cluster tag's value on every access point made here.
+    cluster_id: str = LEGACY_CLUSTER_ID
+    # --allow-shared-root-directories: volumes of two namespaces may overlap on one directory.
+    allow_shared_root_directories: bool = False

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -35,24 +35,35 @@ from efs_csi.contract.volume_context import VolumeContext, write_volume_context
 from efs_csi.contract.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
 from efs_csi.errors import (
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     shown,
 )
+from efs_csi.kube import PersistentVolumeInfo
 from efs_csi.logging import get_logger
 from efs_csi_controller import paths
 from efs_csi_controller.cross_account import CloudSelector, mount_target_addresses, parse_secrets
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.inflight import OperationKeys
+from efs_csi_controller.ownership import NO_API, PvEvidence, ownership_refusal, pv_name_of
 from efs_csi_controller.params import (
     DEFAULT_SUB_PATH_PATTERN,
     FileSystemSource,
     ProvisionParams,
     parse_parameters,
 )
-from efs_csi_controller.root_dir import RootDirectoryRemover
-from efs_csi_controller.tags import CAPACITY_TAG, PVC_NAMESPACE_TAG, access_point_tags, tag_value
+from efs_csi_controller.root_dir import RootDirectoryRemover, refusal
+from efs_csi_controller.shared_roots import conflicting_access_point, normalise
+from efs_csi_controller.tags import (
+    CAPACITY_TAG,
+    CLUSTER_TAG,
+    LEGACY_CLUSTER_ID,
+    PVC_NAMESPACE_TAG,
+    access_point_tags,
+    tag_value,
+)
 
 _log = get_logger("controller.provisioning")
 
@@ -70,17 +81,24 @@ def client_token(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def kind_parameter(kind: str) -> str:
+    return "fileSystemIdConfigRef" if kind == "ConfigMap" else "fileSystemIdSecretRef"
+
+
 def reference_reuse_token(pvc_name: str) -> str:
     """The reference driver's token for ``reuseAccessPoint``: SHA-256 of the PVC name alone."""
     return hashlib.sha256(pvc_name.encode()).hexdigest()
 
 
 class ObjectReader(Protocol):
-    """The part of ``efs_csi.kube.Kube`` the controller uses (fileSystemId references)."""
+    """The part of ``efs_csi.kube.Kube`` the controller uses (fileSystemId references, and the
+    PV an access point was made for before its directory is deleted)."""
 
     async def read_config_map_key(self, namespace: str, name: str, key: str) -> str: ...
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str: ...
+
+    async def read_persistent_volume(self, name: str) -> PersistentVolumeInfo: ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,15 @@ class _Plan:
 
 class Provisioner:
     def __init__(self, *, clouds: CloudSelector, allocator: GidAllocator, kube: ObjectReader | None,
-                 extra_tags: Mapping[str, str], root_dirs: RootDirectoryRemover | None) -> None:
+                 extra_tags: Mapping[str, str], root_dirs: RootDirectoryRemover | None,
+                 cluster_id: str = LEGACY_CLUSTER_ID, allow_shared_roots: bool = False) -> None:
+        self._cluster_id = cluster_id
+        self._allow_shared_roots = allow_shared_roots
+        # Roots of creates under way, per file system: (root, PVC namespace, client token).
+        self._roots_in_flight: dict[str, list[tuple[str, str | None, str]]] = {}
+        # Access points deleted whose directory removal has not finished (DeleteVolume's retry
+        # finishes it: the access point is gone by then, so EFS can no longer describe it).
+        self._unfinished_removals: dict[str, AccessPoint] = {}
         self._clouds = clouds
         self._allocator = allocator
         self._kube = kube
@@ -148,7 +174,8 @@ class Provisioner:
             token, adoptable = client_token(request.name), ()
         tags = access_point_tags(enabled=params.enable_tagging, extra=self._extra_tags,
                                  metadata=params.metadata, capacity_bytes=request.capacity_bytes,
-                                 base_path=paths.normalised_base_path(params.base_path))
+                                 base_path=paths.normalised_base_path(params.base_path),
+                                 cluster_id=self._cluster_id)
         return _Plan(params, root, token, tags, adoptable)
 
     async def create(self, request: CreateRequest) -> CreatedVolume:
@@ -157,7 +184,8 @@ class Provisioner:
         with self._keys.hold(f"name:{request.name}", f"volume {shown(request.name)}"):
             cloud = await self._clouds.select(cross_account)
             fs_id = await self._file_system_id(plan.params.file_system)
-            access_point = await self._access_point(cloud, fs_id, plan, request)
+            async with self._root_claim(cloud, fs_id, plan):
+                access_point = await self._access_point(cloud, fs_id, plan, request)
             context = VolumeContext(capacity_bytes=request.capacity_bytes)
             if cross_account.mount_target_addresses:
                 targets = await cloud.mount_targets(fs_id)
@@ -169,6 +197,44 @@ class Provisioner:
         handle = VolumeHandle(fs_id, "", access_point.access_point_id)
         return CreatedVolume(str(handle), request.capacity_bytes, write_volume_context(context),
                              zone)
+
+    @contextlib.asynccontextmanager
+    async def _root_claim(self, cloud: Cloud, fs_id: str, plan: _Plan) -> AsyncIterator[None]:
+        """Refuse a root that overlaps a live access point of another namespace (see
+        ``shared_roots``), then hold the root for the create, so that a concurrent create
+        of another namespace sees it before its access point is listed."""
+        namespace = plan.params.metadata.pvc_namespace
+        own_tokens = (plan.token, *plan.adoptable_tokens)
+        if not self._allow_shared_roots:
+            live = list(await self._allocator.known(cloud, fs_id))
+            in_flight = [AccessPoint(access_point_id="(being created)", file_system_id=fs_id,
+                                     root_path=root, client_token=token,
+                                     tags={CLUSTER_TAG: self._cluster_id,
+                                           **({PVC_NAMESPACE_TAG: tag_value(other)}
+                                              if other else {})})
+                         for root, other, token in self._roots_in_flight.get(fs_id, ())]
+            conflict = conflicting_access_point(plan.root_path, namespace, live + in_flight,
+                                                own_tokens)
+            if conflict is not None:
+                owner = (f"access point {conflict.access_point_id}" if conflict in live
+                         else "an access point being created")
+                raise FailedPrecondition(
+                    f"root directory {plan.root_path} on {fs_id} overlaps {conflict.root_path}, "
+                    f"the root of {owner} for a volume in another namespace"
+                    f"{'' if namespace else ' (or of unknown namespace)'}: "
+                    "volumes of two namespaces never share a directory unless the controller "
+                    "runs with --allow-shared-root-directories (Helm: "
+                    "controller.allowSharedRootDirectories=true); use a subPathPattern with "
+                    "${.PVC.namespace} or ensureUniqueDirectory")
+        claim = (str(normalise(plan.root_path)), namespace, plan.token)
+        self._roots_in_flight.setdefault(fs_id, []).append(claim)
+        try:
+            yield
+        finally:
+            claims = self._roots_in_flight[fs_id]
+            claims.remove(claim)
+            if not claims:
+                del self._roots_in_flight[fs_id]
 
     async def _file_system_id(self, source: FileSystemSource) -> str:
         if source.file_system_id is not None:
@@ -185,11 +251,12 @@ class Provisioner:
                 ref, kind = source.secret, "fileSystemIdSecretRef"
                 value = await self._kube.read_secret_key(ref.namespace, ref.name, ref.key)
         except PermissionDenied as exc:
-            objects = "ConfigMaps" if source.config_map is not None else "Secrets"
+            kind = "ConfigMap" if source.config_map is not None else "Secret"
             raise PermissionDenied(
-                f"{exc.message}: the controller's ServiceAccount needs get on {objects} to "
-                "resolve fileSystemIdConfigRef/fileSystemIdSecretRef; with the Helm chart, set "
-                "controller.fileSystemIdReferences=true") from None
+                f"{exc.message}: the controller's ServiceAccount needs get on {kind} "
+                f"{ref.namespace}/{ref.name} to resolve {kind_parameter(kind)}; with the Helm "
+                "chart, list it in controller.fileSystemIdReferences "
+                f"({{kind: {kind}, namespace: {ref.namespace}, name: {ref.name}}})") from None
         value = value.strip()
         if not is_file_system_id(value):
             raise InvalidArgument(f"parameter {kind}: {ref.namespace}/{ref.name} key {ref.key} "
@@ -350,7 +417,8 @@ class Provisioner:
         return None
 
     async def delete(self, volume_id: str, secrets: Mapping[str, str]) -> None:
-        """Idempotent: malformed, static, unknown and already-deleted volumes all succeed."""
+        """Idempotent: malformed, static, unknown and already-deleted volumes all succeed
+        (but for a directory removal this process began and has not finished)."""
         try:
             handle = parse_volume_id(volume_id)
         except InvalidArgument:
@@ -365,6 +433,10 @@ class Provisioner:
             # deleted without asking EFS first, however old the listing (one call per delete);
             # if another writer deleted it meanwhile, EFS answers NotFound: done.
             access_point = self._allocator.remembered(fs_id, ap_id)
+            unfinished = self._unfinished_removals.get(ap_id)
+            if unfinished is not None and unfinished.file_system_id == fs_id:
+                await self._delete_with_root_dir(cloud, unfinished)
+                return
             if access_point is None:
                 try:
                     access_point = await cloud.describe_access_point(ap_id)
@@ -374,13 +446,67 @@ class Provisioner:
             if access_point.file_system_id != fs_id:
                 raise InvalidArgument(f"volume_id {shown(volume_id)}: access point {ap_id} belongs "
                                       f"to {access_point.file_system_id}, not {fs_id}")
-            if self._root_dirs is not None:
-                live = await self._allocator.known(cloud, fs_id)
-                await self._root_dirs.remove(access_point, live)
-            with contextlib.suppress(NotFound):
-                await cloud.delete_access_point(ap_id)
-            self._allocator.forget(fs_id, ap_id)
-            self._capacities.pop((fs_id, access_point.client_token), None)
+            if self._root_dirs is None:
+                with contextlib.suppress(NotFound):
+                    await cloud.delete_access_point(ap_id)
+                self._forget(access_point)
+                return
+            await self._delete_with_root_dir(cloud, access_point)
+
+    def _forget(self, access_point: AccessPoint) -> None:
+        self._allocator.forget(access_point.file_system_id, access_point.access_point_id)
+        self._capacities.pop((access_point.file_system_id, access_point.client_token), None)
+
+    async def _delete_with_root_dir(self, cloud: Cloud, access_point: AccessPoint) -> None:
+        """--delete-access-point-root-dir: decide on the directory while the access point and
+        its PV are there to prove ownership (``ownership``) and no guard fires (``root_dir``),
+        delete the access point (IAM checks the cluster tag), and only once that succeeded
+        remove the directory. A removal that fails or runs out of time is finished by the
+        retry of DeleteVolume, which csi-provisioner makes until it succeeds."""
+        fs_id, ap_id = access_point.file_system_id, access_point.access_point_id
+        unfinished = self._unfinished_removals.get(ap_id)
+        if unfinished is not None:
+            await self._remove_root_dir(cloud, unfinished)
+            return
+        keep = ownership_refusal(access_point, self._cluster_id,
+                                 await self._pv_evidence(access_point))
+        if keep is None:
+            keep = refusal(access_point, await self._allocator.known(cloud, fs_id))
+        try:
+            await cloud.delete_access_point(ap_id)
+        except NotFound:
+            keep = keep or "the access point was deleted meanwhile, not by this call"
+        self._forget(access_point)
+        if keep is not None:
+            _log.warning("kept access point directory", access_point_id=ap_id,
+                         root_path=access_point.root_path, reason=keep)
+            return
+        self._unfinished_removals[ap_id] = access_point
+        await self._remove_root_dir(cloud, access_point)
+
+    async def _remove_root_dir(self, cloud: Cloud, access_point: AccessPoint) -> None:
+        assert self._root_dirs is not None
+        live = await self._allocator.known(cloud, access_point.file_system_id)
+        await self._root_dirs.remove(access_point, live)
+        del self._unfinished_removals[access_point.access_point_id]
+
+    async def _pv_evidence(self, access_point: AccessPoint) -> PvEvidence:
+        """What the Kubernetes API says of the PV the access point was made for."""
+        pv_name = pv_name_of(access_point)
+        if self._kube is None:
+            return NO_API
+        if pv_name is None:
+            return PvEvidence(available=True)
+        try:
+            return PvEvidence(available=True,
+                              volume=await self._kube.read_persistent_volume(pv_name))
+        except NotFound:
+            return PvEvidence(available=True)
+        except PermissionDenied as exc:
+            raise PermissionDenied(
+                f"{exc.message}: --delete-access-point-root-dir reads the PV an access point "
+                "was made for before deleting its directory; the controller's ServiceAccount "
+                "needs get on persistentvolumes (the Helm chart grants it)") from None
 
     async def check_exists(self, volume_id: str, secrets: Mapping[str, str]) -> VolumeHandle:
         """NotFound unless the volume's access point (or file system) exists."""

@@ -3,11 +3,16 @@
 The file system root is mounted through the core ``Mounter`` (the same abstraction the node
 uses), the directory is removed, and the root unmounted. Deleting data is irreversible, so a
 guard that fires leaves the directory in place and says why in the log; DeleteVolume still
-deletes the access point (a PV must never be stuck on a directory it should not remove):
+deletes the access point (a PV must never be stuck on a directory it should not remove).
+Whether the access point is this cluster's at all is decided before, by
+``efs_csi_controller.ownership``; the guards here are about the path:
 - never ``/`` (the whole file system);
 - never the StorageClass ``basePath`` itself (known from the access point's tag);
 - never a directory another live access point uses, contains or lives in;
-- never across a symlink (a component replaced by a link could point anywhere).
+- never across a symlink: the walk goes by file descriptor, each component opened with
+  ``O_NOFOLLOW`` relative to its parent's descriptor and the tree removed with
+  ``shutil.rmtree(name, dir_fd=...)``, so a component swapped for a symlink after the checks
+  cannot redirect the removal anywhere else (the descriptors still name what was checked).
 
 The removal walks a remote tree, so like every file-system call it runs in its own thread
 (``efs_csi.mounting.offloop``, never the default executor) and is time-limited: past
@@ -19,6 +24,7 @@ tree.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -31,6 +37,7 @@ from efs_csi.errors import DeadlineExceeded
 from efs_csi.logging import get_logger
 from efs_csi.mounting.mount import Mounter
 from efs_csi.mounting.offloop import OffLoop, StillHung
+from efs_csi_controller.shared_roots import normalise, overlap
 from efs_csi_controller.tags import BASE_PATH_TAG, is_base_path_tag_of
 
 _log = get_logger("controller.root_dir")
@@ -40,17 +47,9 @@ Detach = Callable[[Path], Awaitable[None]]
 RemoveTree = Callable[[Path, PurePosixPath], str | None]
 
 
-def _normalise(path: str) -> PurePosixPath:
-    return PurePosixPath("/" + "/".join(part for part in path.split("/") if part))
-
-
-def _related(one: PurePosixPath, other: PurePosixPath) -> bool:
-    return one == other or one in other.parents or other in one.parents
-
-
 def refusal(access_point: AccessPoint, live: Sequence[AccessPoint]) -> str | None:
     """Why this access point's directory must not be removed, or None (pure)."""
-    root = _normalise(access_point.root_path)
+    root = normalise(access_point.root_path)
     if root == PurePosixPath("/"):
         return "it is the file system root"
     base_path = access_point.tags.get(BASE_PATH_TAG)
@@ -59,27 +58,56 @@ def refusal(access_point: AccessPoint, live: Sequence[AccessPoint]) -> str | Non
     for other in live:
         if other.access_point_id == access_point.access_point_id:
             continue
-        if _related(root, _normalise(other.root_path)):
+        if overlap(root, normalise(other.root_path)):
             return f"access point {other.access_point_id} uses {other.root_path}"
     return None
 
 
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _remove_tree(mount_root: Path, relative: PurePosixPath) -> str | None:
-    """Remove ``mount_root/relative`` unless a component is a symlink; returns a refusal."""
-    current = mount_root
-    for part in relative.parts:
-        current = current / part
+    """Remove ``mount_root/relative`` by file descriptor; returns a refusal, or None.
+
+    Each parent is opened with ``O_NOFOLLOW`` relative to the one before, so a symlink on the
+    way is refused (ELOOP/ENOTDIR) and a component swapped after it was opened changes
+    nothing: the removal works on the directory the descriptor holds. ``rmtree`` with
+    ``dir_fd`` checks the last component the same way and never follows links inside."""
+    parts = relative.parts
+    if not parts:
+        return "it is the file system root"
+    if any(part in (".", "..") for part in parts):
+        return "its path has . or .. components"
+    parent = os.open(mount_root, _DIRECTORY_FLAGS)
+    try:
+        walked = PurePosixPath()
+        for part in parts[:-1]:
+            walked /= part
+            try:
+                child = os.open(part, _DIRECTORY_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                return None  # already gone: nothing to do
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    return f"{walked} is a symlink or not a directory"
+                raise
+            os.close(parent)
+            parent = child
+        name = parts[-1]
         try:
-            mode = current.lstat().st_mode
+            mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
         except FileNotFoundError:
-            return None  # already gone: nothing to do
+            return None
         if stat.S_ISLNK(mode):
-            return f"{current.relative_to(mount_root)} is a symlink"
-    if not stat.S_ISDIR(current.lstat().st_mode):
-        return "it is not a directory"
-    # rmtree does not follow symlinks found inside the tree.
-    shutil.rmtree(current)
-    return None
+            return f"{relative} is a symlink"
+        if not stat.S_ISDIR(mode):
+            return "it is not a directory"
+        # With dir_fd, rmtree opens ``name`` without following a link and checks that what it
+        # opened is what it examined, so a swap between the stat above and here is refused.
+        shutil.rmtree(name, dir_fd=parent)
+        return None
+    finally:
+        os.close(parent)
 
 
 class RootDirectoryRemover:
@@ -113,7 +141,7 @@ class RootDirectoryRemover:
         self._work_dir.mkdir(parents=True, exist_ok=True)
         target = Path(tempfile.mkdtemp(prefix=f"{access_point.file_system_id}-",
                                        dir=self._work_dir))
-        relative = _normalise(access_point.root_path).relative_to("/")
+        relative = normalise(access_point.root_path).relative_to("/")
         # One removal per directory at a time, across retries (see the module docstring).
         key = f"rmtree:{access_point.file_system_id}:/{relative}"
         mounted = finished = False

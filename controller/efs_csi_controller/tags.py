@@ -13,6 +13,12 @@ space (Unicode categories L, N and Z) and ``_ . : / = + - @``, and a key must no
   which escapes every other character as ``@`` and its UTF-8 bytes in hex (``(`` is ``@28``,
   ``@`` itself ``@40``), and replaces a value still too long by ``sha256:`` and its hash. The
   result is deterministic, so a retried create sends the same tags.
+
+The cluster tag (``efs.csi.aws.com/cluster``) carries ``--cluster-id``: a value unique to one
+cluster, which the IAM policy (docs/iam-policy.json) requires on every create and on every
+access point the controller may delete, and which deletion of a directory requires too
+(``efs_csi_controller.ownership``). Releases before it, and the reference driver, wrote the
+constant ``true`` (``LEGACY_CLUSTER_ID``), which every cluster in an account shares.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from efs_csi.errors import InvalidArgument
 from efs_csi_controller.params import ENABLE_TAGGING, PvcMetadata
 
 CLUSTER_TAG = "efs.csi.aws.com/cluster"
+#: The cluster tag's value before --cluster-id (and the reference driver's): shared by every
+#: cluster, so it proves nothing about which cluster made an access point.
+LEGACY_CLUSTER_ID = "true"
 PV_NAME_TAG = "kubernetes.io/created-for/pv/name"
 PVC_NAME_TAG = "kubernetes.io/created-for/pvc/name"
 PVC_NAMESPACE_TAG = "kubernetes.io/created-for/pvc/namespace"
@@ -107,6 +116,9 @@ def parse_tags(text: str) -> dict[str, str]:
                              f"({_MAX_KEY}/{_MAX_VALUE} characters)")
         if key.lower().startswith("aws:"):
             raise ValueError(f"--tags: {key!r}: the aws: prefix is reserved")
+        if key == CLUSTER_TAG:
+            raise ValueError(f"--tags: {key!r} is the controller's own cluster tag; set its "
+                             "value with --cluster-id")
         for what, part in (("key", key), ("value", value)):
             bad = _disallowed(part)
             if bad:
@@ -117,15 +129,30 @@ def parse_tags(text: str) -> dict[str, str]:
     return tags
 
 
+def parse_cluster_id(text: str) -> str:
+    """Check ``--cluster-id``; ValueError with the reason on bad input."""
+    if not text:
+        raise ValueError("--cluster-id must not be empty")
+    if len(text) > _MAX_VALUE:
+        raise ValueError(f"--cluster-id exceeds the EFS tag value limit ({_MAX_VALUE} "
+                         "characters)")
+    bad = _disallowed(text)
+    if bad:
+        raise ValueError(f"--cluster-id {text!r} holds {bad!r}, which EFS does not allow in "
+                         "tags (allowed: letters, numbers, spaces and _ . : / = + - @)")
+    return text
+
+
 def access_point_tags(*, enabled: bool, extra: Mapping[str, str], metadata: PvcMetadata,
-                      capacity_bytes: int, base_path: str) -> dict[str, str]:
+                      capacity_bytes: int, base_path: str,
+                      cluster_id: str = LEGACY_CLUSTER_ID) -> dict[str, str]:
     """The tags for one create call; none at all when the StorageClass disables tagging."""
     if not enabled:
         if extra:
             raise InvalidArgument(f"parameter {ENABLE_TAGGING}=false conflicts with the "
                                   "controller's --tags; remove one of them")
         return {}
-    tags = {CLUSTER_TAG: "true", **extra, CAPACITY_TAG: str(capacity_bytes),
+    tags = {**extra, CLUSTER_TAG: cluster_id, CAPACITY_TAG: str(capacity_bytes),
             BASE_PATH_TAG: tag_value(base_path)}
     for key, value in ((PV_NAME_TAG, metadata.pv_name), (PVC_NAME_TAG, metadata.pvc_name),
                        (PVC_NAMESPACE_TAG, metadata.pvc_namespace)):

@@ -29,6 +29,7 @@ import asyncio
 import platform
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -143,6 +144,25 @@ def outcome_of(exc: Exception) -> Outcome:
     return Outcome.FATAL
 
 
+def correlation_id() -> str:
+    """A short random id tying an answer to the CO to the log line with its details."""
+    return uuid.uuid4().hex[:12]
+
+
+def _withheld(operation: str, code: str, message: str, **context: str) -> str:
+    """AWS's ``message`` fit for the CO, which shows it in PVC events that tenants read: ARNs
+    and account numbers (who the controller is: its role, an assumed-role session, the
+    account) are withheld. When something was, or ``context`` holds such details, the full
+    text goes to the log under a correlation id, which the answer carries."""
+    shown = errors.without_account_details(message, account_numbers=True)
+    if shown == message and not context:
+        return message
+    reference = correlation_id()
+    _log.warning("AWS error details withheld from the CO", operation=operation, code=code,
+                 aws_message=message, correlation_id=reference, **context)
+    return f"{shown} (correlation id {reference}: the controller's log has the details)"
+
+
 def error_for(operation: str, code: str, message: str, http_status: int = 400,
               details: Mapping[str, Any] | None = None) -> errors.CsiError:
     """The domain error for an AWS error ``code`` returned by ``operation``."""
@@ -159,6 +179,7 @@ def error_for(operation: str, code: str, message: str, http_status: int = 400,
         else:
             kind = errors.Internal
     throttled = is_throttle(code)
+    message = _withheld(operation, code, message)
     text = f"EFS {operation} failed: {code}: {message}"
     if throttled:
         text = f"EFS {operation} throttled after retries ({code}): {message}"
@@ -538,7 +559,9 @@ class CloudFactory:
                 reply = await sts.assume_role(**args)
             except Exception as exc:  # translated like every other AWS failure
                 domain, code = _translate("AssumeRole", exc)
-                domain.message = f"{domain.message} (role {role_arn})"
+                # The role's ARN names the other account: the log has it, the CO gets an id.
+                domain.message = _withheld("AssumeRole", code, domain.message,
+                                           role_arn=role_arn)
                 domain.args = (domain.message,)
                 raise domain from exc
             finally:

@@ -33,20 +33,30 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.controller.deleteAccessPointRootDir (eq .Values.mountBackend "efs") }}true{{ end -}}
 {{- end -}}
 
-{{- define "efs-csi.controllerImage" -}}
-{{- $repository := .Values.image.controllerRepository -}}
-{{- if include "efs-csi.controllerUsesEfsUtils" . -}}
-{{- $repository = .Values.image.controllerEfsRepository -}}
+{{/* An image reference: repository@digest when a digest pins it (the tag is then not used:
+     the digest alone says which image runs), else repository:tag. */}}
+{{- define "efs-csi.imageRef" -}}
+{{- if .digest -}}
+{{- printf "%s@%s" .repository .digest -}}
+{{- else -}}
+{{- printf "%s:%s" .repository .tag -}}
 {{- end -}}
-{{- printf "%s:%s" $repository (include "efs-csi.imageTag" .) -}}
+{{- end -}}
+
+{{- define "efs-csi.controllerImage" -}}
+{{- $image := dict "repository" .Values.image.controllerRepository "tag" (include "efs-csi.imageTag" .) "digest" .Values.image.digest.controller -}}
+{{- if include "efs-csi.controllerUsesEfsUtils" . -}}
+{{- $image = dict "repository" .Values.image.controllerEfsRepository "tag" (include "efs-csi.imageTag" .) "digest" .Values.image.digest.controllerEfs -}}
+{{- end -}}
+{{- include "efs-csi.imageRef" $image -}}
 {{- end -}}
 
 {{- define "efs-csi.nodeImage" -}}
-{{- printf "%s:%s" .Values.image.nodeRepository (include "efs-csi.imageTag" .) -}}
+{{- include "efs-csi.imageRef" (dict "repository" .Values.image.nodeRepository "tag" (include "efs-csi.imageTag" .) "digest" .Values.image.digest.node) -}}
 {{- end -}}
 
 {{- define "efs-csi.sidecarImage" -}}
-{{- printf "%s:%s" .image.repository .image.tag -}}
+{{- include "efs-csi.imageRef" .image -}}
 {{- end -}}
 
 {{/* imagePullSecrets from names (the reference's form) or {name: ...} objects. */}}

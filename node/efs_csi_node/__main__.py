@@ -28,6 +28,7 @@ from efs_csi_node.efs_utils.config import (
 )
 from efs_csi_node.efs_utils.startup import EfsUtilsConfig, overrides_arg
 from efs_csi_node.taint import taint_removal_enabled
+from efs_csi_node.tls_policy import WEAKENING_OPTIONS, parse_allowed_options
 from efs_csi_node.topology import ImdsSettings
 from efs_csi_node.usage_walk import DEFAULT_WALK_CONCURRENCY
 from efs_csi_node.volume_stats import CollectorSettings
@@ -42,6 +43,13 @@ def walk_concurrency(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected an integer from 1 to {MAX_WALK_CONCURRENCY}, got {text!r}")
     return value
+
+
+def insecure_mount_options(text: str) -> frozenset[str]:
+    try:
+        return parse_allowed_options(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -94,6 +102,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                              "(default: PORT_RANGE_UPPER_BOUND, else 20449)")
     add_bool_flag(parser, "--efs-utils-debug", default=False,
                   help_text="debug logging in efs-utils and stunnel")
+    # TLS to EFS: what a volume (a tenant) or an override may weaken; nothing unless allowed
+    # (efs_csi_node.tls_policy, docs/encryption-in-transit.md).
+    parser.add_argument("--allow-insecure-mount-options", type=insecure_mount_options,
+                        default=frozenset(), metavar="|".join(WEAKENING_OPTIONS),
+                        help="comma-separated mount options that weaken TLS to EFS which "
+                             "volumes may use (default: none)")
+    add_bool_flag(parser, "--allow-insecure-efs-utils-conf", default=False,
+                  help_text="let --efs-utils-conf-overrides weaken TLS to EFS (host-name "
+                            "check, CA file, DNS names)")
     return parser
 
 
@@ -107,7 +124,8 @@ def node_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
     efs_utils = EfsUtilsSettings(
         region=args.region or None, fips=bool(args.fips),
         port_range_upper_bound=args.port_range_upper_bound, debug=bool(args.efs_utils_debug),
-        overrides=tuple(args.efs_utils_conf_overrides))
+        overrides=tuple(args.efs_utils_conf_overrides),
+        allow_insecure=bool(args.allow_insecure_efs_utils_conf))
     try:  # settings that only make sense together (e.g. the port range) fail here, exit 2
         render(efs_utils)
     except ConfigError as exc:
@@ -138,6 +156,7 @@ def node_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
         remove_not_ready_taint=taint_removal_enabled(args.remove_not_ready_taint, environ),
         log_format=args.log_format,
         log_level=args.log_level,
+        allowed_insecure_mount_options=args.allow_insecure_mount_options,
     )
 
 

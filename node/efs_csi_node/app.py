@@ -6,16 +6,17 @@ real mounter, and tests give it their own (the local backend, or fakes where a r
 reach, such as an in-memory mount table), so they exercise the same assembly.
 
 The long-lived process loads only what serving needs, so a node starts fast and stays small:
-Probe answers ready as soon as the socket listens; the zone lookup and the startup taint run in
-a short-lived helper process after that (``efs_csi_node.startup_helper``: the Kubernetes client
-never enters this process), and the metrics endpoint and the EFS API client import their
-libraries when they start (``bench/startup.py`` measures it).
+Probe answers ready as soon as the socket listens; instance metadata is asked after that (for the
+zone, ``efs_csi_node.topology``), the Node's zone label and the startup taint are handled by a
+short-lived helper process (``efs_csi_node.startup_helper``: the Kubernetes client never enters
+this process), and the metrics endpoint and the EFS API client import their libraries when they
+start (``bench/startup.py`` and ``bench/node_registration.py`` measure it).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING
 from efs_csi.cli import serve_binary
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import FailedPrecondition
-from efs_csi.logging import get_logger
 from efs_csi.metrics import new_registry
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.health import PathProbe
@@ -40,16 +40,15 @@ from efs_csi_node.mount_state import MountState
 from efs_csi_node.publishing import Publisher
 from efs_csi_node.service import NodeService, NodeServiceConfig
 from efs_csi_node.staging import Stager
-from efs_csi_node.startup_helper import StartupHelper, StartupWork, needed
+from efs_csi_node.startup_helper import StartupHelper, StartupWork
 from efs_csi_node.stats import VolumeStatsSource
 from efs_csi_node.statvfs_stats import StatvfsStats
+from efs_csi_node.topology import zone_from_imds
 from efs_csi_node.volume_stats import VolumeStatsCollector
 from efs_csi_node.zone import NodeZone
 
 if TYPE_CHECKING:
     from efs_csi.adapters.aws import AwsCloud
-
-_log = get_logger("node.app")
 
 # How long a stat of a staging or target path may take before the mount counts as stale.
 # Short on purpose: a healthy mount answers in milliseconds, and kubelet's own call timeout
@@ -127,6 +126,36 @@ def volume_counts(parts: NodeParts) -> VolumeCounts:
     return VolumeCounts(staged=len(staged), published=published)
 
 
+@dataclass
+class StartUpTasks:
+    zone: NodeZone
+    tasks: list[BackgroundTask]  # run once serving begins
+    helper_failures: Mapping[str, int]
+
+
+def start_up_tasks(config: NodeConfig) -> StartUpTasks:
+    """The zone, and the background tasks that learn it once the node serves (instance
+    metadata, asked here; the Node's label, read by the start-up helper, which also removes the
+    startup taint): Probe never waits on either."""
+    zone = (NodeZone.known(config.availability_zone) if config.availability_zone
+            else NodeZone(label_source=config.kube is not None))
+    work = StartUpTasks(zone, [], {})
+    if not zone.settled:
+        async def zone_from_instance_metadata() -> None:
+            zone.from_imds(await zone_from_imds(config.imds))
+
+        work.tasks.append(zone_from_instance_metadata)
+    if config.kube is not None:
+        helper = StartupHelper(StartupWork(node_name=config.node_id,
+                                           remove_taint=config.remove_not_ready_taint,
+                                           kube=config.kube, log_format=config.log_format,
+                                           log_level=config.log_level), zone)
+        work.helper_failures = helper.failures
+        if helper.needed():
+            work.tasks.append(helper.run)
+    return work
+
+
 async def run_node(*, config: NodeConfig) -> None:
     registry = new_registry()
     node_metrics = NodeMetrics(registry)
@@ -151,30 +180,21 @@ async def run_node(*, config: NodeConfig) -> None:
                                          observer=node_metrics)
         stats = collector
         background.append(collector.run)  # owns the walks; closes them at stop
-    zone = NodeZone()
-    if config.availability_zone:
-        zone.resolve(config.availability_zone)
-    startup_work = StartupWork(node_name=config.node_id,
-                               remove_taint=config.remove_not_ready_taint, imds=config.imds,
-                               kube=config.kube, log_format=config.log_format,
-                               log_level=config.log_level)
-    if needed(startup_work, zone):
-        # After serving begins: Probe never waits on instance metadata or the Kubernetes API.
-        background.append(StartupHelper(startup_work, zone).run)
-    elif not zone.resolved:
-        _log.warning("availability zone unknown (no flag, instance metadata disabled, no "
-                     "Kubernetes API); reporting no topology", node=config.node_id)
-        zone.resolve(None)
+    start_up = start_up_tasks(config)
+    background += start_up.tasks
+    zone = start_up.zone
+    node_metrics.track_zone(zone, start_up.helper_failures)
     parts = build_node(
         NodeServiceConfig(node_id=config.node_id,
                           max_volumes_per_node=config.volume_attach_limit,
-                          volume_stats=config.volume_stats is not None),
+                          volume_stats=config.volume_stats is not None,
+                          allowed_insecure_mount_options=config.allowed_insecure_mount_options),
         mounter, commands, zone=zone, max_inflight_mounts=config.max_inflight_mount_calls,
         stat_timeout=min(STAT_TIMEOUT, config.mount_timeout), off_loop=off_loop, stats=stats)
     parts.state.on_stale = node_metrics.on_stale
     node_metrics.track_volume_counts(lambda: volume_counts(parts))
     try:
         await serve_binary(parts.service, config.serving, controller=False, registry=registry,
-                           background=background)
+                           background=background, health_notes=lambda: [zone.health_note()])
     finally:
         await cloud.close()

@@ -47,3 +47,5 @@ class NodeConfig:
     # --log-format / --log-level, passed on to the start-up helper process.
     log_format: str = "json"
     log_level: str = "info"
+    # --allow-insecure-mount-options: the TLS-weakening options volumes may use (tls_policy).
+    allowed_insecure_mount_options: frozenset[str] = frozenset()

@@ -1,23 +1,24 @@
 """The node's Prometheus series (the shared ones are in ``efs_csi.metrics``).
 
-``NodeMetrics`` covers mounts, volume counts, stale mounts and the usage walks; it is also the
-``efs_csi_node.volume_stats.WalkObserver``. ``MeasuredMounter`` times every mount and unmount of
-the ``Mounter`` it wraps.
+``NodeMetrics`` covers mounts, volume counts, stale mounts, the usage walks and the search for
+the node's zone; it is also the ``efs_csi_node.volume_stats.WalkObserver``. ``MeasuredMounter``
+times every mount and unmount of the ``Mounter`` it wraps.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from efs_csi.errors import CsiError
 from efs_csi.mounting.mount import Mounter
+from efs_csi_node.zone import NodeZone
 
 # Mounts and walks over NFS take from milliseconds to minutes.
 _SLOW_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
@@ -39,6 +40,31 @@ class _VolumeCountCollector(Collector):
                                 value=counts.staged)
         yield GaugeMetricFamily("efs_csi_node_published_volumes",
                                 "Volume publications on this node", value=counts.published)
+
+
+class _StartupCollector(Collector):
+    """The zone search, read at scrape time from the ``NodeZone`` and the helper's failures."""
+
+    def __init__(self, zone: NodeZone, helper_failures: Mapping[str, int]) -> None:
+        self._zone = zone
+        self._helper_failures = helper_failures
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "efs_csi_node_zone_settled",
+            "1 once the availability zone is known or known to be none; 0 while it is sought",
+            value=1 if self._zone.settled else 0)
+        yield CounterMetricFamily(
+            "efs_csi_node_info_without_zone",
+            "NodeGetInfo answers given without topology because the zone was still unknown",
+            value=self._zone.answered_without_zone)
+        failures = CounterMetricFamily(
+            "efs_csi_node_startup_helper_failures",
+            "Start-up helper failures, by reason (exited, killed, kubernetes_api)",
+            labels=["reason"])
+        for reason in ("exited", "killed", "kubernetes_api"):
+            failures.add_metric([reason], self._helper_failures.get(reason, 0))
+        yield failures
 
 
 def failure_cause(exc: BaseException) -> str:
@@ -83,6 +109,10 @@ class NodeMetrics:
     def track_volume_counts(self, counts: Callable[[], VolumeCounts]) -> None:
         """Export staged/published counts, read from ``counts`` at scrape time."""
         self._registry.register(_VolumeCountCollector(counts))
+
+    def track_zone(self, zone: NodeZone, helper_failures: Mapping[str, int]) -> None:
+        """Export how the search for the zone goes (``efs_csi_node.zone``)."""
+        self._registry.register(_StartupCollector(zone, helper_failures))
 
     def observe_operation(self, operation: str, seconds: float,
                           failure: BaseException | None) -> None:

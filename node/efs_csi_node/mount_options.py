@@ -16,6 +16,12 @@ supported; an option is ``key`` or ``key=value``. An access point therefore alwa
 Options that would let a PV's author choose where the node gets AWS credentials from are
 dropped with a note for the log (the reference drops ``awscredsuri``; ``jwtpath`` names a
 token file on the node, such as another pod's service account token, just as well).
+
+Options that weaken TLS to EFS (``efs_csi_node.tls_policy``: ``notls`` or no TLS at all,
+``verify``, ``cafile``, ``netns``, ``noocsp``) are refused with INVALID_ARGUMENT naming each one
+and the node flag that would allow it, unless the operator allowed them by name
+(``allowed_insecure``); an allowed one is kept, with a note for the log. The reference driver
+passes them all through.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from dataclasses import dataclass, field
 from efs_csi.contract.volume_context import VolumeContext
 from efs_csi.contract.volume_id import VolumeHandle, is_access_point_id
 from efs_csi.errors import InvalidArgument
+from efs_csi_node.tls_policy import allow_hint, weakening_option
 
 _FIELD = "volume_capability.mount.mount_flags"
+_ENCRYPT_FIELD = "volume_context.encryptInTransit"
 CREDENTIAL_SOURCES = frozenset({"awscredsuri", "jwtpath"})
 _UNSUPPORTED = frozenset({"capath"})
 
@@ -78,8 +86,12 @@ def split_user_options(flags: Sequence[str]) -> list[str]:
 
 def build_mount_options(handle: VolumeHandle, context: VolumeContext,
                         user_flags: Sequence[str], *, read_only: bool,
-                        zone: str | None) -> MountOptions:
-    """The ``-o`` options for staging ``handle``, or INVALID_ARGUMENT naming the problem."""
+                        zone: str | None,
+                        allowed_insecure: frozenset[str] = frozenset()) -> MountOptions:
+    """The ``-o`` options for staging ``handle``, or INVALID_ARGUMENT naming the problem.
+
+    ``allowed_insecure``: the TLS-weakening options the operator allows, by their names in
+    ``efs_csi_node.tls_policy.WEAKENING_OPTIONS``."""
     built = MountOptions()
     user_options = split_user_options(user_flags)
     through_access_point = bool(handle.access_point_id) or any(
@@ -128,7 +140,31 @@ def build_mount_options(handle: VolumeHandle, context: VolumeContext,
             continue
         built.add(option)
     _check_efs_utils_rules(built)
+    _check_tls_policy(built, allowed_insecure, plaintext_by_context=not tls)
     return built
+
+
+def _check_tls_policy(built: MountOptions, allowed: frozenset[str], *,
+                      plaintext_by_context: bool) -> None:
+    """Refuse what weakens TLS unless allowed; name every such option at once, and the exact
+    flag value that would allow them all."""
+    weakening: list[tuple[str, str, str]] = []  # (what the user wrote, table name, effect)
+    if plaintext_by_context and not built.has("notls"):
+        weakening.append(('encryptInTransit: "false"', "notls", "NFS in plaintext, without TLS"))
+    for option in built.options:
+        entry = weakening_option(option)
+        if entry is not None:
+            weakening.append((repr(option), entry.name, entry.effect))
+    refused = [item for item in weakening if item[1] not in allowed]
+    if refused:
+        field = _ENCRYPT_FIELD if all(item[0].startswith("encryptInTransit")
+                                      for item in refused) else _FIELD
+        details = "; ".join(f"{given} ({effect})" for given, _, effect in refused)
+        raise InvalidArgument(f"{field}: weakens TLS to EFS: {details}. Refused unless the "
+                              f"operator allows it: {allow_hint(name for _, name, _ in refused)}")
+    for given, name, _ in weakening:
+        built.notes.append(f"{given} weakens TLS to EFS; allowed by the node's "
+                           f"--allow-insecure-mount-options ({name})")
 
 
 def _check_efs_utils_rules(built: MountOptions) -> None:

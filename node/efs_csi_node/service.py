@@ -13,7 +13,7 @@ from pathlib import Path
 from efs_csi import csi
 from efs_csi.capabilities import is_read_only, validate_capabilities
 from efs_csi.contract import TOPOLOGY_ZONE_KEY
-from efs_csi.contract.volume_context import parse_volume_context
+from efs_csi.contract.volume_context import VolumeContext, parse_volume_context
 from efs_csi.contract.volume_id import parse_volume_id
 from efs_csi.errors import (
     FailedPrecondition,
@@ -26,16 +26,20 @@ from efs_csi.errors import (
 )
 from efs_csi.logging import get_logger
 from efs_csi.mounting.health import PathProbe, PathState
+from efs_csi.rpc.hook import seconds_left
 from efs_csi_node.mount_options import build_mount_options
 from efs_csi_node.publishing import Publisher, PublishRequest
 from efs_csi_node.staging import Stager, StageRequest
 from efs_csi_node.stats import StatsRequest, VolumeStatsSource
-from efs_csi_node.zone import NodeZone
+from efs_csi_node.zone import NodeZone, depends_on_zone
 
 _log = get_logger("node.service")
 RpcType = csi.NodeServiceCapabilityRpcType
-# How long a call without a deadline waits for the zone (resolved after serving begins).
+# How long staging a volume whose mount target depends on the zone waits for an unknown zone
+# (at most: the call's deadline comes first).
 ZONE_WAIT_S = 30.0
+# Answer this long before the caller's deadline rather than let it pass unanswered.
+DEADLINE_MARGIN_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class NodeServiceConfig:
     node_id: str
     max_volumes_per_node: int = 0
     volume_stats: bool = False
+    # The TLS-weakening mount options the operator allows (efs_csi_node.tls_policy).
+    allowed_insecure_mount_options: frozenset[str] = frozenset()
 
 
 # Linux's limits (PATH_MAX, NAME_MAX), in bytes.
@@ -109,9 +115,13 @@ class NodeService(csi.NodeBase):
         assert capability.mount is not None  # validated above
         built = build_mount_options(handle, context, capability.mount.mount_flags,
                                     read_only=is_read_only(capability),
-                                    zone=await self._wait_zone())
+                                    zone=await self._zone_for(message.volume_id, context),
+                                    allowed_insecure=self._config.allowed_insecure_mount_options)
         for note in built.notes:
             _log.warning("mount options adjusted", volume_id=message.volume_id, detail=note)
+        # Every mount's final options, at info: what TLS a volume got is never a guess. (Mount
+        # options hold no secrets: the credential-source options are dropped above.)
+        _log.info("mount options", volume_id=message.volume_id, options=",".join(built.options))
         staging = await self._resolved(message.staging_target_path, "staging_target_path")
         await self._stager.stage(StageRequest(message.volume_id, handle, staging,
                                               tuple(built.options)))
@@ -220,18 +230,39 @@ class NodeService(csi.NodeBase):
             csi.NodeServiceCapability(rpc=csi.NodeServiceCapabilityRpc(type=kind))
             for kind in kinds])
 
-    async def _wait_zone(self) -> str | None:
-        """The zone, once start-up work has resolved it (at once when it is known)."""
+    async def _zone_for(self, volume_id: str, context: VolumeContext) -> str | None:
+        """The zone, waited for only when it decides the volume's mount target."""
+        if self._zone.settled or not depends_on_zone(context):
+            return self._zone.current
         try:
-            async with asyncio.timeout(ZONE_WAIT_S):  # the call's deadline, if shorter, first
+            async with asyncio.timeout(_within_deadline(ZONE_WAIT_S)):
                 return await self._zone.wait()
         except TimeoutError:
-            raise Unavailable("this node's availability zone is not resolved yet "
-                              "(instance metadata, then the Node's zone label); retry") from None
+            raise Unavailable(
+                f"volume {volume_id} is mounted through the mount target of this node's "
+                "availability zone (volume_context mounttargetipmap), which is not known yet: "
+                f"{self._zone.cause or 'still being looked up'}; retry") from None
 
     async def node_get_info(self, message: csi.NodeGetInfoRequest) -> csi.NodeGetInfoResponse:
-        zone = await self._wait_zone()
+        zone = await self._zone_for_registration()
         topology = csi.Topology(segments={TOPOLOGY_ZONE_KEY: zone}) if zone else None
         return csi.NodeGetInfoResponse(node_id=self._config.node_id,
                                        max_volumes_per_node=self._config.max_volumes_per_node,
                                        accessible_topology=topology)
+
+    async def _zone_for_registration(self) -> str | None:
+        """The zone, or none once the node's registration bound (or the call's deadline) has
+        come: kubelet registers a node only when NodeGetInfo answers."""
+        wait = _within_deadline(self._zone.registration_wait_s())
+        try:
+            async with asyncio.timeout(wait):
+                return await self._zone.wait()
+        except TimeoutError:
+            self._zone.answer_without_zone(wait)
+            return None
+
+
+def _within_deadline(wait: float) -> float:
+    """``wait``, cut to end ``DEADLINE_MARGIN_S`` before the caller's deadline."""
+    left = seconds_left()
+    return wait if left is None else max(0.0, min(wait, left - DEADLINE_MARGIN_S))

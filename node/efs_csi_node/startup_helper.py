@@ -1,14 +1,17 @@
-"""Runs the node's start-up work (``efs_csi_node.startup_work``) in a child process, after the
-node serves, and hands its results to the node.
+"""Runs the node's Kubernetes work (``efs_csi_node.startup_work``) in a child process, after the
+node serves, as the kernel's first OOM victim (``as_oom_victim``), and hands its results to the
+node.
 
 ``StartupHelper.run`` is a node background task, supervised like the others
 (``efs_csi.rpc.supervision``): it starts ``python -m efs_csi_node.startup_work`` with the
-node's own interpreter, reads the child's JSON lines (the zone goes to ``NodeZone`` as soon as
-it is known, so NodeGetInfo answers while the child still waits to remove the taint), and
-returns when the child exits 0 with everything done. A non-zero exit, or an exit before the
-zone was reported, raises: supervision logs it and starts the child again with backoff (asking
-only for what is still missing). When the node stops, the task is cancelled: the child is
-terminated, killed if it does not exit within ``stop_timeout``, and reaped, so a stopped node
+node's own interpreter, reads the child's JSON lines (the zone label goes to ``NodeZone`` as
+soon as it is known, so NodeGetInfo answers while the child still waits to remove the taint;
+an API failure it reports becomes the zone's cause), and returns when the child exits 0 with
+everything done. A non-zero exit, a death by a signal (SIGKILL: most likely the OOM killer under
+the container's memory limit), or an exit before the work is done raises: the cause goes to
+``NodeZone`` and ``failures``, supervision logs it and starts the child again with backoff
+(asking only for what is still missing). When the node stops, the task is cancelled: the child
+is terminated, killed if it does not exit within ``stop_timeout``, and reaped, so a stopped node
 leaves no child behind.
 """
 
@@ -17,16 +20,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from efs_csi.kube import KubeEndpoint
 from efs_csi.logging import get_logger
-from efs_csi_node.topology import ImdsSettings
 from efs_csi_node.zone import NodeZone
 
 _log = get_logger("node.startup_helper")
 MODULE = "efs_csi_node.startup_work"  # run as python -m; never imported by the node
+# The kernel's most willing OOM victim (-1000: never, 1000: always first).
+OOM_SCORE_ADJ = 1000
 
 
 class StartupHelperFailed(Exception):
@@ -39,35 +46,56 @@ class StartupWork:
 
     node_name: str
     remove_taint: bool
-    imds: ImdsSettings
-    kube: KubeEndpoint | None
+    kube: KubeEndpoint
     log_format: str = "json"
     log_level: str = "info"
 
 
-def needed(work: StartupWork, zone: NodeZone) -> bool:
-    """Whether there is anything for a helper to do (no child is started otherwise)."""
-    zone_lookup = not zone.resolved and (not work.imds.disabled or work.kube is not None)
-    return zone_lookup or (work.remove_taint and work.kube is not None)
-
-
-def helper_arguments(work: StartupWork, *, resolve_zone: bool, remove_taint: bool) -> list[str]:
-    argv = ["--node-id", work.node_name, "--log-format", work.log_format,
-            "--log-level", work.log_level,
-            "--imds-endpoint", work.imds.endpoint, "--imds-timeout", str(work.imds.timeout)]
-    if work.imds.disabled:
-        argv.append("--imds-disabled")
-    if resolve_zone:
-        argv.append("--resolve-zone")
+def helper_arguments(work: StartupWork, *, zone_label: bool, remove_taint: bool) -> list[str]:
+    argv = ["--node-id", work.node_name, "--kube-host", work.kube.host,
+            "--log-format", work.log_format, "--log-level", work.log_level]
+    if work.kube.token_file is not None:
+        argv += ["--kube-token-file", str(work.kube.token_file)]
+    if work.kube.ca_file is not None:
+        argv += ["--kube-ca-file", str(work.kube.ca_file)]
+    if zone_label:
+        argv.append("--zone-label")
     if remove_taint:
         argv.append("--remove-taint")
-    if work.kube is not None:
-        argv += ["--kube-host", work.kube.host]
-        if work.kube.token_file is not None:
-            argv += ["--kube-token-file", str(work.kube.token_file)]
-        if work.kube.ca_file is not None:
-            argv += ["--kube-ca-file", str(work.kube.ca_file)]
     return argv
+
+
+def as_oom_victim(argv: list[str]) -> list[str]:
+    """``argv`` run as the kernel's first choice when the container's memory runs out.
+
+    A memory limit sized for the steady node may be too tight for the node and the helper
+    together; then the helper must be the one killed (the node goes on serving, the helper is
+    restarted), never the node. The OOM killer picks the process with the highest score, and
+    ``oom_score_adj`` 1000 puts the helper first whatever its size; any process may raise its
+    own. It is set by a shell that then ``exec``s the interpreter (same pid), so the helper is
+    the victim from its first allocation, before Python has started (setting it from Python
+    would leave the interpreter's own start-up unprotected; a ``preexec_fn`` is unsafe in the
+    node, which has threads).
+    """
+    if not Path("/bin/sh").exists():
+        return argv
+    return ["/bin/sh", "-c", f'echo {OOM_SCORE_ADJ} > /proc/self/oom_score_adj; exec "$@"',
+            "efs-csi-node-startup-helper", *argv]
+
+
+def exit_cause(code: int) -> tuple[str, str]:
+    """(metric reason, cause for logs and /healthz) of a child's non-zero exit status."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        cause = f"start-up helper killed by {name}"
+        if -code == signal.SIGKILL:
+            cause += " (the OOM killer, if the container's memory limit is below the start-up "\
+                     "peak: docs/performance.md)"
+        return "killed", cause
+    return "exited", f"start-up helper exited with status {code}"
 
 
 class StartupHelper:
@@ -77,23 +105,33 @@ class StartupHelper:
         self._zone = zone
         self._python = python
         self._stop_timeout = stop_timeout
-        self._taint_done = not (work.remove_taint and work.kube is not None)
+        self._label_done = False
+        self._taint_done = not work.remove_taint
+        self.failures: Counter[str] = Counter()  # by reason: exited, killed, kubernetes_api
         self.pid: int | None = None  # the running child's (tests watch it)
         self.started = asyncio.Event()  # set once a child has been started
 
+    def needed(self) -> bool:
+        """Whether there is anything left for a child to do."""
+        return self._wants_label() or not self._taint_done
+
+    def _wants_label(self) -> bool:
+        return not self._label_done and not self._zone.settled
+
     async def run(self) -> None:
-        resolve_zone = not self._zone.resolved
-        if not resolve_zone and self._taint_done:
+        zone_label = self._wants_label()
+        if not self.needed():
             return
-        argv = helper_arguments(self._work, resolve_zone=resolve_zone,
+        argv = helper_arguments(self._work, zone_label=zone_label,
                                 remove_taint=not self._taint_done)
         # -P: the node's working directory is not put on the child's sys.path.
         child = await asyncio.create_subprocess_exec(
-            self._python, "-P", "-m", MODULE, *argv, stdin=asyncio.subprocess.DEVNULL,
+            *as_oom_victim([self._python, "-P", "-m", MODULE, *argv]),
+            stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE)  # stderr: the node's, for the child's logs
         self.pid = child.pid
         self.started.set()
-        _log.info("start-up helper started", pid=child.pid, resolve_zone=resolve_zone,
+        _log.info("start-up helper started", pid=child.pid, zone_label=zone_label,
                   remove_taint=not self._taint_done)
         try:
             assert child.stdout is not None
@@ -104,9 +142,16 @@ class StartupHelper:
             await self._reap(child)
             self.pid = None
         if code != 0:
-            raise StartupHelperFailed(f"start-up helper exited with status {code}")
-        if not self._zone.resolved or not self._taint_done:
+            reason, cause = exit_cause(code)
+            self._fail(reason, cause)
+            raise StartupHelperFailed(cause)
+        if (zone_label and not self._label_done) or not self._taint_done:
+            self._fail("exited", "start-up helper exited before finishing its work")
             raise StartupHelperFailed("start-up helper exited before finishing its work")
+
+    def _fail(self, reason: str, cause: str) -> None:
+        self.failures[reason] += 1
+        self._zone.failed(cause)
 
     def _take(self, line: bytes) -> None:
         try:
@@ -119,7 +164,10 @@ class StartupHelper:
             return
         if "zone" in result:
             zone = result["zone"]
-            self._zone.resolve(zone if isinstance(zone, str) and zone else None)
+            self._label_done = True
+            self._zone.from_label(zone if isinstance(zone, str) and zone else None)
+        if "error" in result:
+            self._fail("kubernetes_api", f"Kubernetes API: {result['error']}")
         if "taint_removed" in result:
             self._taint_done = True
 

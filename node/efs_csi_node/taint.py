@@ -43,6 +43,14 @@ class TaintRemovalSettings:
     registration_poll_s: float = 2.0
 
 
+def jittered_backoff(failures: int, settings: TaintRemovalSettings,
+                     rng: random.Random) -> float:
+    """Capped exponential backoff with full jitter: a fleet of nodes restarting together
+    does not hammer the API in step."""
+    cap = min(settings.backoff_max_s, settings.backoff_base_s * 2 ** failures)
+    return rng.uniform(0, cap)
+
+
 class TaintRemover:
     def __init__(self, kube: Kube, node_name: str,
                  settings: TaintRemovalSettings | None = None, *,
@@ -107,5 +115,4 @@ class TaintRemover:
             await self._sleep(self._backoff(failures))
 
     def _backoff(self, failures: int) -> float:
-        cap = min(self._settings.backoff_max_s, self._settings.backoff_base_s * 2 ** failures)
-        return self._rng.uniform(0, cap)
+        return jittered_backoff(failures, self._settings, self._rng)

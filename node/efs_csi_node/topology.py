@@ -1,30 +1,35 @@
-"""The node's availability zone, reported as the ``topology.kubernetes.io/zone`` segment.
+"""Where the node's zone comes from: instance metadata, and the Node object's zone label.
 
-Sources, first answer wins:
-1. ``--availability-zone``;
-2. the EC2 instance metadata service, IMDSv2 (a PUT for a session token, then a GET of
+``--availability-zone`` comes first (``efs_csi_node.zone``); then:
+
+1. the EC2 instance metadata service, IMDSv2 (a PUT for a session token, then a GET of
    ``placement/availability-zone``), bounded by one short total timeout so a node outside EC2
    (kind, on-premises) starts without noticeable delay. The endpoint and opt-out follow the AWS
    SDKs: ``AWS_EC2_METADATA_SERVICE_ENDPOINT``, ``AWS_EC2_METADATA_DISABLED=true``. Like the
    SDKs, when the token call answers 403/404/405 (IMDSv1-only service) the GET is made without
-   a token;
-3. the Node object's zone label, through the ``Kube`` protocol.
-No answer means no topology (``None``); it is never an error that stops the node.
+   a token. The node asks it itself, as soon as it serves;
+2. the Node object's zone label (``zone_label``), read by the start-up helper process
+   (``efs_csi_node.startup_work``), which has the Kubernetes client.
 
-The lookups run in the node's start-up helper process (``efs_csi_node.startup_work``), after
-serving begins; aiohttp is imported there, on first use, never by the long-lived node process.
+Instance metadata is two small plain-HTTP requests on a link-local address, so they are made
+with asyncio's own streams (cancellable, bounded by ``asyncio.timeout``) and answers parsed by
+the standard library's ``http.client``, which the node has loaded anyway: no HTTP client library
+(aiohttp would cost the long-lived node ~10 MiB and 0.2 s), and no child process, so the zone is
+known a few milliseconds after the node serves, whatever becomes of the helper.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import io
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from efs_csi.contract import TOPOLOGY_ZONE_KEY
-from efs_csi.kube import Kube
+from efs_csi.kube import NodeInfo
 from efs_csi.logging import get_logger
 
 LEGACY_ZONE_LABEL = "failure-domain.beta.kubernetes.io/zone"
@@ -35,9 +40,8 @@ _ZONE_PATH = "/latest/meta-data/placement/availability-zone"
 # Answers to the token call meaning "this service only speaks IMDSv1" (as the AWS SDKs read them).
 _NO_TOKEN_STATUSES = frozenset({403, 404, 405})
 _ZONE = re.compile(r"^[a-z0-9-]{1,64}$")
-
-if TYPE_CHECKING:
-    import aiohttp
+# IMDS answers are a few bytes; anything longer is not an answer we want.
+_MAX_ANSWER_BYTES = 64 * 1024
 
 _log = get_logger("node.topology")
 
@@ -57,25 +61,75 @@ class ImdsSettings:
 
 
 class _NoAnswer(Exception):
-    """IMDS answered, but not with a zone."""
+    """IMDS answered, but not with a zone (or could not be asked at all)."""
 
 
-async def _token(session: aiohttp.ClientSession, endpoint: str) -> str | None:
-    async with session.put(endpoint + _TOKEN_PATH, headers={
-            "X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_SECONDS)}) as reply:
-        if reply.status in _NO_TOKEN_STATUSES:
-            return None
-        if reply.status != 200:
-            raise _NoAnswer(f"token request answered HTTP {reply.status}")
-        return (await reply.text()).strip()
+class _Answer(io.BytesIO):
+    """A received answer posing as the socket ``http.client.HTTPResponse`` reads from."""
+
+    def makefile(self, mode: str) -> io.BytesIO:
+        return self
 
 
-async def _zone(session: aiohttp.ClientSession, endpoint: str, token: str | None) -> str:
+def parse_answer(raw: bytes) -> tuple[int, str]:
+    """(status, body) of a whole HTTP/1.1 answer (pure: chunked or sized bodies alike)."""
+    response = http.client.HTTPResponse(_Answer(raw))  # type: ignore[arg-type]
+    try:
+        response.begin()
+        return response.status, response.read().decode("utf-8", errors="replace")
+    except (http.client.HTTPException, ValueError) as exc:
+        raise _NoAnswer(f"not an HTTP answer: {type(exc).__name__}") from None
+
+
+def _where(endpoint: str) -> tuple[str, int, str]:
+    """(host, port, Host header) of an ``http://`` endpoint."""
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.scheme != "http" or not parts.hostname:
+        raise _NoAnswer(f"endpoint {endpoint!r} is not an http:// URL")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise _NoAnswer(f"endpoint {endpoint!r} has an invalid port") from None
+    return parts.hostname, port, parts.netloc
+
+
+async def _ask(endpoint: str, method: str, path: str,
+               headers: Mapping[str, str]) -> tuple[int, str]:
+    """One request on a connection of its own (``Connection: close``): the answer is
+    everything until the server closes it."""
+    host, port, host_header = _where(endpoint)
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header}", "Connection: close",
+                 "Content-Length: 0", *(f"{name}: {value}" for name, value in headers.items())]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        await writer.drain()
+        raw = b""
+        while chunk := await reader.read(_MAX_ANSWER_BYTES):
+            raw += chunk
+            if len(raw) > _MAX_ANSWER_BYTES:
+                raise _NoAnswer(f"{path} answered more than {_MAX_ANSWER_BYTES} bytes")
+    finally:
+        writer.close()
+    return parse_answer(raw)
+
+
+async def _token(endpoint: str) -> str | None:
+    status, body = await _ask(endpoint, "PUT", _TOKEN_PATH,
+                              {"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_SECONDS)})
+    if status in _NO_TOKEN_STATUSES:
+        return None
+    if status != 200:
+        raise _NoAnswer(f"token request answered HTTP {status}")
+    return body.strip()
+
+
+async def _zone(endpoint: str, token: str | None) -> str:
     headers = {"X-aws-ec2-metadata-token": token} if token else {}
-    async with session.get(endpoint + _ZONE_PATH, headers=headers) as reply:
-        if reply.status != 200:
-            raise _NoAnswer(f"availability-zone answered HTTP {reply.status}")
-        zone = (await reply.text()).strip()
+    status, body = await _ask(endpoint, "GET", _ZONE_PATH, headers)
+    if status != 200:
+        raise _NoAnswer(f"availability-zone answered HTTP {status}")
+    zone = body.strip()
     if not _ZONE.match(zone):
         raise _NoAnswer(f"availability-zone answered an invalid zone {zone[:80]!r}")
     return zone
@@ -85,44 +139,19 @@ async def zone_from_imds(settings: ImdsSettings) -> str | None:
     """The zone IMDS reports, or None when it is disabled, absent, slow or unhelpful."""
     if settings.disabled:
         return None
-    import aiohttp  # deferred: only the start-up helper asks instance metadata
-
-    # trust_env=False: a cluster-wide HTTP proxy must never see metadata requests.
     try:
-        async with asyncio.timeout(settings.timeout), aiohttp.ClientSession(
-                trust_env=False) as session:
-            token = await _token(session, settings.endpoint)
-            return await _zone(session, settings.endpoint, token)
+        async with asyncio.timeout(settings.timeout):
+            token = await _token(settings.endpoint)
+            return await _zone(settings.endpoint, token)
     except TimeoutError:
         _log.info("instance metadata did not answer in time", endpoint=settings.endpoint,
                   timeout_s=settings.timeout)
-    except (aiohttp.ClientError, _NoAnswer) as exc:
-        _log.info("instance metadata gave no zone", endpoint=settings.endpoint, error=str(exc))
+    except (OSError, _NoAnswer) as exc:
+        _log.info("instance metadata gave no zone", endpoint=settings.endpoint,
+                  error=str(exc) or type(exc).__name__)
     return None
 
 
-async def zone_from_node_labels(kube: Kube, node_name: str) -> str | None:
-    try:
-        node = await kube.get_node(node_name)
-    except Exception as exc:  # any API failure just means "no zone from here"
-        _log.warning("could not read the Node's zone label", node=node_name,
-                     error=f"{type(exc).__name__}: {exc}")
-        return None
+def zone_label(node: NodeInfo) -> str | None:
+    """The zone a Node object's labels name (the current label, then the legacy one)."""
     return node.labels.get(TOPOLOGY_ZONE_KEY) or node.labels.get(LEGACY_ZONE_LABEL) or None
-
-
-async def resolve_zone(*, configured: str | None, node_name: str, imds: ImdsSettings,
-                       kube: Kube | None) -> str | None:
-    """Walk the sources of the module docstring in order; None when none knows the zone."""
-    if configured:
-        return configured
-    zone = await zone_from_imds(imds)
-    source = "instance metadata"
-    if zone is None and kube is not None:
-        zone = await zone_from_node_labels(kube, node_name)
-        source = "node label"
-    if zone is None:
-        _log.warning("availability zone unknown; reporting no topology", node=node_name)
-    else:
-        _log.info("availability zone resolved", zone=zone, source=source)
-    return zone

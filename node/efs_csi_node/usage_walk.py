@@ -5,6 +5,20 @@ other mounts (st_dev), counts each hard-linked inode once while the link table h
 reports bytes as allocated blocks (``st_blocks * 512``, as ``du -B1``) and inodes as files,
 directories and symlinks (as ``du --inodes``); symlinks are counted, never followed.
 
+Whatever the tree holds, it gives a figure, as ``du`` does under the same privileges:
+
+- what cannot be read is counted out, not fatal: a directory that cannot be opened (a 700
+  directory of another uid, as EFS's root squashing makes them) counts itself but nothing
+  beneath it, an entry that cannot be looked up is not counted, and ``Usage.unreadable`` says
+  how many such entries there were;
+- every directory is opened relative to its parent's descriptor (openat, then scandir and
+  fstatat on descriptors), never by path, so a tree deeper than PATH_MAX is measured too. A
+  directory's descriptor stays open until its subdirectories are opened (at most about one per
+  level of the deepest branch being walked);
+- a directory that is its own ancestor (the same st_dev and st_ino: a bind mount of the volume,
+  or of one of its directories, inside itself) is not counted again, nor walked into, as
+  ``du`` skips such a cycle.
+
 Why concurrent: on EFS every lookup and every page of a directory listing is a network round
 trip (about a millisecond), so a walk that waits for one entry at a time (as ``du`` and the
 reference driver do) is bound by latency, not by the CPU. With ``concurrency`` N the walk keeps
@@ -21,7 +35,7 @@ fewest readers otherwise, so one huge directory is read by all of them. A shared
 hands out its entries in small batches from one listing; a worker that shares a directory
 moves to a waiting one after its batch. Memory stays bounded: at most about 2N directories are
 open (a descriptor each), each worker holds one batch, and directories still to visit are kept
-as paths on a depth-first stack, as the sequential walk did.
+as names on a depth-first stack, each with the directory it was found in.
 
 The walk stops at the next call when ``stop`` is set (workers waiting for work check it every
 ``_IDLE_POLL_S``) and only returns once every worker thread has finished.
@@ -61,6 +75,8 @@ _SLOW_ENTRY_S = 50e-6
 _OPEN_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # A directory removed, or replaced by a file or a symlink, while we walked: nothing to count.
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+# What we may not read (root squashing makes the node's root an ordinary user): counted out.
+_DENIED = (errno.EACCES, errno.EPERM)
 
 
 @dataclass(frozen=True)
@@ -69,14 +85,17 @@ class Usage:
     used_inodes: int
     # True when the hard-link table overflowed and some links may be counted twice.
     approximate: bool = False
+    # Entries that could not be read (permission denied): directories whose contents are not
+    # counted, and entries not counted at all. The figures are then a lower bound, as du's.
+    unreadable: int = 0
 
 
 class WalkCancelled(Exception):
     """The collector is shutting down; the walk stopped early."""
 
 
-def _open_directory(path: bytes) -> int:
-    return os.open(path, _OPEN_FLAGS)
+def _open_directory(name: bytes, parent: int | None) -> int:
+    return os.open(name, _OPEN_FLAGS, dir_fd=parent)
 
 
 def _list_directory(fd: int) -> Iterator[os.DirEntry[str]]:
@@ -92,28 +111,49 @@ class WalkCalls:
     """The blocking calls a walk makes, one at a time per worker.
 
     Passed in so tests can count the calls in flight; the defaults are the real ones.
-    ``list_directory`` returns an iterator whose every ``next`` may read the directory.
+    ``open_directory(name, parent)`` opens ``name`` relative to the descriptor ``parent`` (the
+    root: its path, and None). ``list_directory`` returns an iterator whose every ``next`` may
+    read the directory; its entries' ``stat`` is an fstatat on that directory's descriptor.
     """
 
     stat_root: Callable[[bytes], os.stat_result] = os.stat
-    open_directory: Callable[[bytes], int] = _open_directory
+    open_directory: Callable[[bytes, int | None], int] = _open_directory
     list_directory: Callable[[int], Iterator[os.DirEntry[str]]] = _list_directory
     stat_entry: Callable[[os.DirEntry[str]], os.stat_result] = _stat_entry
     close: Callable[[int], None] = os.close
 
 
 class _Directory:
-    """An open directory being read; its listing is shared between its readers."""
+    """An open directory being read; its listing is shared between its readers. It stays open
+    while subdirectories found in it wait to be opened (relative to its descriptor), and it
+    is kept (without a descriptor) while anything beneath it is: its identity is what a
+    directory found deeper down is checked against, for cycles."""
 
-    __slots__ = ("entries", "exhausted", "fd", "lock", "path", "readers")
+    __slots__ = ("entries", "exhausted", "fd", "identity", "lock", "parent", "readers",
+                 "waiting_children")
 
-    def __init__(self, path: bytes, fd: int, entries: Iterator[os.DirEntry[str]]) -> None:
-        self.path = path
+    def __init__(self, parent: _Directory | None, identity: tuple[int, int], fd: int,
+                 entries: Iterator[os.DirEntry[str]]) -> None:
+        self.parent = parent
+        self.identity = identity  # (st_dev, st_ino)
         self.fd = fd
         self.entries = entries
         self.lock = threading.Lock()  # one reader at a time advances the listing
         self.exhausted = False
         self.readers = 1
+        self.waiting_children = 0  # found here, not opened yet (under the walk's lock)
+
+    def closable(self) -> bool:
+        return self.exhausted and self.readers == 0 and self.waiting_children == 0
+
+    def has_ancestor(self, identity: tuple[int, int]) -> bool:
+        """Whether this directory or one above it is ``identity``."""
+        directory: _Directory | None = self
+        while directory is not None:
+            if directory.identity == identity:
+                return True
+            directory = directory.parent
+        return False
 
     def next_batch(self) -> list[os.DirEntry[str]]:
         with self.lock:
@@ -125,6 +165,16 @@ class _Directory:
             return batch
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A directory found, not opened yet: ``name`` in ``parent`` (the root: its path, no
+    parent)."""
+
+    parent: _Directory | None
+    name: bytes
+    identity: tuple[int, int]
+
+
 class _Stop(Exception):
     """Raised inside a worker when the walk is cancelled or has failed."""
 
@@ -132,19 +182,21 @@ class _Stop(Exception):
 class _Walk:
     """State shared by the workers of one walk. Counts are per worker, summed at the end."""
 
-    def __init__(self, root: bytes, device: int, *, calls: WalkCalls, workers: int,
-                 stop: threading.Event | None, hardlink_capacity: int, name: str) -> None:
+    def __init__(self, root: bytes, identity: tuple[int, int], *, calls: WalkCalls,
+                 workers: int, stop: threading.Event | None, hardlink_capacity: int,
+                 name: str) -> None:
         self._name = name
         self.helpers: list[threading.Thread] = []  # started once the file system proves slow
         self._slow_batches = 0
-        self._device = device
+        self._device = identity[0]
         self._calls = calls
         self._workers = workers
         self._stop = stop
         self._capacity = hardlink_capacity
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._pending: list[bytes] = [root]  # directories still to open, depth first
+        # Directories still to open, depth first.
+        self._pending: list[_Pending] = [_Pending(None, root, identity)]
         self._open: list[_Directory] = []
         self._busy = 0  # workers holding a directory (or opening one)
         self._finished = False
@@ -155,6 +207,7 @@ class _Walk:
         self.approximate = False
         self.blocks = 0
         self.inodes = 0
+        self.unreadable = 0
 
     def stopping(self) -> bool:
         return self.failure is not None or (self._stop is not None and self._stop.is_set())
@@ -169,7 +222,7 @@ class _Walk:
                 job = self._next_job(leaving)
                 if job is None:
                     break
-                if isinstance(job, bytes):
+                if isinstance(job, _Pending):
                     directory = self._open_job(job)
                     if directory is None:
                         continue
@@ -212,7 +265,7 @@ class _Walk:
         for helper in self.helpers:
             helper.start()
 
-    def _next_job(self, leaving: _Directory | None) -> _Directory | bytes | None:
+    def _next_job(self, leaving: _Directory | None) -> _Directory | _Pending | None:
         """The next directory to read (or a path to open); None when the walk is over.
 
         A directory this worker was the last to leave is closed here, outside the lock; the
@@ -245,7 +298,11 @@ class _Walk:
         directory.readers -= 1
         self._busy -= 1
         self._changed.notify_all()
-        if directory.exhausted and directory.readers == 0:
+        return self._unless_needed(directory)
+
+    def _unless_needed(self, directory: _Directory | None) -> _Directory | None:
+        """Under the lock: ``directory``, taken off the open list, if nothing needs it open."""
+        if directory is not None and directory.closable() and directory in self._open:
             self._open.remove(directory)
             return directory
         return None
@@ -262,23 +319,29 @@ class _Walk:
             close()
         self._calls.close(directory.fd)
 
-    def _open_job(self, path: bytes) -> _Directory | None:
-        """Open ``path`` for reading; None (and not busy any more) when it has gone."""
+    def _open_job(self, job: _Pending) -> _Directory | None:
+        """Open ``job`` (relative to its parent) for reading; None (and not busy any more) when
+        it has gone or may not be read. Its parent closes once nothing waits on it."""
         try:
             if self.stopping():
                 raise _Stop
-            fd = self._calls.open_directory(path)
-        except OSError as exc:
+            fd = self._calls.open_directory(job.name, job.parent.fd if job.parent else None)
+        except (OSError, _Stop) as exc:
             with self._changed:
                 self._busy -= 1
+                parent = self._opened_in(job.parent)
+                if isinstance(exc, OSError) and exc.errno in _DENIED:
+                    self.unreadable += 1  # counted itself, when listed; nothing beneath it
                 self._changed.notify_all()
-            if exc.errno in _GONE:
+            if parent is not None:
+                self._close(parent)
+            if isinstance(exc, OSError) and exc.errno in _GONE + _DENIED:
                 return None
             raise
-        except _Stop:
-            with self._changed:
-                self._busy -= 1
-            raise
+        with self._changed:
+            parent = self._opened_in(job.parent)
+        if parent is not None:
+            self._close(parent)
         try:
             entries = self._calls.list_directory(fd)
         except BaseException:
@@ -287,11 +350,19 @@ class _Walk:
                 self._busy -= 1
                 self._changed.notify_all()
             raise
-        directory = _Directory(path, fd, entries)
+        directory = _Directory(job.parent, job.identity, fd, entries)
         with self._changed:
             self._open.append(directory)
             self._changed.notify_all()  # idle workers may share it
         return directory
+
+    def _opened_in(self, parent: _Directory | None) -> _Directory | None:
+        """Under the lock: a child of ``parent`` no longer waits to be opened; returns the
+        parent if it must close now."""
+        if parent is None:
+            return None
+        parent.waiting_children -= 1
+        return self._unless_needed(parent)
 
     def _should_move(self, directory: _Directory) -> bool:
         """True if this worker should leave shared ``directory`` for one still to open."""
@@ -299,30 +370,45 @@ class _Walk:
             readable = sum(1 for d in self._open if not d.exhausted)
             return directory.readers > 1 and bool(self._pending) and readable < self._workers
 
-    def _found_directory(self, path: bytes) -> None:
+    def _found_directory(self, directory: _Directory, name: bytes,
+                         identity: tuple[int, int]) -> None:
         # Published at once, not after the batch: an idle worker can start on it now.
         with self._changed:
-            self._pending.append(path)
+            directory.waiting_children += 1
+            self._pending.append(_Pending(directory, name, identity))
             self._changed.notify()
 
     def _count(self, directory: _Directory, batch: list[os.DirEntry[str]]) -> tuple[int, int]:
-        blocks = inodes = 0
+        blocks = inodes = denied = 0
         stat_entry = self._calls.stat_entry
-        for entry in batch:
-            if self.stopping():
-                raise _Stop
-            try:
-                info = stat_entry(entry)
-            except FileNotFoundError:
-                continue  # removed while we walked
-            if info.st_dev != self._device:
-                continue  # another mount: not this volume's usage
-            if stat.S_ISDIR(info.st_mode):
-                self._found_directory(directory.path + b"/" + os.fsencode(entry.name))
-            elif info.st_nlink > 1 and not self._first_link(info.st_ino, info.st_nlink):
-                continue  # already counted through another link
-            blocks += info.st_blocks
-            inodes += 1
+        try:
+            for entry in batch:
+                if self.stopping():
+                    raise _Stop
+                try:
+                    info = stat_entry(entry)
+                except FileNotFoundError:
+                    continue  # removed while we walked
+                except OSError as exc:
+                    if exc.errno not in _DENIED:
+                        raise
+                    denied += 1  # listed, but not ours to look at: not counted
+                    continue
+                if info.st_dev != self._device:
+                    continue  # another mount: not this volume's usage
+                if stat.S_ISDIR(info.st_mode):
+                    identity = (info.st_dev, info.st_ino)
+                    if directory.has_ancestor(identity):
+                        continue  # a cycle (a bind mount inside itself): already counted
+                    self._found_directory(directory, os.fsencode(entry.name), identity)
+                elif info.st_nlink > 1 and not self._first_link(info.st_ino, info.st_nlink):
+                    continue  # already counted through another link
+                blocks += info.st_blocks
+                inodes += 1
+        finally:
+            if denied:
+                with self._lock:
+                    self.unreadable += denied
         return blocks, inodes
 
     def _first_link(self, inode: int, links: int) -> bool:
@@ -352,7 +438,8 @@ def measure_usage(root: Path, *, stop: threading.Event | None = None,
                   hardlink_capacity: int = DEFAULT_HARDLINK_CAPACITY, concurrency: int = 1,
                   calls: WalkCalls | None = None) -> Usage:
     """Bytes (``st_blocks * 512``, as ``du -s -B1``) and inodes (as ``du -s --inodes``) under
-    ``root``, root included, staying on root's device and counting each hard-linked file once.
+    ``root``, root included, staying on root's device, counting each hard-linked file once and
+    what may not be read out (``Usage.unreadable``).
 
     Blocking: run it in a thread. With ``concurrency`` above 1 it may start ``concurrency - 1``
     worker threads (named after the calling thread) and returns only after they have ended.
@@ -363,8 +450,9 @@ def measure_usage(root: Path, *, stop: threading.Event | None = None,
     calls = calls or WalkCalls()
     root_path = os.fsencode(root)
     root_stat = calls.stat_root(root_path)
-    walk = _Walk(root_path, root_stat.st_dev, calls=calls, workers=concurrency, stop=stop,
-                 hardlink_capacity=hardlink_capacity, name=threading.current_thread().name)
+    walk = _Walk(root_path, (root_stat.st_dev, root_stat.st_ino), calls=calls,
+                 workers=concurrency, stop=stop, hardlink_capacity=hardlink_capacity,
+                 name=threading.current_thread().name)
     walk.work()  # starts the helpers itself if the file system is slow
     for helper in walk.helpers:
         helper.join()
@@ -374,4 +462,5 @@ def measure_usage(root: Path, *, stop: threading.Event | None = None,
     if stop is not None and stop.is_set():
         raise WalkCancelled(str(root))
     return Usage(used_bytes=(root_stat.st_blocks + walk.blocks) * 512,
-                 used_inodes=1 + walk.inodes, approximate=walk.approximate)
+                 used_inodes=1 + walk.inodes, approximate=walk.approximate,
+                 unreadable=walk.unreadable)

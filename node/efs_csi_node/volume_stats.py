@@ -12,6 +12,11 @@ file system, each file system with its own limit so one slow file system never d
 at most one walk per volume runs at a time, and a failed walk is retried with exponential
 backoff rather than on every call.
 
+A walk that could not read everything (``Usage.unreadable``: permission denied, as EFS's root
+squashing makes another uid's 700 directories) is a measured figure, not a failure: it is kept
+and refreshed on the same schedule as any other, and the volume condition's message (normal,
+not abnormal) says how many entries it leaves out.
+
 The mount itself is checked on every call with a ``statvfs`` through ``efs_csi.mounting.offloop``
 (time-limited, and not repeated on a path while an earlier one is still hung): a stale handle,
 an I/O error or no answer gives VOLUME_CONDITION abnormal with the reason.
@@ -265,6 +270,9 @@ class VolumeStatsCollector:
             if usage.approximate:
                 _log.warning("hard-link table full; usage may count some links twice",
                              volume_id=request.volume_id)
+            if usage.unreadable:
+                _log.warning("volume usage counts only what the node may read",
+                             volume_id=request.volume_id, unreadable_entries=usage.unreadable)
         except (OSError, WalkCancelled) as exc:
             volume.failures += 1
             delay = min(self._settings.retry_base_s * 2 ** (volume.failures - 1),
@@ -299,4 +307,15 @@ class VolumeStatsCollector:
         return VolumeStats(used_bytes=used_bytes, total_bytes=total_bytes,
                            available_bytes=available_bytes, used_inodes=used_inodes,
                            total_inodes=total_inodes, available_inodes=available_inodes,
-                           abnormal=bool(abnormal), message=abnormal)
+                           abnormal=bool(abnormal), message=abnormal or partial_note(usage))
+
+
+def partial_note(usage: Usage | None) -> str:
+    """The volume condition's message for a figure that leaves out what may not be read (the
+    volume is healthy: the condition stays normal)."""
+    if usage is None or not usage.unreadable:
+        return ""
+    entries = "entry" if usage.unreadable == 1 else "entries"
+    return (f"usage counts what the node may read: {usage.unreadable} {entries} could not be "
+            "read (permission denied, as with EFS root squashing), so used bytes and inodes "
+            "are a lower bound")

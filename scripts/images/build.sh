@@ -15,6 +15,9 @@
 #   Dockerfile's pinned tag, commit and checksum).
 # - Images are tagged efs-csi-<target>:$IMAGE_TAG (default: dev). A JSON report with the phase
 #   times and image sizes goes to $EFS_CSI_IMAGES_CACHE/report.json.
+# - SBOMs: each image makes its own as its last build step (docker/sbom.py, in the image at
+#   /usr/share/efs-csi/sbom.cdx.json); they are copied to $EFS_CSI_IMAGES_CACHE/sbom/ (only when
+#   the image changed), and the report gives each one's component counts and the step's time.
 # - BUILD_CA (default: the host's CA bundle) is passed as the build-ca secret, for machines
 #   whose egress TLS is intercepted.
 set -euo pipefail
@@ -158,6 +161,36 @@ build() {
   cached="$(grep -c ' CACHED$' "${log}" || true)"
   total="$(grep -cE '^#[0-9]+ \[' "${log}" || true)"
   echo "${target}: ${cached} of ${total} steps from cache" >&2
+  # The SBOM step's own time in this build ("cached" when BuildKit reused it).
+  local step outcome
+  step="$(grep -E '^#[0-9]+ \[.*sbom\.py' "${log}" | head -1 | cut -d' ' -f1 || true)"
+  outcome="$(grep -E "^${step} (DONE [0-9.]+s|CACHED)$" "${log}" | tail -1 | cut -d' ' -f2- || true)"
+  outcome="${outcome#DONE }"
+  printf '%s\t%s\n' "${target}" "${outcome:-missing}" >> "${sbom_steps}"
+}
+
+# Copies an image's SBOM out of it (without starting a container) unless the copy is current.
+sbom_dir="${EFS_CSI_IMAGES_CACHE}/sbom"
+sbom_steps="${EFS_CSI_IMAGES_CACHE}/sbom-steps.tsv"
+: > "${sbom_steps}"
+copy_sbom() {
+  local target="$1" image="efs-csi-$1:${tag}" id container
+  mkdir -p "${sbom_dir}"
+  id="$(docker_cli image inspect --format '{{.Id}}' "${image}")"
+  if [[ -s "${sbom_dir}/${target}.cdx.json" \
+        && "$(cat "${sbom_dir}/${target}.image-id" 2>/dev/null)" == "${id}" ]]; then
+    return 0
+  fi
+  container="$(docker_cli create "${image}")"
+  docker_cli cp "${container}:/usr/share/efs-csi/sbom.cdx.json" "${sbom_dir}/${target}.partial"
+  docker_cli rm "${container}" >/dev/null
+  mv "${sbom_dir}/${target}.partial" "${sbom_dir}/${target}.cdx.json"
+  echo "${id}" > "${sbom_dir}/${target}.image-id"
+}
+
+copy_sboms() {
+  local target
+  for target in "${targets[@]}"; do copy_sbom "${target}"; done
 }
 
 total_start=${EPOCHREALTIME}
@@ -168,6 +201,7 @@ phase efs-utils-source efs_utils
 for target in "${targets[@]}"; do
   phase "build ${target}" build "${target}"
 done
+phase "sbom copy" copy_sboms
 printf '%s\t%s\n' total "$(echo "${EPOCHREALTIME} - ${total_start}" | bc)" >> "${times_file}"
 
 # The table: where the time went, and how big each image is.
@@ -178,4 +212,5 @@ for target in "${targets[@]}"; do
     "$(docker_cli image inspect --format '{{.Size}}' "efs-csi-${target}:${tag}")" >> "${sizes_file}"
 done
 python3 "${repo}/scripts/images/report.py" "${times_file}" "${sizes_file}" \
-  "${EFS_CSI_IMAGES_CACHE}/report.json" "${source_kind}" "${base_image}"
+  "${EFS_CSI_IMAGES_CACHE}/report.json" "${source_kind}" "${base_image}" \
+  "${sbom_dir}" "${sbom_steps}"

@@ -3,7 +3,8 @@
 On EFS every metadata operation (a lookup, a getattr, a page of readdir) is a network round
 trip, so a tree walk is bound by latency rather than by the CPU. This package stands in for
 that: ``slowfs.mount.slow_mount`` serves a local directory through FUSE (with ``mfusepy``, a
-maintained ctypes binding of libfuse from PyPI, over Debian's libfuse3) in a child process
+maintained ctypes binding of libfuse from PyPI, over Debian's libfuse 3, named explicitly so
+a machine with libfuse 2 beside it works too: ``slowfs.libfuse``) in a child process
 that sleeps a fixed delay in every operation a walk makes.
 
 It lives at the top of the repository, not under ``tests/`` or ``bench/``, because both the

@@ -8,7 +8,6 @@ the kernel's caches empty, so each measured walk mounts its own.
 from __future__ import annotations
 
 import contextlib
-import ctypes.util
 import json
 import os
 import shutil
@@ -21,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.slowfs.libfuse import MISSING, libfuse3
+
 _REPO = Path(__file__).resolve().parents[2]
 
 
 def libfuse_available() -> bool:
     """Whether libfuse 3 can be loaded and ``/dev/fuse`` opened (what the server needs)."""
-    return (ctypes.util.find_library("fuse3") is not None and os.path.exists("/dev/fuse")
+    return (libfuse3() is not None and os.path.exists("/dev/fuse")
             and os.access("/dev/fuse", os.R_OK | os.W_OK))
 
 
@@ -44,8 +45,7 @@ def ensure_libfuse() -> None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "fuse3"], check=True, env=env,
                        stdout=subprocess.DEVNULL)
     if not libfuse_available():
-        raise RuntimeError("libfuse 3 and a usable /dev/fuse are needed "
-                           "(Debian: apt-get install fuse3)")
+        raise RuntimeError(f"{MISSING}; and a usable /dev/fuse")
 
 
 def _is_mount_point(path: Path) -> bool:
@@ -80,12 +80,14 @@ def _unmount(path: Path) -> None:
 
 @contextlib.contextmanager
 def slow_mount(backing: Path, mountpoint: Path, *, delay_s: float, threads: int = 64,
-               ready_timeout: float = 20.0) -> Iterator[SlowMount]:
-    """Serve ``backing`` at ``mountpoint`` (an empty directory) with ``delay_s`` per operation."""
+               ready_timeout: float = 20.0,
+               env: dict[str, str] | None = None) -> Iterator[SlowMount]:
+    """Serve ``backing`` at ``mountpoint`` (an empty directory) with ``delay_s`` per operation
+    (``env``: more environment for the server process)."""
     with tempfile.TemporaryDirectory(prefix="slowfs-") as scratch:
         stats_file = Path(scratch) / "stats.json"
         log_file = Path(scratch) / "server.log"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(
             [str(_REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
         with open(log_file, "wb") as log:
             server = subprocess.Popen(

@@ -38,7 +38,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import mfusepy
+from testbed.slowfs.libfuse import LibfuseMissing, load_mfusepy
+
+try:  # before anything of mfusepy's is used: it picks its libfuse when imported
+    mfusepy: Any = load_mfusepy()
+except LibfuseMissing as missing:
+    raise SystemExit(f"python -m testbed.slowfs: {missing}") from None
 
 # libfuse capability bits (fuse_common.h) for fuse_conn_info.want.
 _CAP_READDIRPLUS = 1 << 13

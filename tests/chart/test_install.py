@@ -223,3 +223,92 @@ def test_cross_account_secrets_access_is_by_name_in_the_release_namespace(
     assert can_i(plane, "create", "persistentvolumes")
     assert can_i(plane, "update", "leases", "-n", NAMESPACE)
     assert not can_i(plane, "update", "leases", "-n", "default")
+
+
+def cluster_id_arg(plane: ControlPlane) -> str:
+    args = plugin(plane.get("deployment", "efs-csi-controller", NAMESPACE))["args"]
+    (found,) = [arg.removeprefix("--cluster-id=") for arg in args
+                if arg.startswith("--cluster-id=")]
+    return found
+
+
+def test_the_cluster_id_is_the_clusters_own_and_survives_upgrades(plane: ControlPlane,
+                                                                  helm: Helm) -> None:
+    """Review finding #4: the cluster tag's value is unique per cluster (the kube-system
+    Namespace's UID), and an upgrade never changes it, even with the value reset."""
+    helm.install()
+    uid = plane.get("namespace", "kube-system")["metadata"]["uid"]
+    assert cluster_id_arg(plane) == uid
+    helm("upgrade", RELEASE, str(CHART), "--reset-values", "--set", "controller.replicaCount=1")
+    assert cluster_id_arg(plane) == uid
+    helm("uninstall", RELEASE, "--wait")
+    helm.install("--set", "controller.clusterId=prod-eu-west-1")
+    helm("upgrade", RELEASE, str(CHART), "--reset-values")  # the value is gone: kept anyway
+    assert cluster_id_arg(plane) == "prod-eu-west-1"
+
+
+def pod_from(workload: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The pod a workload controller would create from ``workload``'s template."""
+    spec = json.loads(json.dumps(workload["spec"]["template"]["spec"]))
+    spec.pop("priorityClassName", None)  # system-*-critical is for kube-system only
+    spec["serviceAccountName"] = "default"
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"pss-{workload['metadata']['name']}", "namespace": namespace},
+            "spec": spec}
+
+
+@pytest.fixture
+def restricted_namespace(plane: ControlPlane) -> Iterator[str]:
+    name = "pss-restricted"
+    plane.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted",
+                                 "pod-security.kubernetes.io/enforce-version": "latest"}}}])
+    wait_until("the namespace's default ServiceAccount", lambda: plane.kubectl(
+        "-n", name, "get", "serviceaccount", "default", check=False).returncode == 0, 30)
+    yield name
+    plane.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def admitted(plane: ControlPlane, pod: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return plane.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod),
+                         check=False)
+
+
+def test_the_controller_pod_passes_pod_security_restricted(
+        plane: ControlPlane, restricted_namespace: str) -> None:
+    """Review finding #10, judged by the API server's own pod-security admission: the
+    controller pod as the chart renders it is admitted where `restricted` is enforced; the
+    node's is refused (the check can fail), and so is the controller's once it mounts."""
+    from tests.chart.render import find, render
+
+    manifests = render(kube_version=plane.version().lstrip("v"))
+    controller = admitted(plane, pod_from(find(manifests, "Deployment", "efs-csi-controller"),
+                                          restricted_namespace))
+    assert controller.returncode == 0, controller.stderr
+    node = admitted(plane, pod_from(find(manifests, "DaemonSet", "efs-csi-node"),
+                                    restricted_namespace))
+    assert node.returncode != 0 and "violates PodSecurity" in node.stderr, node.stderr
+    assert "privileged" in node.stderr
+    mounting = render(sets=["controller.deleteAccessPointRootDir=true"],
+                      kube_version=plane.version().lstrip("v"))
+    refused = admitted(plane, pod_from(find(mounting, "Deployment", "efs-csi-controller"),
+                                       restricted_namespace))
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr
+
+
+def test_file_system_id_references_are_granted_by_name_only(plane: ControlPlane,
+                                                           helm: Helm) -> None:
+    """Review finding #9, checked by the API server's RBAC."""
+    helm.install("--set", "controller.fileSystemIdReferences[0].kind=ConfigMap",
+                 "--set", "controller.fileSystemIdReferences[0].namespace=default",
+                 "--set", "controller.fileSystemIdReferences[0].name=efs-ids",
+                 "--set", "controller.fileSystemIdReferences[1].kind=Secret",
+                 "--set", "controller.fileSystemIdReferences[1].namespace=default",
+                 "--set", "controller.fileSystemIdReferences[1].name=efs-secret")
+    assert can_i(plane, "get", "configmaps/efs-ids", "-n", "default")
+    assert can_i(plane, "get", "secrets/efs-secret", "-n", "default")
+    assert not can_i(plane, "get", "configmaps/other", "-n", "default")
+    assert not can_i(plane, "get", "secrets/efs-ids", "-n", "default")
+    assert not can_i(plane, "get", "secrets/efs-secret", "-n", NAMESPACE)
+    assert not can_i(plane, "list", "secrets", "-n", "default")
+    assert not can_i(plane, "get", "secrets", "--all-namespaces")

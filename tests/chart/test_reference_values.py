@@ -100,7 +100,7 @@ REFERENCE: dict[str, tuple[Value, str]] = {
     "controller.topologySpreadConstraints": (
         [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
           "whenUnsatisfiable": "ScheduleAnyway"}], WORKS),
-    "controller.fileSystemIdRefs.enabled": (True, WORKS),
+    "controller.fileSystemIdRefs.enabled": (True, "controller.fileSystemIdReferences: [{kind"),
     "controller.rollingUpdate": ({"maxUnavailable": 1}, WORKS),
     "node.logLevel": (2, WORKS),
     "node.volMetricsOptIn": (True, WORKS),
@@ -241,4 +241,5 @@ def test_reference_style_values_file_has_the_reference_effects() -> None:
     assert ("ServiceMonitor", "efs-csi-controller") in kinds
     role = next(m for m in manifests if m["kind"] == "ClusterRole"
                 and m["metadata"]["name"] == "efs-csi-external-provisioner-role")
-    assert any("configmaps" in rule["resources"] for rule in role["rules"])  # fileSystemIdRefs
+    # fileSystemIdRefs.enabled is refused (it granted get on every Secret): nothing of it here.
+    assert not any("configmaps" in rule["resources"] for rule in role["rules"])

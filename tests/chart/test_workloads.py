@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.render import CHART, Manifest, find, render
+from tests.chart.render import CHART, Manifest, find, helm, render, template_args
 from tests.support.ci import REPO
 
 
@@ -113,15 +113,47 @@ def test_node_may_patch_nodes_only_when_it_removes_the_taint(enabled: bool) -> N
     assert f"--remove-not-ready-taint={str(enabled).lower()}" in args
 
 
-def test_controller_reads_configmaps_and_secrets_only_when_references_are_on(
+def test_controller_reads_only_the_configmaps_and_secrets_listed_by_name(
         defaults: list[Manifest]) -> None:
-    off = rules(defaults, "efs-csi-external-provisioner-role")
-    assert not verbs_on(off, "secrets")
-    assert not verbs_on(off, "configmaps")
-    on = rules(render(sets=["controller.fileSystemIdReferences=true"]),
-               "efs-csi-external-provisioner-role")
-    assert verbs_on(on, "secrets") == {"get"}
-    assert verbs_on(on, "configmaps") == {"get"}
+    """Review finding #9: references used to grant get on every ConfigMap and Secret."""
+    for manifests in (defaults, render(REPO / "tests" / "chart" / "values" / "everything.yaml")):
+        for manifest in manifests:
+            if manifest["kind"] == "ClusterRole":
+                assert not verbs_on(manifest["rules"], "secrets"), manifest["metadata"]["name"]
+                assert not verbs_on(manifest["rules"], "configmaps"), manifest["metadata"]["name"]
+    listed = render(sets=["controller.fileSystemIdReferences[0].kind=ConfigMap",
+                          "controller.fileSystemIdReferences[0].namespace=storage",
+                          "controller.fileSystemIdReferences[0].name=efs-ids",
+                          "controller.fileSystemIdReferences[1].kind=Secret",
+                          "controller.fileSystemIdReferences[1].namespace=storage",
+                          "controller.fileSystemIdReferences[1].name=efs-secret",
+                          "controller.fileSystemIdReferences[2].kind=Secret",
+                          "controller.fileSystemIdReferences[2].namespace=team-b",
+                          "controller.fileSystemIdReferences[2].name=efs"])
+    roles = {m["metadata"]["namespace"]: m["rules"] for m in listed if m["kind"] == "Role"
+             and m["metadata"]["name"] == "efs-csi-file-system-id-references"}
+    assert roles == {
+        "storage": [{"apiGroups": [""], "resources": ["configmaps"],
+                     "resourceNames": ["efs-ids"], "verbs": ["get"]},
+                    {"apiGroups": [""], "resources": ["secrets"],
+                     "resourceNames": ["efs-secret"], "verbs": ["get"]}],
+        "team-b": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["efs"],
+                    "verbs": ["get"]}]}
+    bindings = [m for m in listed if m["kind"] == "RoleBinding"
+                and m["metadata"]["name"] == "efs-csi-file-system-id-references"]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"storage", "team-b"}
+    assert all(b["subjects"] == [{"kind": "ServiceAccount", "name": "efs-csi-controller-sa",
+                                  "namespace": "kube-system"}] for b in bindings)
+
+
+@pytest.mark.parametrize("sets", [["controller.fileSystemIdReferences=true"],
+                                  ["controller.fileSystemIdRefs.enabled=true"]])
+def test_the_cluster_wide_reference_switch_is_refused_with_the_way_out(
+        sets: list[str]) -> None:
+    result = helm(*template_args(None, sets), check=False)
+    assert result.returncode != 0
+    assert "every ConfigMap and Secret" in result.stderr
+    assert "controller.fileSystemIdReferences: [{kind: ConfigMap" in result.stderr
 
 
 def test_no_role_grants_wildcards(defaults: list[Manifest]) -> None:

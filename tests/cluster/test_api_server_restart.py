@@ -52,7 +52,9 @@ def test_taint_removal_waits_out_an_api_server_outage(driver: Driver, node_b: No
     """The node plugin starts while the API server is down: its taint removal fails, is
     retried, and succeeds once the server is back (the process was never restarted)."""
     plane = driver.plane
-    plane.service_account_files("kube-system", "efs-csi-node-sa")  # issued before the outage
+    # Issued before the outage: the token kubelet projects, bound to the node's pod.
+    plane.node_pod_service_account_files("kube-system", "efs-csi-node-sa",
+                                         node_b.kubelet.node_name)
     plane.stop_apiserver()
     try:
         node_b.start(register=False)

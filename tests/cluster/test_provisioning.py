@@ -109,7 +109,7 @@ def test_one_zone_file_system_with_zone_affinity_gives_the_volume_node_affinity(
     wait_gone(plane, "pv", pv["metadata"]["name"])
 
 
-def test_file_system_id_from_a_config_map_or_secret_needs_the_charts_reference_switch(
+def test_file_system_id_from_a_config_map_or_secret_needs_the_charts_reference_list(
         driver: Driver) -> None:
     plane = driver.plane
     fs_id = driver.new_file_system()
@@ -127,14 +127,19 @@ def test_file_system_id_from_a_config_map_or_secret_needs_the_charts_reference_s
     mark = len(plane.audit_events())
     plane.apply([claim("by-config-map", ns, "efs-cm")])
     wait_until("a ProvisioningFailed event naming the fix",
-               lambda: "controller.fileSystemIdReferences=true" in events(plane, ns), 60,
+               lambda: "controller.fileSystemIdReferences" in events(plane, ns), 60,
                diagnose=lambda: events(plane, ns))
     assert phase(plane, "pvc", "by-config-map", ns) == "Pending"
     refused = forbidden_since(plane, mark)
     assert refused and all(" get configmaps refs/efs" in line for line in refused), refused
     plane.kubectl("-n", ns, "delete", "pvc", "by-config-map")
 
-    driver.reinstall(["controller.fileSystemIdReferences=true"])
+    driver.reinstall(["controller.fileSystemIdReferences[0].kind=ConfigMap",
+                      f"controller.fileSystemIdReferences[0].namespace={ns}",
+                      "controller.fileSystemIdReferences[0].name=efs",
+                      "controller.fileSystemIdReferences[1].kind=Secret",
+                      f"controller.fileSystemIdReferences[1].namespace={ns}",
+                      "controller.fileSystemIdReferences[1].name=efs"])
     try:
         mark = len(plane.audit_events())
         plane.apply([claim("by-config-map-2", ns, "efs-cm"),

@@ -29,6 +29,8 @@ def test_defaults() -> None:
     assert (built.region, built.instance_metadata_disabled, built.kube) == (None, False, None)
     assert built.extra_tags == {} and built.root_directories is None
     assert (built.access_point_limit, built.adaptive_retry_mode) == (10000, True)
+    # The value every cluster shared before --cluster-id; the chart always passes its own.
+    assert (built.cluster_id, built.allow_shared_root_directories) == ("true", False)
 
 
 @pytest.mark.parametrize(("args", "environ", "region"), [
@@ -54,19 +56,24 @@ def test_flags_become_typed_settings(tmp_path: Path) -> None:
                     "--gid-inventory-max-age=0", "--adaptive-retry-mode=false",
                     "--delete-access-point-root-dir", "--mount-backend=local",
                     f"--local-root={tmp_path}", "--http-endpoint=127.0.0.1:8080",
-                    "--shutdown-grace-period=5"])
+                    "--shutdown-grace-period=5", "--cluster-id=prod-eu-west-1",
+                    "--allow-shared-root-directories=true"])
     assert built.extra_tags == {"team": "storage", "cost center": "a:b"}
     assert (built.access_point_limit, built.gid_inventory_max_age) == (20, 0.0)
     assert built.adaptive_retry_mode is False
     assert built.root_directories == RootDirectories("local", tmp_path)
     assert built.serving.http_endpoint == ("127.0.0.1", 8080)
     assert built.serving.shutdown_grace_period == 5.0
+    assert (built.cluster_id, built.allow_shared_root_directories) == ("prod-eu-west-1", True)
 
 
 @pytest.mark.parametrize(("args", "named"), [
     (["--tags", "novalue"], "--tags"),
     (["--tags", "team:a(b)"], "--tags"),
     (["--mount-backend", "local"], "--local-root"),
+    (["--cluster-id", ""], "--cluster-id"),
+    (["--cluster-id", "a,b"], "--cluster-id"),
+    (["--tags", "efs.csi.aws.com/cluster:x"], "--cluster-id"),
 ])
 def test_bad_settings_exit_2_with_a_usage_line(args: list[str], named: str) -> None:
     outcome = start_up("efs-csi-controller", args)

@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from efs_csi.errors import InvalidArgument
 from efs_csi_controller.params import PvcMetadata
 from efs_csi_controller.paths import normalised_base_path
-from efs_csi_controller.tags import access_point_tags, parse_tags, tag_value
+from efs_csi_controller.tags import (
+    CLUSTER_TAG,
+    access_point_tags,
+    parse_cluster_id,
+    parse_tags,
+    tag_value,
+)
 from testbed.efs_rules import tag_violations
 
 
@@ -25,7 +31,8 @@ def test_parse_tags(text: str, expected: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("text", ["novalue", "a:b:c", ":v", "a:b\\", r"a:\q", "aws:x:y",
-                                  "aws\\:x:y"])
+                                  "aws\\:x:y",
+                                  "efs.csi.aws.com/cluster:x"])
 def test_bad_tags(text: str) -> None:
     with pytest.raises(ValueError, match="--tags"):
         parse_tags(text)
@@ -35,7 +42,7 @@ def test_access_point_tags() -> None:
     tags = access_point_tags(enabled=True, extra={"team": "a"},
                              metadata=PvcMetadata("data", "ns", "pv-1"), capacity_bytes=5,
                              base_path="/")
-    assert tags["efs.csi.aws.com/cluster"] == "true"
+    assert tags["efs.csi.aws.com/cluster"] == "true"  # the legacy value without --cluster-id
     assert tags["team"] == "a"
     assert tags["kubernetes.io/created-for/pv/name"] == "pv-1"
     assert tags["kubernetes.io/created-for/pvc/namespace"] == "ns"
@@ -88,3 +95,22 @@ def test_tag_value_escapes_only_what_efs_refuses(text: str, expected: str) -> No
 def test_operator_tags_efs_would_refuse_stop_the_controller(text: str) -> None:
     with pytest.raises(ValueError, match="EFS does not allow"):
         parse_tags(text)
+
+
+def test_the_cluster_tag_carries_the_cluster_id() -> None:
+    tags = access_point_tags(enabled=True, extra={"team": "a"}, metadata=PvcMetadata(),
+                             capacity_bytes=5, base_path="/", cluster_id="prod-eu-1")
+    assert tags[CLUSTER_TAG] == "prod-eu-1"
+    assert tag_violations(tags) == []
+
+
+@pytest.mark.parametrize(("text", "accepted"), [
+    ("prod-eu-1", True), ("0b6f6a7e-3c5d-4c86-9d1e-1f2a3b4c5d6e", True), ("true", True),
+    ("", False), ("a,b", False), ("x" * 257, False), ("semi;colon", False)])
+def test_cluster_id_follows_the_tag_value_rules(text: str, accepted: bool) -> None:
+    if accepted:
+        assert parse_cluster_id(text) == text
+        assert tag_violations({CLUSTER_TAG: text}) == []
+    else:
+        with pytest.raises(ValueError, match="--cluster-id"):
+            parse_cluster_id(text)

@@ -71,3 +71,31 @@ def test_os_errors_answer_by_errno_naming_the_path(exc: OSError, status: Status)
 def test_an_os_error_without_a_path_still_says_what_happened() -> None:
     mapped = errors.to_grpc_error(OSError(5, "Input/output error"))
     assert (mapped.status, mapped.message) == (Status.UNAVAILABLE, "Input/output error")
+
+
+ASSUMED = "arn:aws:sts::123456789012:assumed-role/efs-csi-controller/botocore-session-1"
+
+
+@pytest.mark.parametrize("exc", [
+    errors.PermissionDenied(f"EFS CreateAccessPoint failed: AccessDenied: User: {ASSUMED} "
+                            "is not authorized to perform: elasticfilesystem:CreateAccessPoint"),
+    errors.Unavailable("AssumeRole (role arn:aws:iam::123456789012:role/x-account-efs)"),
+    errors.Internal("on arn:aws-us-gov:elasticfilesystem:us-gov-west-1:123456789012:"
+                    "file-system/fs-0123456789abcdef0, in 'quotes'"),
+    GRPCError(Status.PERMISSION_DENIED, f"User: {ASSUMED}"),
+])
+def test_no_account_bearing_arn_reaches_the_caller(exc: Exception) -> None:
+    """Review finding #15: what the CO gets becomes PVC events that tenants read."""
+    message = errors.to_grpc_error(exc).message or ""
+    assert "123456789012" not in message and "arn:" not in message
+    assert errors.WITHHELD in message
+
+
+def test_what_is_not_an_account_stays() -> None:
+    text = ("it was created with capacity 107374182400 bytes; secret awsRoleArn: expected an "
+            "IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+    assert errors.to_grpc_error(errors.AlreadyExists(text)).message == text
+    # AWS's own texts also lose bare account numbers (never a capacity: the adapter alone asks).
+    assert errors.without_account_details("account 123456789012 denied",
+                                          account_numbers=True) == \
+        "account <account withheld> denied"

@@ -18,6 +18,10 @@ def engine(session_report: Callable[[str], None]) -> Iterator[Engine]:
         session_report("image sizes (" + ", ".join(
             f"{image} {size / 1e6:.1f} MB"
             for image, size in built.report["image_bytes"].items()) + ")")
+        session_report("image SBOMs (" + ", ".join(
+            f"{target}: {counts['deb']} deb, {counts['pypi']} pypi, {counts['cargo']} cargo, "
+            f"{counts['total']} in all, step {counts['step']}"
+            for target, counts in built.report.get("sbom", {}).items()) + ")")
         yield built
 
 

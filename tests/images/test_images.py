@@ -9,6 +9,7 @@ fails here.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -284,3 +285,15 @@ def test_dockerignore_keeps_the_context_small() -> None:
                if line.startswith("!")]
     assert "!efs_csi/" in allowed and "!docker/venv.sh" in allowed
     assert not any("tests" in line or ".cache" in line for line in allowed)
+
+
+def test_the_only_image_pulled_is_base_image_so_one_digest_pins_them_all() -> None:
+    """Every FROM is ${BASE_IMAGE} or a stage of the same Dockerfile: BASE_IMAGE pinned by
+    digest (debian:bookworm-slim@sha256:...) pins everything the build pulls."""
+    text = (REPO / "docker" / "Dockerfile").read_text()
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", text, re.MULTILINE))
+    sources = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert sources and set(sources) <= stages | {"${BASE_IMAGE}"}, sources
+    copied = set(re.findall(r"--from=([^\s,]+)", text))
+    assert copied <= stages, copied - stages  # no COPY/RUN --mount from an outside image
+    assert re.search(r"^ARG BASE_IMAGE=\S+$", text, re.MULTILINE)

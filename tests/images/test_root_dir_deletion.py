@@ -158,10 +158,11 @@ async def test_efs_backend_deletes_the_directory_through_mount_efs(
                              {"/srv/efs-standin": standin_root})
     access_point_id, directory = await create_and_delete(running, moto, standin_root, fs_id)
     assert_nothing_left(running, moto, access_point_id, directory)
-    # The mount went through mount.efs with TLS and the controller's region, and efs-utils'
-    # watchdog runs beside the controller.
+    # The mount went through mount.efs with TLS, IAM authentication and the controller's
+    # region, and efs-utils' watchdog runs beside the controller.
     log = running.exec("cat", "/var/log/amazon/efs/mount.log")
     assert f"{fs_id}:/" in log and "'tls'" in log and "'region'" in log, log
+    assert "'iam'" in log, log
     commands = running.exec("sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
     assert "amazon-efs-mount-watchdog" in commands
     stopped = running.engine.docker("stop", "--time", "40", running.name, timeout=60)

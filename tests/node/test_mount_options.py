@@ -11,6 +11,7 @@ from efs_csi.contract.volume_context import parse_volume_context
 from efs_csi.contract.volume_id import parse_volume_id
 from efs_csi.errors import InvalidArgument
 from efs_csi_node.mount_options import MountOptions, build_mount_options
+from efs_csi_node.tls_policy import WEAKENING_OPTIONS, weakening_option
 from testbed.efs_rules import efs_utils_refusal
 
 FS = "fs-0123456789abcdef0"
@@ -20,9 +21,9 @@ OTHER_AP = "fsap-fedcba98765432100"
 
 def built(handle: str = FS, context: dict[str, str] | None = None,
           user: tuple[str, ...] = (), read_only: bool = False,
-          zone: str | None = None) -> MountOptions:
+          zone: str | None = None, allowed: frozenset[str] = frozenset()) -> MountOptions:
     return build_mount_options(parse_volume_id(handle), parse_volume_context(context or {}),
-                               user, read_only=read_only, zone=zone)
+                               user, read_only=read_only, zone=zone, allowed_insecure=allowed)
 
 
 def build(**kwargs: object) -> list[str]:
@@ -31,7 +32,7 @@ def build(**kwargs: object) -> list[str]:
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
     ({}, ["tls"]),
-    ({"context": {"encryptInTransit": "false"}}, []),
+    ({"context": {"encryptInTransit": "false"}, "allowed": frozenset({"notls"})}, []),
     ({"handle": f"{FS}::{AP}"}, ["tls", f"accesspoint={AP}"]),
     ({"handle": f"{FS}:/a/b:{AP}"}, ["tls", f"accesspoint={AP}"]),
     ({"read_only": True}, ["tls", "ro"]),
@@ -61,7 +62,8 @@ def build(**kwargs: object) -> list[str]:
     ({"user": ("iam,AwsCredsUri=/x",)}, ["tls", "iam"]),
     ({"user": ("jwtpath=/var/run/secrets/other/token", "iam")}, ["tls", "iam"]),
     ({"user": ("iam", "awsprofile=team")}, ["tls", "iam", "awsprofile=team"]),
-    ({"context": {"encryptInTransit": "false"}, "user": ("notls",)}, ["notls"]),
+    ({"context": {"encryptInTransit": "false"}, "user": ("notls",),
+      "allowed": frozenset({"notls"})}, ["notls"]),
 ])
 def test_built(kwargs: dict[str, object], expected: list[str]) -> None:
     assert build(**kwargs) == expected  # type: ignore[arg-type]
@@ -89,7 +91,8 @@ def test_built(kwargs: dict[str, object], expected: list[str]) -> None:
      "'notls'"),
     ({"user": ("ocsp,noocsp",)}, "'ocsp' and 'noocsp'"),
     ({"user": ("tlsport=high",)}, "tlsport"),
-    ({"context": {"encryptInTransit": "false"}, "user": ("iam",)}, "'iam' needs TLS"),
+    ({"context": {"encryptInTransit": "false"}, "user": ("iam",),
+      "allowed": frozenset({"notls"})}, "'iam' needs TLS"),
     ({"user": ("awsprofile=team",)}, "'awsprofile' needs 'iam'"),
     ({"user": ("capath=/etc/ssl",)}, "'capath'"),
     ({"user": ("iam tls",)}, "whitespace"),
@@ -122,6 +125,7 @@ def test_notes_say_what_was_dropped_or_implied() -> None:
 REAL_AP = "fsap-0123456789abcdef0"  # EFS's ids (and efs-utils' pattern): 17 hex digits
 VOCABULARY = ["tls", "notls", "iam", "ro", "noresvport", "port=2049", "tlsport=20049",
               "tlsport=x", "ocsp", "noocsp", "awsprofile=team", "awscredsuri=/creds",
+              "verify=0", "verify=2", "cafile=/tmp/ca.pem", "netns=/proc/1/ns/net", "stunnel",
               "awscredsuri=creds", "jwtpath=/t", "rolearn=arn:aws:iam::1:role/r",
               "accesspoint=" + REAL_AP, "accesspoint=fsap-fedcba98765432100", "crossaccount",
               "mounttargetip=10.0.0.7", "capath=/x", "a=b=c", "TLS", "IAM", "lookupcache=pos"]
@@ -138,14 +142,22 @@ contexts = st.fixed_dictionaries({}, optional={
 @given(handle=st.sampled_from([FS, f"{FS}::{REAL_AP}", f"{FS}:/a:{REAL_AP}", f"{FS}:/a",
                                f"{FS}::"]),
        context=contexts, user=flags, read_only=st.booleans(),
-       zone=st.sampled_from([None, "az-a", "az-b"]))
+       zone=st.sampled_from([None, "az-a", "az-b"]),
+       allowed=st.frozensets(st.sampled_from(sorted(WEAKENING_OPTIONS))))
 def test_every_option_set_built_passes_efs_utils_checks(handle: str, context: dict[str, str],
                                                         user: list[str], read_only: bool,
-                                                        zone: str | None) -> None:
+                                                        zone: str | None,
+                                                        allowed: frozenset[str]) -> None:
     try:
         options = build(handle=handle, context=context, user=tuple(user), read_only=read_only,
-                        zone=zone)
+                        zone=zone, allowed=allowed)
     except InvalidArgument as refused:
-        assert "mount_flags" in refused.message  # refused naming the field, never a crash
+        # refused naming the field, never a crash
+        assert "mount_flags" in refused.message or "encryptInTransit" in refused.message
         return
     assert efs_utils_refusal(options) is None, options
+    # Nothing that weakens TLS gets through unless allowed by name.
+    assert {entry.name for option in options
+            if (entry := weakening_option(option)) is not None} <= allowed, (options, allowed)
+    if "tls" not in options:
+        assert "notls" in allowed, options

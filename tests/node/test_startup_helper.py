@@ -6,6 +6,8 @@ tests/cluster/test_kubelet.py)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import stat
 import sys
 from pathlib import Path
@@ -15,24 +17,31 @@ import pytest
 from efs_csi.contract import NOT_READY_TAINT, PLUGIN_NAME, TOPOLOGY_ZONE_KEY
 from efs_csi.kube import KubeEndpoint
 from efs_csi.rpc.supervision import RestartPolicy, supervise
-from efs_csi_node.startup_helper import StartupHelper, StartupHelperFailed, StartupWork, needed
-from efs_csi_node.topology import ImdsSettings
+from efs_csi_node.startup_helper import StartupHelper, StartupHelperFailed, StartupWork
 from efs_csi_node.zone import NodeZone
-from tests.support.fakes.kube_api import FakeKubeApi
+from testbed.kube_api import FakeKubeApi
 
 pytestmark = pytest.mark.slow  # starts processes
 
 NODE = "node-startup"
 OURS = {"key": NOT_READY_TAINT, "effect": "NoExecute"}
 OTHER = {"key": "dedicated", "value": "storage", "effect": "NoSchedule"}
-NO_IMDS = ImdsSettings(disabled=True)
 
 
-def work_for(api: FakeKubeApi, tmp_path: Path, *, remove_taint: bool = True) -> StartupWork:
+def work_for(api: FakeKubeApi | str, tmp_path: Path, *,
+             remove_taint: bool = True) -> StartupWork:
     token = tmp_path / "token"
-    token.write_text(api.token + "\n")
-    return StartupWork(node_name=NODE, remove_taint=remove_taint, imds=NO_IMDS,
-                       kube=KubeEndpoint(host=api.url, token_file=token), log_level="debug")
+    token.write_text((api.token if isinstance(api, FakeKubeApi) else "any") + "\n")
+    return StartupWork(node_name=NODE, remove_taint=remove_taint,
+                       kube=KubeEndpoint(host=api.url if isinstance(api, FakeKubeApi) else api,
+                                         token_file=token), log_level="debug")
+
+
+def zone_after_imds() -> NodeZone:
+    """A zone instance metadata had no answer for: the label decides."""
+    zone = NodeZone(label_source=True)
+    zone.from_imds(None)
+    return zone
 
 
 def alive(pid: int) -> bool:
@@ -51,13 +60,15 @@ async def test_the_zone_arrives_first_then_the_taint_goes_and_the_child_exits(
         fake_kube_api: FakeKubeApi, tmp_path: Path) -> None:
     fake_kube_api.add_node(NODE, taints=[OURS, OTHER], labels={TOPOLOGY_ZONE_KEY: "zone-l"})
     fake_kube_api.set_csinode(NODE, ["ebs.csi.aws.com"])  # kubelet has not registered us yet
-    zone = NodeZone()
+    zone = zone_after_imds()
     helper = StartupHelper(work_for(fake_kube_api, tmp_path), zone)
     task = asyncio.create_task(helper.run())
     try:
         pid = await child_pid(helper)
         async with asyncio.timeout(30):
             assert await zone.wait() == "zone-l"
+        # It volunteers to be the one the OOM killer takes under a tight memory limit.
+        assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "1000"
         # NodeGetInfo can answer now; the child still waits for registration.
         assert not task.done() and alive(pid)
         assert fake_kube_api.taints(NODE) == [OURS, OTHER]
@@ -74,7 +85,7 @@ async def test_a_cancelled_helper_leaves_no_child_behind(
         fake_kube_api: FakeKubeApi, tmp_path: Path) -> None:
     fake_kube_api.add_node(NODE, taints=[OURS], labels={TOPOLOGY_ZONE_KEY: "zone-l"})
     fake_kube_api.set_csinode(NODE, [])  # never registered: the child would wait forever
-    zone = NodeZone()
+    zone = zone_after_imds()
     helper = StartupHelper(work_for(fake_kube_api, tmp_path), zone)
     task = asyncio.create_task(helper.run())
     pid = await child_pid(helper)
@@ -100,14 +111,15 @@ async def test_a_failed_child_is_restarted_and_asked_only_for_what_is_missing(
     wrapper.write_text(f'#!/bin/sh\nif [ ! -e "{crashed}" ]; then touch "{crashed}"; exit 3; fi\n'
                        f'exec "{sys.executable}" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    zone = NodeZone()
+    zone = zone_after_imds()
     helper = StartupHelper(work_for(fake_kube_api, tmp_path), zone, python=str(wrapper))
     with pytest.raises(StartupHelperFailed, match="status 3"):
         await helper.run()
-    assert not zone.resolved
+    assert not zone.settled and zone.cause == "start-up helper exited with status 3"
+    assert helper.failures == {"exited": 1}
     await asyncio.wait_for(supervise(helper.run, RestartPolicy(first_delay_s=0.01)), 60)
     assert crashed.exists()
-    assert zone.resolved and await zone.wait() == "zone-l"
+    assert zone.settled and await zone.wait() == "zone-l"
     assert fake_kube_api.taints(NODE) == []
     reads = fake_kube_api.count("GET", f"/api/v1/nodes/{NODE}")
     # Zone known, taint gone: a further run has nothing to do and starts no child.
@@ -119,20 +131,57 @@ async def test_a_failed_child_is_restarted_and_asked_only_for_what_is_missing(
 async def test_no_label_and_no_instance_metadata_mean_no_zone(
         fake_kube_api: FakeKubeApi, tmp_path: Path) -> None:
     fake_kube_api.add_node(NODE)
-    zone = NodeZone()
+    zone = zone_after_imds()
     await asyncio.wait_for(
         StartupHelper(work_for(fake_kube_api, tmp_path, remove_taint=False), zone).run(), 60)
-    assert zone.resolved and await zone.wait() is None
+    assert zone.settled and await zone.wait() is None
 
 
-def test_no_child_when_there_is_nothing_to_do() -> None:
-    endpoint = KubeEndpoint(host="https://127.0.0.1:1")
-    quiet = StartupWork(node_name=NODE, remove_taint=False, imds=NO_IMDS, kube=None)
-    assert not needed(quiet, NodeZone())  # nowhere to ask: no zone, at once
-    assert needed(StartupWork(NODE, remove_taint=False, imds=ImdsSettings(), kube=None),
-                  NodeZone())  # instance metadata may know
-    known = NodeZone.known("zone-f")
-    assert not needed(StartupWork(NODE, remove_taint=False, imds=ImdsSettings(),
-                                  kube=endpoint), known)
-    assert needed(StartupWork(NODE, remove_taint=True, imds=NO_IMDS, kube=endpoint), known)
-    assert not needed(StartupWork(NODE, remove_taint=True, imds=NO_IMDS, kube=None), known)
+@pytest.mark.asyncio
+async def test_an_unreachable_api_is_the_zone_cause_while_the_child_keeps_trying(
+        tmp_path: Path) -> None:
+    """Nothing listens where the API should be: the child says why on each failed read and
+    retries with backoff itself (no process restarts); the zone stays unknown, not "none"."""
+    zone = zone_after_imds()
+    helper = StartupHelper(work_for("http://127.0.0.1:9", tmp_path), zone)
+    task = asyncio.create_task(helper.run())
+    try:
+        pid = await child_pid(helper)
+        async with asyncio.timeout(30):
+            while helper.failures["kubernetes_api"] < 2:  # noqa: ASYNC110 - no event for it
+                await asyncio.sleep(0.05)
+        assert not zone.settled and not task.done() and helper.pid == pid
+        assert zone.cause.startswith(f"Kubernetes API: cannot read Node {NODE}: ")
+        assert "unreachable" in zone.cause
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert not alive(pid)
+
+
+@pytest.mark.asyncio
+async def test_a_child_killed_by_a_signal_is_named_as_such(
+        fake_kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    fake_kube_api.add_node(NODE, taints=[OURS])
+    fake_kube_api.set_csinode(NODE, [])  # the child waits: time to kill it
+    zone = zone_after_imds()
+    helper = StartupHelper(work_for(fake_kube_api, tmp_path), zone)
+    task = asyncio.create_task(helper.run())
+    pid = await child_pid(helper)
+    async with asyncio.timeout(30):
+        await zone.wait()  # the label came; now the OOM killer strikes (as it would)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(StartupHelperFailed, match="killed by SIGKILL"):
+        await asyncio.wait_for(task, 30)
+    assert helper.failures == {"killed": 1}
+
+
+def test_no_child_when_there_is_nothing_to_do(tmp_path: Path) -> None:
+    endpoint = "https://127.0.0.1:1"
+    assert StartupHelper(work_for(endpoint, tmp_path, remove_taint=False),
+                         NodeZone(label_source=True)).needed()  # the label may know the zone
+    assert not StartupHelper(work_for(endpoint, tmp_path, remove_taint=False),
+                             NodeZone.known("zone-f")).needed()
+    assert StartupHelper(work_for(endpoint, tmp_path, remove_taint=True),
+                         NodeZone.known("zone-f")).needed()  # the taint

@@ -11,7 +11,7 @@ import pytest
 from efs_csi.adapters.kube import KubernetesAsyncioKube
 from efs_csi.contract import NOT_READY_TAINT
 from efs_csi_node.taint import TaintRemovalSettings, TaintRemover, taint_removal_enabled
-from tests.support.fakes.kube_api import FakeKubeApi
+from testbed.kube_api import FakeKubeApi
 
 NODE = "ip-10-0-0-1.ec2.internal"
 OURS = {"key": NOT_READY_TAINT, "effect": "NoExecute"}

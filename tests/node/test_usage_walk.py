@@ -359,12 +359,12 @@ def test_directories_removed_or_replaced_while_walking_are_skipped(tmp_path: Pat
         (tmp_path / name / "f").write_bytes(b"r" * 5000)
     real = WalkCalls()
 
-    def racing_open(path: bytes) -> int:
-        if path.endswith(b"/removed"):
+    def racing_open(name: bytes, parent: int | None) -> int:
+        if name == b"removed":
             raise FileNotFoundError(errno.ENOENT, "gone")
-        if path.endswith(b"/replaced"):
+        if name == b"replaced":
             raise OSError(errno.ELOOP, "now a symlink")
-        return real.open_directory(path)
+        return real.open_directory(name, parent)
 
     usage = measure_usage(tmp_path, concurrency=4, calls=WalkCalls(open_directory=racing_open))
     full = du_usage(tmp_path)

@@ -16,9 +16,7 @@ at start, and every process is stopped by the pid this module started.
   their CSI volumes for real) and whose CSI driver registration is done by ``registrar`` (the
   stand-in for node-driver-registrar, which the module proxy does not serve). A kubelet rewrites
   kernel settings at start; ``KernelSettings`` records them first and puts them back.
-- ``pod_command``: runs one of our binaries the way a pod would see the world: its own mount
-  namespace with the service account's token, CA and namespace at the fixed in-cluster path,
-  while mounts under kubelet's (shared) root directory still propagate to the host.
+Our binaries run in it the way a pod would see the world through ``testbed.in_cluster``.
 """
 
 from __future__ import annotations
@@ -53,7 +51,6 @@ Json = dict[str, Any]
 
 TOOL_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubelet", "kubectl",
               "fakecri", "registrar", "csi-provisioner")
-SERVICE_ACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 @dataclass(frozen=True)
@@ -435,6 +432,52 @@ class ControlPlane:
         (directory / "namespace").write_text(namespace)
         return directory
 
+    def node_pod_service_account_files(self, namespace: str, service_account: str,
+                                       node_name: str) -> Path:
+        """Like ``service_account_files``, but the token is bound to a pod on ``node_name``,
+        as the tokens kubelet projects into a DaemonSet's pods are: the API server then puts
+        the node's name in the token's user info (``authentication.kubernetes.io/node-name``),
+        which the chart's node policy checks. No DaemonSet controller runs here, so the pod is
+        a stand-in object (``node_pod_name``), which this node's kubelet runs on fakecri.
+        Made once per node until ``forget_node_pod`` (like ``service_account_files``, so a
+        test can issue it before an outage)."""
+        pod_name = self.node_pod_name(service_account, node_name)
+        directory = self.workdir / "serviceaccounts" / f"{namespace}.{pod_name}"
+        if (directory / "token").exists():
+            return directory
+        self.apply([{
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "namespace": namespace,
+                         "labels": {"efs-csi.test/stand-in": "node-pod"}},
+            "spec": {"nodeName": node_name, "serviceAccountName": service_account,
+                     "automountServiceAccountToken": False,
+                     "terminationGracePeriodSeconds": 0,
+                     "tolerations": [{"operator": "Exists"}],
+                     "containers": [{"name": "efs-plugin",
+                                     "image": "registry.invalid/efs-csi-node:stand-in"}]}}])
+        uid = self.get("pod", pod_name, namespace)["metadata"]["uid"]
+        token = self.kubectl("-n", namespace, "create", "token", service_account,
+                             "--duration", "2h", "--bound-object-kind", "Pod",
+                             "--bound-object-name", pod_name,
+                             "--bound-object-uid", uid).stdout.strip()
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "token").write_text(token)
+        shutil.copyfile(self.pki.ca, directory / "ca.crt")
+        (directory / "namespace").write_text(namespace)
+        return directory
+
+    @staticmethod
+    def node_pod_name(service_account: str, node_name: str) -> str:
+        return f"{service_account}-{node_name}"[:63].rstrip("-.")
+
+    def forget_node_pod(self, namespace: str, service_account: str, node_name: str) -> None:
+        """Delete the stand-in pod (its token stops working with it) and the token's files."""
+        pod_name = self.node_pod_name(service_account, node_name)
+        self.kubectl("-n", namespace, "delete", "pod", "--ignore-not-found", "--force",
+                     "--grace-period=0", "--wait=false", pod_name)
+        shutil.rmtree(self.workdir / "serviceaccounts" / f"{namespace}.{pod_name}",
+                      ignore_errors=True)
+
     def in_cluster_environment(self) -> dict[str, str]:
         """What kubelet puts in every pod's environment to find the API server."""
         return {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.port)}
@@ -450,27 +493,6 @@ class ControlPlane:
             with contextlib.suppress(ValueError):
                 events.append(json.loads(line))
         return events
-
-
-def pod_command(argv: Sequence[str], service_account_files: Path) -> list[str]:
-    """``argv`` run as a pod would see the world, for a binary that finds the API in-cluster.
-
-    The command gets its own mount namespace. In it the filesystem holding ``/run`` is made
-    private (so nothing mounted there reaches the host), a small tmpfs covers ``/run``, and the
-    service account's files are copied to the fixed in-cluster path. All other mounts keep
-    their propagation, so what the binary mounts under kubelet's shared root directory is seen
-    by kubelet and the host, as with a DaemonSet's ``mountPropagation: Bidirectional``.
-    ``exec`` keeps the pid: stopping the returned process stops the binary itself.
-    """
-    script = (
-        'set -e; mount --make-private "$(findmnt -n -o TARGET -T /run)"; '
-        "mount -t tmpfs -o size=4m,mode=0755 efs-csi-pod-run /run; "
-        f"mkdir -p {SERVICE_ACCOUNT_PATH}; "
-        f'cp "$0"/token "$0"/ca.crt "$0"/namespace {SERVICE_ACCOUNT_PATH}/; '
-        'exec "$@"'
-    )
-    return ["unshare", "--mount", "--propagation", "unchanged", "--",
-            "/bin/sh", "-c", script, str(service_account_files), *argv]
 
 
 # --- kubelet ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 and applies every object to the API server. ``ControllerPod`` and ``NodePod`` then run the
 containers the chart's Deployment and DaemonSet describe, with the chart's own commands,
 arguments and environment (``tests.support.pods``), as the chart's ServiceAccounts (their
-TokenRequest tokens at the in-cluster path, ``tests.support.cluster.pod_command``), never as
+TokenRequest tokens at the in-cluster path, ``testbed.in_cluster.pod_command``), never as
 admin. The controller pod is efs-csi-controller plus the real csi-provisioner; the node pod is
 efs-csi-node plus the registrar stand-in, on a real kubelet's root dir. The liveness-probe
 sidecar is not run: it only turns Probe into HTTP for kubelet's liveness check.
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from efs_csi.contract import NOT_READY_TAINT
+from testbed.in_cluster import pod_command
 from testbed.moto_server import MotoEndpoint
 from tests.chart.render import find, render
 from tests.support.cluster import (
@@ -30,7 +31,6 @@ from tests.support.cluster import (
     Daemon,
     Kubelet,
     free_port,
-    pod_command,
     wait_until,
 )
 from tests.support.pods import PodRunner, pod_spec
@@ -50,8 +50,10 @@ def install_chart(plane: ControlPlane, sets: Sequence[str] = ()) -> list[Json]:
 
 
 def _loopback_listeners(argv: list[str]) -> list[str]:
-    """A pod listens on its own network namespace; here, on loopback at a free port."""
-    return [re.sub(r"\b0\.0\.0\.0:\d+", lambda _m: f"127.0.0.1:{free_port()}", arg)
+    """A pod listens on its own network namespace (every interface, or its pod IP, which
+    PodRunner gives as 127.0.0.1); here, on loopback at a free port."""
+    return [re.sub(r"^(--[\w-]+=)(?:0\.0\.0\.0|127\.0\.0\.1)?:\d+$",
+                   lambda match: f"{match.group(1)}127.0.0.1:{free_port()}", arg)
             for arg in argv]
 
 
@@ -93,9 +95,11 @@ class PodProcesses:
 def _run_container(pod: PodProcesses, runner: PodRunner, name: str, process_name: str,
                    logs: Path, *, env: Mapping[str, str],
                    service_account: Path | None) -> Daemon:
+    """The container as a process; with the ServiceAccount's files only when the chart gives
+    this container a token (``PodRunner.mounts_token``), as kubelet would."""
     local = runner.local(name, env)
     argv = _loopback_listeners(local.argv)
-    if service_account is not None:
+    if service_account is not None and runner.mounts_token(name):
         argv = pod_command(argv, service_account)
     return pod.start(Daemon(process_name, argv, logs, env={**os.environ, **local.env}))
 
@@ -192,7 +196,9 @@ class NodePod:
             host_paths={"/var/lib/kubelet": self.kubelet.root_dir,
                         "/var/lib/efs-csi-local": self.local_root},
             node_name=self.kubelet.node_name)
-        account = self.plane.service_account_files(NAMESPACE, spec["serviceAccountName"])
+        # Bound to (a stand-in of) this node's pod, as kubelet's projected token is.
+        account = self.plane.node_pod_service_account_files(
+            NAMESPACE, spec["serviceAccountName"], self.kubelet.node_name)
         env = {**aws_environment(self.moto), **self.plane.in_cluster_environment(),
                **self.extra_env}
         try:
@@ -245,3 +251,6 @@ class NodePod:
 
     def stop(self) -> None:
         self.pod.stop()
+        # The stand-in pod its token was bound to: with it, the token stops working too.
+        self.plane.forget_node_pod(NAMESPACE, pod_spec(self.daemonset)["serviceAccountName"],
+                                   self.kubelet.node_name)

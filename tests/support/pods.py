@@ -63,8 +63,23 @@ class PodRunner:
                 return self._host_path(volume["hostPath"]["path"])
             if "emptyDir" in volume:
                 return self._scratch(f"emptydir/{name}")
-            raise AssertionError(f"volume {name}: only hostPath and emptyDir are emulated")
+            if "serviceAccountToken" in str(volume.get("projected", {})):
+                # The token itself reaches the process through pod_command, at the in-cluster
+                # path; only containers that mount this volume are given it (mounts_token).
+                return self._scratch(f"projected/{name}")
+            raise AssertionError(f"volume {name}: only hostPath, emptyDir and a projected "
+                                 "service account token are emulated")
         raise AssertionError(f"no volume {name} in the pod")
+
+    def mounts_token(self, name: str) -> bool:
+        """Whether container ``name`` gets the ServiceAccount token: it mounts a projected
+        token volume, or the pod automounts one (the API's default)."""
+        spec = pod_spec(self.workload)
+        token_volumes = {volume["name"] for volume in spec.get("volumes", [])
+                         if "serviceAccountToken" in str(volume.get("projected", {}))}
+        mounts = {mount["name"] for mount in container(self.workload, name).get("volumeMounts",
+                                                                                 [])}
+        return bool(mounts & token_volumes) or spec.get("automountServiceAccountToken", True)
 
     def _host_path(self, path: str) -> Path:
         for prefix, local in sorted(self.host_paths.items(), key=lambda item: -len(item[0])):
@@ -87,7 +102,9 @@ class PodRunner:
                 continue
             field_path = item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
             known = {"spec.nodeName": self.node_name,
-                     "metadata.namespace": self.workload["metadata"].get("namespace", "")}
+                     "metadata.namespace": self.workload["metadata"].get("namespace", ""),
+                     # A pod's own address; here loopback (deployment.py picks free ports).
+                     "status.podIP": "127.0.0.1"}
             if field_path not in known:
                 raise AssertionError(f"env {item['name']}: only fieldRef {sorted(known)} "
                                      "is emulated")

@@ -17,6 +17,9 @@ Overrides are ``section:key=value`` items separated by commas. Decisions, and wh
   or ``,`` (the item separator). Empty values are rejected as almost certainly a mistake.
 - The same section:key twice is rejected rather than silently keeping one.
 - Overrides are applied last, so they win over values derived from the other flags.
+- An override that weakens TLS to EFS (``efs_csi_node.tls_policy``: the host-name check off,
+  another CA file, other DNS names, FIPS off under --fips) is refused, naming the item and
+  ``--allow-insecure-efs-utils-conf``, unless that flag is given: it is never made by accident.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from efs_csi_node.tls_policy import CONF_FLAG, CONF_VALUE, weakening_key
 
 OVERRIDES_FLAG = "--efs-utils-conf-overrides"
 DEFAULT_PORT_RANGE_LOWER_BOUND = 20049
@@ -60,6 +65,8 @@ class EfsUtilsSettings:
     port_range_upper_bound: int = DEFAULT_PORT_RANGE_UPPER_BOUND
     debug: bool = False
     overrides: tuple[Override, ...] = field(default_factory=tuple)
+    # --allow-insecure-efs-utils-conf: overrides may weaken TLS (tls_policy.WEAKENING_KEYS).
+    allow_insecure: bool = False
 
 
 def _check_section(section: str, item: str) -> None:
@@ -199,6 +206,35 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
+def tls_weakening(settings: EfsUtilsSettings) -> list[str]:
+    """The overrides that weaken TLS, each with what it does: compared with what the node
+    writes itself, in the same section, else in [mount] (efs-utils falls back to it from a
+    regional section, and [DEFAULT] is what [mount] would otherwise supply)."""
+    layout = _base_layout(settings)
+
+    def ours(section: str, key: str) -> str | None:
+        return next((value for name, value, _ in layout.get(section, ()) if name == key), None)
+
+    weakening = []
+    for override in settings.overrides:
+        written = ours(override.section, override.key)
+        if written is None:
+            written = ours("mount", override.key)
+        entry = weakening_key(override.section, override.key, override.value, written)
+        if entry is not None:
+            weakening.append(f"{override.section}:{override.key}={override.value} "
+                             f"({entry.effect})")
+    return weakening
+
+
+def _check_tls(settings: EfsUtilsSettings) -> None:
+    refused = [] if settings.allow_insecure else tls_weakening(settings)
+    if refused:
+        raise ConfigError(f"{OVERRIDES_FLAG}: weakens TLS to EFS: {'; '.join(refused)}. Refused "
+                          f"unless the operator allows it: {CONF_FLAG} on the node (chart: "
+                          f"{CONF_VALUE}: true)")
+
+
 def _apply(layout: dict[str, list[_Entry]], overrides: Iterable[Override]) -> None:
     for override in overrides:
         entries = layout.setdefault(override.section, [])
@@ -227,6 +263,7 @@ def _validate(settings: EfsUtilsSettings, layout: dict[str, list[_Entry]]) -> No
 
 def render(settings: EfsUtilsSettings) -> str:
     """The full text of efs-utils.conf for these settings."""
+    _check_tls(settings)
     layout = _base_layout(settings)
     _apply(layout, settings.overrides)
     _validate(settings, layout)

@@ -7,11 +7,16 @@ where efs-utils looks (``/etc/amazon/efs``, e.g. a symlink to the host directory
 At start, in order:
 1. Migration, once: an older release kept the same state in ``--efs-utils-legacy-config-dir``.
    When the new directory holds nothing and the legacy one holds something, the legacy
-   entries are copied over. A marker file makes an interrupted copy resume (overwriting) on
-   the next start instead of being mistaken for a finished one. The legacy directory is left
-   alone, so downgrading still works.
-2. Static files shipped in the image (the Amazon CA bundle ``efs-utils.crt``...) are copied in
-   when missing; existing ones are never overwritten.
+   entries are copied over, except the files the image owns (below): an old CA bundle is never
+   carried over. A marker file makes an interrupted copy resume (overwriting) on the next start
+   instead of being mistaken for a finished one. The legacy directory is left alone, so
+   downgrading still works.
+2. The files the image ships (its static directory, ``/etc/amazon/efs-static-files``: the
+   Amazon CA bundle ``efs-utils.crt``...) are installed at every start, replacing what the
+   host directory holds, each atomically: a CA rotated by an image upgrade takes effect at the
+   next start, and a stale or tampered copy on the host never outlives one (the reference
+   driver overwrites the bundle at every start too). When the image has no CA bundle, a host
+   copy is removed rather than trusted: mounts then fail naming the missing file.
 3. ``efs-utils.conf`` is written atomically (temporary file, fsync, rename, fsync of the
    directory) so mount.efs never reads a half-written file. It is rewritten at every start:
    the flags are its source of truth.
@@ -27,14 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONF_NAME = "efs-utils.conf"
+CA_BUNDLE_NAME = "efs-utils.crt"
 MIGRATION_MARKER = ".legacy-migration-in-progress"
+# What the image owns in the directory: installed (or rendered) at every start, never migrated.
+IMAGE_OWNED = frozenset({CONF_NAME, CA_BUNDLE_NAME})
 
 
 @dataclass(frozen=True)
 class Prepared:
     conf_path: Path
     migrated_from: Path | None
-    static_files_copied: tuple[str, ...]
+    static_files_installed: tuple[str, ...]
+    # A host CA bundle removed because the image has none (never trusted instead).
+    removed_host_ca: bool = False
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -45,12 +55,13 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+def write_atomically(path: Path, text: str | bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``text`` so readers see the old or the new file, never a mix."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, mode)
@@ -88,6 +99,8 @@ def migrate_legacy(config_dir: Path, legacy_dir: Path | None) -> bool:
         return False
     marker.touch()
     for entry in sorted(legacy_dir.iterdir()):
+        if entry.name in IMAGE_OWNED:
+            continue
         _copy_entry(entry, config_dir / entry.name)
     _fsync_directory(config_dir)
     marker.unlink()
@@ -95,18 +108,30 @@ def migrate_legacy(config_dir: Path, legacy_dir: Path | None) -> bool:
     return True
 
 
-def copy_static_files(config_dir: Path, static_dir: Path | None) -> tuple[str, ...]:
-    """Copy the image's files into ``config_dir`` where missing; return the names copied."""
+def install_static_files(config_dir: Path, static_dir: Path | None) -> tuple[str, ...]:
+    """Install every file of the image's ``static_dir`` into ``config_dir``, replacing what is
+    there (a symlink included: the entry is replaced, never followed); return the names. The
+    conf is not among them: step 3 renders it."""
     if static_dir is None or not static_dir.is_dir():
         return ()
-    copied = []
+    installed = []
     for entry in sorted(static_dir.iterdir()):
-        target = config_dir / entry.name
-        if target.exists() or target.is_symlink():
+        if entry.name == CONF_NAME or not entry.is_file():
             continue
-        _copy_entry(entry, target)
-        copied.append(entry.name)
-    return tuple(copied)
+        write_atomically(config_dir / entry.name, entry.read_bytes(),
+                         mode=entry.stat().st_mode & 0o777)
+        installed.append(entry.name)
+    return tuple(installed)
+
+
+def remove_host_ca(config_dir: Path) -> bool:
+    """Remove a CA bundle the image did not install; True if there was one."""
+    target = config_dir / CA_BUNDLE_NAME
+    if not (target.exists() or target.is_symlink()):
+        return False
+    target.unlink()
+    _fsync_directory(config_dir)
+    return True
 
 
 def prepare_config_dir(config_dir: Path, conf_text: str, *, legacy_dir: Path | None = None,
@@ -114,7 +139,8 @@ def prepare_config_dir(config_dir: Path, conf_text: str, *, legacy_dir: Path | N
     """Run the three steps of the module docstring; blocking, call it off the event loop."""
     config_dir.mkdir(parents=True, exist_ok=True)
     migrated = migrate_legacy(config_dir, legacy_dir)
-    copied = copy_static_files(config_dir, static_dir)
+    installed = install_static_files(config_dir, static_dir)
+    removed = CA_BUNDLE_NAME not in installed and remove_host_ca(config_dir)
     conf_path = config_dir / CONF_NAME
     write_atomically(conf_path, conf_text)
-    return Prepared(conf_path, legacy_dir if migrated else None, copied)
+    return Prepared(conf_path, legacy_dir if migrated else None, installed, removed)

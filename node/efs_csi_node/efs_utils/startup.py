@@ -22,6 +22,7 @@ from efs_csi_node.efs_utils.config import (
     Override,
     parse_overrides,
     render,
+    tls_weakening,
 )
 from efs_csi_node.efs_utils.prepare import Prepared, prepare_config_dir
 from efs_csi_node.efs_utils.reaper import ChildRegistry, OrphanReaper, adopts_orphans, reap_orphans
@@ -55,12 +56,20 @@ async def prepare_efs_utils(config: EfsUtilsConfig, *,
                             static_dir: Path | None = DEFAULT_STATIC_DIR) -> Prepared:
     """Render efs-utils.conf (ConfigError naming the flag) and prepare the directory."""
     text = render(config.settings)
+    weakening = tls_weakening(config.settings)
+    if weakening:  # rendered: so the operator allowed it (--allow-insecure-efs-utils-conf)
+        _log.warning("efs-utils.conf overrides weaken TLS to EFS, as allowed by "
+                     "--allow-insecure-efs-utils-conf", overrides=weakening)
     prepared = await asyncio.to_thread(
         prepare_config_dir, config.config_dir, text, legacy_dir=config.legacy_config_dir,
         static_dir=static_dir)
     _log.info("efs-utils configured", conf=str(prepared.conf_path),
               migrated_from=str(prepared.migrated_from) if prepared.migrated_from else None,
-              static_files=list(prepared.static_files_copied))
+              static_files=list(prepared.static_files_installed))
+    if prepared.removed_host_ca:
+        _log.error("the image has no efs-utils CA bundle; the host's copy was removed rather "
+                   "than trusted: TLS mounts fail until the image provides one",
+                   static_dir=str(static_dir))
     return prepared
 
 

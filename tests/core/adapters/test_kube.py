@@ -12,7 +12,7 @@ from efs_csi.adapters.kube import KubernetesAsyncioKube
 from efs_csi.contract import NOT_READY_TAINT, PLUGIN_NAME
 from efs_csi.errors import Unavailable
 from efs_csi.kube import KubeEndpoint, in_cluster_endpoint
-from tests.support.fakes.kube_api import FakeKubeApi
+from testbed.kube_api import FakeKubeApi
 
 NODE = "ip-10-0-0-1.ec2.internal"
 OURS = {"key": NOT_READY_TAINT, "effect": "NoExecute"}

@@ -54,10 +54,13 @@ def test_defaults_have_every_section_and_key_efs_utils_reads() -> None:
      "mount", "stunnel_check_cert_validity", "true"),
     (EfsUtilsSettings(overrides=(Override("mount", "stunnel_logs_file", "/var/log/x.log"),)),
      "mount", "stunnel_logs_file", "/var/log/x.log"),
-    (EfsUtilsSettings(overrides=(Override("mount.eu-west-9", "dns_name_suffix", "x.y"),)),
+    # A partition the node does not know (weakening TLS unless allowed: tests/node/test_tls_policy)
+    (EfsUtilsSettings(overrides=(Override("mount.eu-west-9", "dns_name_suffix", "x.y"),),
+                      allow_insecure=True),
      "mount.eu-west-9", "dns_name_suffix", "x.y"),
     # Overrides win over the flags.
-    (EfsUtilsSettings(fips=True, overrides=(Override("mount", "fips_mode_enabled", "false"),)),
+    (EfsUtilsSettings(fips=True, overrides=(Override("mount", "fips_mode_enabled", "false"),),
+                      allow_insecure=True),
      "mount", "fips_mode_enabled", "false"),
     (EfsUtilsSettings(overrides=(Override("cloudwatch-log", "enabled", "true"),)),
      "cloudwatch-log", "enabled", "true"),

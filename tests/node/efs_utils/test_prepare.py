@@ -1,4 +1,5 @@
-"""The config directory on a real file system: migration once, static files, atomic writes."""
+"""The config directory on a real file system: migration once, the image's files installed at
+every start (never an old host copy of the CA bundle), atomic writes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from efs_csi_node.efs_utils import prepare as prepare_module
 from efs_csi_node.efs_utils.prepare import (
+    CA_BUNDLE_NAME,
     CONF_NAME,
     MIGRATION_MARKER,
     prepare_config_dir,
@@ -41,7 +43,7 @@ def test_legacy_state_is_migrated_once_and_the_conf_is_ours(tmp_path: Path) -> N
     prepared = prepare_config_dir(config, "[mount]\nnew = 1\n", legacy_dir=legacy)
     assert prepared.migrated_from == legacy
     assert (config / "certs" / "fs-1" / "key.pem").read_text() == "legacy key"
-    assert (config / "efs-utils.crt").read_text() == "legacy ca"
+    assert not (config / "efs-utils.crt").exists()  # the image's to give, never migrated
     assert (config / CONF_NAME).read_text() == "[mount]\nnew = 1\n"
     assert not (config / MIGRATION_MARKER).exists()
     assert (legacy / "certs" / "fs-1" / "key.pem").exists()  # legacy left alone
@@ -59,9 +61,9 @@ def test_existing_state_in_the_new_place_wins_over_legacy(tmp_path: Path) -> Non
     legacy = make_legacy(tmp_path)
     config = tmp_path / "new"
     config.mkdir()
-    (config / "efs-utils.crt").write_text("current ca")
+    (config / "state").write_text("current")
     assert prepare_config_dir(config, "x", legacy_dir=legacy).migrated_from is None
-    assert (config / "efs-utils.crt").read_text() == "current ca"
+    assert (config / "state").read_text() == "current"
     assert not (config / "certs").exists()
 
 
@@ -70,10 +72,10 @@ def test_an_interrupted_migration_resumes(tmp_path: Path) -> None:
     config = tmp_path / "new"
     config.mkdir()
     (config / MIGRATION_MARKER).touch()
-    (config / "efs-utils.crt").write_text("half-wri")
+    (config / "certs" / "fs-1").mkdir(parents=True)
+    (config / "certs" / "fs-1" / "key.pem").write_text("half-wri")
     prepared = prepare_config_dir(config, "x", legacy_dir=legacy)
     assert prepared.migrated_from == legacy
-    assert (config / "efs-utils.crt").read_text() == "legacy ca"
     assert (config / "certs" / "fs-1" / "key.pem").read_text() == "legacy key"
     assert not (config / MIGRATION_MARKER).exists()
 
@@ -84,18 +86,70 @@ def test_missing_or_same_legacy_directory_is_ignored(tmp_path: Path) -> None:
     assert prepare_config_dir(config, "y", legacy_dir=config).migrated_from is None
 
 
-def test_static_files_fill_gaps_without_overwriting(tmp_path: Path) -> None:
-    static = tmp_path / "static"
+IMAGE_CA = "-----BEGIN CERTIFICATE-----\nimage\n-----END CERTIFICATE-----\n"
+BOGUS_CA = "-----BEGIN CERTIFICATE-----\nattacker or stale\n-----END CERTIFICATE-----\n"
+
+
+def image_static_dir(root: Path) -> Path:
+    """What the node image ships in /etc/amazon/efs-static-files."""
+    static = root / "static"
     static.mkdir()
-    (static / "efs-utils.crt").write_text("image ca")
-    (static / "extra.txt").write_text("extra")
+    (static / CA_BUNDLE_NAME).write_text(IMAGE_CA)
+    (static / CA_BUNDLE_NAME).chmod(0o444)
+    (static / CONF_NAME).write_text("[mount]\nefs-utils' own = 1\n")
+    return static
+
+
+def test_the_image_ca_replaces_a_bogus_host_copy_at_every_start(tmp_path: Path) -> None:
+    static = image_static_dir(tmp_path)
     config = tmp_path / "new"
     config.mkdir()
-    (config / "extra.txt").write_text("kept")
-    prepared = prepare_config_dir(config, "x", static_dir=static)
-    assert prepared.static_files_copied == ("efs-utils.crt",)
-    assert (config / "efs-utils.crt").read_text() == "image ca"
-    assert (config / "extra.txt").read_text() == "kept"
+    (config / CA_BUNDLE_NAME).write_text(BOGUS_CA)
+    (config / "state").write_text("kept")
+    for start in range(2):
+        prepared = prepare_config_dir(config, f"[mount]\nours = {start}\n", static_dir=static)
+        assert prepared.static_files_installed == (CA_BUNDLE_NAME,)
+        assert (config / CA_BUNDLE_NAME).read_text() == IMAGE_CA
+        assert (config / CA_BUNDLE_NAME).stat().st_mode & 0o777 == 0o444  # the image's mode
+        assert (config / CONF_NAME).read_text() == f"[mount]\nours = {start}\n"  # rendered
+        assert (config / "state").read_text() == "kept"  # efs-utils' state stays
+        (config / CA_BUNDLE_NAME).chmod(0o644)
+        (config / CA_BUNDLE_NAME).write_text(BOGUS_CA)  # tampered again before the next start
+
+
+def test_a_legacy_ca_is_never_migrated(tmp_path: Path) -> None:
+    """The review's run E5: a bogus CA in the legacy directory survived every start."""
+    static = image_static_dir(tmp_path)
+    legacy = make_legacy(tmp_path)
+    (legacy / CA_BUNDLE_NAME).write_text(BOGUS_CA)
+    config = tmp_path / "new"
+    for _ in range(2):
+        prepare_config_dir(config, "x", legacy_dir=legacy, static_dir=static)
+        assert (config / CA_BUNDLE_NAME).read_text() == IMAGE_CA
+    assert (config / "certs" / "fs-1" / "key.pem").read_text() == "legacy key"  # state moves
+
+
+def test_a_symlinked_host_ca_is_replaced_never_followed(tmp_path: Path) -> None:
+    static = image_static_dir(tmp_path)
+    config = tmp_path / "new"
+    config.mkdir()
+    elsewhere = tmp_path / "elsewhere.pem"
+    elsewhere.write_text(BOGUS_CA)
+    (config / CA_BUNDLE_NAME).symlink_to(elsewhere)
+    prepare_config_dir(config, "x", static_dir=static)
+    assert not (config / CA_BUNDLE_NAME).is_symlink()
+    assert (config / CA_BUNDLE_NAME).read_text() == IMAGE_CA
+    assert elsewhere.read_text() == BOGUS_CA  # what the link pointed at is untouched
+
+
+def test_without_an_image_ca_the_host_copy_is_removed_not_trusted(tmp_path: Path) -> None:
+    config = tmp_path / "new"
+    config.mkdir()
+    (config / CA_BUNDLE_NAME).write_text(BOGUS_CA)
+    prepared = prepare_config_dir(config, "x", static_dir=tmp_path / "no-such-dir")
+    assert prepared.removed_host_ca is True
+    assert not (config / CA_BUNDLE_NAME).exists()
+    assert prepare_config_dir(config, "x", static_dir=None).removed_host_ca is False
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(

@@ -5,8 +5,9 @@
   controller's back); the real adapter runs against moto in tests/core/adapters/aws.
 - ``kube.FakeKube``: the Kubernetes API in memory, for the use cases' logic; the real adapter
   runs against a real kube-apiserver in tests/cluster.
-- ``kube_api.FakeKubeApi``: an HTTP API server for the faults a real one cannot be made to
-  answer on cue (500/503/409, malformed answers).
+- ``testbed.kube_api.FakeKubeApi`` (in testbed/, as the benchmarks use it too): an HTTP API
+  server for the faults a real one cannot be made to answer on cue (500/503/409, malformed
+  answers).
 - ``mounts.FakeMountTable``: the kernel's mount table in memory, changed by the driver's real
   ``mount``/``umount`` command lines, so staging and publishing run without root.
   ``mounts.FlakyMounter`` fails on demand.

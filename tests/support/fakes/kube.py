@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from efs_csi.errors import NotFound
-from efs_csi.kube import NodeInfo, Taint
+from efs_csi.kube import NodeInfo, PersistentVolumeInfo, Taint
 
 
 class FakeKube:
@@ -22,6 +22,7 @@ class FakeKube:
         self.taints: dict[str, tuple[Taint, ...]] = {}
         self.registered: set[tuple[str, str]] = set()  # (node, driver) listed in CSINodes
         self.asked: list[str] = []  # Nodes read
+        self.volumes: dict[str, PersistentVolumeInfo] = {}  # PVs by name
 
     async def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
         try:
@@ -41,6 +42,12 @@ class FakeKube:
             raise NotFound(f"node {name} not found")
         return NodeInfo(name=name, resource_version="1", labels=dict(self.labels),
                         taints=self.taints.get(name, ()))
+
+    async def read_persistent_volume(self, name: str) -> PersistentVolumeInfo:
+        try:
+            return self.volumes[name]
+        except KeyError:
+            raise NotFound(f"persistentvolume {name} not found") from None
 
     async def replace_node_taints(self, node: NodeInfo, taints: tuple[Taint, ...]) -> None:
         self.taints[node.name] = taints

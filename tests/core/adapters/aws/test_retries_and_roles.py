@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 from aiobotocore.session import AioSession
+from structlog.testing import capture_logs
 
 from efs_csi import errors
 from efs_csi.adapters.aws import USER_AGENT, AwsCloud, CloudFactory, client_config
@@ -213,11 +214,18 @@ async def test_credentials_near_expiry_are_refreshed(
 
 
 @pytest.mark.asyncio
-async def test_assume_role_denied_is_permission_denied_naming_the_role(
+async def test_assume_role_denied_is_permission_denied_naming_the_role_in_the_log_only(
         factory: CloudFactory, efs_proxy: EfsProxy) -> None:
+    """The role's ARN names another account: the CO (and so a PVC event) gets a correlation
+    id, the log gets the ARN under that id (review finding #15)."""
     efs_proxy.inject(fail_with=(403, "AccessDenied"), operations=["AssumeRole"])
-    with pytest.raises(errors.PermissionDenied, match=ROLE):
+    with capture_logs() as logs, pytest.raises(errors.PermissionDenied) as raised:
         await factory.cloud_for(ROLE)
+    message = raised.value.message
+    assert ROLE not in message and "AssumeRole" in message and "AccessDenied" in message
+    reference = message.split("correlation id ", 1)[1].split(":", 1)[0]
+    assert [entry["role_arn"] for entry in logs
+            if entry.get("correlation_id") == reference] == [ROLE]
 
 
 @pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_EFS", "AWS_ENDPOINT_URL"])

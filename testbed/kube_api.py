@@ -1,23 +1,64 @@
-"""A fake Kubernetes API server for the faults a real one cannot be made to answer on cue.
+"""A fake Kubernetes API server for the faults a real one cannot be made to answer on cue, and
+for the node's start-up helper where a whole control plane would be out of proportion (the
+start-up benchmark, the node binary's failure-mode tests).
 
 The adapter and the taint removal are tested against a real kube-apiserver
 (tests/cluster/test_kube_adapter.py). What a real server will not do when asked is answer a
 given request with a 500, 503 or 409, or with a malformed body: this fake (aiohttp, real HTTP on
-loopback) serves Nodes (GET, JSON-Patch PATCH with ``test`` ops and resourceVersion bumps) and
-CSINodes as the real one does (a CSINode without drivers as ``"drivers": null``), and lets a
-test queue such answers per request.
+loopback, over TLS when asked: the node finds the API in-cluster only at an https:// address)
+serves Nodes (GET, JSON-Patch PATCH with ``test`` ops and resourceVersion bumps) and CSINodes as
+the real one does (a CSINode without drivers as ``"drivers": null``), and lets a caller queue
+such answers per request. It lives in testbed/ because the benchmarks use it too.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
+import ipaddress
 import json
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A self-signed serving certificate for 127.0.0.1 (its own CA) and its key."""
+
+    certificate: Path
+    key: Path
+
+    @classmethod
+    def create(cls, directory: Path) -> TlsFiles:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-kube-apiserver")])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+        directory.mkdir(parents=True, exist_ok=True)
+        files = cls(directory / "fake-kube.crt", directory / "fake-kube.key")
+        files.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+        return files
 
 
 @dataclass
@@ -66,6 +107,7 @@ class FakeKubeApi:
     _version: int = 100
     _runner: web.AppRunner | None = None
     url: str = ""
+    port: int = 0
 
     def add_node(self, name: str, taints: list[Json] | None = None,
                  labels: dict[str, str] | None = None) -> None:
@@ -89,18 +131,23 @@ class FakeKubeApi:
         self._version += 1
         return str(self._version)
 
-    async def start(self) -> str:
-        """Listen on loopback; returns the URL."""
+    async def start(self, tls: TlsFiles | None = None) -> str:
+        """Listen on loopback (over TLS with ``tls``); returns the URL."""
         app = web.Application(middlewares=[self._record])
         app.router.add_get("/api/v1/nodes/{name}", self._get_node)
         app.router.add_patch("/api/v1/nodes/{name}", self._patch_node)
         app.router.add_get("/apis/storage.k8s.io/v1/csinodes/{name}", self._get_csinode)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        context = None
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.certificate, tls.key)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         return self.url
 
     async def stop(self) -> None:
