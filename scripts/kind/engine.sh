@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Docker engine kind runs on where no Docker is installed (CI, this project's machines):
-# Debian's docker.io, containerd and runc (unpacked under .tools/docker by scripts/images, nothing
-# installed), run in a network namespace of its own. kind's bridge network, its NAT and
+# Debian's docker.io, containerd and runc (unpacked under .tools/docker by scripts/images) and
+# Debian's iptables for its rules (unpacked under .tools/kind/iptables): nothing installed. It
+# runs in a network namespace of its own. kind's bridge network, its NAT and
 # embedded-DNS rules, the API servers' published ports, kube-proxy's rules, IP forwarding and
 # every container's traffic stay in that namespace, which has only loopback and what the engine
 # makes: nothing of the engine touches the host's network, and nothing in it can reach an
@@ -40,7 +41,6 @@ in_netns() {
 
 packages() {
   local missing=()
-  command -v iptables >/dev/null || missing+=(iptables)   # dockerd's rules, in the namespace
   command -v capsh >/dev/null || missing+=(libcap2-bin)   # runc-wrapper.sh
   command -v jq >/dev/null || missing+=(jq)
   command -v nsenter >/dev/null || missing+=(util-linux)
@@ -60,6 +60,41 @@ unpack() {
   }
   local deb
   for deb in "${DOCKER_DEBS}"/*.deb; do dpkg-deb -x "${deb}" "${DOCKER_ROOT}"; done
+}
+
+# iptables with its libraries and extensions under KIND_IPTABLES_ROOT; bin/ holds the names
+# dockerd calls (the multi-call binary picks its part by name).
+iptables_packages=(iptables libip4tc2 libip6tc2 libxtables12 libnftnl11 libnetfilter-conntrack3
+                   libnfnetlink0 libmnl0)
+unpack_iptables() {
+  [[ -x "${KIND_IPTABLES_ROOT}/bin/iptables" ]] && return 0
+  echo "engine: unpacking Debian's iptables into ${KIND_IPTABLES_ROOT}" >&2
+  local debs="${KIND_IPTABLES_ROOT}.debs" deb name
+  rm -rf "${KIND_IPTABLES_ROOT}" "${debs}"
+  mkdir -p "${debs}" "${KIND_IPTABLES_ROOT}/bin"
+  (cd "${debs}" && apt-get download -qq "${iptables_packages[@]}" 2>/dev/null) || {
+    apt-get update -qq && (cd "${debs}" && apt-get download -qq "${iptables_packages[@]}")
+  }
+  for deb in "${debs}"/*.deb; do dpkg-deb -x "${deb}" "${KIND_IPTABLES_ROOT}"; done
+  rm -rf "${debs}"
+  for name in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+    ln -sf ../usr/sbin/xtables-nft-multi "${KIND_IPTABLES_ROOT}/bin/${name}"
+  done
+  iptables_env "${KIND_IPTABLES_ROOT}/bin/iptables" --version >/dev/null
+}
+
+iptables_vars() {
+  export PATH="${KIND_IPTABLES_ROOT}/bin:${PATH}"
+  export LD_LIBRARY_PATH="${KIND_IPTABLES_ROOT}/usr/lib/x86_64-linux-gnu"
+  export XTABLES_LIBDIR="${KIND_IPTABLES_ROOT}/usr/lib/x86_64-linux-gnu/xtables"
+}
+iptables_env() { (iptables_vars; "$@"); }
+
+# The host namespace's firewall rules (tests/kind compares them before and after a run).
+host_rules() {
+  unpack_iptables
+  iptables_env iptables-save
+  iptables_env ip6tables-save
 }
 
 docker_ok() { DOCKER_HOST="${KIND_DOCKER_HOST}" "${DOCKER_CLI}" version >/dev/null 2>&1; }
@@ -99,6 +134,7 @@ start() {
   if running; then echo "DOCKER_HOST=${KIND_DOCKER_HOST}"; return 0; fi
   packages
   unpack
+  unpack_iptables
   record
   mkdir -p "${KIND_DOCKER_DATA}" "${KIND_DOCKER_EXEC}" "${KIND_LOGS}"
   if [[ ! -e "${netns_path}" ]]; then
@@ -112,7 +148,7 @@ start() {
   # dockerd writes its trust key to /etc/docker/key.json: stop removes it when start made it.
   nsenter --net="${netns_path}" setsid unshare --mount --propagation private \
     env PATH="${DOCKER_ROOT}/usr/bin:${DOCKER_ROOT}/usr/sbin:${PATH}" \
-    "${DOCKER_ROOT}/usr/sbin/dockerd" \
+    "${repo}/scripts/kind/engine.sh" iptables-env "${DOCKER_ROOT}/usr/sbin/dockerd" \
       --data-root "${KIND_DOCKER_DATA}" --exec-root "${KIND_DOCKER_EXEC}" \
       --pidfile "${KIND_DOCKERD_PIDFILE}" -H "${KIND_DOCKER_HOST}" \
       --config-file "${KIND_STATE}/daemon.json" \
@@ -184,5 +220,7 @@ case "${1:-}" in
   status) running ;;
   restore) restore ;;
   run) shift; in_netns "$@" ;;
-  *) echo "usage: $0 start|stop|status|restore|run COMMAND..." >&2; exit 2 ;;
+  host-rules) host_rules ;;
+  iptables-env) shift; iptables_vars; exec "$@" ;;   # dockerd's start: its iptables
+  *) echo "usage: $0 start|stop|status|restore|host-rules|run COMMAND..." >&2; exit 2 ;;
 esac

@@ -45,5 +45,9 @@ KIND_DOCKER_EXEC="${KIND_SHORT_DIR}/exec"
 KIND_DOCKERD_PIDFILE="${KIND_SHORT_DIR}/dockerd.pid"
 KIND_DOCKER_HOST="unix://${KIND_SHORT_DIR}/docker.sock"
 KIND_NETNS="efs-csi-kind-${checkout_id:0:8}"
+# Debian's iptables (nft backend) for dockerd's rules inside that namespace, unpacked, not
+# installed: a host without iptables stays without (a kubelet on the host would otherwise
+# start writing its chains into the host's tables).
+KIND_IPTABLES_ROOT="${repo}/.tools/kind/iptables"
 KIND_STATE="${KIND_CACHE}/engine"       # what start recorded, for stop to put back
 KIND_KUBECONFIG="${KIND_CACHE}/kubeconfig"

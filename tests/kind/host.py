@@ -16,15 +16,14 @@ from pathlib import Path
 # not per namespace); ip_forward would be the host's if the engine ran in its namespace.
 SYSCTLS = ("kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "kernel.panic",
            "kernel.panic_on_oops", "vm.overcommit_memory", "net.ipv4.ip_forward")
-# What a Docker engine or kube-proxy would put in a firewall table.
-RULE_OF_OURS = re.compile(
-    r"DOCKER|KUBE-|KIND|CNI-|172\.1[6-9]\.|172\.2\d\.|docker0|br-[0-9a-f]{12}")
+ENGINE = Path(__file__).resolve().parents[2] / "scripts" / "kind" / "engine.sh"
+_COUNTERS = re.compile(r"\[\d+:\d+\]")
 
 
 def _run(*argv: str) -> str:
     if shutil.which(argv[0]) is None:
         return ""
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False).stdout
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
 
 
 def _sysctl(name: str) -> str:
@@ -36,7 +35,7 @@ class HostState:
     sysctls: dict[str, str]
     links: frozenset[str]
     netns: frozenset[str]
-    rules: tuple[str, ...]  # firewall rules of the host's namespace that look like ours
+    rules: tuple[str, ...]  # the host namespace's firewall tables, chains and rules
     mounts: tuple[str, ...]  # mount points under the marked paths
     processes: tuple[str, ...]  # command lines naming the marked paths
     lib_modules: bool
@@ -48,10 +47,9 @@ class HostState:
                           for line in _run("ip", "-o", "link").splitlines() if ":" in line)
         netns = frozenset(line.split()[0] for line in _run("ip", "netns", "list").splitlines()
                           if line.strip())
-        rules = tuple(line for tool in ("iptables-save", "iptables-legacy-save",
-                                        "ip6tables-save")
-                      for line in _run(tool).splitlines()
-                      if not line.startswith("#") and RULE_OF_OURS.search(line))
+        # The engine's own iptables reads them: the host may have none installed.
+        rules = tuple(_COUNTERS.sub("", line) for line in _run(str(ENGINE), "host-rules")
+                      .splitlines() if line.strip() and not line.startswith("#"))
         mounts = tuple(line.split()[4] for line in Path("/proc/self/mountinfo").read_text()
                        .splitlines() if any(mark in line for mark in marks))
         processes, kubelets = [], []
