@@ -8,7 +8,7 @@
 # makes: nothing of the engine touches the host's network, and nothing in it can reach an
 # outside address (no route leaves the namespace). Its mount namespace is private too.
 #
-# Usage: scripts/kind/engine.sh start|stop|status|restore|run COMMAND...
+# Usage: scripts/kind/engine.sh start|stop|status|restore|host-rules|run COMMAND...
 #   start    start the engine unless it runs; records the kernel settings it and kind's kubelets
 #            change (dockerd: kernel.keys.root_maxkeys/root_maxbytes; every kubelet of a kind
 #            node: kernel.panic, kernel.panic_on_oops, vm.overcommit_memory, which are global)
@@ -19,6 +19,7 @@
 #   run      run COMMAND inside the namespace, with DOCKER_HOST, KUBECONFIG and PATH set for
 #            kind, docker, kubectl and helm (`nsenter --net`: `ip netns exec` remounts /sys,
 #            which hides the cgroup mounts dockerd needs)
+#   host-rules  print the host namespace's firewall tables (with the unpacked iptables)
 #
 # Root here lacks CAP_SYS_RESOURCE, and Docker 20.10 asks runc for every capability under
 # --privileged (kind's nodes): runc-wrapper.sh, the engine's default runtime, drops the ones
