@@ -13,8 +13,8 @@ PYTEST_ARGS ?=
 export CSI_SANITY := $(TOOLS)/csi-sanity
 export HELM := $(TOOLS)/helm
 
-.PHONY: all test test-fast demo venv tools cluster-tools fuse lint typecheck pytest proto \
-	proto-check clean
+.PHONY: all test test-fast demo venv tools cluster-tools fuse datapath-packages lint typecheck \
+	pytest proto proto-check clean
 
 all: test
 
@@ -77,7 +77,12 @@ lint: $(STAMP) proto-check
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) tools fuse
+# The data path's Debian packages (nfs-ganesha, stunnel4, libnfs-utils...: testbed/datapath),
+# installed when missing and we are root; otherwise its tests skip on a laptop (fail under CI).
+datapath-packages: $(STAMP)
+	@$(BIN)/python -m testbed.datapath.packages
+
+pytest: $(STAMP) tools fuse datapath-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Everything CI runs: lint, types, tests (unit, rpc, integration, conformance, chart, images).

@@ -31,6 +31,7 @@ from testbed.efs_proxy import EfsProxy, FileSystemSetup, make_file_system
 from testbed.kube_api import FakeKubeApi
 from testbed.moto_server import MotoEndpoint, running_moto
 from testbed.processes import RunningBinary, StartBinary, start_binary
+from tests.images.engine import Engine, built_images
 from tests.support.ci import in_ci
 from tests.support.cluster_fixtures import cluster_dir, control_plane  # noqa: F401 - fixtures
 from tests.support.scrape import MetricsServer
@@ -41,7 +42,7 @@ SLOW_FIXTURES = frozenset({"binary", "moto_session", "moto", "efs_proxy", "mount
                            "sanity_driver"})
 # Suites that cross packages and run the driver whole (tests/<suite>/): slow throughout.
 SLOW_SUITES = frozenset({"integration", "conformance", "reliability", "cluster", "chart",
-                         "images", "e2e"})
+                         "images", "e2e", "datapath"})
 _TESTS = Path(__file__).parent
 
 
@@ -133,6 +134,24 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
         await asyncio.gather(*leaked, return_exceptions=True)
         names = ", ".join(sorted(task.get_name() + ":" + repr(task.get_coro()) for task in leaked))
         pytest.fail(f"test left {len(leaked)} asyncio task(s) running: {names}")
+
+
+@pytest.fixture(scope="session")
+def engine(session_report: Callable[[str], None]) -> Iterator[Engine]:
+    """The three images, built once per session (a warm build takes seconds), and the engine
+    that runs them (tests/images, tests/datapath)."""
+    with built_images() as built:
+        phases = built.report["phases_s"]
+        session_report("image build (" + ", ".join(
+            f"{name} {seconds:.1f}s" for name, seconds in phases.items()) + ")")
+        session_report("image sizes (" + ", ".join(
+            f"{image} {size / 1e6:.1f} MB"
+            for image, size in built.report["image_bytes"].items()) + ")")
+        session_report("image SBOMs (" + ", ".join(
+            f"{target}: {counts['deb']} deb, {counts['pypi']} pypi, {counts['cargo']} cargo, "
+            f"{counts['total']} in all, step {counts['step']}"
+            for target, counts in built.report.get("sbom", {}).items()) + ")")
+        yield built
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from efs_csi.cli import (
     serving_config,
 )
 from efs_csi.kube import in_cluster_or_none
+from efs_csi.mounting.efs_leftovers import EFS_UTILS_STATE_DIR
 from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.config import (
     DEFAULT_PORT_RANGE_UPPER_BOUND,
@@ -88,11 +89,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                         help="efs-utils configuration directory (a host directory)")
     parser.add_argument("--efs-utils-legacy-config-dir", default="/etc/amazon/efs-legacy",
                         help="where an older release kept efs-utils state (migrated once)")
+    parser.add_argument("--efs-utils-state-dir", default=str(EFS_UTILS_STATE_DIR),
+                        help="efs-utils' state directory, where the node removes what a killed "
+                             "mount.efs left (efs-utils fixes it at /var/run/efs; another "
+                             "value only for a node run outside its image, e.g. in tests)")
     parser.add_argument("--efs-utils-conf-overrides", type=overrides_arg, default="",
                         metavar="SECTION:KEY=VALUE,...",
                         help="extra efs-utils.conf settings")
     add_bool_flag(parser, "--fips", default=environ.get("AWS_USE_FIPS_ENDPOINT") == "true",
-                  help_text="use FIPS endpoints and FIPS mode in stunnel")
+                  help_text="use FIPS endpoints, and FIPS mode in efs-proxy (the TLS tunnel)")
     # A string default goes through ``type`` too: a bad PORT_RANGE_UPPER_BOUND is a usage error
     # naming the flag, and --help still works.
     parser.add_argument("--port-range-upper-bound", type=positive_int,
@@ -101,7 +106,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                         help="upper bound of the local ports efs-utils' TLS tunnels use "
                              "(default: PORT_RANGE_UPPER_BOUND, else 20449)")
     add_bool_flag(parser, "--efs-utils-debug", default=False,
-                  help_text="debug logging in efs-utils and stunnel")
+                  help_text="debug logging in efs-utils and efs-proxy (its TLS tunnel)")
     # TLS to EFS: what a volume (a tenant) or an override may weaken; nothing unless allowed
     # (efs_csi_node.tls_policy, docs/encryption-in-transit.md).
     parser.add_argument("--allow-insecure-mount-options", type=insecure_mount_options,
@@ -145,7 +150,8 @@ def node_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
         kube=in_cluster_or_none(environ, without="no zone label lookup or taint removal"),
         region=args.region,
         efs_utils=EfsUtilsConfig(efs_utils, Path(args.efs_utils_config_dir),
-                                 Path(legacy) if legacy else None),
+                                 Path(legacy) if legacy else None,
+                                 Path(args.efs_utils_state_dir)),
         mount_backend=args.mount_backend,
         local_root=Path(args.local_root) if args.local_root else None,
         mount_timeout=args.mount_timeout,

@@ -169,7 +169,7 @@ async def run_node(*, config: NodeConfig) -> None:
         mounter = LocalMounter(config.local_root, commands, off_loop,
                                cloud.describe_access_point)
     else:
-        mounter = EfsMounter(commands)
+        mounter = EfsMounter(commands, config.efs_utils.state_dir)
         # Before listening: a bad efs-utils setting stops the node with the flag's name.
         await prepare_efs_utils(config.efs_utils)
         background += efs_utils_background()

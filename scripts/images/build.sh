@@ -9,10 +9,15 @@
 #   $EFS_CSI_IMAGES_CACHE, so a second run is mostly cache hits.
 # - Base: BASE_IMAGE if set (e.g. debian:bookworm-slim where a registry is reachable), else one
 #   made locally with debuerreotype (base.sh).
-# - efs-utils: EFS_UTILS_SOURCE=standin (default: the stand-in tree of tests/images, served by
-#   git daemon on 127.0.0.1), =upstream (the repository and pins written in the Dockerfile), or
-#   =/path/to/a/git/repository of efs-utils (served on 127.0.0.1 and checked against the
-#   Dockerfile's pinned tag, commit and checksum).
+# - efs-utils: EFS_UTILS_SOURCE=vendored (default when the bundle exists: the real release from
+#   the git bundle $EFS_UTILS_BUNDLE, by default ../shared/vendor/efs-utils-v3.2.0.bundle beside
+#   the checkout), =upstream (the repository written in the Dockerfile), or =/path/to/a/git/
+#   repository of efs-utils. A local repository is served by git daemon on 127.0.0.1 and checked
+#   against the Dockerfile's pinned tag, commit and tree checksum, as the upstream one would be.
+# - efs-proxy: EFS_PROXY_FROM=prebuilt (default with a local efs-utils repository): built once
+#   per efs-utils commit and Rust toolchain by efs-proxy.sh (cached in .cache/efs-proxy), served
+#   on 127.0.0.1 and checked by digest in the image build (EFS_PROXY_BINARY: one built
+#   elsewhere from the same commit); =source compiles it in the image build, as users' do.
 # - Images are tagged efs-csi-<target>:$IMAGE_TAG (default: dev). A JSON report with the phase
 #   times and image sizes goes to $EFS_CSI_IMAGES_CACHE/report.json.
 # - SBOMs: each image makes its own as its last build step (docker/sbom.py, in the image at
@@ -37,7 +42,19 @@ for arg in "$@"; do
 done
 [[ ${#targets[@]} -gt 0 ]] || targets=(controller node controller-efs)
 tag="${IMAGE_TAG:-dev}"
-source_kind="${EFS_UTILS_SOURCE:-standin}"
+# The vendored release: beside a CI clone (../shared) or a worktree two levels down (../../shared).
+bundle="${EFS_UTILS_BUNDLE:-}"
+if [[ -z "${bundle}" ]]; then
+  for candidate in "${repo}/../shared/vendor" "${repo}/../../shared/vendor"; do
+    if [[ -f "${candidate}/efs-utils-v3.2.0.bundle" ]]; then
+      bundle="$(cd "${candidate}" && pwd)/efs-utils-v3.2.0.bundle"; break
+    fi
+  done
+fi
+if [[ -n "${bundle}" ]]; then source_kind="${EFS_UTILS_SOURCE:-vendored}"
+else source_kind="${EFS_UTILS_SOURCE:-upstream}"; fi
+if [[ "${source_kind}" == upstream ]]; then proxy_from="${EFS_PROXY_FROM:-source}"
+else proxy_from="${EFS_PROXY_FROM:-prebuilt}"; fi
 build_ca="${BUILD_CA:-/etc/ssl/certs/ca-certificates.crt}"
 base_image="${BASE_IMAGE:-}"
 
@@ -46,9 +63,11 @@ times_file="${EFS_CSI_IMAGES_CACHE}/times.tsv"
 : > "${times_file}"
 started_daemon=false
 git_daemon_pid=""
+http_pid=""
 
 cleanup() {
   if [[ -n "${git_daemon_pid}" ]]; then kill "${git_daemon_pid}" 2>/dev/null || true; fi
+  if [[ -n "${http_pid}" ]]; then kill "${http_pid}" 2>/dev/null || true; fi
   if [[ "${started_daemon}" == true && "${keep_daemon}" == false ]]; then
     "${repo}/scripts/images/dockerd.sh" stop
   fi
@@ -97,7 +116,7 @@ base() {
 # Serves a git repository on 127.0.0.1 (git daemon, read only) and sets efs_utils_url.
 serve_git() {
   local git_dir="$1" port
-  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
   git daemon --listen=127.0.0.1 --port="${port}" --export-all --reuseaddr \
     --base-path="$(dirname "${git_dir}")" "$(dirname "${git_dir}")" \
     >"${EFS_CSI_IMAGES_CACHE}/git-daemon.log" 2>&1 &
@@ -113,30 +132,68 @@ serve_git() {
   return 1
 }
 
+# A free port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The Dockerfile's pins (the ARG defaults), which every source must match.
+pinned() { sed -n "s/^ARG $1=//p" "${repo}/docker/Dockerfile" | head -1; }
+
 efs_utils_args=()
+efs_utils_git=""
 efs_utils() {
   case "${source_kind}" in
     upstream) return 0 ;;
-    standin)
-      local standin_git
-      standin_git="$("${repo}/scripts/images/efs-utils-standin.sh" \
-                     "${EFS_CSI_IMAGES_CACHE}/efs-utils-standin.git")"
-      # The stand-in's tag, commit and tree checksum, as the script computed them.
-      local tag_name commit tree
-      read -r tag_name commit tree < "${standin_git}/PINS"
-      serve_git "${standin_git}"
-      efs_utils_args=(--build-arg "EFS_UTILS_REPOSITORY=${efs_utils_url}"
-                      --build-arg "EFS_UTILS_TAG=${tag_name}"
-                      --build-arg "EFS_UTILS_COMMIT=${commit}"
-                      --build-arg "EFS_UTILS_TREE_SHA256=${tree}")
+    vendored)
+      # A bare repository made from the bundle once; the Dockerfile fetches the tag from it.
+      efs_utils_git="${EFS_CSI_IMAGES_CACHE}/efs-utils.git"
+      if [[ ! -d "${efs_utils_git}" ]]; then
+        rm -rf "${efs_utils_git}.tmp"
+        git clone --quiet --bare "${bundle}" "${efs_utils_git}.tmp"
+        mv "${efs_utils_git}.tmp" "${efs_utils_git}"
+      fi
       ;;
-    /*)
-      # A local clone of efs-utils: only the transport changes; the Dockerfile's pins apply.
-      serve_git "$(cd "${source_kind}" && git rev-parse --absolute-git-dir)"
-      efs_utils_args=(--build-arg "EFS_UTILS_REPOSITORY=${efs_utils_url}")
-      ;;
-    *) echo "EFS_UTILS_SOURCE must be standin, upstream or an absolute path" >&2; return 2 ;;
+    /*) efs_utils_git="$(cd "${source_kind}" && git rev-parse --absolute-git-dir)" ;;
+    *) echo "EFS_UTILS_SOURCE must be vendored, upstream or an absolute path" >&2; return 2 ;;
   esac
+  # Only the transport changes: the Dockerfile's tag, commit and tree checksum apply.
+  serve_git "${efs_utils_git}"
+  efs_utils_args=(--build-arg "EFS_UTILS_REPOSITORY=${efs_utils_url}")
+}
+
+# EFS_PROXY_FROM=prebuilt: the cached binary (efs-proxy.sh builds it on a cold run), served by a
+# loopback HTTP server for the Dockerfile's efs-proxy-prebuilt stage.
+efs_proxy_args=()
+efs_proxy() {
+  efs_proxy_args=(--build-arg "EFS_PROXY_FROM=${proxy_from}")
+  case "${proxy_from}" in
+    source) return 0 ;;
+    prebuilt) ;;
+    *) echo "EFS_PROXY_FROM must be prebuilt or source" >&2; return 2 ;;
+  esac
+  if [[ -z "${efs_utils_git}" ]]; then
+    echo "EFS_PROXY_FROM=prebuilt needs a local efs-utils repository (EFS_UTILS_SOURCE)" >&2
+    return 2
+  fi
+  local binary port digest attempt
+  # EFS_PROXY_BINARY: one built elsewhere (same commit), instead of the cache.
+  binary="${EFS_PROXY_BINARY:-}"
+  if [[ -z "${binary}" ]]; then
+    binary="$("${repo}/scripts/images/efs-proxy.sh" "${efs_utils_git}" "$(pinned EFS_UTILS_COMMIT)")"
+  fi
+  digest="$(sha256sum "${binary}" | cut -d' ' -f1)"
+  port="$(free_port)"
+  python3 -m http.server --bind 127.0.0.1 --directory "$(dirname "${binary}")" "${port}" \
+    > "${EFS_CSI_IMAGES_CACHE}/efs-proxy-http.log" 2>&1 &
+  http_pid=$!
+  for attempt in $(seq 1 50); do
+    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${port}/', timeout=1)" \
+      2>/dev/null && break
+    sleep 0.1
+  done
+  efs_proxy_args+=(--build-arg "EFS_PROXY_URL=http://127.0.0.1:${port}/efs-proxy"
+                   --build-arg "EFS_PROXY_SHA256=${digest}")
 }
 
 build() {
@@ -149,7 +206,7 @@ build() {
               --build-arg "BASE_IMAGE=${base_image}"
               --build-arg "VERSION=${version}" --build-arg "REVISION=${revision}"
               --build-arg "NODE_EXTRAS=${NODE_EXTRAS:-}"  # local: kind's backend (scripts/kind-ci.sh)
-              "${efs_utils_args[@]}")
+              "${efs_utils_args[@]}" "${efs_proxy_args[@]}")
   if [[ -s "${build_ca}" ]]; then args+=(--secret "id=build-ca,src=${build_ca}"); fi
   local log="${EFS_CSI_IMAGES_CACHE}/build-${target}.log"
   if ! DOCKER_BUILDKIT=1 docker_cli "${args[@]}" "${repo}" > "${log}" 2>&1; then
@@ -198,6 +255,7 @@ phase packages packages
 phase engine engine
 phase base base
 phase efs-utils-source efs_utils
+phase efs-proxy efs_proxy
 for target in "${targets[@]}"; do
   phase "build ${target}" build "${target}"
 done

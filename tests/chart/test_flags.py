@@ -36,6 +36,9 @@ NOT_FROM_VALUES = {
         "--availability-zone": "a per-node fact: one DaemonSet-wide value would be wrong on "
                                "every multi-zone cluster; the binary reads instance metadata, "
                                "then the Node's topology.kubernetes.io/zone label",
+        "--efs-utils-state-dir": "efs-utils fixes its state directory at /var/run/efs, which "
+                                 "the chart mounts; the flag is for a node run outside its "
+                                 "image (tests), never for the chart to change",
     },
 }
 

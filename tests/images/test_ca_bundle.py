@@ -12,8 +12,8 @@ import hashlib
 import time
 from pathlib import Path
 
+from testbed.pods import docker_command, docker_run_options
 from tests.images.engine import Engine
-from tests.images.pods import docker_command, docker_run_options
 from tests.images.test_images import WORKLOADS, container_healthz
 
 BOGUS_CA = ("-----BEGIN CERTIFICATE-----\nMIIBbogusbogusbogus\n-----END CERTIFICATE-----\n"

@@ -1,23 +1,19 @@
 """controller.deleteAccessPointRootDir, end to end through the built images.
 
-The controller image the chart picks runs with the chart's settings (tests/images/pods.py) on
+The controller image the chart picks runs with the chart's settings (testbed/pods.py) on
 the host network, against moto on loopback as the EFS API. CreateVolume makes an access point,
 a workload's files are put in its directory, and DeleteVolume must remove that directory and
 the access point, leaving nothing mounted.
 
 - local backend, with kind/values.yaml (the kind set-up): the controller image, root and
   privileged, bind-mounts the file system directory under the chart's local root.
-- efs backend: the controller-efs image mounts the file system root with `mount -t efs`
-  through /sbin/mount.efs and efs-utils' configuration in the image. In CI that is the
-  efs-utils stand-in (tests/images/efs_utils_standin), which keeps efs-utils' preconditions
-  (root, its configuration file, /sbin/mount.nfs4, the tunnel binary) and replaces the kernel
-  NFS mount, which no machine here can make, by a bind mount of /srv/efs-standin/<fs-id>.
+- efs backend: the controller-efs image through the real mount.efs, efs-proxy and a TLS mount
+  target: tests/datapath/test_root_dir_deletion.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -31,9 +27,9 @@ from grpclib.client import Channel
 from efs_csi import csi
 from testbed.csi_builders import mount_capability
 from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint, create_file_system
+from testbed.pods import container, docker_command, docker_run_options, pod_spec
 from tests.chart.render import render
 from tests.images.engine import Engine
-from tests.images.pods import container, docker_command, docker_run_options, pod_spec
 from tests.support.ci import REPO
 
 OWNER = 1000  # the access point owner the StorageClass gives (gidRangeStart)
@@ -145,27 +141,3 @@ async def test_local_backend_in_the_kind_setup_deletes_the_directory(
     running = controller_for(kind_values, [], {"/var/lib/efs-csi-local": local_root})
     access_point_id, directory = await create_and_delete(running, moto, local_root, fs_id)
     assert_nothing_left(running, moto, access_point_id, directory)
-
-
-@pytest.mark.asyncio
-async def test_efs_backend_deletes_the_directory_through_mount_efs(
-        controller_for: Any, moto: MotoEndpoint, tmp_path: Path) -> None:
-    fs_id = create_file_system(moto)
-    standin_root = tmp_path / "efs"
-    (standin_root / fs_id / "dynamic").mkdir(parents=True)
-    running = controller_for(None, ["controller.deleteAccessPointRootDir=true",
-                                    "region=us-east-1", "controller.replicaCount=1"],
-                             {"/srv/efs-standin": standin_root})
-    access_point_id, directory = await create_and_delete(running, moto, standin_root, fs_id)
-    assert_nothing_left(running, moto, access_point_id, directory)
-    # The mount went through mount.efs with TLS, IAM authentication and the controller's
-    # region, and efs-utils' watchdog runs beside the controller.
-    log = running.exec("cat", "/var/log/amazon/efs/mount.log")
-    assert f"{fs_id}:/" in log and "'tls'" in log and "'region'" in log, log
-    assert "'iam'" in log, log
-    commands = running.exec("sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
-    assert "amazon-efs-mount-watchdog" in commands
-    stopped = running.engine.docker("stop", "--time", "40", running.name, timeout=60)
-    assert stopped.returncode == 0
-    state = json.loads(running.engine.docker("inspect", running.name).stdout)[0]["State"]
-    assert state["ExitCode"] == 0

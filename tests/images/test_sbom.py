@@ -41,11 +41,8 @@ def by_purl_type(sbom: dict[str, Any], kind: str) -> dict[str, str]:
 
 
 def efs_utils_pins(engine: Engine) -> tuple[str, str, str]:
-    """The tag, commit and tree checksum the build was given (stand-in: its PINS file; else the
-    Dockerfile's own pins)."""
-    if engine.report["efs_utils_source"] == "standin":
-        tag, commit, tree = (engine.cache / "efs-utils-standin.git" / "PINS").read_text().split()
-        return tag, commit, tree
+    """The tag, commit and tree checksum the build was given: the Dockerfile's own pins (the
+    vendored bundle and upstream are both checked against them)."""
     text = (REPO / "docker" / "Dockerfile").read_text()
 
     def arg(name: str) -> str:

@@ -103,7 +103,8 @@ async def test_each_distribution_installs_alone_and_runs(setup: Setup, wheels: d
         # efs-utils' configuration goes to the test's directory, not the host's /var/amazon.
         args += ["--node-id", "n", "--availability-zone", "us-east-1a",
                  "--efs-utils-config-dir", str(tmp_path / "efs-utils"),
-                 "--efs-utils-legacy-config-dir", str(tmp_path / "no-legacy")]
+                 "--efs-utils-legacy-config-dir", str(tmp_path / "no-legacy"),
+                 "--efs-utils-state-dir", str(tmp_path / "efs-state")]
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             str(python.parent / setup.script), *args, stdout=log,

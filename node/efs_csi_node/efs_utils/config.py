@@ -39,8 +39,8 @@ _BASE_SECTIONS = ("DEFAULT", "mount", "mount-watchdog", "client-info", "cloudwat
 _REGION = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d+$")
 _KEY = re.compile(r"^[a-z][a-z0-9_]*$")
 _REGIONAL_SECTION = re.compile(r"^mount\.(?P<region>.+)$")
-# efs-utils' own default for where stunnel finds the Amazon CA bundle; in the partitions
-# below it uses the system trust store instead.
+# efs-utils' own default for where the TLS tunnel (efs-proxy) finds the Amazon CA bundle; in
+# the partitions below it uses the system trust store instead.
 _CA_FILE = "/etc/amazon/efs/efs-utils.crt"
 _SYSTEM_CA_BUNDLE = "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"
 
@@ -138,11 +138,13 @@ def _base_layout(settings: EfsUtilsSettings) -> dict[str, list[_Entry]]:
         mount.append(("region", settings.region,
                       "region of the file systems (set by --region / AWS_REGION)"))
     mount += [
-        ("stunnel_debug_enabled", _bool(settings.debug), "set by --efs-utils-debug"),
+        ("stunnel_debug_enabled", _bool(settings.debug),
+         "set by --efs-utils-debug: efs-proxy's debug log (stunnel's in stunnel mode)"),
         ("stunnel_cafile", _CA_FILE, None),
-        ("stunnel_check_cert_hostname", "true", "needs a stunnel that supports checkHost"),
-        ("stunnel_check_cert_validity", "false", "OCSP; needs a stunnel that supports it"),
-        ("fips_mode_enabled", _bool(settings.fips), "set by --fips"),
+        ("stunnel_check_cert_hostname", "true", "efs-proxy checks the mount target's name"),
+        ("stunnel_check_cert_validity", "false",
+         "OCSP: true makes efs-utils use stunnel instead of efs-proxy"),
+        ("fips_mode_enabled", _bool(settings.fips), "set by --fips: efs-proxy's FIPS policy"),
         ("port_range_lower_bound", str(DEFAULT_PORT_RANGE_LOWER_BOUND),
          "local ports the TLS tunnels may listen on (upper bound: --port-range-upper-bound)"),
         ("port_range_upper_bound", str(settings.port_range_upper_bound), None),

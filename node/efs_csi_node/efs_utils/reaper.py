@@ -1,6 +1,7 @@
-"""Reaping orphaned processes (efs-utils' stunnel tunnels) that become our children.
+"""Reaping orphaned processes (efs-utils' TLS tunnels) that become our children.
 
-mount.efs starts a stunnel per TLS mount and exits; the watchdog restarts tunnels. Those
+mount.efs starts a TLS tunnel per mount (efs-proxy; stunnel only with the ``stunnel`` mount
+option or OCSP) in a session of its own and exits; the watchdog restarts dead tunnels. Those
 processes are orphaned, and the kernel hands an orphan to the nearest ancestor that is a
 "child subreaper", or to PID 1 of the PID namespace, which is us when the node plugin is
 the container's entrypoint. Nobody waits for them, so each one that exits stays a zombie.

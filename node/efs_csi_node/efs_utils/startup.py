@@ -2,7 +2,9 @@
 
 ``overrides_arg`` is the argparse ``type=`` of ``--efs-utils-conf-overrides`` (exit 2 naming
 the flag on bad input). ``EfsUtilsConfig`` is what the flags say about efs-utils;
-``prepare_efs_utils`` renders the file from it and writes the config directory;
+``prepare_efs_utils`` renders the file from it, writes the config directory, and removes what
+mount.efs processes killed before this start left in the state directory (no mount of ours
+runs yet: ``efs_csi.mounting.efs_leftovers``);
 ``efs_utils_background`` returns the tasks to run for the server's lifetime: the watchdog
 supervisor, and the orphan reaper when orphans can reach us (PID 1 or a subreaper).
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from efs_csi.logging import get_logger
+from efs_csi.mounting.efs_leftovers import EFS_UTILS_STATE_DIR, remove_leftovers
 from efs_csi_node.efs_utils.config import (
     ConfigError,
     EfsUtilsSettings,
@@ -50,6 +53,7 @@ class EfsUtilsConfig:
     settings: EfsUtilsSettings
     config_dir: Path
     legacy_config_dir: Path | None = None
+    state_dir: Path = EFS_UTILS_STATE_DIR
 
 
 async def prepare_efs_utils(config: EfsUtilsConfig, *,
@@ -70,6 +74,10 @@ async def prepare_efs_utils(config: EfsUtilsConfig, *,
         _log.error("the image has no efs-utils CA bundle; the host's copy was removed rather "
                    "than trusted: TLS mounts fail until the image provides one",
                    static_dir=str(static_dir))
+    removed = await asyncio.to_thread(remove_leftovers, config.state_dir)
+    if removed:
+        _log.warning("removed what mount.efs processes killed before this start left",
+                     state_dir=str(config.state_dir), removed=removed)
     return prepared
 
 

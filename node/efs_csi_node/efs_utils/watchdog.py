@@ -1,8 +1,14 @@
 """Running ``amazon-efs-mount-watchdog`` for the node's whole life.
 
-The watchdog renews TLS tunnels' certificates, restarts dead stunnel processes and cleans up
-after unmounts. efs-utils normally asks the init system to run it; inside the node container
-there is no init system ("Could not start amazon-efs-mount-watchdog, unrecognized init
+The watchdog renews TLS tunnels' certificates, restarts dead tunnels (efs-proxy, or stunnel
+for a mount made with the ``stunnel`` option or OCSP) and cleans up after unmounts. A tunnel
+therefore lives only while the watchdog runs: efs-proxy exits on any unexpected client error
+(a connection reset, for one) and only the watchdog starts it again, and only for a mount it
+sees in this process's own ``/proc/mounts`` (the node's mount namespace: the chart's
+Bidirectional kubelet directory shows it the staged mounts, also after a restart).
+
+efs-utils normally asks the init system to run it; inside the node container there is no
+init system ("Could not start amazon-efs-mount-watchdog, unrecognized init
 system"), so the node runs it as a child process instead and restarts it whenever it exits,
 waiting ``Backoff`` between attempts: doubling from ``initial`` up to ``maximum``, back to
 ``initial`` once a run lasted ``healthy_after`` seconds. A missing executable is treated like

@@ -25,7 +25,8 @@ from efs_csi_node.efs_utils.watchdog import Backoff, WatchdogOptions
 def node_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
     return build_parser().parse_args([
         "--node-id", "n1", "--efs-utils-config-dir", str(tmp_path / "efs"),
-        "--efs-utils-legacy-config-dir", str(tmp_path / "legacy"), *extra])
+        "--efs-utils-legacy-config-dir", str(tmp_path / "legacy"),
+        "--efs-utils-state-dir", str(tmp_path / "state"), *extra])
 
 
 def efs_utils_config(tmp_path: Path, *extra: str) -> EfsUtilsConfig:
@@ -71,7 +72,8 @@ async def test_flags_reach_the_written_file(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_an_impossible_port_range_is_refused_naming_the_flag(tmp_path: Path) -> None:
-    config = EfsUtilsConfig(EfsUtilsSettings(port_range_upper_bound=100), tmp_path / "efs")
+    config = EfsUtilsConfig(EfsUtilsSettings(port_range_upper_bound=100), tmp_path / "efs",
+                            state_dir=tmp_path / "state")
     with pytest.raises(ConfigError, match="--port-range-upper-bound"):
         await prepare_efs_utils(config, static_dir=None)
     assert not (tmp_path / "efs" / "efs-utils.conf").exists()

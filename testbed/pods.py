@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.chart.render import Manifest, find
+Manifest = dict[str, Any]
+
+
+def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    """The rendered object of this kind and name (as ``tests.chart.render.find``)."""
+    for manifest in manifests:
+        if manifest["kind"] == kind and manifest["metadata"]["name"] == name:
+            return manifest
+    raise AssertionError(f"no {kind} {name} rendered")
 
 # Linux capability numbers (linux/capability.h), for reading the bounding set.
 _CAPABILITIES = (
@@ -44,7 +52,7 @@ def pod_spec(manifests: list[Manifest], kind: str, name: str) -> dict[str, Any]:
 
 
 def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(c for c in spec["containers"] if c["name"] == name)  # type: ignore[no-any-return]
+    return next(c for c in spec["containers"] if c["name"] == name)
 
 
 def run_as(spec: dict[str, Any], container_spec: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -56,10 +64,18 @@ def run_as(spec: dict[str, Any], container_spec: dict[str, Any]) -> tuple[int | 
     return uid, gid
 
 
+# A volume mount's mountPropagation as a docker volume option. The host directory must be a
+# shared mount in the engine's mount namespace (testbed.images.Engine.shared_directory).
+_PROPAGATION = {"Bidirectional": ":rshared", "HostToContainer": ":rslave"}
+
+
 def docker_run_options(spec: dict[str, Any], container_spec: dict[str, Any], *,
                        field_values: Mapping[str, str],
-                       host_dirs: Mapping[str, str] | None = None) -> list[str]:
-    """``docker run`` options (before the image) for this container of this pod."""
+                       host_dirs: Mapping[str, str] | None = None,
+                       propagation: bool = False) -> list[str]:
+    """``docker run`` options (before the image) for this container of this pod.
+
+    ``propagation``: mapped host directories keep the chart's mountPropagation."""
     options: list[str] = []
     uid, gid = run_as(spec, container_spec)
     pod_context = spec.get("securityContext") or {}
@@ -88,7 +104,8 @@ def docker_run_options(spec: dict[str, Any], container_spec: dict[str, Any], *,
     for mount in container_spec.get("volumeMounts", []):
         path = mount["mountPath"]
         if path in mapped:
-            options += ["-v", f"{mapped.pop(path)}:{path}"]
+            mode = _PROPAGATION.get(mount.get("mountPropagation", ""), "") if propagation else ""
+            options += ["-v", f"{mapped.pop(path)}:{path}{mode}"]
         else:
             options += ["--tmpfs", f"{path}:mode=1777,exec"]
     for path, host in mapped.items():  # directories the test adds (e.g. efs-utils' state)
@@ -112,3 +129,11 @@ def docker_command(container_spec: dict[str, Any],
     for name, value in env.items():
         words = [word.replace(f"$({name})", value) for word in words]
     return words
+
+
+def hosts_file(spec: dict[str, Any]) -> str:
+    """/etc/hosts as kubelet writes it for the pod: localhost, then the pod's hostAliases."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    for alias in spec.get("hostAliases") or []:
+        lines.append("\t".join([alias["ip"], *alias["hostnames"]]))
+    return "\n".join(lines) + "\n"
