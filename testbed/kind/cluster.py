@@ -137,7 +137,23 @@ class Cluster:
 
     def mount_table(self, node: str) -> MountTable:
         """The mount table of a kind node (its init process's, which kubelet shares)."""
-        return parse_table(self.tools.on_node(node, "cat", "/proc/1/mountinfo"))
+        return parse_table(self.node_mountinfo(node))
+
+    def node_mountinfo(self, node: str) -> str:
+        return self.tools.on_node(node, "cat", "/proc/1/mountinfo")
+
+    def container_mountinfo(self, node: str, container_id: str) -> str:
+        """The mountinfo of a container on ``node`` (its first process's, by the runtime's
+        container id): what the processes in that container see mounted."""
+        pid = self.tools.on_node(node, "crictl", "inspect", "--output", "go-template",
+                                 "--template", "{{.info.pid}}", container_id).strip()
+        return self.tools.on_node(node, "cat", f"/proc/{pid}/mountinfo")
+
+    def container_id(self, pod: str, namespace: str, container: str) -> str:
+        """The runtime's id of a running container of ``pod`` (without the runtime prefix)."""
+        statuses = self.pod(pod, namespace).get("status", {}).get("containerStatuses") or []
+        found = next(s for s in statuses if s["name"] == container)
+        return str(found["containerID"]).split("://")[-1]
 
     def has_taint(self, node: str, key: str = NOT_READY_TAINT) -> bool:
         taints = self.tools.get("node", node)["spec"].get("taints") or []

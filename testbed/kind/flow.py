@@ -1,8 +1,10 @@
 """The flow, in order. Two rounds of apps on the shared volumes: in the first the node plugin
 pods are deleted and then a plugin process is stopped while the apps do I/O, in the second the
 release is upgraded to another image tag; after each round the apps are deleted, and their
-volumes must be unpublished and unstaged by the plugin pods that serve by then. Then the
-controller failover, the zones, the cleanup and `helm uninstall`.
+volumes must be unpublished and unstaged by the plugin pods that serve by then. While apps run,
+before and after each disruption, the staging mounts must be one mount seen alike by the plugin
+container that serves then and by its node (Bidirectional propagation), and what each app sees
+at /data. Then the controller failover, the zones, the cleanup and `helm uninstall`.
 """
 
 from __future__ import annotations
@@ -36,14 +38,17 @@ def run(ctx: Context) -> None:
         first = volumes.start_apps(ctx, shared, names, "r1")
         volumes.check_sharing(ctx, first, "r1")
         volumes.check_mounts(ctx, first, names, "r1 running")
+        volumes.check_propagation(ctx, first, cluster.plugin_pods(), "r1 running")
     with report.step("round 1: plugin pods deleted during I/O"):
         start, end, plugins = disruptions.delete_plugin_pods(ctx, names)
         volumes.check_io_went_on(ctx, first, start, end, "plugin pods deleted")
         volumes.check_mounts(ctx, first, names, "plugin pods deleted")
+        volumes.check_propagation(ctx, first, plugins, "plugin pods deleted")
     with report.step("round 1: plugin process stopped (liveness)"):
         start, end, plugins = disruptions.stop_plugin_process(ctx, names[1])
         volumes.check_io_went_on(ctx, first, start, end, "liveness")
         volumes.check_mounts(ctx, first, names, "liveness")
+        volumes.check_propagation(ctx, first, plugins, "liveness")
     with report.step("round 1: apps deleted"):
         volumes.stop_apps(ctx, first, plugins, "r1, after new plugin pods")
 
@@ -54,6 +59,7 @@ def run(ctx: Context) -> None:
         start, end, plugins = disruptions.upgrade(ctx, names)
         volumes.check_io_went_on(ctx, second, start, end, "upgrade")
         volumes.check_mounts(ctx, second, names, "upgrade")
+        volumes.check_propagation(ctx, second, plugins, "upgrade")
     with report.step("round 2: apps deleted"):
         volumes.stop_apps(ctx, second, plugins, "r2, after the upgrade")
 

@@ -85,3 +85,58 @@ def staged_root(table: MountTable, volume_handle: str) -> str | None:
     system holding the local backend's data), if it is mounted."""
     entry = table.at(staging_path(volume_handle))
     return None if entry is None else entry.root
+
+
+def peer_groups(mountinfo: str) -> dict[str, frozenset[int]]:
+    """The shared peer groups (``shared:N`` in mountinfo's optional fields) of each mount
+    point. Two mount namespaces whose copies of a mount share a peer group propagate mounts
+    and unmounts to each other: what ``mountPropagation: Bidirectional`` sets up between the
+    node plugin's container and its node."""
+    groups: dict[str, set[int]] = {}
+    for text in mountinfo.splitlines():
+        if not text.strip():
+            continue
+        fields = text.split(" ")
+        optional = fields[6:fields.index("-", 6)]
+        entry = parse_line(text)
+        groups.setdefault(entry.mount_point, set()).update(
+            int(field.split(":", 1)[1]) for field in optional if field.startswith("shared:"))
+    return {point: frozenset(found) for point, found in groups.items()}
+
+
+def propagation_problems(plugin_mountinfo: str, node_mountinfo: str,
+                         volume_handle: str) -> list[str]:
+    """How the staging mount of ``volume_handle`` fails to be one mount seen alike in the node
+    plugin's container and on its node (empty: it is): present on both sides, the same
+    directory of the same file system, and peers (a shared peer group in common), so what the
+    plugin mounts reaches the node and its pods, and what a new plugin pod unmounts leaves the
+    node too."""
+    path = staging_path(volume_handle)
+    in_plugin = parse_table(plugin_mountinfo).at(path)
+    on_node = parse_table(node_mountinfo).at(path)
+    missing = [where for where, entry in (("the plugin container", in_plugin),
+                                          ("the node", on_node)) if entry is None]
+    if in_plugin is None or on_node is None:
+        return [f"{path}: not mounted in {' nor in '.join(missing)}"]
+    problems = []
+    if not in_plugin.same_origin(on_node):
+        problems.append(f"{path}: the plugin container shows {in_plugin.device} "
+                        f"{in_plugin.root}, the node {on_node.device} {on_node.root}")
+    plugin_groups = peer_groups(plugin_mountinfo).get(path, frozenset())
+    node_groups = peer_groups(node_mountinfo).get(path, frozenset())
+    if not plugin_groups & node_groups:
+        problems.append(f"{path}: not peers (plugin container shared:{sorted(plugin_groups)}, "
+                        f"node shared:{sorted(node_groups)})")
+    return problems
+
+
+def app_view_problems(app_mountinfo: str, mount_path: str, staged: MountEntry) -> list[str]:
+    """How an app container's mount at ``mount_path`` fails to show what the staging mount
+    ``staged`` shows (empty: the same directory of the same file system)."""
+    seen = parse_table(app_mountinfo).at(mount_path)
+    if seen is None:
+        return [f"nothing mounted at {mount_path} in the app container"]
+    if not seen.same_origin(staged):
+        return [f"{mount_path} shows {seen.device} {seen.root}, the staging mount "
+                f"{staged.device} {staged.root}"]
+    return []

@@ -18,13 +18,25 @@ from pathlib import Path
 from testbed.kind import apps, manifests
 from testbed.kind.cluster import PluginPod, rpc_calls, wait_for
 from testbed.kind.context import Context
-from testbed.kind.mounts import Expected, Volume, differences, ours, publish_path, staged_root
+from testbed.kind.mounts import (
+    Expected,
+    Volume,
+    app_view_problems,
+    differences,
+    ours,
+    parse_table,
+    propagation_problems,
+    publish_path,
+    staged_root,
+    staging_path,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "dynamic_provisioning" / "specs"
 EXAMPLE_FILE_SYSTEM = "fs-92107410"  # the id the example StorageClass names
 STATIC_PV = "efs-e2e-static"
 STATIC_CLAIM = "efs-e2e-static"
 STATIC_DIRECTORY = "/e2e-static"
+AFTER_WINDOW_S = 15  # how long an app that stopped doing I/O is given to show it still runs
 
 
 @dataclass(frozen=True)
@@ -170,17 +182,58 @@ def check_mounts(ctx: Context, started: list[App], nodes: list[str], label: str)
                          "per pod, nothing stacked", not problems, "; ".join(problems))
 
 
+def check_propagation(ctx: Context, started: list[App], plugins: dict[str, PluginPod],
+                      label: str) -> None:
+    """The mounts the node plugin makes inside its container reach the node and the apps'
+    containers (mountPropagation: Bidirectional), and the plugin pods that serve now see the
+    mounts of the apps that run (so a replaced plugin pod can still unmount them): each staging
+    mount is one mount in the plugin container and on the node, peers in one shared peer
+    group, and each app's /data shows its directory."""
+    for node in sorted({app.node for app in started}):
+        plugin = plugins[node]
+        plugin_info = ctx.cluster.container_mountinfo(node, plugin.container_id)
+        node_info = ctx.cluster.node_mountinfo(node)
+        node_table = parse_table(node_info)
+        on_node = [app for app in started if app.node == node]
+        for volume in {app.volume for app in on_node}:
+            problems = propagation_problems(plugin_info, node_info, volume.handle)
+            ctx.report.check(
+                f"{label}: propagation: {node}: the {volume.label} volume's staging mount is "
+                f"the same mount in {plugin.name}'s container and on the node, peers",
+                not problems, "; ".join(problems))
+        for app in on_node:
+            staged = node_table.at(staging_path(app.volume.handle))
+            app_info = ctx.cluster.container_mountinfo(
+                node, ctx.cluster.container_id(app.name, manifests.NAMESPACE, "app"))
+            problems = (["the node holds no staging mount"] if staged is None
+                        else app_view_problems(app_info, "/data", staged))
+            ctx.report.check(f"{label}: propagation: {app.name}'s container on {node} sees the "
+                             "staged directory at /data", not problems, "; ".join(problems))
+
+
 def check_io_went_on(ctx: Context, started: list[App], start: float, end: float,
                      label: str) -> None:
     """Every app's I/O went on through ``[start, end]``, without an error."""
     longest = 0.0
     for app in started:
-        if app.writes:
-            _, log = _exec(ctx, app.name, f"cat /data/{app.name}.log")
-            samples = apps.writer_samples(log)
-        else:
-            log = ctx.tools.kubectl("logs", "-n", manifests.NAMESPACE, app.name)
-            samples = apps.reader_samples(log)
+        def samples_so_far(app: App = app) -> list[apps.Sample]:
+            if app.writes:
+                _, log = _exec(ctx, app.name, f"cat /data/{app.name}.log")
+                return apps.writer_samples(log)
+            return apps.reader_samples(
+                ctx.tools.kubectl("logs", "-n", manifests.NAMESPACE, app.name))
+
+        def logged_after_window(app: App = app) -> list[apps.Sample] | None:
+            found = samples_so_far(app)
+            return found if any(sample.at > end for sample in found) else None
+
+        # An app that goes on logs an operation after the window within a second (writers
+        # every 0.2s, readers every 0.5s): looking right at the window's end may come first.
+        try:
+            samples = wait_for(f"{app.name} to log an operation after the window",
+                               logged_after_window, AFTER_WINDOW_S)
+        except TimeoutError:
+            samples = samples_so_far()
         output = ctx.tools.kubectl("logs", "-n", manifests.NAMESPACE, app.name)
         went = apps.continuity(samples, start, end)
         failures = apps.errors(output)

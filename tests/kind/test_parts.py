@@ -13,9 +13,12 @@ from testbed.kind.cluster import RpcCall, rpc_calls
 from testbed.kind.mounts import (
     Expected,
     Volume,
+    app_view_problems,
     differences,
     ours,
     parse_table,
+    peer_groups,
+    propagation_problems,
     publish_path,
     staged_root,
     staging_path,
@@ -70,6 +73,52 @@ def test_staged_root_is_the_directory_shown() -> None:
     mounted = parse_table(line(7, staging_path(HANDLE), root="/srv/kind/fs-1234abcd/dyn/pvc-1"))
     assert staged_root(mounted, HANDLE) == "/srv/kind/fs-1234abcd/dyn/pvc-1"
     assert staged_root(mounted, OTHER.handle) is None
+
+
+def info(*mounts: tuple[str, str, str]) -> str:
+    """mountinfo lines for (mount point, root, optional fields)."""
+    return "\n".join(f"{100 + i} 1 254:0 {root} {point} rw,relatime {optional} - ext4 /dev/vda rw"
+                     for i, (point, root, optional) in enumerate(mounts))
+
+
+AP_ROOT = "/data/fs-1234abcd/ap"
+
+
+def test_peer_groups_read_from_the_optional_fields() -> None:
+    text = info(("/a", "/", "shared:3 master:1"), ("/b", "/", "master:2"), ("/c", "/", ""))
+    assert peer_groups(text) == {"/a": frozenset({3}), "/b": frozenset(), "/c": frozenset()}
+
+
+@pytest.mark.parametrize(("plugin", "node", "problem"), [
+    # Bidirectional: one mount, peers
+    ((AP_ROOT, "shared:7"), (AP_ROOT, "shared:7"), None),
+    # made in the plugin container but never reached the node (HostToContainer or None)
+    ((AP_ROOT, "shared:7"), None, "not mounted in the node"),
+    # the node has it, a new plugin container does not see it (it could not unmount it)
+    (None, (AP_ROOT, "shared:7"), "not mounted in the plugin container"),
+    # both hold a mount there, but each its own: no propagation between them
+    ((AP_ROOT, "shared:7"), (AP_ROOT, "shared:9"), "not peers"),
+    ((AP_ROOT, ""), (AP_ROOT, "master:7"), "not peers"),
+    # different directories
+    ((AP_ROOT, "shared:7"), ("/data/fs-1234abcd/other", "shared:7"), "the plugin container shows"),
+])
+def test_propagation_problems(plugin: tuple[str, str] | None, node: tuple[str, str] | None,
+                              problem: str | None) -> None:
+    def side(mount: tuple[str, str] | None) -> str:
+        return info(("/", "/", "shared:1"), *([(staging_path(HANDLE), *mount)] if mount else []))
+
+    problems = propagation_problems(side(plugin), side(node), HANDLE)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_app_view_problems() -> None:
+    staged = parse_table(line(7, staging_path(HANDLE), root=AP_ROOT)).entries[0]
+    assert app_view_problems(info(("/data", AP_ROOT, "")), "/data", staged) == []
+    assert "nothing mounted" in app_view_problems(info(("/", "/", "")), "/data", staged)[0]
+    assert "shows" in app_view_problems(info(("/data", "/elsewhere", "")), "/data", staged)[0]
 
 
 WRITES = "\n".join(f"{100 + i * 0.2:.3f} {i + 1}" for i in range(100))  # t=100..119.8
