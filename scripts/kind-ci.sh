@@ -33,7 +33,7 @@ step() {  # name, command...: runs it, records its wall time; its output goes to
   local name=$1 t0=${EPOCHREALTIME} rc=0; shift
   echo "== kind-ci: ${name}" >&2
   "$@" || rc=$?
-  times+=("${name}=$(echo "${EPOCHREALTIME} - ${t0}" | bc)")
+  times+=("${name}=$(awk "BEGIN { printf \"%.3f\", ${EPOCHREALTIME} - ${t0} }")")
   if [[ ${rc} != 0 ]]; then echo "kind-ci: ${name} failed (exit ${rc})" >&2; return "${rc}"; fi
 }
 

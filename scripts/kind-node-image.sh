@@ -24,7 +24,7 @@ step() {  # name, command...
   local name=$1 t0=${EPOCHREALTIME}; shift
   echo "== kind-node-image: ${name}" >&2
   "$@"
-  times+=("$(printf '%-12s %6.1fs' "${name}" "$(echo "${EPOCHREALTIME} - ${t0}" | bc)")")
+  times+=("$(printf '%-12s %6.1fs' "${name}" "$(awk "BEGIN { printf \"%.3f\", ${EPOCHREALTIME} - ${t0} }")")")
 }
 
 if [[ -z "${DOCKER_HOST:-}" ]]; then
@@ -33,7 +33,6 @@ if [[ -z "${DOCKER_HOST:-}" ]]; then
 fi
 export PATH="${DOCKER_ROOT}/usr/bin:${PATH}"   # Debian's docker CLI when none is installed
 command -v docker >/dev/null || { echo "no docker CLI: run scripts/kind/engine.sh start" >&2; exit 1; }
-command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
 step tools "${repo}/scripts/kind/tools.sh"
 
 # The Debian base scripts/images makes (debuerreotype bookworm-slim); made here when missing.

@@ -66,7 +66,9 @@ class KindRun:
 def kind_run(session_report: Callable[[str], None]) -> KindRun:
     if os.geteuid() != 0:
         skip_or_fail("kind's nodes are privileged containers of an engine run as root")
-    for command in ("go", "apt-get", "dpkg-deb", "unshare", "nsenter", "ip", "debuerreotype-init"):
+    # What the scripts cannot install themselves (they apt-get the rest: debuerreotype, jq,
+    # capsh, gcc, Debian's docker.io and iptables, unpacked or installed).
+    for command in ("go", "apt-get", "dpkg-deb", "unshare", "nsenter", "ip"):
         if shutil.which(command) is None:
             skip_or_fail(f"the kind run needs {command} (Go, Debian's tools)")
     paths = _paths()
@@ -128,6 +130,14 @@ def test_dynamic_and_static_volumes_are_shared_across_nodes(kind_run: KindRun) -
     access point's directory; one staging mount per volume, one bind per pod on each node."""
     kind_run.assert_checks("r1: dynamic volume", "r1: static volume", "r1 running",
                            "r2 running", "r1: dynamic-reader", "r1: static-writer")
+
+
+def test_mounts_propagate_from_the_plugin_container_to_node_and_apps(kind_run: KindRun) -> None:
+    """The staging mount the plugin makes in its container is the node's (one mount, peers in
+    one shared group: mountPropagation Bidirectional) and each app's /data shows it; the same
+    holds with the plugin pods that serve after each replacement, restart and upgrade."""
+    kind_run.assert_checks("r1 running: propagation:", "plugin pods deleted: propagation:",
+                           "liveness: propagation:", "upgrade: propagation:")
 
 
 def test_node_plugin_pods_replaced_while_apps_do_io(kind_run: KindRun) -> None:
