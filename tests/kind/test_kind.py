@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -39,6 +40,21 @@ def _paths() -> dict[str, str]:
         ["bash", "-c", script], capture_output=True, text=True, check=True,
         timeout=10).stdout.split()
     return {"short_dir": short_dir, "netns": netns, "data": data}
+
+
+_NODE_IMAGE_STEP = re.compile(r"^kind-node-image: (?P<name>[\w-]+) +(?P<seconds>[\d.]+)s$")
+_TOOL_BUILT = re.compile(r"^\[(?:kind-tools|cluster-tools)\] (?P<name>[\w-]+): "
+                         r"(?:built|done) in (?P<seconds>\d+)s")
+
+
+def _node_image_times(log: str) -> list[str]:
+    """Where the node image's time went, from the scripts' own lines: each step, and each
+    binary built (a warm run builds none)."""
+    steps = [f"{m['name']} {float(m['seconds']):.0f}s" for line in log.splitlines()
+             if (m := _NODE_IMAGE_STEP.match(line))]
+    tools = [f"{m['name']} {m['seconds']}s" for line in log.splitlines()
+             if (m := _TOOL_BUILT.match(line))]
+    return steps + ([f"binaries built: {', '.join(tools)}"] if tools else [])
 
 
 @dataclass
@@ -110,6 +126,9 @@ def kind_run(session_report: Callable[[str], None]) -> KindRun:
     run = KindRun(returncode, log, e2e, steps, paths["netns"], before, after, seconds)
     session_report("kind run (scripts/kind-ci.sh): " + ", ".join(
         f"{step['name']} {step['seconds']:.0f}s" for step in steps) + f"; total {seconds:.0f}s")
+    built = _node_image_times(log.read_text(errors="replace"))
+    if built:
+        session_report("kind node image (scripts/kind-node-image.sh): " + ", ".join(built))
     if e2e.get("steps"):
         session_report("kind e2e steps: " + ", ".join(
             f"{step['name']} {step['seconds']:.0f}s" for step in e2e["steps"]))
