@@ -33,7 +33,7 @@ if [[ -z "${DOCKER_HOST:-}" ]]; then
 fi
 export PATH="${DOCKER_ROOT}/usr/bin:${PATH}"   # Debian's docker CLI when none is installed
 command -v docker >/dev/null || { echo "no docker CLI: run scripts/kind/engine.sh start" >&2; exit 1; }
-step tools "${repo}/scripts/kind/tools.sh"
+step tools "${repo}/scripts/kind/tools.sh" >&2   # its builds print to stdout, which names the image
 
 # The Debian base scripts/images makes (debuerreotype bookworm-slim); made here when missing.
 base_tar="${EFS_CSI_IMAGES_CACHE}/base/bookworm-slim.tar"
