@@ -117,10 +117,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
     seconds = config.stash[_CLOCK].seconds if _CLOCK in config.stash else {}
     if seconds:
         terminalreporter.section("where the time went, by suite (setup + call + teardown)")
-        width = max(len(name) for name in seconds)
-        for name, spent in sorted(seconds.items(), key=lambda item: -item[1]):
-            terminalreporter.write_line(f"{name:<{width}}  {spent / 60:6.1f} min")
-        terminalreporter.write_line(f"{'total':<{width}}  {sum(seconds.values()) / 60:6.1f} min")
+        width = max(len(name) for name in [*seconds, "total"])
+        rows = sorted(seconds.items(), key=lambda item: -item[1])
+        for name, spent in [*rows, ("total", sum(seconds.values()))]:
+            terminalreporter.write_line(f"{name:<{width}}  {spent:7.1f} s  {spent / 60:5.1f} min")
 
 
 @pytest.fixture(scope="session")
