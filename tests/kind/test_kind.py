@@ -26,8 +26,8 @@ from tests.kind.host import HostState
 from tests.support.ci import REPO, skip_or_fail
 
 # A hang guard, not a speed target: a cold run (Kubernetes' add-ons built with an empty Go
-# cache, the node image, the flow) takes about 20 minutes on 2 cores; 45 keep `make test`
-# inside CI's 90 even when it hangs.
+# cache, the node image, the flow) takes 16 to 18 minutes on 2 cores (docs/kind.md); 45 keep
+# `make test` inside CI's 90 even when it hangs.
 KIND_CI_TIMEOUT = 45 * 60
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(KIND_CI_TIMEOUT + 600)]
 CACHE = REPO / ".cache" / "kind"
