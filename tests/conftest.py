@@ -145,6 +145,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped under CI (CI must not skip): {report.longrepr}"
 
 
+def mounts_under(directory: Path) -> list[str]:
+    prefix = f"{directory}/"
+    with open("/proc/self/mounts", encoding="utf-8") as table:
+        # /proc/mounts escapes a space in a path as \040, and so on: compare like for like.
+        targets = [line.split()[1].encode().decode("unicode_escape") for line in table]
+    return [target for target in targets if target == str(directory)
+            or target.startswith(prefix)]
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_mounted(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test that leaves something mounted in its tmp_path (after every fixture of
+    its own has finished), and unmount it so that the next tests are not blamed."""
+    yield
+    tmp_path = request.node.funcargs.get("tmp_path")
+    if not isinstance(tmp_path, Path):
+        return
+    left = mounts_under(tmp_path)
+    for target in sorted(left, reverse=True):  # the deepest first
+        subprocess.run(["umount", "--lazy", target], check=False, capture_output=True)
+    if left:
+        pytest.fail(f"test left {len(left)} mount(s) behind: {', '.join(left)}")
+
+
 @pytest_asyncio.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
     """Fail any test that leaves asyncio tasks running behind it."""
