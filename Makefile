@@ -141,7 +141,21 @@ kind-e2e: $(STAMP)
 kind-down:
 	scripts/kind-down.sh
 
-.PHONY: manifests kind-up kind-e2e kind-down
+# A kind node image built here, for machines that reach no registry (CI); kind-up takes it as
+# KIND_NODE_IMAGE. Needs root, Go and Debian: see docs/kind.md.
+kind-node-image: tools
+	scripts/kind-node-image.sh
+
+# kind-up, kind-e2e and kind-down as CI runs them, offline (tests/kind runs this): the node
+# image built here, our images from scripts/images, an engine in a network namespace of its own.
+kind-ci: $(STAMP) tools
+	scripts/kind-ci.sh
+
+kind-clean:
+	scripts/kind/engine.sh stop
+	rm -rf .cache/kind .tools/kind
+
+.PHONY: manifests kind-up kind-e2e kind-down kind-node-image kind-ci kind-clean
 
 clean: images-clean
 	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache

@@ -3,9 +3,9 @@ answers N concurrent CreateVolume calls on one file system that already holds M 
 then the N DeleteVolume calls, over its unix socket, against moto's EFS over HTTP behind the EFS
 proxy (which counts the API calls and injects throttling).
 
-    python bench/controller_provisioning.py [--quick] [--repeats 5]
+    python bench/controller_provisioning.py [--quick] [--repeats 5] [--parts ...]
 
-Three parts, all saved in ``bench/results/controller_provisioning.json``:
+Five parts, all saved in ``bench/results/controller_provisioning.json``:
 
 - ``cpu`` (key ``controller_cpu``): 200 concurrent creates then 200 concurrent deletes, M = 0,
   ``--repeats`` times (median reported): the controller process's own CPU time per call, read
@@ -18,11 +18,25 @@ Three parts, all saved in ``bench/results/controller_provisioning.json``:
   1 + ceil(M/1000) calls per create. Targets: GIDs all distinct, nothing left behind,
   <= 1.1 calls per create.
 - ``throttling``: per retry mode we offer (``--adaptive-retry-mode`` true/false), 100 creates
-  under 20 % random throttling (target: >= 15 creates/s in the default mode), and 200 creates
+  under 20 % random throttling (target: >= 15 creates/s in the default mode; the median of
+  three runs on three fault sequences), and 200 creates
   against a proxy that allows ``RATE_LIMIT`` CreateAccessPoint calls per second (bursts of as
   many) and throttles beyond (the driver must back off: a rate near the limit, no failed
   create, no retry storm). The first wave of such a burst meets the limit whatever the client
   does (it cannot know the limit beforehand): 200 - 50 = 150 throttled answers at least.
+- ``gid`` (key ``gid_scenarios``): other writers on one file system, each scenario in the
+  default GID range and in a range narrow enough that picks blind to the others' recent access
+  points meet (where, before GIDs were settled after each create, they shared GIDs): a single
+  controller's burst of 200, lone creates, two controllers creating in turn (A, B, A, ...), a
+  person creating an access point between two of our creates, and two controllers bursting at
+  once while a person writes. Per scenario: EFS calls per create (counted at the proxy, the
+  person's excluded), yields (access points given up because another held their GID) and
+  GIDs shared at the end. Targets: 0 shared GIDs everywhere, <= 1.1 calls per create in the
+  burst of 200, <= 2.2 per lone create.
+- ``outages``: the seconds to the answer when the EFS endpoint refuses connections
+  (CreateVolume at csi-provisioner's 15 s deadline: UNAVAILABLE naming the endpoint, before
+  it), and, after CreateAccessPoint was throttled on every call while 10 creates gave up at
+  their 5 s deadlines, the seconds the next two creates take once throttling stops.
 """
 
 from __future__ import annotations
@@ -33,6 +47,8 @@ import json
 import logging
 import math
 import os
+import random
+import socket
 import statistics
 import sys
 import tempfile
@@ -46,6 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
+from grpclib.exceptions import GRPCError  # noqa: E402
 
 from efs_csi import csi  # noqa: E402
 from testbed.csi_builders import percentile  # noqa: E402
@@ -58,6 +75,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: The rate-following throttle: CreateAccessPoint calls per second the proxy lets through.
 RATE_LIMIT = 50.0
 RPC_TIMEOUT = 300.0
+PARTS = ("cpu", "rows", "throttling", "gid", "outages")
+RANDOM_THROTTLE_SEEDS = (7, 8, 9)
 
 
 def efs_client(url: str) -> Any:
@@ -89,14 +108,17 @@ def bench_access_points(moto_url: str, file_system_id: str) -> list[dict[str, An
             for ap in page["AccessPoints"] if ap["RootDirectory"]["Path"].startswith("/bench")]
 
 
-def request(name: str, file_system_id: str) -> csi.CreateVolumeRequest:
+def request(name: str, file_system_id: str,
+            gid_range: tuple[int, int] | None = None) -> csi.CreateVolumeRequest:
+    gids = ({"gidRangeStart": str(gid_range[0]), "gidRangeEnd": str(gid_range[1])}
+            if gid_range else {})
     return csi.CreateVolumeRequest(
         name=name, capacity_range=csi.CapacityRange(required_bytes=1 << 30),
         volume_capabilities=[csi.VolumeCapability(
             mount=csi.VolumeCapabilityMountVolume(),
             access_mode=csi.VolumeCapabilityAccessMode(mode=Mode.MULTI_NODE_MULTI_WRITER))],
         parameters={"provisioningMode": "efs-ap", "fileSystemId": file_system_id,
-                    "directoryPerms": "700", "basePath": "/bench"})
+                    "directoryPerms": "700", "basePath": "/bench", **gids})
 
 
 def cpu_seconds(pid: int) -> float:
@@ -119,7 +141,8 @@ class Controller:
     def pid(self) -> int:
         return self.binary.process.pid
 
-    async def burst_create(self, names: list[str], file_system_id: str
+    async def burst_create(self, names: list[str], file_system_id: str,
+                           gid_range: tuple[int, int] | None = None
                            ) -> tuple[list[str | None], list[float], float, float]:
         """(volume ids or None, latencies, wall seconds, controller CPU seconds)."""
         channel = self.binary.channel()
@@ -129,7 +152,7 @@ class Controller:
         async def create(name: str) -> str | None:
             started = time.perf_counter()
             try:
-                reply = await stub.create_volume(request(name, file_system_id),
+                reply = await stub.create_volume(request(name, file_system_id, gid_range),
                                                  timeout=RPC_TIMEOUT)
             except Exception as exc:  # counted as a failure, shown in the table
                 print(f"  create {name} failed: {exc}", file=sys.stderr)
@@ -168,12 +191,13 @@ class Controller:
         return done.count(False), wall, cpu
 
 
-async def start_controller(work: Path, proxy: EfsProxy, adaptive: bool) -> Controller:
+async def start_controller(work: Path, proxy: EfsProxy, adaptive: bool,
+                           env: dict[str, str] | None = None) -> Controller:
     await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
     mode = f"--adaptive-retry-mode={str(adaptive).lower()}"
     binary = await start_binary(
         "controller", work, ["--region", REGION, mode],
-        env={**proxy.environment(), "AWS_EC2_METADATA_DISABLED": "true"})
+        env={**proxy.environment(), "AWS_EC2_METADATA_DISABLED": "true", **(env or {})})
     return Controller(binary)
 
 
@@ -278,12 +302,23 @@ async def throttling_part(work: Path, moto_url: str, proxy: EfsProxy) -> list[di
         controller = await start_controller(work / f"throttle-{adaptive}", proxy, adaptive)
         try:
             await warm_up(controller, moto_url)
-            proxy.clear_faults()
-            proxy.inject(throttle=0.2)
-            row = await scenario(controller, moto_url, proxy, creates=100, existing=0,
-                                 retry_mode=mode, prefix=f"random-{adaptive}")
-            rows.append({"fault": "20% random throttling", **row})
-            print(f"  {mode}, 20% random: {row['creates_per_s']}/s", flush=True)
+            # The slowest create sets the wall time, and it is whichever drew throttles
+            # several times in a row: the median of three runs on three fault sequences.
+            runs = []
+            for seed in RANDOM_THROTTLE_SEEDS:
+                proxy.clear_faults()
+                proxy.reseed(seed)
+                proxy.inject(throttle=0.2)
+                runs.append(await scenario(controller, moto_url, proxy, creates=100,
+                                           existing=0, retry_mode=mode,
+                                           prefix=f"random-{adaptive}-{seed}"))
+            runs.sort(key=lambda run: run["creates_per_s"])
+            row = {**runs[len(runs) // 2],
+                   "creates_per_s_of_runs": [run["creates_per_s"] for run in runs]}
+            rows.append({"fault": "20% random throttling (median of "
+                                  f"{len(RANDOM_THROTTLE_SEEDS)})", **row})
+            print(f"  {mode}, 20% random: {row['creates_per_s']}/s "
+                  f"({row['creates_per_s_of_runs']})", flush=True)
             proxy.clear_faults()
             proxy.rate_limit({"CreateAccessPoint": RATE_LIMIT})
             row = await scenario(controller, moto_url, proxy, creates=200, existing=0,
@@ -297,6 +332,223 @@ async def throttling_part(work: Path, moto_url: str, proxy: EfsProxy) -> list[di
     return rows
 
 
+#: A GID range narrow enough that picks blind to other writers' recent access points meet.
+NARROW = (1000, 1059)
+
+
+def all_gids(moto_url: str, file_system_id: str) -> dict[str, int]:
+    """Every access point's GID by id, as the EFS API shows them (straight to moto)."""
+    listing = efs_client(moto_url).get_paginator("describe_access_points")
+    return {ap["AccessPointId"]: ap["PosixUser"]["Gid"]
+            for page in listing.paginate(FileSystemId=file_system_id)
+            for ap in page["AccessPoints"]}
+
+
+def shared_gids(gids: dict[str, int]) -> int:
+    counts: dict[int, int] = {}
+    for gid in gids.values():
+        counts[gid] = counts.get(gid, 0) + 1
+    return sum(count - 1 for count in counts.values() if count > 1)
+
+
+def all_gids_client(client: Any, file_system_id: str) -> dict[str, int]:
+    listing = client.get_paginator("describe_access_points")
+    return {ap["AccessPointId"]: ap["PosixUser"]["Gid"]
+            for page in listing.paginate(FileSystemId=file_system_id)
+            for ap in page["AccessPoints"]}
+
+
+class Person:
+    """Someone with the AWS SDK creating access points straight in moto: no checks, not
+    counted at the proxy."""
+
+    def __init__(self, moto_url: str, file_system_id: str, gid_range: tuple[int, int] | None,
+                 seed: int) -> None:
+        self.client = efs_client(moto_url)
+        self.file_system_id = file_system_id
+        self.random = random.Random(seed)
+        self.range = gid_range or (50000, 7000000)
+        self.made = 0
+
+    def create(self, gid: int | None = None) -> None:
+        """An access point on ``gid``, else on a GID free right now (the person looks)."""
+        if gid is None:
+            taken = set(all_gids_client(self.client, self.file_system_id).values())
+            free = [g for g in range(self.range[0], min(self.range[1], self.range[0] + 10**5)
+                                     + 1) if g not in taken]
+            gid = self.random.choice(free)
+        self.made += 1
+        self.client.create_access_point(
+            ClientToken=f"person-{self.file_system_id}-{self.made}",
+            FileSystemId=self.file_system_id, PosixUser={"Uid": gid, "Gid": gid},
+            RootDirectory={"Path": f"/person/{self.made}", "CreationInfo": {
+                "OwnerUid": gid, "OwnerGid": gid, "Permissions": "700"}})
+
+
+async def gid_scenario(name: str, gid_range: tuple[int, int] | None, moto_url: str,
+                       proxy: EfsProxy, run: Any) -> dict[str, Any]:
+    """Run ``run(file_system_id)`` (it returns how many creates it asked for and how many
+    failed) on a new file system; count the controllers' EFS calls and yields meanwhile."""
+    file_system_id = make_file_system(moto_url).file_system_id
+    proxy.reset_counts()
+    creates, failed = await run(file_system_id)
+    calls, yields = proxy.efs_calls(), proxy.calls["DeleteAccessPoint"]
+    gids = all_gids(moto_url, file_system_id)
+    row = {"scenario": name,
+           "gid_range": "default" if gid_range is None else f"{gid_range[0]}-{gid_range[1]}",
+           "creates": creates, "efs_calls_per_create": round(calls / creates, 3),
+           "yields": yields, "failed_creates": failed,
+           "access_points": len(gids), "shared_gids": shared_gids(gids)}
+    print(f"  {name}, {row['gid_range']}: {row['efs_calls_per_create']} calls/create, "
+          f"{yields} yields, {row['shared_gids']} shared", flush=True)
+    return row
+
+
+async def gid_part(work: Path, moto_url: str, proxy: EfsProxy) -> list[dict[str, Any]]:
+    first = await start_controller(work / "gid-a", proxy, adaptive=True)
+    second = await start_controller(work / "gid-b", proxy, adaptive=True)
+    rows: list[dict[str, Any]] = []
+    try:
+        await warm_up(first, moto_url)
+        await warm_up(second, moto_url)
+        for gid_range in (None, NARROW):
+            tag = "d" if gid_range is None else "n"
+
+            async def burst(fs: str, gid_range: tuple[int, int] | None = gid_range,
+                            tag: str = tag) -> tuple[int, int]:
+                count = 200 if gid_range is None else 50
+                ids, _, _, _ = await first.burst_create(
+                    [f"pvc-burst-{tag}-{n}" for n in range(count)], fs, gid_range)
+                return count, ids.count(None)
+
+            async def lone(fs: str, gid_range: tuple[int, int] | None = gid_range,
+                           tag: str = tag) -> tuple[int, int]:
+                failed, count = 0, 10 if gid_range is None else 5
+                for number in range(count):
+                    if gid_range is not None and number:
+                        await asyncio.sleep(5.2)  # what it knows is older than its max age
+                    ids, _, _, _ = await first.burst_create([f"pvc-lone-{tag}-{number}"], fs,
+                                                            gid_range)
+                    failed += ids.count(None)
+                    if gid_range is None:
+                        await asyncio.sleep(0.2)
+                return count, failed
+
+            async def in_turn(fs: str, gid_range: tuple[int, int] | None = gid_range,
+                              tag: str = tag) -> tuple[int, int]:
+                failed = 0
+                for number in range(10):
+                    for controller, who in ((first, "a"), (second, "b")):
+                        ids, _, _, _ = await controller.burst_create(
+                            [f"pvc-turn-{tag}-{who}{number}"], fs, gid_range)
+                        failed += ids.count(None)
+                return 20, failed
+
+            async def person_between(fs: str, gid_range: tuple[int, int] | None = gid_range,
+                                     tag: str = tag) -> tuple[int, int]:
+                person = Person(moto_url, fs, gid_range, seed=3)
+                failed = 0
+                for number in range(20):
+                    ids, _, _, _ = await first.burst_create([f"pvc-between-{tag}-{number}"],
+                                                            fs, gid_range)
+                    failed += ids.count(None)
+                    await asyncio.to_thread(person.create)
+                return 20, failed
+
+            async def both_and_person(fs: str, gid_range: tuple[int, int] | None = gid_range,
+                                      tag: str = tag) -> tuple[int, int]:
+                person = Person(moto_url, fs, gid_range, seed=4)
+                await first.burst_create([f"pvc-both-{tag}-a"], fs, gid_range)
+                await second.burst_create([f"pvc-both-{tag}-b"], fs, gid_range)
+
+                def person_writes() -> None:
+                    for _ in range(10):
+                        person.create()
+
+                count = 40 if gid_range is None else 20
+                results = await asyncio.gather(
+                    asyncio.to_thread(person_writes),
+                    first.burst_create([f"pvc-both-{tag}-a{n}" for n in range(count)], fs,
+                                       gid_range),
+                    second.burst_create([f"pvc-both-{tag}-b{n}" for n in range(count)], fs,
+                                        gid_range))
+                failed = sum(ids.count(None) for ids, _, _, _ in results[1:])
+                return 2 + 2 * count, failed
+
+            scenarios = [("single controller, burst", burst), ("lone creates", lone),
+                         ("two controllers in turn (A, B, A, ...)", in_turn),
+                         ("a person creating between our creates", person_between),
+                         ("two controllers bursting while a person writes", both_and_person)]
+            for name, run in scenarios:
+                rows.append(await gid_scenario(name, gid_range, moto_url, proxy, run))
+    finally:
+        await first.binary.stop()
+        await second.binary.stop()
+    return rows
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def outages_part(work: Path, moto_url: str, proxy: EfsProxy) -> dict[str, Any]:
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    unreachable = await start_controller(work / "unreachable", proxy, adaptive=True,
+                                         env={"AWS_ENDPOINT_URL": endpoint})
+    channel = unreachable.binary.channel()
+    started = time.perf_counter()
+    try:
+        await csi.ControllerStub(channel).create_volume(
+            request("pvc-unreachable", "fs-12345678"), timeout=15.0)
+        answer = "OK"
+    except GRPCError as exc:
+        answer = f"{exc.status.name}: {exc.message}"
+    finally:
+        channel.close()
+        await unreachable.binary.stop()
+    to_answer = time.perf_counter() - started
+    print(f"  unreachable endpoint: {to_answer:.1f} s to {answer}", flush=True)
+
+    controller = await start_controller(work / "outage", proxy, adaptive=True)
+    try:
+        await warm_up(controller, moto_url)
+        file_system_id = make_file_system(moto_url).file_system_id
+        proxy.inject(throttle=1.0, operations=["CreateAccessPoint"])
+        channel = controller.binary.channel()
+        stub = csi.ControllerStub(channel)
+
+        async def doomed(number: int) -> str:
+            try:
+                await stub.create_volume(request(f"pvc-throttled-{number}", file_system_id),
+                                         timeout=5.0)
+            except GRPCError as exc:
+                return exc.status.name
+            return "OK"
+
+        during = await asyncio.gather(*(doomed(number) for number in range(10)))
+        channel.close()
+        proxy.clear_faults()
+        proxy.reset_counts()
+        after = []
+        for number in range(2):
+            _, latencies, _, _ = await controller.burst_create([f"pvc-after-{number}"],
+                                                               file_system_id)
+            after.append(round(latencies[0], 3) if latencies else None)
+        attempts = proxy.calls["CreateAccessPoint"]
+    finally:
+        await controller.binary.stop()
+    print(f"  after throttling stops: {after} s ({attempts} CreateAccessPoint)", flush=True)
+    return {
+        "unreachable_endpoint": {"deadline_s": 15.0, "seconds_to_answer": round(to_answer, 2),
+                                 "answer": answer, "endpoint": endpoint},
+        "throttling_cleared": {"answers_while_throttled": during,
+                               "next_two_creates_s": after,
+                               "create_access_point_calls_for_them": attempts},
+    }
+
+
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
     columns = list(rows[0])
@@ -307,7 +559,8 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
 
 
 def targets(cpu: dict[str, Any], rows: list[dict[str, Any]],
-            throttling: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            throttling: list[dict[str, Any]], gid_rows: list[dict[str, Any]] | None = None,
+            outages: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
 
     def check(target: str, figure: Any, met: bool, in_the_way: str = "") -> None:
@@ -326,8 +579,10 @@ def targets(cpu: dict[str, Any], rows: list[dict[str, Any]],
     check("200 concurrent deletes/s >= creates/s (median)",
           f"{cpu['deletes_per_s']} vs {cpu['creates_per_s']}",
           (cpu["deletes_per_s"] or 0) >= (cpu["creates_per_s"] or math.inf))
-    worst_calls = max(row["efs_calls_per_create"] for row in rows)
-    check("<= 1.1 EFS calls per create in a burst", worst_calls, worst_calls <= 1.1)
+    bursts = [row for row in rows if row["creates"] >= 200]
+    worst_calls = max(row["efs_calls_per_create"] for row in bursts)
+    check("<= 1.1 EFS calls per create in a burst of 200 or more (every M)", worst_calls,
+          worst_calls <= 1.1)
     all_rows = rows + throttling + cpu["runs"]
     duplicates = sum(row["creates"] - row["failed_creates"] - row["distinct_gids"]
                      for row in all_rows)
@@ -352,6 +607,27 @@ def targets(cpu: dict[str, Any], rows: list[dict[str, Any]],
                   f"{row['failed_creates']} failed",
                   row["creates_per_s"] >= 0.6 * RATE_LIMIT and calls <= 2.0
                   and (not adaptive or not row["failed_creates"]))
+    for row in gid_rows or []:
+        if row["scenario"].startswith("single") and row["gid_range"] == "default":
+            check("<= 1.1 EFS calls per create in a single controller's burst of 200 (GIDs "
+                  "settled)", row["efs_calls_per_create"], row["efs_calls_per_create"] <= 1.1)
+        if row["scenario"].startswith("lone") and row["gid_range"] == "default":
+            check("<= 2.2 EFS calls per lone create (GIDs settled)",
+                  row["efs_calls_per_create"], row["efs_calls_per_create"] <= 2.2)
+    if gid_rows:
+        total = sum(row["shared_gids"] for row in gid_rows)
+        check("0 shared GIDs in every other-writers scenario", total, total == 0)
+    if outages:
+        answer = outages["unreachable_endpoint"]
+        check("unreachable endpoint: UNAVAILABLE naming it before the 15 s deadline",
+              f"{answer['seconds_to_answer']} s", answer["answer"].startswith("UNAVAILABLE")
+              and answer["endpoint"] in answer["answer"]
+              and answer["seconds_to_answer"] < answer["deadline_s"])
+        cleared = outages["throttling_cleared"]
+        check("after throttling stops, the next two creates go out at once (one "
+              "CreateAccessPoint each)", f"{cleared['next_two_creates_s']} s",
+              None not in cleared["next_two_creates_s"]
+              and cleared["create_access_point_calls_for_them"] == 2)
     return found
 
 
@@ -367,6 +643,10 @@ async def run(quick: bool, repeats: int, parts: set[str]) -> dict[str, Any]:
             report["rows"] = await rows_part(work, moto.url, proxy, quick)
         if "throttling" in parts:
             report["throttling"] = await throttling_part(work, moto.url, proxy)
+        if "gid" in parts:
+            report["gid_scenarios"] = await gid_part(work, moto.url, proxy)
+        if "outages" in parts:
+            report["outages"] = await outages_part(work, moto.url, proxy)
     report["load_average_at_end"] = load_average()
     return report
 
@@ -375,8 +655,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N <= 200, M <= 1000")
     parser.add_argument("--repeats", type=int, default=5, help="runs of the CPU part")
-    parser.add_argument("--parts", default="cpu,rows,throttling",
-                        help="comma-separated subset of cpu,rows,throttling")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated subset of {','.join(PARTS)}")
     args = parser.parse_args()
     os.environ.update({**CREDENTIALS, "AWS_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"})
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
@@ -392,14 +672,23 @@ def main() -> None:
         print_table("bursts", report["rows"])
     if "throttling" in report:
         print_table("throttling", report["throttling"])
+    if "gid_scenarios" in report:
+        print_table("other writers on one file system (GIDs settled after each create)",
+                    report["gid_scenarios"])
+    if "outages" in report:
+        outages = report["outages"]
+        print("\noutages")
+        print(f"  unreachable endpoint: {outages['unreachable_endpoint']}")
+        print(f"  throttling cleared: {outages['throttling_cleared']}")
     if {"controller_cpu", "rows", "throttling"} <= set(report):
         report["targets"] = targets(report["controller_cpu"], report["rows"],
-                                    report["throttling"])
+                                    report["throttling"], report.get("gid_scenarios"),
+                                    report.get("outages"))
         for item in report["targets"]:
             print(f"{'met' if item['met'] else 'NOT met'}: {item['target']} ({item['figure']})")
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    name = "controller_provisioning.json" if parts == {"cpu", "rows", "throttling"} else \
+    name = "controller_provisioning.json" if parts == set(PARTS) else \
         f"controller_provisioning.{'-'.join(sorted(parts))}.json"
     (results / name).write_text(json.dumps(report, indent=2) + "\n")
 

@@ -28,6 +28,10 @@ class CreationInfo:
     permissions: str  # octal text such as "0755"
 
 
+#: Access point states in which it is as good as gone (being deleted, or deleted).
+GONE_STATES = frozenset({"deleting", "deleted"})
+
+
 @dataclass(frozen=True)
 class AccessPoint:
     access_point_id: str

@@ -3,7 +3,9 @@
 # $OUT (default .tools/bin). Each part is a small wrapper module under tests/cluster/go/ whose
 # go.mod/go.sum pin every version and checksum; a part is rebuilt only when its module changes.
 #
-#   scripts/build-cluster-tools.sh [etcd] [kubernetes] [provisioner]   (default: all three)
+#   scripts/build-cluster-tools.sh [etcd] [kubernetes] [provisioner] [kind]
+#                                  (default: the first three; kind: what a kind node image adds,
+#                                  for scripts/kind-node-image.sh)
 #
 # Progress and the time each part took are printed; a cached part costs a checksum.
 set -euo pipefail
@@ -69,10 +71,16 @@ for part in "${parts[@]}"; do
         kubelet=k8s.io/kubernetes/cmd/kubelet \
         kubectl=k8s.io/kubernetes/cmd/kubectl \
         fakecri=./cmd/fakecri registrar=./cmd/registrar ;;
+    kind)
+      build kind "$(kube_ldflags)" \
+        kubeadm=k8s.io/kubernetes/cmd/kubeadm \
+        kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
+        kube-proxy=k8s.io/kubernetes/cmd/kube-proxy \
+        kindnetd=./cmd/kindnetd livenessprobe=./cmd/livenessprobe ;;
     provisioner)
       build provisioner "$(provisioner_ldflags)" \
         csi-provisioner=github.com/kubernetes-csi/external-provisioner/v5/cmd/csi-provisioner ;;
-    *) echo "unknown part: $part (etcd, kubernetes, provisioner)" >&2; exit 2 ;;
+    *) echo "unknown part: $part (etcd, kubernetes, provisioner, kind)" >&2; exit 2 ;;
   esac
 done
 echo "[cluster-tools] all parts ready in $((SECONDS - t_all))s"

@@ -9,8 +9,12 @@ cluster="${KIND_CLUSTER:-efs-csi}"
 data_dir="${EFS_CSI_KIND_DATA:-/tmp/efs-csi-kind}"
 local_root=/var/lib/efs-csi-local
 
-if kind get clusters 2>/dev/null | grep -qx "${cluster}"; then
-  node="$(kind get nodes --name "${cluster}" | head -1)"
+# Whole outputs, not pipes into grep -q or head: under pipefail a reader that stops early fails
+# kind with SIGPIPE.
+clusters="$(kind get clusters 2>/dev/null || true)"
+if grep -qx "${cluster}" <<< "${clusters}"; then
+  nodes="$(kind get nodes --name "${cluster}")"
+  node="${nodes%%$'\n'*}"
   docker exec "${node}" sh -c "rm -rf ${local_root}/* ${local_root}/.[!.]*" || true
   kind delete cluster --name "${cluster}"
 fi

@@ -13,7 +13,11 @@ error parsing all run for real over HTTP; only what moto's EFS model lacks is ad
 - ClientToken length (1..64, ``BadRequest``), which botocore does not check;
 - EFS's Tag rules on CreateAccessPoint (``testbed.efs_rules``; ``BadRequest``), which
   moto does not check: a tag EFS would refuse fails the create here too;
-- ``MaxResults``/``NextToken`` pagination of DescribeAccessPoints (default page 100, as EFS);
+- ``MaxResults``/``NextToken`` pagination of DescribeAccessPoints (default page 100, as EFS):
+  a listing's pages come from what its first page saw (moto, which has no pagination, is
+  listed once per listing; after a minute a NextToken lists it again), in order of id; and
+  moto's own failures of a listing under concurrent creates (a 5xx EFS never answers) are
+  tried again inside the proxy;
 - ``FileSystemNotFound`` for unknown file systems in Create/DescribeAccessPoints, and
   ``AccessPointNotFound`` when deleting an unknown access point;
 - IAM, on demand (``iam``, a ``testbed.iam_policy.IamAuthorizer``): each EFS call is
@@ -22,6 +26,8 @@ error parsing all run for real over HTTP; only what moto's EFS model lacks is ad
   wording, which names the caller's assumed-role ARN;
 - fault injection on demand: a fraction of calls answered ``ThrottlingException`` (400),
   a fraction answered 5xx, and random latency; globally or per operation.
+- holding every request of chosen operations until released (``hold``/``release``), so a test
+  can make other writes land first, on cue;
 - a server-side rate limit per operation (``rate_limit``): a token bucket per API that lets
   ``rate`` calls per second through (bursts up to ``burst``) and answers the others
   ``ThrottlingException``, so the throttling follows the client's request rate as EFS's own
@@ -81,6 +87,9 @@ _EFS_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(rf"^{API}/resource-tags/[^/]+$"), "TagResource"),
 ]
 _EFS_OPERATIONS = frozenset(name for _, _, name in _EFS_ROUTES)
+# A listing's later pages come from what its first page saw, for this long, for this many.
+_LISTING_KEPT_FOR = 60.0
+_LISTINGS_KEPT = 64
 # Headers that belong to one hop, or that aiohttp recomputes for the forwarded body.
 _HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection",
                           "content-encoding", "keep-alive", "server", "date"})
@@ -180,6 +189,11 @@ class EfsProxy:
         self._indexes: dict[str, _FileSystemIndex] = {}
         self._known_file_systems: set[str] = set()
         self._tokens: dict[str, tuple[str, float]] = {}  # token -> (access point id, created)
+        # Listings under way: number -> (when its first page listed moto, its items by id).
+        self._listings: dict[int, tuple[float, list[dict[str, Any]]]] = {}
+        self._listing_number = 0
+        self._held: frozenset[str] = frozenset()
+        self._released: asyncio.Event | None = None
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -263,6 +277,22 @@ class EfsProxy:
             size = max(1.0, rate if burst is None else burst)
             self._rate_limits[operation] = _RateLimit(rate, size, size, now)
 
+    def hold(self, operations: Iterable[str]) -> None:
+        """Hold every request of ``operations`` (EFS names) until ``release``."""
+        self._released = asyncio.Event()
+        self._held = frozenset(operations)
+
+    def release(self) -> None:
+        """Let the held requests (and any later ones) through."""
+        released, self._held = self._released, frozenset()
+        if released is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(released.set)
+
+    def reseed(self, seed: int) -> None:
+        """Draw the injected faults from a new random sequence (repeat a scenario under other
+        draws, so a figure does not hang on one sequence's unlucky tail)."""
+        self._random.seed(seed)
+
     def clear_faults(self) -> None:
         """Drop injected faults and rate limits."""
         self._faults = {}
@@ -298,6 +328,7 @@ class EfsProxy:
         self._indexes.clear()
         self._known_file_systems.clear()
         self._tokens.clear()
+        self._listings.clear()
 
     def environment(self) -> dict[str, str]:
         """Environment pointing an AWS SDK in a subprocess at this proxy."""
@@ -310,6 +341,9 @@ class EfsProxy:
         operation = operation_of(request.method, request.path, body)
         with self._counts_lock:
             self._calls[operation] += 1
+        released = self._released
+        if operation in self._held and released is not None:
+            await released.wait()
         faulted = await self._inject_fault(operation)
         if faulted is not None:
             return faulted
@@ -423,8 +457,7 @@ class EfsProxy:
 
     async def _list_upstream(self, file_system_id: str,
                              headers: dict[str, str]) -> list[dict[str, Any]]:
-        status, _, data = await self._upstream(
-            "GET", f"{API}/access-points?FileSystemId={file_system_id}", headers)
+        status, _, data = await self._fetch_listing(file_system_id, headers)
         if status != 200:
             raise RuntimeError(f"moto DescribeAccessPoints answered {status}: {data!r}")
         items: list[dict[str, Any]] = json.loads(data).get("AccessPoints") or []
@@ -493,26 +526,59 @@ class EfsProxy:
             return _error(400, "BadRequest", "MaxResults must be an integer")
         if page_size < 1:
             return _error(400, "BadRequest", "MaxResults must be at least 1")
-        status, reply_headers, data = await self._upstream(
-            "GET", request.path_qs, headers)
-        if status != 200:
-            return web.Response(status=status, headers=reply_headers, body=data)
-        # Keyset pagination on the id: stable while access points come and go between pages.
-        items = sorted(json.loads(data).get("AccessPoints") or [],
-                       key=lambda item: str(item["AccessPointId"]))
-        after = request.query.get("NextToken")
-        if after:
-            try:
-                last = base64.urlsafe_b64decode(after.encode()).decode()
-            except ValueError:
-                return _error(400, "BadRequest", "invalid NextToken")
-            items = [item for item in items if item["AccessPointId"] > last]
+        token = request.query.get("NextToken")
+        try:
+            snapshot, after = self._resume(token) if token else (None, "")
+        except ValueError:
+            return _error(400, "BadRequest", "invalid NextToken")
+        if snapshot is None:
+            status, reply_headers, data = await self._fetch_listing(file_system_id, headers)
+            if status != 200:
+                return web.Response(status=status, headers=reply_headers, body=data)
+            # Sorted on the id: keyset pagination, stable while access points come and go.
+            items = sorted(json.loads(data).get("AccessPoints") or [],
+                           key=lambda item: str(item["AccessPointId"]))
+            snapshot = self._remember_listing(items)
+        items = [item for item in self._listings[snapshot][1] if item["AccessPointId"] > after]
         page, rest = items[:page_size], items[page_size:]
         reply: dict[str, Any] = {"AccessPoints": page}
         if rest:
-            reply["NextToken"] = base64.urlsafe_b64encode(
-                page[-1]["AccessPointId"].encode()).decode()
+            reply["NextToken"] = base64.urlsafe_b64encode(json.dumps(
+                [snapshot, page[-1]["AccessPointId"]]).encode()).decode()
         return web.json_response(reply)
+
+    def _resume(self, token: str) -> tuple[int | None, str]:
+        """(the listing a NextToken continues, if still kept; the last id it returned)."""
+        snapshot, after = json.loads(base64.urlsafe_b64decode(token.encode()).decode())
+        if not isinstance(snapshot, int) or not isinstance(after, str):
+            raise ValueError(token)
+        kept = self._listings.get(snapshot)
+        if kept is None or time.monotonic() - kept[0] > _LISTING_KEPT_FOR:
+            return None, after
+        return snapshot, after
+
+    def _remember_listing(self, items: list[dict[str, Any]]) -> int:
+        """Keep what a first page saw for the pages after it (one moto listing per listing,
+        as EFS pages server side; moto has no pagination, so each page would list it all)."""
+        self._listing_number += 1
+        self._listings[self._listing_number] = (time.monotonic(), items)
+        while len(self._listings) > _LISTINGS_KEPT:
+            del self._listings[next(iter(self._listings))]
+        return self._listing_number
+
+    async def _fetch_listing(self, file_system_id: str, headers: dict[str, str]
+                             ) -> tuple[int, dict[str, str], bytes]:
+        """moto's DescribeAccessPoints, tried again when it fails with a 5xx: moto's listing
+        is not safe against concurrent creates ("dictionary changed size during iteration"),
+        a failure EFS itself never shows."""
+        query = f"?FileSystemId={file_system_id}" if file_system_id else ""
+        for attempt in range(5):
+            status, reply_headers, data = await self._upstream(
+                "GET", f"{API}/access-points{query}", headers)
+            if status < 500:
+                break
+            await asyncio.sleep(0.01 * (attempt + 1))
+        return status, reply_headers, data
 
     async def _delete_access_point(self, request: web.Request) -> web.Response:
         headers = self._forward_headers(request)

@@ -82,18 +82,45 @@ def fast_tier_guard(request: pytest.FixtureRequest,
 _SUMMARY = pytest.StashKey[list[str]]()
 
 
+class _SuiteClock:
+    """Each test's setup, call and teardown time, added up by suite (tests/<suite>/), for the
+    end-of-run table of where the time went. A session fixture (the image build, the kind run)
+    counts in the suite of the first test that uses it."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        parts = Path(report.location[0]).parts
+        suite = parts[1] if len(parts) > 2 else "tests"
+        self.seconds[suite] = self.seconds.get(suite, 0.0) + report.duration
+
+
+_CLOCK = pytest.StashKey[_SuiteClock]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SUMMARY] = []
+    config.stash[_CLOCK] = _SuiteClock()
+    config.pluginmanager.register(config.stash[_CLOCK], "efs-csi-suite-clock")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
                             config: pytest.Config) -> None:
-    """Print the figures tests reported (e.g. csi-sanity's pass/skip counts) at the end."""
+    """Print the figures tests reported (e.g. csi-sanity's pass/skip counts) at the end, and
+    where the time went, by suite."""
     lines = config.stash.get(_SUMMARY, [])
     if lines:
         terminalreporter.section("figures reported by tests")
         for line in lines:
             terminalreporter.write_line(line)
+    seconds = config.stash[_CLOCK].seconds if _CLOCK in config.stash else {}
+    if seconds:
+        terminalreporter.section("where the time went, by suite (setup + call + teardown)")
+        width = max(len(name) for name in [*seconds, "total"])
+        rows = sorted(seconds.items(), key=lambda item: -item[1])
+        for name, spent in [*rows, ("total", sum(seconds.values()))]:
+            terminalreporter.write_line(f"{name:<{width}}  {spent:7.1f} s  {spent / 60:5.1f} min")
 
 
 @pytest.fixture(scope="session")

@@ -52,9 +52,11 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     parser.add_argument("--gid-inventory-max-age", type=non_negative_float,
                         default=DEFAULT_MAX_AGE, metavar="SECONDS",
                         help="how old a file system's listing of access points (GIDs in use, "
-                             "client tokens) may be when a create starts before it is listed "
-                             "again; other writers' access points are seen within this time "
-                             "(0: list before every create)")
+                             "client tokens) may be when a create in a narrow GID range (under "
+                             "100 x --access-point-limit GIDs) picks a GID, before it is listed "
+                             "again (0: list before every such create); GIDs are never shared "
+                             "however old it is: each new access point is checked after its "
+                             "create")
     parser.add_argument("--mount-backend", choices=("efs", "local"), default="efs",
                         help="how --delete-access-point-root-dir mounts a file system root")
     parser.add_argument("--local-root", default=None,

@@ -32,6 +32,7 @@ from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import EfsMounter, MountCommands, Mounter
 from efs_csi.mounting.offloop import OffLoop
+from efs_csi.rpc.hook import seconds_left
 from efs_csi.rpc.server import BackgroundTask
 from efs_csi_controller.config import ControllerConfig, RootDirectories
 from efs_csi_controller.cross_account import CloudForRole, CloudSelector
@@ -162,8 +163,9 @@ class AwsClients:
             self.clouds.provide(unconfigured, unconfigured.cloud_for)
             await asyncio.Event().wait()  # until the server stops
             return
+        # Every EFS call stops short of its CSI call's deadline (and says why).
         async with factory_type(region, adaptive_retry=self.config.adaptive_retry_mode,
-                                observer=self.observer) as factory:
+                                observer=self.observer, time_left=seconds_left) as factory:
             self.clouds.provide(factory.default, factory.cloud_for)
             _log.info("EFS API client ready", region=region)
             try:
@@ -174,7 +176,7 @@ class AwsClients:
 
 async def run_controller(*, config: ControllerConfig) -> None:
     registry = new_registry()
-    clouds = DeferredClouds()
+    clouds = DeferredClouds(time_left=seconds_left)
     background: list[BackgroundTask] = [
         AwsClients(config, clouds, ApiMetrics(registry)).run]
     kube = KubeOnFirstUse(config.kube) if config.kube is not None else None

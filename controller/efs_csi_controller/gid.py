@@ -1,57 +1,94 @@
-"""Per-file-system GID allocation for new access points (pure logic over the ``Cloud`` port).
+"""Per-file-system GID allocation for new access points, and the check that keeps each GID it
+hands out unshared (pure logic over the ``Cloud`` port).
 
-Concurrency assumptions, and what follows from them:
+Other writers exist. csi-provisioner's leader election keeps one replica of *this* controller
+active, but another cluster's controller, a person or a tool may create and delete access points
+on the same file system at any time, and EFS itself lets two access points share a GID. So what
+this process knows about a file system (its *inventory*: the access points, their client tokens
+and GIDs) is a cache of a listing (``Cloud.access_points``), never the truth: a GID is picked
+from the inventory, then checked against the file system as it is after the create.
 
-- Other writers exist. csi-provisioner's leader election keeps one replica of *this*
-  controller active, but another cluster's controller, a person or a tool may create and
-  delete access points on the same file system at any time, and EFS itself lets two access
-  points share a GID. So what this process knows about a file system (its *inventory*: the
-  access points, their client tokens and GIDs) is a cache of a listing
-  (``Cloud.access_points``), never the truth.
-- The inventory is trusted for at most ``max_age`` seconds (``--gid-inventory-max-age``),
-  counted from when its listing *started*, against when the create *started*. A create that
-  finds it older lists again first, so a lone create costs a listing and the create (as the
-  reference driver does), while a burst of creates shares one listing and costs about one
-  call per create. Creates that arrive while a listing runs wait for it (or for the next one,
-  when it started too early for them); ``max_age = 0`` makes every create wait for a listing
-  that started after it did.
-- Hence the guarantee: a GID handed out here is never held by an access point that existed
-  ``max_age`` seconds before the create started (with ``max_age = 0``: when it started), and
-  this process never hands out one GID twice (in-flight reservations and our own creates are
-  kept across re-listings; one still missing from a listing is kept for ``recent_grace``
-  seconds, in case the listing lags behind the create).
-- Another writer's access point made in the last ``max_age`` seconds is not seen. Picking
-  uniformly at random among the free GIDs of the range (``random_index``) makes a collision
-  with it unlikely (one in the number of free GIDs) where everyone taking the lowest free GID
-  would make it certain; two controllers racing over the default range of ~7 million GIDs
-  practically never meet.
+- Picking (``reserve``): uniformly at random among the GIDs of the range that the inventory
+  shows free, never one this process holds or is creating (so one process never hands out a
+  GID twice; an access point we created that a listing does not show yet is kept for
+  ``recent_grace`` seconds). Before a pick in a *narrow* range (fewer than ``WIDE_FACTOR``
+  times ``access_point_limit`` GIDs) an inventory older than ``max_age``
+  (``--gid-inventory-max-age``) is listed again: a stale view of a crowded range would often
+  pick a GID that must then be given up. A *wide* range is not listed first: even a file
+  system full of access points leaves a pick less than one chance in ``WIDE_FACTOR`` of
+  meeting one, and the check below catches it.
+- Checking (``settle``): a create is answered only once a listing that started after the
+  create completed shows the new access point (so the listing is not behind it) and no other
+  live access point with its GID. When it shows one (a *rival*), ours yields at once to a rival
+  this driver did not make (a person, a tool, the reference driver: they never check), and
+  to a rival of ours with a lower access point id (the rule every controller applies alike).
+  When ours has the lowest id, it gives the rivals' controllers ``recheck_pauses`` to yield,
+  listing again after each pause, and yields itself if a rival stays (one answered before ours
+  existed never looks again). Yielding is the caller's: it reserves another GID (the rival's
+  is now known to be taken), creates, deletes the access point it gave up, and settles again.
 
-Picking the n-th free GID is a binary search over the sorted taken GIDs, so its cost does not
-grow with the width of the range. ``clock`` and ``random_index`` are injectable for tests.
+Why no GID is shared, whatever else writes. Assumed: a listing shows every access point that
+exists from its start to its end, whatever its pages (the new access point being listed guards
+against a listing that lags behind the create). An access point is kept only by a listing that
+shows no rival, and waiting never keeps one. Of two access points with one GID made by
+controllers that check, the listing that checks the one whose create completed last started
+after both creates, so it shows the other, and the last one is not kept while the other stays.
+A writer that does not check is seen by every check that starts after its create. Not covered:
+a GID that a writer that does not check takes after ours was answered (it could have listed
+first), and a StorageClass ``gid``, shared on purpose.
+
+Cost: one listing settles every create of this process on the file system that completed
+before it started. It starts when no other create of ours is in flight there, when
+``settle_batch`` creates wait for it, when none has finished for ``settle_quiet`` seconds (what
+is left of a burst is backing off from throttles), or once the first has waited
+``settle_delay`` seconds (both stretched to the time the latest listing took, when longer: a
+file system of many pages is listed about as often as it takes to list it). So
+a lone create costs its create and one listing, and a burst about one call per create (its
+creates and a few shared listings). It also refreshes the inventory. Picking the n-th free GID
+is a binary search over the sorted taken GIDs, so its cost does not grow with the width of the
+range. ``clock`` and ``random_index`` are injectable for tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
 
-from efs_csi.cloud import AccessPoint, Cloud
-from efs_csi.errors import ResourceExhausted
-from efs_csi_controller.params import GidRange
+from efs_csi.cloud import GONE_STATES, AccessPoint, Cloud
+from efs_csi.errors import ResourceExhausted, Unavailable
+from efs_csi_controller.params import GID_RANGE_END, GID_RANGE_START, GidRange
 
-#: The default of ``--gid-inventory-max-age``: long enough for a burst to share one listing,
-#: short enough that another writer's access point is seen within seconds.
+#: The default of ``--gid-inventory-max-age``: how old a listing may be for a pick in a narrow
+#: range; short enough that another writer's access point is seen within seconds.
 DEFAULT_MAX_AGE = 5.0
 #: How long an access point we created stays known although a listing does not show it.
 RECENT_GRACE = 60.0
+#: A range this many times wider than the access point limit is picked from without listing.
+WIDE_FACTOR = 100
+#: A finished create waits at most this long for others to share its settling listing ...
+SETTLE_DELAY = 1.0
+#: ... or until this many wait for it, or until no create has finished for this long (the
+#: rest of a burst are stragglers backing off from throttles: not worth waiting for).
+SETTLE_BATCH = 100
+SETTLE_QUIET = 0.5
+#: Pauses before listing again, while a rival may yet yield or a listing lags behind a create:
+#: long enough for another controller to settle its own create (its ``settle_delay``, a
+#: listing and a delete), short enough for a create's deadline.
+RECHECK_PAUSES = (0.5, 1.0, 2.0, 2.0)
 
 Clock = Callable[[], float]
 RandomIndex = Callable[[int], int]  # n -> an index in [0, n)
+#: Whether an access point was made by a controller that settles its GIDs as this one does.
+Settles = Callable[[AccessPoint], bool]
 # Seeded by the OS: two controllers started from one image must not draw the same GIDs.
 _SYSTEM_RANDOM = random.SystemRandom()
 
@@ -69,6 +106,11 @@ class RangeUse:
     size: int
 
 
+def _never(access_point: AccessPoint) -> bool:
+    """Treat every rival as made by a writer that does not settle: yield at once (safe)."""
+    return False
+
+
 @dataclass(frozen=True)
 class InventorySnapshot:
     """Read-only figures per file system (exported as metrics)."""
@@ -80,12 +122,66 @@ class InventorySnapshot:
     in_flight_creates: int
     # Every range creates have drawn from on this file system since the controller started.
     gid_ranges: tuple[RangeUse, ...] = ()
+    gid_yields: int = 0
 
 
 @dataclass(frozen=True)
 class Reservation:
     file_system_id: str
     gid: int | None  # None: the caller fixed the GID itself (StorageClass ``gid``)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What one listing of a file system showed, as EFS answered it; ``number`` counts the
+    listings of the file system started by this process (this one included)."""
+
+    number: int
+    access_points: Mapping[str, AccessPoint]
+
+    @cached_property
+    def _by_gid(self) -> dict[int, list[AccessPoint]]:
+        by_gid: dict[int, list[AccessPoint]] = {}
+        for access_point in self.access_points.values():
+            if access_point.posix_user is not None:
+                by_gid.setdefault(access_point.posix_user.gid, []).append(access_point)
+        return by_gid
+
+    def with_gid(self, gid: int) -> list[AccessPoint]:
+        return list(self._by_gid.get(gid, ()))
+
+
+class Verdict(Enum):
+    KEEP = "keep"  # no rival: answer with it
+    YIELD = "yield"  # give the GID up: delete, take another
+    WAIT = "wait"  # ours has the lowest id of rivals that all settle: they should yield
+    UNSEEN = "unseen"  # the listing does not show ours yet: it lags behind the create
+
+
+def judge(candidate: AccessPoint, listing: Listing,
+          settles: Settles) -> tuple[Verdict, tuple[AccessPoint, ...]]:
+    """What ``candidate`` (an access point with a POSIX user) must do about the other live
+    access points ``listing`` shows with its GID (see the module docstring)."""
+    if candidate.access_point_id not in listing.access_points:
+        return Verdict.UNSEEN, ()
+    assert candidate.posix_user is not None
+    rivals = tuple(other for other in listing.with_gid(candidate.posix_user.gid)
+                   if other.access_point_id != candidate.access_point_id
+                   and other.life_cycle_state not in GONE_STATES)
+    if not rivals:
+        return Verdict.KEEP, ()
+    if any(not settles(rival) or rival.access_point_id < candidate.access_point_id
+           for rival in rivals):
+        return Verdict.YIELD, rivals
+    return Verdict.WAIT, rivals
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How ``settle`` ended: ``kept``, or given up because of ``rivals``."""
+
+    kept: bool
+    rivals: tuple[AccessPoint, ...] = ()
 
 
 @dataclass
@@ -109,6 +205,26 @@ class _Inventory:
     # Changes made while a listing is running; replayed over its result so that an access
     # point created (or deleted) during the listing is not lost (or resurrected).
     changed_while_learning: dict[str, AccessPoint | None] | None = None
+    # Listings started so far; the latest as EFS answered it (what settles creates); and the
+    # creates waiting for a listing: (listings started when it began to wait, when), in the
+    # order they began (both figures never decrease along it).
+    listings_started: int = 0
+    listing: Listing | None = None
+    settling: list[tuple[int, float]] = field(default_factory=list)
+    # Set (and replaced) whenever a listing ends or a create of ours stops being in flight.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    last_finished: float = -math.inf  # when a create of ours last finished here
+    last_listing_seconds: float = 0.0  # how long the latest listing took
+    gid_yields: int = 0
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def unserved(self) -> list[tuple[int, float]]:
+        """The waiting creates no listing started so far will serve."""
+        return self.settling[bisect.bisect_left(self.settling,
+                                                (self.listings_started, -math.inf)):]
 
     def _take(self, gid: int) -> None:
         index = bisect.bisect_left(self.taken, gid)
@@ -189,17 +305,24 @@ class _Inventory:
 
 
 class GidAllocator:
-    """Hands out GIDs per file system, within a range, never one this process knows is used."""
+    """Hands out GIDs per file system, within a range, never one this process knows is used,
+    and settles each against the file system after its create (see the module docstring)."""
 
     def __init__(self, *, access_point_limit: int, max_age: float = DEFAULT_MAX_AGE,
                  clock: Clock = time.monotonic,
                  random_index: RandomIndex = _SYSTEM_RANDOM.randrange,
-                 recent_grace: float = RECENT_GRACE) -> None:
+                 recent_grace: float = RECENT_GRACE, settle_delay: float = SETTLE_DELAY,
+                 settle_batch: int = SETTLE_BATCH, settle_quiet: float = SETTLE_QUIET,
+                 recheck_pauses: tuple[float, ...] = RECHECK_PAUSES) -> None:
         self._limit = access_point_limit
         self._max_age = max_age
         self._clock = clock
         self._random_index = random_index
         self._recent_grace = recent_grace
+        self._settle_delay = settle_delay
+        self._settle_batch = settle_batch
+        self._settle_quiet = settle_quiet
+        self._recheck_pauses = recheck_pauses
         self._inventories: dict[str, _Inventory] = {}
 
     def now(self) -> float:
@@ -213,28 +336,43 @@ class GidAllocator:
         return (not inventory.stale and inventory.listed_at is not None
                 and inventory.listed_at >= as_of - self._max_age)
 
+    def is_wide(self, gid_range: GidRange) -> bool:
+        """Whether a pick in ``gid_range`` needs no listing first (see the module docstring)."""
+        return gid_range.size >= WIDE_FACTOR * self._limit
+
     async def _ensure_learned(self, cloud: Cloud, file_system_id: str,
-                              as_of: float | None) -> _Inventory:
-        """The inventory, listed again first unless fresh enough for a create that started
-        at ``as_of`` (default: now)."""
+                              as_of: float | None, max_age: float | None = None) -> _Inventory:
+        """The inventory, listed again first unless fresh enough (``max_age``, default the
+        allocator's) for a create that started at ``as_of`` (default: now)."""
         as_of = self._clock() if as_of is None else as_of
+        max_age = self._max_age if max_age is None else max_age
         inventory = self._inventory(file_system_id)
-        if self._fresh_for(inventory, as_of):
+
+        def fresh() -> bool:
+            return (not inventory.stale and inventory.listed_at is not None
+                    and inventory.listed_at >= as_of - max_age)
+
+        if fresh():
             return inventory
         async with inventory.lock:
             # A listing that finished while we waited may have started late enough for us.
-            if not self._fresh_for(inventory, as_of):
+            if not fresh():
                 await self._learn(cloud, file_system_id, inventory)
         return inventory
 
     async def _learn(self, cloud: Cloud, file_system_id: str, inventory: _Inventory) -> None:
         started = self._clock()
+        inventory.listings_started += 1
+        number = inventory.listings_started
         changes: dict[str, AccessPoint | None] = {}
         inventory.changed_while_learning = changes
         try:
             listed = {ap.access_point_id: ap async for ap in cloud.access_points(file_system_id)}
         finally:
             inventory.changed_while_learning = None
+            inventory.notify()  # waiters re-check, whether this listing ended well or not
+        inventory.last_listing_seconds = max(0.0, self._clock() - started)
+        inventory.listing = Listing(number, dict(listed))
         # Our recent creates the listing does not show yet stay known (listings may lag).
         for access_point_id, created_at in list(inventory.ours.items()):
             known = inventory.access_points.get(access_point_id)
@@ -255,13 +393,31 @@ class GidAllocator:
         """List this file system again on its next use (an unexpected conflict was seen)."""
         self._inventory(file_system_id).stale = True
 
+    async def prepare(self, cloud: Cloud, file_system_id: str, gid_range: GidRange | None,
+                      as_of: float, *, current: bool = False) -> None:
+        """List the file system first when what is known is not enough for a create that
+        started at ``as_of``: ``current`` needs a listing that started after it; a pick in a
+        narrow ``gid_range`` one younger than ``max_age``; anything else none."""
+        if current:
+            await self._ensure_learned(cloud, file_system_id, as_of, max_age=0.0)
+        elif gid_range is not None and not self.is_wide(gid_range):
+            await self._ensure_learned(cloud, file_system_id, as_of)
+
+    def find_known(self, file_system_id: str, client_token: str) -> AccessPoint | None:
+        """The access point carrying ``client_token`` in what is known, without any API call.
+        It may have been deleted since by another writer: confirm it before relying on it."""
+        inventory = self._inventories.get(file_system_id)
+        if inventory is None:
+            return None
+        access_point_id = inventory.by_token.get(client_token)
+        return None if access_point_id is None else inventory.access_points[access_point_id]
+
     async def find_by_token(self, cloud: Cloud, file_system_id: str, client_token: str,
                             as_of: float | None = None) -> AccessPoint | None:
         """The access point carrying ``client_token`` in a fresh enough listing. It may have
         been deleted since by another writer: confirm it before relying on it."""
-        inventory = await self._ensure_learned(cloud, file_system_id, as_of)
-        access_point_id = inventory.by_token.get(client_token)
-        return None if access_point_id is None else inventory.access_points[access_point_id]
+        await self._ensure_learned(cloud, file_system_id, as_of)
+        return self.find_known(file_system_id, client_token)
 
     def find_token_elsewhere(self, file_system_id: str,
                              client_token: str) -> AccessPoint | None:
@@ -276,6 +432,12 @@ class GidAllocator:
     async def known(self, cloud: Cloud, file_system_id: str) -> list[AccessPoint]:
         inventory = await self._ensure_learned(cloud, file_system_id, None)
         return list(inventory.access_points.values())
+
+    def known_now(self, file_system_id: str) -> list[AccessPoint]:
+        """What is known of the file system's access points, without any API call (right
+        after ``settle``: everything that existed before the settled create)."""
+        inventory = self._inventories.get(file_system_id)
+        return [] if inventory is None else list(inventory.access_points.values())
 
     def lookup(self, file_system_id: str, access_point_id: str) -> AccessPoint | None:
         """An access point known from a listing younger than ``max_age``, without any API
@@ -295,8 +457,12 @@ class GidAllocator:
     async def reserve(self, cloud: Cloud, file_system_id: str, gid_range: GidRange,
                       fixed_gid: int | None = None, as_of: float | None = None) -> Reservation:
         """Reserve a GID chosen at random among the free ones of ``gid_range`` (or just a
-        create slot when ``fixed_gid`` is given)."""
-        inventory = await self._ensure_learned(cloud, file_system_id, as_of)
+        create slot when ``fixed_gid`` is given); a narrow range is listed first when what is
+        known is too old, and listed again before it is declared full."""
+        as_of = self._clock() if as_of is None else as_of
+        await self.prepare(cloud, file_system_id, None if fixed_gid is not None else gid_range,
+                           as_of)
+        inventory = self._inventory(file_system_id)
         inventory.last_range_size = gid_range.size
         count = len(inventory.access_points) + inventory.in_flight
         if count >= self._limit:
@@ -308,16 +474,29 @@ class GidAllocator:
             inventory.in_flight += 1
             return Reservation(file_system_id, None)
         inventory.ranges.add(gid_range)
-        used = inventory.in_range(gid_range)
-        free = gid_range.size - used
+        free = gid_range.size - inventory.in_range(gid_range)
+        if free <= 0 and (inventory.listed_at is None or inventory.listed_at < as_of):
+            # Full as far as we know: make sure of it with a listing that started after the
+            # create did (an access point may have been deleted meanwhile).
+            await self._ensure_learned(cloud, file_system_id, as_of, max_age=0.0)
+            free = gid_range.size - inventory.in_range(gid_range)
         if free <= 0:
-            raise ResourceExhausted(
-                f"file system {file_system_id}: no free GID in range {gid_range} "
-                f"({used} GIDs in use or reserved, {count} access points)")
+            raise self._exhausted(file_system_id, gid_range, inventory)
         gid = inventory.nth_free(gid_range, self._random_index(free))
         inventory.reserve(gid)
         inventory.in_flight += 1
         return Reservation(file_system_id, gid)
+
+    @staticmethod
+    def _exhausted(file_system_id: str, gid_range: GidRange,
+                   inventory: _Inventory) -> ResourceExhausted:
+        used = inventory.in_range(gid_range)
+        return ResourceExhausted(
+            f"file system {file_system_id}: no free GID in range {gid_range} ({used} of "
+            f"{gid_range.size} GIDs in use or being created, {len(inventory.access_points)} "
+            f"access points): widen it with the StorageClass parameters {GID_RANGE_START} and "
+            f"{GID_RANGE_END} (parameters of a StorageClass cannot change: create one with a "
+            "wider range, or delete and recreate it), or delete unused access points")
 
     def commit(self, reservation: Reservation, access_point: AccessPoint) -> None:
         """The create succeeded: the reservation becomes a known access point."""
@@ -330,8 +509,87 @@ class GidAllocator:
         """The create finished (committed or failed): drop the reservation."""
         inventory = self._inventory(reservation.file_system_id)
         inventory.in_flight -= 1
+        inventory.last_finished = self._clock()
         if reservation.gid is not None:
             inventory.unreserve(reservation.gid)
+        if inventory.in_flight == 0 and inventory.settling:
+            inventory.notify()  # no create left to wait for: the settling listing is due
+
+    async def settle(self, cloud: Cloud, access_point: AccessPoint,
+                     settles: Settles = _never) -> Settlement:
+        """Whether ``access_point`` (made by this process, its GID picked here) keeps its GID
+        against what the file system holds after its create (see the module docstring);
+        ``settles`` tells a rival whose controller settles its GIDs too.
+        Unavailable when listings keep missing it (they lag behind, or another writer deleted
+        it): the caller's retry settles it again."""
+        file_system_id = access_point.file_system_id
+        inventory = self._inventory(file_system_id)
+        pauses = iter(self._recheck_pauses)
+        while True:
+            # Only a listing started from now on can show what exists after the create.
+            after = inventory.listings_started
+            listing = await self._listing_after(cloud, file_system_id, inventory, after)
+            verdict, rivals = judge(access_point, listing, settles)
+            if verdict is Verdict.KEEP:
+                return Settlement(True)
+            pause = next(pauses, None) if verdict is not Verdict.YIELD else None
+            if pause is None:
+                if verdict is Verdict.UNSEEN:
+                    raise Unavailable(
+                        f"file system {file_system_id}: EFS does not list the new access "
+                        f"point {access_point.access_point_id} yet, so its GID cannot be "
+                        "checked against the others; retry")
+                inventory.gid_yields += 1
+                return Settlement(False, rivals)
+            await asyncio.sleep(pause)
+
+    async def _listing_after(self, cloud: Cloud, file_system_id: str, inventory: _Inventory,
+                             after: int) -> Listing:
+        """The first listing started after the ``after``-th; one serves every create waiting
+        when it starts, and starts when ``_settling_due``."""
+        waiting = (after, self._clock())
+        inventory.settling.append(waiting)
+        try:
+            while True:
+                listing = inventory.listing
+                if listing is not None and listing.number > after:
+                    return listing
+                if not inventory.lock.locked() and self._settling_due(inventory):
+                    async with inventory.lock:
+                        listing = inventory.listing
+                        if listing is None or listing.number <= after:
+                            await self._learn(cloud, file_system_id, inventory)
+                    continue
+                changed = inventory.changed
+                timeout = None
+                unserved = inventory.unserved()
+                if not inventory.lock.locked() and unserved:
+                    delay, quiet = self._settling_waits(inventory)
+                    due_at = min(unserved[0][1] + delay, inventory.last_finished + quiet)
+                    timeout = max(0.0, due_at - self._clock())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await changed.wait()
+        finally:
+            inventory.settling.remove(waiting)
+
+    def _settling_waits(self, inventory: _Inventory) -> tuple[float, float]:
+        """(``settle_delay``, ``settle_quiet``), stretched to the time the latest listing took:
+        on a file system whose listing takes long (many pages), creates wait about as long as
+        one lasts, so listing never takes much more than half the time of a burst."""
+        stretch = max(1.0, inventory.last_listing_seconds / self._settle_delay)
+        return self._settle_delay * stretch, self._settle_quiet * stretch
+
+    def _settling_due(self, inventory: _Inventory) -> bool:
+        """Start a settling listing now: creates wait that no listing started so far serves,
+        and no other create of ours could still join them, or none has finished for a while,
+        or enough wait, or the first has waited long enough."""
+        unserved = inventory.unserved()
+        now = self._clock()
+        delay, quiet = self._settling_waits(inventory)
+        return bool(unserved) and (
+            inventory.in_flight == 0 or len(unserved) >= self._settle_batch
+            or now - inventory.last_finished >= quiet or now - unserved[0][1] >= delay)
 
     @staticmethod
     def _record(inventory: _Inventory, access_point: AccessPoint) -> None:
@@ -362,6 +620,7 @@ class GidAllocator:
                 in_flight_creates=inv.in_flight,
                 gid_ranges=tuple(RangeUse(str(gid_range), inv.in_range(gid_range), gid_range.size)
                                  for gid_range in sorted(inv.ranges, key=_bounds)),
+                gid_yields=inv.gid_yields,
             )
             for fs_id, inv in sorted(self._inventories.items())
         ]

@@ -4,7 +4,9 @@
   driver's ``aws_efs_csi_api_request_*`` series so existing dashboards keep working, with the
   retries per operation beside them (``aws_efs_csi_api_request_retries_total{request,reason}``);
 - ``ProvisioningCollector`` reads the GID allocator's per-file-system snapshot at scrape time:
-  access points against ``--access-point-limit``, and each GID range's use against its size.
+  access points against ``--access-point-limit``, each GID range's use against its size, and
+  ``efs_csi_gid_yields_total``: access points given up because another writer's held their GID
+  (each was deleted and made again with another GID before its create was answered).
 
 Labels stay bounded: per EFS operation (a dozen), error code, file system, and GID range (one
 per StorageClass range in use); never per volume, and nothing from a request's secrets.
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 # EFS API errors that mean "slow down" rather than "failed".
@@ -71,6 +73,8 @@ class FileSystemFigures(Protocol):
     def in_flight_creates(self) -> int: ...
     @property
     def gid_ranges(self) -> Sequence[RangeFigures]: ...
+    @property
+    def gid_yields(self) -> int: ...
 
 
 class RangeFigures(Protocol):
@@ -124,6 +128,9 @@ class ProvisioningCollector(Collector):
         range_capacity = GaugeMetricFamily(
             "efs_csi_gid_range_capacity", "GIDs in a StorageClass's range (end - start + 1)",
             labels=["file_system_id", "gid_range"])
+        yields = CounterMetricFamily(
+            "efs_csi_gid_yields", "Access points given up because another writer's held their "
+            "GID (made again with another GID)", labels=["file_system_id"])
         for fs in self._snapshot():
             for attribute, family in families.items():
                 family.add_metric([fs.file_system_id], float(getattr(fs, attribute)))
@@ -132,8 +139,10 @@ class ProvisioningCollector(Collector):
             for use in fs.gid_ranges:
                 range_used.add_metric([fs.file_system_id, use.gid_range], float(use.used))
                 range_capacity.add_metric([fs.file_system_id, use.gid_range], float(use.size))
+            yields.add_metric([fs.file_system_id], float(fs.gid_yields))
         yield from families.values()
         if self._access_point_limit is not None:
             yield limit
         yield range_used
         yield range_capacity
+        yield yields

@@ -17,8 +17,13 @@ cluster in an account shares (``tags.LEGACY_CLUSTER_ID``): the tag alone proves 
 count as this cluster's only when the PV check above vouches for them. Outside a cluster (no
 Kubernetes API: the demo, tests) there are no PVs anyone could forge, and the tags decide.
 
-Everything here only decides whether the *directory* goes; the access point itself is deleted
-either way, and the IAM policy (docs/iam-policy.json) guards that call by the same tag.
+The access point itself (``deletion_refusal``) is kept only on that last proof's evidence:
+when the PV it was made for lives and is not the one being deleted, DeleteVolume comes from
+another PV that names it (forged, or a hand-made copy), which never created it, so DeleteVolume
+answers success and keeps it. An access point without the PV-name tag (made with tagging off,
+or by an older driver), with no Kubernetes API to ask, or whose PV does not exist (csi-provisioner
+deletes a volume whose PV it could not save) is deleted, and the IAM policy
+(docs/iam-policy.json) guards that call by the cluster tag.
 """
 
 from __future__ import annotations
@@ -96,6 +101,22 @@ def ownership_refusal(access_point: AccessPoint, cluster_id: str,
     volume = evidence.volume
     if volume is None:
         return f"PV {pv_name}, which it was made for, does not exist"
+    return _not_being_deleted(access_point, volume)
+
+
+def deletion_refusal(access_point: AccessPoint, evidence: PvEvidence) -> str | None:
+    """Why DeleteVolume must keep the access point itself (the PV it was made for lives and is
+    not the one being deleted), or None to delete it (see the module docstring)."""
+    if pv_name_of(access_point) is None or evidence.volume is None:
+        return None
+    return _not_being_deleted(access_point, evidence.volume)
+
+
+def _not_being_deleted(access_point: AccessPoint, volume: PersistentVolumeInfo) -> str | None:
+    """Why ``volume``, the PV ``access_point`` was made for, is not the PV being deleted (the
+    one csi-provisioner deletes is this driver's, names this access point, reclaim policy
+    Delete, and released or being deleted), or None."""
+    pv_name = pv_name_of(access_point) or volume.name
     if volume.driver != PLUGIN_NAME:
         return f"PV {pv_name} is not a volume of {PLUGIN_NAME}"
     if not _same_volume(volume.volume_handle, access_point):

@@ -29,6 +29,9 @@ SUB_PATH_PATTERN = "subPathPattern"
 ENSURE_UNIQUE_DIRECTORY = "ensureUniqueDirectory"
 AZ = "az"
 REUSE_ACCESS_POINT = "reuseAccessPoint"
+# With reuseAccessPoint: the namespace whose PVCs may adopt the access points the reference
+# driver made (it keys them by PVC name alone, with no namespace to check).
+REFERENCE_ACCESS_POINTS_NAMESPACE = "referenceAccessPointsNamespace"
 ENFORCE_ZONE_AFFINITY = "enforceZoneAffinity"
 ENABLE_TAGGING = "enableTagging"
 
@@ -42,7 +45,8 @@ _PROVISIONER_PREFIX = "csi.storage.k8s.io/"
 KNOWN_KEYS = (
     PROVISIONING_MODE, FILE_SYSTEM_ID_KEY, FILE_SYSTEM_ID_CONFIG_REF, FILE_SYSTEM_ID_SECRET_REF,
     DIRECTORY_PERMS, UID, GID, GID_RANGE_START, GID_RANGE_END, BASE_PATH, SUB_PATH_PATTERN,
-    ENSURE_UNIQUE_DIRECTORY, AZ, REUSE_ACCESS_POINT, ENFORCE_ZONE_AFFINITY, ENABLE_TAGGING,
+    ENSURE_UNIQUE_DIRECTORY, AZ, REUSE_ACCESS_POINT, REFERENCE_ACCESS_POINTS_NAMESPACE,
+    ENFORCE_ZONE_AFFINITY, ENABLE_TAGGING,
 )
 PROVISIONING_MODES = ("efs-ap",)
 DEFAULT_GID_RANGE = (50000, 7000000)
@@ -53,6 +57,8 @@ _PERMS = re.compile(r"[0-7]{3,4}")
 # Kubernetes object names: DNS subdomain / label rules are stricter; this only keeps a
 # reference parseable and free of path tricks.
 _REF_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+# A Kubernetes namespace name (an RFC 1123 label).
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,8 @@ class ProvisionParams:
     ensure_unique_directory: bool
     az: str | None
     reuse_access_point: bool
+    # Only PVCs of this namespace adopt the reference driver's access points by PVC name.
+    reference_namespace: str | None
     enforce_zone_affinity: bool
     enable_tagging: bool
     metadata: PvcMetadata
@@ -170,6 +178,20 @@ def _gid_range(parameters: Mapping[str, str]) -> GidRange:
     return GidRange(start, end)
 
 
+def _reference_namespace(parameters: Mapping[str, str], reuse: bool) -> str | None:
+    raw = parameters.get(REFERENCE_ACCESS_POINTS_NAMESPACE)
+    if raw is None:
+        return None
+    if not reuse:
+        raise InvalidArgument(f"parameter {REFERENCE_ACCESS_POINTS_NAMESPACE} needs "
+                              f"{REUSE_ACCESS_POINT}=true")
+    if not _NAMESPACE.fullmatch(raw):
+        raise InvalidArgument(f"parameter {REFERENCE_ACCESS_POINTS_NAMESPACE}={raw!r}: expected "
+                              "a namespace name (lowercase letters, digits and '-', at most "
+                              "63 characters)")
+    return raw
+
+
 def _check_keys(parameters: Mapping[str, str]) -> None:
     unknown = sorted(k for k in parameters
                      if k not in KNOWN_KEYS and not k.startswith(_PROVISIONER_PREFIX))
@@ -192,6 +214,7 @@ def parse_parameters(parameters: Mapping[str, str]) -> ProvisionParams:
         raise InvalidArgument(f"parameter {DIRECTORY_PERMS} is {shown}; expected 3 or 4 octal "
                               "digits such as 700 or 0755")
     tagging = _bool(parameters, ENABLE_TAGGING, True)
+    reuse = _bool(parameters, REUSE_ACCESS_POINT, False)
     return ProvisionParams(
         file_system=_file_system_source(parameters),
         directory_perms=perms,
@@ -202,7 +225,8 @@ def parse_parameters(parameters: Mapping[str, str]) -> ProvisionParams:
         sub_path_pattern=parameters.get(SUB_PATH_PATTERN, DEFAULT_SUB_PATH_PATTERN),
         ensure_unique_directory=_bool(parameters, ENSURE_UNIQUE_DIRECTORY, True),
         az=parameters.get(AZ) or None,
-        reuse_access_point=_bool(parameters, REUSE_ACCESS_POINT, False),
+        reuse_access_point=reuse,
+        reference_namespace=_reference_namespace(parameters, reuse),
         enforce_zone_affinity=_bool(parameters, ENFORCE_ZONE_AFFINITY, False),
         enable_tagging=tagging,
         metadata=PvcMetadata(

@@ -1,18 +1,31 @@
 """The create and delete use cases: one access point per volume, idempotent and race-free.
 
 In a burst a create costs about one EFS call (CreateAccessPoint): the file system's access
-points are listed at most every ``--gid-inventory-max-age`` seconds and kept current in
-``GidAllocator`` (see there for the other writers it allows for), which also answers "does
-this client token already have an access point?" for retried calls. An access point found
-that way is confirmed with EFS before it is answered (another writer may have deleted it).
-Everything that can be checked without AWS (parameters, root path, tags, secrets) is checked
-before the first call.
+points are listed when ``GidAllocator`` needs a listing (before a pick in a narrow GID range
+whose listing is too old; after creates, to settle their GIDs, one listing shared by every
+create that completed before it) and kept current there, which also answers "does this client
+token already have an access point?" for retried calls. An access point found that way is
+confirmed with EFS before it is answered (another writer may have deleted it). Everything that
+can be checked without AWS (parameters, root path, tags, secrets) is checked before the first
+call.
+
+No shared GID: an access point whose GID was picked here is answered only once it is settled
+(``GidAllocator.settle``): when another access point holds its GID, ours may have to yield. The
+volume's next access point is then made with another GID, under the next of its client tokens,
+and the one given up deleted, at most ``MAX_YIELDS`` times. In that order, a retry (after a
+restart, say) always finds the newest under its token, never needs the token of a deleted access
+point (what EFS answers to one is not documented), and deletes any older one left behind.
 
 Client tokens: a volume's token is its name (its SHA-256 when longer than EFS's 64
-characters). With ``reuseAccessPoint`` it is ``<pvc namespace>/<pvc name>`` (hashed alike),
-so equal PVC names in two namespaces never share an access point; an access point the
-reference driver made for the same PVC (its token: the SHA-256 of the PVC name alone) is
-adopted when it fits the StorageClass, so users moving over keep their data.
+characters); after yields, the SHA-256 of the name and the yield's number. With
+``reuseAccessPoint`` the name is ``<pvc namespace>/<pvc name>``, so equal PVC names in two
+namespaces never share an access point. The reference driver's token for the same feature is
+the SHA-256 of the PVC name alone, which says nothing of the namespace: its access point is
+adopted only with proof that it is this claim's (its PV-name tag names the PV being made, or
+the StorageClass's ``referenceAccessPointsNamespace`` names this PVC's namespace), never by
+another namespace, and, so that deleting this PV never deletes what it did not create, by
+making this PVC's own access point on its directory and POSIX identity (a *mirror*), looked
+up in a listing made after the create began.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from efs_csi.cloud import (
+    GONE_STATES,
     AccessPoint,
     AccessPointAlreadyExistsError,
     AccessPointRequest,
@@ -34,6 +48,7 @@ from efs_csi.cloud import (
 from efs_csi.contract.volume_context import VolumeContext, write_volume_context
 from efs_csi.contract.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
 from efs_csi.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -47,19 +62,31 @@ from efs_csi_controller import paths
 from efs_csi_controller.cross_account import CloudSelector, mount_target_addresses, parse_secrets
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.inflight import OperationKeys
-from efs_csi_controller.ownership import NO_API, PvEvidence, ownership_refusal, pv_name_of
+from efs_csi_controller.ownership import (
+    NO_API,
+    PvEvidence,
+    deletion_refusal,
+    ownership_refusal,
+    pv_name_of,
+)
 from efs_csi_controller.params import (
     DEFAULT_SUB_PATH_PATTERN,
+    REFERENCE_ACCESS_POINTS_NAMESPACE,
     FileSystemSource,
     ProvisionParams,
     parse_parameters,
 )
 from efs_csi_controller.root_dir import RootDirectoryRemover, refusal
-from efs_csi_controller.shared_roots import conflicting_access_point, normalise
+from efs_csi_controller.shared_roots import (
+    conflicting_access_point,
+    normalise,
+    overlaps_with,
+)
 from efs_csi_controller.tags import (
     CAPACITY_TAG,
     CLUSTER_TAG,
     LEGACY_CLUSTER_ID,
+    PV_NAME_TAG,
     PVC_NAMESPACE_TAG,
     access_point_tags,
     tag_value,
@@ -68,17 +95,28 @@ from efs_csi_controller.tags import (
 _log = get_logger("controller.provisioning")
 
 MAX_CLIENT_TOKEN = 64
-
+#: How often one create gives its GID up to another access point before it stops (ABORTED:
+#: csi-provisioner retries later).
+MAX_YIELDS = 5
 
 # Access point states in which it is as good as gone: a new one is made instead.
-_GONE_STATES = frozenset({"deleting", "deleted"})
+_GONE_STATES = GONE_STATES
 
 
-def client_token(text: str) -> str:
-    """EFS allows 64 characters: longer names are replaced by their SHA-256."""
+def client_token(text: str, yields: int = 0) -> str:
+    """EFS allows 64 characters: longer names are replaced by their SHA-256. The access point
+    made after a volume's ``yields``-th yield has the SHA-256 of the name and that number."""
+    if yields:
+        return hashlib.sha256(f"{text}\0gid-yield-{yields}".encode()).hexdigest()
     if len(text) <= MAX_CLIENT_TOKEN:
         return text
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def settles_gids(access_point: AccessPoint) -> bool:
+    """Whether an access point was made by a controller of this driver, which settles the GIDs
+    it picks (its capacity tag, which the reference driver does not write, tells)."""
+    return CAPACITY_TAG in access_point.tags
 
 
 def kind_parameter(kind: str) -> str:
@@ -123,10 +161,22 @@ class _Plan:
 
     params: ProvisionParams
     root_path: str
-    token: str
+    token_text: str  # what the volume's client tokens are made from
     tags: dict[str, str]
-    # Tokens of older schemes whose access point this create adopts instead of making one.
-    adoptable_tokens: tuple[str, ...] = ()
+    # The reference driver's token for this PVC, whose access point may be adopted.
+    reference_token: str | None = None
+
+    @property
+    def token(self) -> str:
+        return client_token(self.token_text)
+
+    def token_after(self, yields: int) -> str:
+        return client_token(self.token_text, yields)
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """Every token an access point of this volume may carry (after 0 to MAX_YIELDS)."""
+        return tuple(self.token_after(yields) for yields in range(MAX_YIELDS + 1))
 
 
 class Provisioner:
@@ -168,15 +218,15 @@ class Provisioner:
                                       "--extra-create-metadata)")
             # The namespace is part of the token: equal PVC names in two namespaces must
             # never share an access point.
-            token = client_token(f"{meta.pvc_namespace}/{meta.pvc_name}")
-            adoptable: tuple[str, ...] = (reference_reuse_token(meta.pvc_name),)
+            text: str = f"{meta.pvc_namespace}/{meta.pvc_name}"
+            reference: str | None = reference_reuse_token(meta.pvc_name)
         else:
-            token, adoptable = client_token(request.name), ()
+            text, reference = request.name, None
         tags = access_point_tags(enabled=params.enable_tagging, extra=self._extra_tags,
                                  metadata=params.metadata, capacity_bytes=request.capacity_bytes,
                                  base_path=paths.normalised_base_path(params.base_path),
                                  cluster_id=self._cluster_id)
-        return _Plan(params, root, token, tags, adoptable)
+        return _Plan(params, root, text, tags, reference)
 
     async def create(self, request: CreateRequest) -> CreatedVolume:
         plan = self._plan(request)
@@ -202,30 +252,28 @@ class Provisioner:
     async def _root_claim(self, cloud: Cloud, fs_id: str, plan: _Plan) -> AsyncIterator[None]:
         """Refuse a root that overlaps a live access point of another namespace (see
         ``shared_roots``), then hold the root for the create, so that a concurrent create
-        of another namespace sees it before its access point is listed."""
+        of another namespace sees it before its access point is listed. A create whose GID
+        is picked is checked again after it, against the listing that settles its GID
+        (``_check_shared_root``), so it needs no listing of its own here: it checks what is
+        known; a create with the StorageClass's gid lists the file system when what is
+        known is too old."""
         namespace = plan.params.metadata.pvc_namespace
-        own_tokens = (plan.token, *plan.adoptable_tokens)
         if not self._allow_shared_roots:
-            live = list(await self._allocator.known(cloud, fs_id))
+            live = (list(await self._allocator.known(cloud, fs_id))
+                    if plan.params.gid is not None else self._allocator.known_now(fs_id))
+            overlaps = overlaps_with(plan.root_path)
             in_flight = [AccessPoint(access_point_id="(being created)", file_system_id=fs_id,
                                      root_path=root, client_token=token,
                                      tags={CLUSTER_TAG: self._cluster_id,
                                            **({PVC_NAMESPACE_TAG: tag_value(other)}
                                               if other else {})})
-                         for root, other, token in self._roots_in_flight.get(fs_id, ())]
+                         for root, other, token in self._roots_in_flight.get(fs_id, ())
+                         if overlaps(root)]
             conflict = conflicting_access_point(plan.root_path, namespace, live + in_flight,
-                                                own_tokens)
+                                                self._own_tokens(plan, live))
             if conflict is not None:
-                owner = (f"access point {conflict.access_point_id}" if conflict in live
-                         else "an access point being created")
-                raise FailedPrecondition(
-                    f"root directory {plan.root_path} on {fs_id} overlaps {conflict.root_path}, "
-                    f"the root of {owner} for a volume in another namespace"
-                    f"{'' if namespace else ' (or of unknown namespace)'}: "
-                    "volumes of two namespaces never share a directory unless the controller "
-                    "runs with --allow-shared-root-directories (Helm: "
-                    "controller.allowSharedRootDirectories=true); use a subPathPattern with "
-                    "${.PVC.namespace} or ensureUniqueDirectory")
+                raise self._shared_root_refused(fs_id, plan.root_path, namespace, conflict,
+                                                live=conflict in live)
         claim = (str(normalise(plan.root_path)), namespace, plan.token)
         self._roots_in_flight.setdefault(fs_id, []).append(claim)
         try:
@@ -235,6 +283,48 @@ class Provisioner:
             claims.remove(claim)
             if not claims:
                 del self._roots_in_flight[fs_id]
+
+    def _own_tokens(self, plan: _Plan, live: list[AccessPoint]) -> tuple[str, ...]:
+        """This volume's own access points never conflict, nor does the reference driver's
+        for this claim when it is provably this claim's (then it is adopted, see _adopt)."""
+        return plan.tokens + tuple(
+            other.client_token for other in live
+            if plan.reference_token is not None and other.client_token == plan.reference_token
+            and self._no_proof(other, plan) is None)
+
+    @staticmethod
+    def _shared_root_refused(fs_id: str, root_path: str, namespace: str | None,
+                             conflict: AccessPoint, *, live: bool) -> FailedPrecondition:
+        owner = (f"access point {conflict.access_point_id}" if live
+                 else "an access point being created")
+        return FailedPrecondition(
+            f"root directory {root_path} on {fs_id} overlaps {conflict.root_path}, "
+            f"the root of {owner} for a volume in another namespace"
+            f"{'' if namespace else ' (or of unknown namespace)'}: "
+            "volumes of two namespaces never share a directory unless the controller "
+            "runs with --allow-shared-root-directories (Helm: "
+            "controller.allowSharedRootDirectories=true); use a subPathPattern with "
+            "${.PVC.namespace} or ensureUniqueDirectory")
+
+    async def _check_shared_root(self, cloud: Cloud, plan: _Plan,
+                                 access_point: AccessPoint) -> None:
+        """Right after ``settle`` listed the file system (everything made before our create):
+        an overlapping root of another namespace that the check before the create could not
+        see (another controller's, made meanwhile) gives ours up, FAILED_PRECONDITION."""
+        if self._allow_shared_roots:
+            return
+        fs_id = access_point.file_system_id
+        live = self._allocator.known_now(fs_id)
+        namespace = plan.params.metadata.pvc_namespace
+        # No adoption happened on this path (a mirror is never settled): the reference
+        # driver's access point is no exception here.
+        conflict = conflicting_access_point(access_point.root_path, namespace, live,
+                                            plan.tokens)
+        if conflict is None:
+            return
+        await self._give_up(cloud, access_point)
+        raise self._shared_root_refused(fs_id, access_point.root_path, namespace, conflict,
+                                        live=True)
 
     async def _file_system_id(self, source: FileSystemSource) -> str:
         if source.file_system_id is not None:
@@ -271,54 +361,190 @@ class Provisioner:
     async def _access_point(self, cloud: Cloud, fs_id: str, plan: _Plan,
                             request: CreateRequest) -> AccessPoint:
         started = self._allocator.now()
-        existing = await self._existing(cloud, fs_id, plan, request, started)
-        if existing is not None:
-            return existing
         params = plan.params
-        reservation = await self._allocator.reserve(cloud, fs_id, params.gid_range, params.gid,
-                                                    as_of=started)
-        gid = params.gid if params.gid is not None else reservation.gid
+        picking = params.gid is None
+        # Adoption looks for what the reference driver made in a listing made after this
+        # create began; a pick in a narrow GID range needs a listing recent enough.
+        await self._allocator.prepare(cloud, fs_id, params.gid_range if picking else None,
+                                      started, current=plan.reference_token is not None)
+        found = await self._existing(cloud, fs_id, plan, request)
+        if found is not None:
+            access_point, yields = found
+            if not picking or self._mirrors_reference(access_point, plan):
+                return access_point
+        else:
+            adopted = await self._adopt(cloud, fs_id, plan, request)
+            if adopted is not None:
+                return adopted
+            access_point, yields = await self._create(cloud, fs_id, plan, request, 0), 0
+            if not picking:
+                return access_point  # a StorageClass gid: shared on purpose
+        return await self._settled(cloud, fs_id, plan, request, access_point, yields=yields)
+
+    async def _create(self, cloud: Cloud, fs_id: str, plan: _Plan, request: CreateRequest,
+                      yields: int, *, like: AccessPoint | None = None) -> AccessPoint:
+        """A new access point for this volume, under its token after ``yields`` yields; with
+        ``like``, on that access point's directory and POSIX identity (adoption)."""
+        params = plan.params
+        token = plan.token_after(yields)
+        fixed = params.gid if like is None or like.posix_user is None else like.posix_user.gid
+        reservation = await self._allocator.reserve(cloud, fs_id, params.gid_range, fixed,
+                                                    as_of=self._allocator.now())
+        gid = fixed if fixed is not None else reservation.gid
         assert gid is not None
-        uid = params.uid if params.uid is not None else gid
+        if like is not None and like.posix_user is not None:
+            posix_user, root_path = like.posix_user, like.root_path
+            creation_info = like.creation_info or CreationInfo(
+                posix_user.uid, posix_user.gid, params.directory_perms)
+        else:
+            uid = params.uid if params.uid is not None else gid
+            posix_user, root_path = PosixUser(uid, gid), plan.root_path
+            creation_info = CreationInfo(uid, gid, params.directory_perms)
         ap_request = AccessPointRequest(
-            file_system_id=fs_id, client_token=plan.token, root_path=plan.root_path,
-            posix_user=PosixUser(uid, gid),
-            creation_info=CreationInfo(uid, gid, params.directory_perms), tags=plan.tags)
+            file_system_id=fs_id, client_token=token, root_path=root_path,
+            posix_user=posix_user, creation_info=creation_info, tags=plan.tags)
         try:
             created = await cloud.create_access_point(ap_request)
         except AlreadyExists as exc:
             self._allocator.release(reservation)
-            return await self._resolve_conflict(cloud, fs_id, plan, request, exc)
+            return await self._resolve_conflict(cloud, fs_id, plan, request, exc, token=token)
         except BaseException:
             self._allocator.release(reservation)
             raise
         self._allocator.commit(reservation, created)
-        self._capacities[(fs_id, plan.token)] = request.capacity_bytes
+        self._capacities[(fs_id, token)] = request.capacity_bytes
         return created
 
-    async def _existing(self, cloud: Cloud, fs_id: str, plan: _Plan, request: CreateRequest,
-                        started: float) -> AccessPoint | None:
-        """The access point this create must answer with, confirmed to exist, if any."""
-        for token in (plan.token, *plan.adoptable_tokens):
-            found = await self._allocator.find_by_token(cloud, fs_id, token, as_of=started)
-            existing = None if found is None else await self._confirmed(cloud, found)
-            if existing is None:
+    async def _settled(self, cloud: Cloud, fs_id: str, plan: _Plan, request: CreateRequest,
+                       access_point: AccessPoint, *, yields: int) -> AccessPoint:
+        """``access_point`` once no other access point holds its GID; when one does and ours
+        must yield, the volume's next access point is made (with another GID) and then this
+        one deleted: so a retry never needs the token of a deleted access point."""
+        while True:
+            settlement = await self._allocator.settle(cloud, access_point, settles_gids)
+            if settlement.kept:
+                await self._check_shared_root(cloud, plan, access_point)
+                return access_point
+            assert access_point.posix_user is not None
+            gid = access_point.posix_user.gid
+            rivals = [rival.access_point_id for rival in settlement.rivals]
+            _log.warning("GID held by another access point: giving it up for another",
+                         file_system_id=fs_id, access_point_id=access_point.access_point_id,
+                         gid=gid, held_by=rivals, name=request.name)
+            try:
+                if yields >= MAX_YIELDS:
+                    raise Aborted(
+                        f"volume {shown(request.name)}: other writers on {fs_id} took each of "
+                        f"the {MAX_YIELDS + 1} GIDs picked for it (last {gid}, held by "
+                        f"{', '.join(rivals)}); retry later")
+                replacement = await self._create(cloud, fs_id, plan, request, yields + 1)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first failure is the answer
+                    await self._give_up(cloud, access_point)
+                raise
+            await self._give_up(cloud, access_point)
+            access_point, yields = replacement, yields + 1
+
+    async def _give_up(self, cloud: Cloud, access_point: AccessPoint) -> None:
+        """Delete an access point of this volume that was never answered."""
+        with contextlib.suppress(NotFound):
+            await cloud.delete_access_point(access_point.access_point_id)
+        self._allocator.forget(access_point.file_system_id, access_point.access_point_id)
+
+    async def _existing(self, cloud: Cloud, fs_id: str, plan: _Plan,
+                        request: CreateRequest) -> tuple[AccessPoint, int] | None:
+        """The access point this create must answer with (after how many yields it was made),
+        confirmed to exist, if any. The volume's access points of fewer yields still known
+        (a yield interrupted before it deleted them) were never answered: they are deleted."""
+        found: tuple[AccessPoint, int] | None = None
+        for yields in range(MAX_YIELDS, -1, -1):
+            known = self._allocator.find_known(fs_id, plan.token_after(yields))
+            if known is None:
                 continue
-            if token == plan.token:
+            if found is not None:
+                _log.info("deleting an access point this volume gave up",
+                          access_point_id=known.access_point_id, name=request.name)
+                await self._give_up(cloud, known)
+                continue
+            existing = await self._confirmed(cloud, known)
+            if existing is not None:
                 self._check_matches(existing, plan, request)
-                return existing
-            # Made by the reference driver for a PVC of this name: adopted only when it fits
-            # this StorageClass (its token says nothing of the namespace or the class).
-            problem = self._mismatch(existing, plan, request)
-            if problem is None:
-                _log.info("adopted an access point the reference driver made for this PVC",
-                          access_point_id=existing.access_point_id, name=request.name)
-                return existing
-            _log.info("not adopting the reference driver's access point for this PVC name",
-                      access_point_id=existing.access_point_id, reason=problem)
+                found = existing, yields
+        if found is not None:
+            return found
         elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.token)
         if elsewhere is not None and await self._confirmed(cloud, elsewhere) is not None:
             raise self._on_other_file_system(elsewhere, fs_id, request)
+        return None
+
+    def _mirrors_reference(self, access_point: AccessPoint, plan: _Plan) -> bool:
+        """Whether ``access_point`` (this PVC's) is the mirror of a live reference driver's
+        access point, with which it shares its GID on purpose."""
+        if plan.reference_token is None:
+            return False
+        reference = self._allocator.find_known(access_point.file_system_id,
+                                               plan.reference_token)
+        return (reference is not None and reference.life_cycle_state not in _GONE_STATES
+                and reference.posix_user == access_point.posix_user
+                and reference.root_path == access_point.root_path)
+
+    async def _adopt(self, cloud: Cloud, fs_id: str, plan: _Plan,
+                     request: CreateRequest) -> AccessPoint | None:
+        """With reuseAccessPoint, this PVC's access point made on the directory and POSIX
+        identity of the one the reference driver made for it, when that one is provably this
+        claim's (see the module docstring); None when there is none or no proof."""
+        if plan.reference_token is None:
+            return None
+        known = self._allocator.find_known(fs_id, plan.reference_token)
+        reference = None if known is None else await self._confirmed(cloud, known)
+        if reference is None:
+            return None
+        problem = (self._no_proof(reference, plan) or self._mismatch(reference, plan, request)
+                   or await self._adopted_elsewhere(cloud, reference, plan))
+        if problem is not None:
+            _log.info("not adopting the reference driver's access point for this PVC name",
+                      access_point_id=reference.access_point_id, reason=problem,
+                      name=request.name)
+            return None
+        mirror = await self._create(cloud, fs_id, plan, request, 0, like=reference)
+        _log.info("adopted the reference driver's access point for this PVC: made this PV's "
+                  "own on its directory", access_point_id=mirror.access_point_id,
+                  reference_access_point_id=reference.access_point_id, name=request.name)
+        return mirror
+
+    @staticmethod
+    def _no_proof(reference: AccessPoint, plan: _Plan) -> str | None:
+        """Why ``reference`` cannot be shown to be this claim's, or None."""
+        meta = plan.params.metadata
+        namespace = meta.pvc_namespace or ""
+        tagged = reference.tags.get(PVC_NAMESPACE_TAG)
+        if tagged is not None and tagged != tag_value(namespace):
+            return f"it belongs to a PVC in namespace {tagged}"
+        if meta.pv_name and reference.tags.get(PV_NAME_TAG) == tag_value(meta.pv_name):
+            return None
+        allowed = plan.params.reference_namespace
+        if allowed == namespace:
+            return None
+        if allowed is not None:
+            return (f"the StorageClass's {REFERENCE_ACCESS_POINTS_NAMESPACE} gives the reference "
+                    f"driver's access points to namespace {allowed}, not {namespace}")
+        return (f"its token names the PVC but no namespace, its {PV_NAME_TAG} tag does not name "
+                f"PV {meta.pv_name}, and the StorageClass's {REFERENCE_ACCESS_POINTS_NAMESPACE} "
+                "does not name this namespace")
+
+    async def _adopted_elsewhere(self, cloud: Cloud, reference: AccessPoint,
+                                 plan: _Plan) -> str | None:
+        """Why ``reference``'s directory must not be adopted because a PVC of another
+        namespace already uses it, or None."""
+        namespace = tag_value(plan.params.metadata.pvc_namespace or "")
+        root = reference.root_path.rstrip("/") or "/"
+        for other in await self._allocator.known(cloud, reference.file_system_id):
+            tagged = other.tags.get(PVC_NAMESPACE_TAG)
+            if (tagged is not None and tagged != namespace
+                    and other.life_cycle_state not in _GONE_STATES
+                    and (other.root_path.rstrip("/") or "/") == root):
+                return (f"its directory {root} is already adopted by a PVC in namespace "
+                        f"{tagged} (access point {other.access_point_id})")
         return None
 
     async def _confirmed(self, cloud: Cloud, known: AccessPoint) -> AccessPoint | None:
@@ -345,7 +571,8 @@ class Provisioner:
             "name cannot have access points on two file systems")
 
     async def _resolve_conflict(self, cloud: Cloud, fs_id: str, plan: _Plan,
-                                request: CreateRequest, conflict: AlreadyExists) -> AccessPoint:
+                                request: CreateRequest, conflict: AlreadyExists, *,
+                                token: str) -> AccessPoint:
         """The token is taken by an access point we did not know: look it up and compare."""
         existing: AccessPoint | None = None
         named = getattr(conflict, "access_point_id", None)
@@ -360,13 +587,13 @@ class Provisioner:
         else:
             # Our inventory missed something: list the file system again and search it.
             self._allocator.mark_stale(fs_id)
-            existing = await self._allocator.find_by_token(cloud, fs_id, plan.token)
+            existing = await self._allocator.find_by_token(cloud, fs_id, token)
         if existing is None:
-            elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.token)
+            elsewhere = self._allocator.find_token_elsewhere(fs_id, token)
             if elsewhere is not None:
                 raise self._on_other_file_system(elsewhere, fs_id, request)
             raise AlreadyExists(
-                f"volume {shown(request.name)}: EFS reports its client token {plan.token!r} "
+                f"volume {shown(request.name)}: EFS reports its client token {token!r} "
                 f"in use, but no access point on {fs_id} carries it: EFS client tokens are "
                 "unique per account and region, so an access point on another file system "
                 "(made for the same volume name) most likely holds it")
@@ -411,7 +638,7 @@ class Provisioner:
                     f"{params.directory_perms}")
         recorded = existing.tags.get(CAPACITY_TAG)
         capacity = (int(recorded) if recorded and recorded.isdigit()
-                    else self._capacities.get((existing.file_system_id, plan.token)))
+                    else self._capacities.get((existing.file_system_id, existing.client_token)))
         if capacity is not None and capacity != request.capacity_bytes:
             return f"it was created with capacity {capacity} bytes, not {request.capacity_bytes}"
         return None
@@ -446,18 +673,27 @@ class Provisioner:
             if access_point.file_system_id != fs_id:
                 raise InvalidArgument(f"volume_id {shown(volume_id)}: access point {ap_id} belongs "
                                       f"to {access_point.file_system_id}, not {fs_id}")
+            evidence = await self._pv_evidence(access_point)
+            kept = deletion_refusal(access_point, evidence)
+            if kept is not None:
+                # Another PV names this access point (forged, or a hand-made copy): it never
+                # made it, so it has nothing of its own to delete, and the volume is done.
+                _log.warning("kept access point: the PV being deleted did not create it",
+                             access_point_id=ap_id, volume_id=volume_id, reason=kept)
+                return
             if self._root_dirs is None:
                 with contextlib.suppress(NotFound):
                     await cloud.delete_access_point(ap_id)
                 self._forget(access_point)
                 return
-            await self._delete_with_root_dir(cloud, access_point)
+            await self._delete_with_root_dir(cloud, access_point, evidence)
 
     def _forget(self, access_point: AccessPoint) -> None:
         self._allocator.forget(access_point.file_system_id, access_point.access_point_id)
         self._capacities.pop((access_point.file_system_id, access_point.client_token), None)
 
-    async def _delete_with_root_dir(self, cloud: Cloud, access_point: AccessPoint) -> None:
+    async def _delete_with_root_dir(self, cloud: Cloud, access_point: AccessPoint,
+                                    evidence: PvEvidence | None = None) -> None:
         """--delete-access-point-root-dir: decide on the directory while the access point and
         its PV are there to prove ownership (``ownership``) and no guard fires (``root_dir``),
         delete the access point (IAM checks the cluster tag), and only once that succeeded
@@ -468,8 +704,9 @@ class Provisioner:
         if unfinished is not None:
             await self._remove_root_dir(cloud, unfinished)
             return
-        keep = ownership_refusal(access_point, self._cluster_id,
-                                 await self._pv_evidence(access_point))
+        if evidence is None:
+            evidence = await self._pv_evidence(access_point)
+        keep = ownership_refusal(access_point, self._cluster_id, evidence)
         if keep is None:
             keep = refusal(access_point, await self._allocator.known(cloud, fs_id))
         try:
@@ -504,9 +741,11 @@ class Provisioner:
             return PvEvidence(available=True)
         except PermissionDenied as exc:
             raise PermissionDenied(
-                f"{exc.message}: --delete-access-point-root-dir reads the PV an access point "
-                "was made for before deleting its directory; the controller's ServiceAccount "
-                "needs get on persistentvolumes (the Helm chart grants it)") from None
+                f"{exc.message}: DeleteVolume reads the PV an access point was made for, so "
+                "that it deletes only what the PV being deleted made (and, with "
+                "--delete-access-point-root-dir, its directory); the controller's "
+                "ServiceAccount needs get on persistentvolumes (the Helm chart grants it)"
+            ) from None
 
     async def check_exists(self, volume_id: str, secrets: Mapping[str, str]) -> VolumeHandle:
         """NotFound unless the volume's access point (or file system) exists."""

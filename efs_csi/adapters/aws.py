@@ -12,7 +12,11 @@ Retries: botocore's own are off (one attempt per botocore call). ``AwsCloud._cal
 with the per-API state of ``efs_csi.adapters.retries`` (a retry budget per API, full-jitter
 backoff, and in adaptive mode a send rate that engages only when throttles dominate), so a
 throttled API never slows the others down. A cancelled call stops at once: its only waits are
-plain ``asyncio.sleep`` calls in the caller's own task.
+plain ``asyncio.sleep`` calls in the caller's own task, and it gives back its place in the
+send limiter's queue. Given the caller's deadline (``time_left``), no wait and no attempt runs
+past it: ``ANSWER_MARGIN`` before it, the call answers with its last failure (for an endpoint
+that cannot be reached: UNAVAILABLE naming the endpoint and the operating system's reason,
+logged alike), never a bare DEADLINE_EXCEEDED.
 
 Cost per call: the client sends a fixed User-Agent (botocore otherwise rebuilds its string
 twice per request) and skips botocore's parameter validation (the provisioner checks what it
@@ -26,6 +30,8 @@ tests and the demo point the driver at a local EFS API).
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import platform
 import random
 import time
@@ -120,12 +126,89 @@ _TRANSIENT = frozenset({"RequestTimeout", "RequestTimeoutException", "PriorReque
                         "ServiceUnavailableException"})
 
 
+#: A call stops this long before its caller's deadline, so that its answer (UNAVAILABLE naming
+#: the cause) still reaches the caller, rather than the caller's own DEADLINE_EXCEEDED.
+ANSWER_MARGIN = 0.5
+
+#: Seconds until the current caller's deadline, or None when it set none (the controller
+#: passes ``efs_csi.rpc.hook.seconds_left``).
+TimeLeft = Callable[[], float | None]
+
+
+def no_deadline() -> float | None:
+    return None
+
+
+class AttemptTimedOut(Exception):
+    """An attempt got no answer within the time left before the caller's deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer within {seconds:.1f} s")
+        self.seconds = seconds
+
+
+async def _within(budget: float | None, call: Awaitable[Any]) -> Any:
+    """``await call``, cut short after ``budget`` seconds (``AttemptTimedOut``)."""
+    if budget is None:
+        return await call
+    try:
+        async with asyncio.timeout(budget) as scope:
+            return await call
+    except TimeoutError as exc:
+        if scope.expired():
+            raise AttemptTimedOut(budget) from exc
+        raise
+
+
+def os_cause(exc: BaseException) -> str | None:
+    """The operating system's reason behind a transport failure ("Connection refused
+    (ECONNREFUSED)"), found in the chain of exceptions botocore and aiohttp wrap it in."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None:
+            # os.strerror for a system errno: asyncio's own texts ("Connect call failed ...")
+            # say less; a resolver error (negative errno) has only its own text.
+            reason = (os.strerror(current.errno) if current.errno > 0
+                      else current.strerror or f"error {current.errno}")
+            name = errno.errorcode.get(current.errno)
+            return f"{reason} ({name})" if name else reason
+        kwargs = getattr(current, "kwargs", None)
+        inner = kwargs.get("error") if isinstance(kwargs, dict) else None
+        pending += [inner if isinstance(inner, BaseException) else None,
+                    getattr(current, "os_error", None), current.__cause__, current.__context__]
+    return None
+
+
+def transport_error(operation: str, exc: Exception,
+                    endpoint: str) -> tuple[errors.CsiError, str] | None:
+    """(domain error, code for the observer) when ``exc`` is a transport failure (no answer
+    from the EFS API), naming the endpoint and the operating system's reason; None otherwise."""
+    where = f"the EFS API at {endpoint}" if endpoint else "the EFS API"
+    if isinstance(exc, AttemptTimedOut):
+        return errors.Unavailable(
+            f"EFS {operation}: no answer from {where} within the {exc.seconds:.1f} s left "
+            "before the caller's deadline"), "NoAnswerInTime"
+    if not isinstance(exc, botocore.exceptions.ConnectionError
+                      | botocore.exceptions.HTTPClientError):
+        return None
+    name = type(exc).__name__
+    cause = os_cause(exc) or str(exc)
+    return errors.Unavailable(f"EFS {operation}: cannot reach {where}: {cause} ({name})"), name
+
+
 def is_throttle(code: str) -> bool:
     return code in _THROTTLING or code.startswith("Throttling")
 
 
 def outcome_of(exc: Exception) -> Outcome:
     """How the retry policy sees a failed attempt (pure)."""
+    if isinstance(exc, AttemptTimedOut):
+        return Outcome.TIMEOUT
     if isinstance(exc, botocore.exceptions.ClientError):
         response: dict[str, Any] = exc.response or {}
         code = str(response.get("Error", {}).get("Code") or "")
@@ -265,7 +348,8 @@ class AwsCloud:
     def __init__(self, session: AioSession, config: AioConfig, *,
                  endpoint_url: str | None = None, observer: ApiObserver | None = None,
                  page_size: int = 1000, retries: RetrySettings | None = None,
-                 draw: Callable[[], float] = random.random) -> None:
+                 draw: Callable[[], float] = random.random,
+                 time_left: TimeLeft = no_deadline) -> None:
         self._session = session
         self._config = config
         self._endpoint_url = endpoint_url
@@ -273,19 +357,22 @@ class AwsCloud:
         self._page_size = page_size
         self._retries = RetryStates(retries or RetrySettings())
         self._draw = draw
+        self._time_left = time_left
         self._stack = AsyncExitStack()
         self._client: Any = None
 
     @classmethod
     def create(cls, region: str | None, *, adaptive_retry: bool = True, max_attempts: int = 10,
                endpoint_url: str | None = None, observer: ApiObserver | None = None,
-               page_size: int = 1000, max_pool_connections: int = 64) -> AwsCloud:
+               page_size: int = 1000, max_pool_connections: int = 64,
+               time_left: TimeLeft = no_deadline) -> AwsCloud:
         """A cloud with the default credentials chain (not opened yet)."""
         config = client_config(region, max_pool_connections=max_pool_connections)
         return cls(AioSession(), config, endpoint_url=endpoint_url, observer=observer,
                    page_size=page_size,
                    retries=retry_settings(adaptive_retry=adaptive_retry,
-                                          max_attempts=max_attempts))
+                                          max_attempts=max_attempts),
+                   time_left=time_left)
 
     async def open(self) -> None:
         if self._client is None:
@@ -308,39 +395,41 @@ class AwsCloud:
         """The retry state of one EFS API (``DescribeAccessPoints``, ...) of this client."""
         return self._retries[operation]
 
+    def _endpoint(self) -> str:
+        return str(getattr(getattr(self._client, "meta", None), "endpoint_url", "") or "")
+
     async def _call(self, operation: str, method: str, **arguments: Any) -> Any:
         """Run one API call with this API's retries, translated; every attempt is reported to
-        the observer."""
+        the observer. Nothing waits past the caller's deadline (``time_left``): a call that
+        cannot make its next attempt in time answers with its last failure at once."""
         if self._client is None:
             raise errors.Internal("AWS client used before open() or after close()")
         send = getattr(self._client, method)
         state = self._retries[operation]
+        began = time.monotonic()
         quota_taken = 0
         attempt = 0
+        failure: errors.CsiError | None = None  # the latest attempt's, once one has failed
         while True:
             attempt += 1
-            queued_at = time.monotonic()
-            ticket = state.take_ticket(queued_at)
-            while True:
-                pause = state.wait(ticket, time.monotonic(), queued_at)
-                if pause is None:
-                    raise errors.Unavailable(
-                        f"EFS {operation} throttled: the calls queued for it exceed the rate "
-                        "EFS allows; retry later")
-                if pause == 0:
-                    break
-                await asyncio.sleep(pause)
+            await self._turn(operation, state, failure)
+            budget = self._attempt_budget()
+            if budget is not None and budget <= 0:
+                raise self._gave_up(operation, failure or errors.DeadlineExceeded(
+                    f"EFS {operation}: no time left before the caller's deadline"),
+                    attempt - 1, began, deadline=True)
             started = time.monotonic()
             code: str | None = None
             state.sending()
             try:
-                reply = await send(**arguments)
+                reply = await _within(budget, send(**arguments))
             except asyncio.CancelledError:
                 code = "Cancelled"
                 state.abandoned()
                 raise
             except Exception as exc:  # every botocore failure is translated, nothing escapes raw
-                domain, code = _translate(operation, exc)
+                domain, code = (transport_error(operation, exc, self._endpoint())
+                                or _translate(operation, exc))
                 outcome = outcome_of(exc)
                 was_limited = state.limiter.engaged
                 state.record(outcome, time.monotonic(), started)
@@ -349,10 +438,9 @@ class AwsCloud:
                                  operation=operation, rate_per_s=state.limiter.rate)
                 cost = state.may_retry(outcome, attempt)
                 if cost is None:
-                    raise domain from exc
+                    raise self._gave_up(operation, domain, attempt, began) from exc
                 quota_taken += cost
-                if self._observer is not None:
-                    self._observer.observe_retry(operation, outcome.value)
+                failure, retry_reason = domain, outcome.value
             else:
                 state.record(Outcome.SUCCESS, time.monotonic())
                 state.succeeded(quota_taken)
@@ -360,7 +448,64 @@ class AwsCloud:
             finally:
                 if self._observer is not None:
                     self._observer.observe_call(operation, time.monotonic() - started, code)
-            await asyncio.sleep(backoff_delay(attempt, self._draw(), state.settings))
+            delay = backoff_delay(attempt, self._draw(), state.settings)
+            if not self._time_for(delay):
+                raise self._gave_up(operation, failure, attempt, began, deadline=True)
+            if self._observer is not None:  # a retry that will be made
+                self._observer.observe_retry(operation, retry_reason)
+            await asyncio.sleep(delay)
+
+    def _attempt_budget(self) -> float | None:
+        """Seconds an attempt may take so that its answer still reaches the caller; None: the
+        caller set no deadline."""
+        left = self._time_left()
+        return None if left is None else left - ANSWER_MARGIN
+
+    def _time_for(self, pause: float) -> bool:
+        """Whether the call can wait ``pause`` seconds and still make an attempt in time."""
+        budget = self._attempt_budget()
+        return budget is None or pause < budget
+
+    async def _turn(self, operation: str, state: ApiRetryState,
+                    failure: errors.CsiError | None) -> None:
+        """Wait for this attempt's turn under the API's send limiter; the place in its queue is
+        given back however the wait ends (sent, given up, out of time, cancelled)."""
+        queued_at = time.monotonic()
+        ticket = state.take_ticket(queued_at)
+        try:
+            while True:
+                pause = state.wait(ticket, time.monotonic(), queued_at)
+                if pause == 0:
+                    return
+                if pause is None or not self._time_for(pause):
+                    limiter = state.limiter
+                    why = ("its turn would come after the caller's deadline" if pause is not None
+                           else "the calls queued for it exceed the rate EFS allows")
+                    text = (f"EFS {operation} throttled: {why} (client-side rate limit "
+                            f"{limiter.rate or 0:.1f} calls/s, {limiter.waiting} queued); retry "
+                            "later")
+                    if failure is not None:
+                        text += f"; last answer: {failure.message}"
+                    raise errors.Unavailable(text)
+                await asyncio.sleep(pause)
+        finally:
+            state.leave(ticket)
+
+    def _gave_up(self, operation: str, error: errors.CsiError, attempts: int, began: float,
+                 *, deadline: bool = False) -> errors.CsiError:
+        """``error``, saying how many attempts were made and, for an outage, logged (the log
+        and the caller's answer, and so the PVC's events, name the same cause)."""
+        if attempts > 1 or deadline:
+            note = (f"after {attempts} attempt{'' if attempts == 1 else 's'} in "
+                    f"{time.monotonic() - began:.1f} s")
+            if deadline:
+                note += ", stopped before the caller's deadline"
+            error.message = f"{error.message} ({note})"
+            error.args = (error.message,)
+        if isinstance(error, errors.Unavailable | errors.DeadlineExceeded):
+            _log.warning("EFS call failed", operation=operation, endpoint=self._endpoint(),
+                         error=error.message)
+        return error
 
     async def describe_file_system(self, file_system_id: str) -> FileSystem:
         reply = await self._call("DescribeFileSystems", "describe_file_systems",
@@ -474,8 +619,10 @@ class CloudFactory:
                  max_attempts: int = 10, endpoint_url: str | None = None,
                  observer: ApiObserver | None = None, page_size: int = 1000,
                  max_pool_connections: int = 64, role_session_name: str = "efs-csi-controller",
-                 role_duration_seconds: int = 3600, refresh_margin_seconds: int = 900) -> None:
+                 role_duration_seconds: int = 3600, refresh_margin_seconds: int = 900,
+                 time_left: TimeLeft = no_deadline) -> None:
         self._region = region
+        self._time_left = time_left
         self._config = client_config(region, max_pool_connections=max_pool_connections)
         self._retry_settings = retry_settings(adaptive_retry=adaptive_retry,
                                               max_attempts=max_attempts)
@@ -497,7 +644,7 @@ class CloudFactory:
         if self._default is None:
             cloud = AwsCloud(self._session, self._config, endpoint_url=self._endpoint_url,
                              observer=self._observer, page_size=self._page_size,
-                             retries=self._retry_settings)
+                             retries=self._retry_settings, time_left=self._time_left)
             await cloud.open()
             self._stack.push_async_callback(cloud.close)
             self._default = cloud
@@ -541,7 +688,7 @@ class CloudFactory:
             session._credentials = credentials
             cloud = AwsCloud(session, self._config, endpoint_url=self._endpoint_url,
                              observer=self._observer, page_size=self._page_size,
-                             retries=self._retry_settings)
+                             retries=self._retry_settings, time_left=self._time_left)
             await cloud.open()
             self._stack.push_async_callback(cloud.close)
             self._assumed[key] = cloud

@@ -25,6 +25,14 @@ botocore's retries off and keeps one ``ApiRetryState`` per API:
   rate limit would fail calls the limiter is about to pace. A call that has queued
   ``max_queue_delay`` for its turn fails instead of waiting on.
 
+What a call holds, it gives back however it ends: its place in the limiter's queue (sent,
+given up, cancelled or out of time: ``leave``) and its count among the attempts in flight
+(``record`` or ``abandoned``). So once the API answers again, the next call goes out at once,
+never behind the places of calls abandoned while it throttled (nor, when it is alone, behind
+a rate that has yet to earn it a send: ``ApiRetryState.take_ticket``). The retry quota is not
+held but spent: retries that were answered with failures keep it drained until successes
+refill it, as in the AWS SDKs.
+
 Every method takes the time (``now``, monotonic seconds) and the random draw from the caller,
 so tests drive them with plain numbers.
 """
@@ -119,18 +127,23 @@ class RetryQuota:
 
 @dataclass
 class RateLimiter:
-    """A send rate, off (``rate is None``) until engaged, handed out as numbered tickets.
+    """A send rate, off (``rate is None``) until engaged, with a queue of numbered places.
 
-    A caller takes a ticket and may send once the limiter has issued that many sends, issued at
-    whatever the rate is *then* (callers ask again after each wait), so a rate raised or cut
-    while they queue applies to them at once. At most one send accumulates while idle.
+    A caller takes a place (``take_ticket``) and may send once the credit earned at the rate
+    covers its position in the queue (the places still held ahead of it, plus itself); the rate
+    in force *then* applies (callers ask again after each wait), so a rate raised or cut while
+    they queue applies to them at once. Sending spends one credit and gives the place up; a
+    caller that stops waiting for any other reason (cancelled, out of time, queued too long)
+    gives its place back with ``leave``, so abandoned calls never hold up the ones behind them.
+    At most one send accumulates beyond the callers waiting (while idle: one).
     """
 
     settings: RetrySettings
     rate: float | None = None
-    tickets: int = 0  # tickets handed out
-    issued: float = 0.0  # sends allowed so far (as of ``issued_at``)
-    issued_at: float = 0.0
+    credit: float = 0.0  # sends earned and not spent (as of ``credit_at``)
+    credit_at: float = 0.0
+    queue: dict[int, None] = field(default_factory=dict)  # places held, oldest first
+    last_ticket: int = 0
     last_decrease: float = -math.inf
     last_wait: float = -math.inf
     last_increase: float = 0.0
@@ -139,41 +152,68 @@ class RateLimiter:
     def engaged(self) -> bool:
         return self.rate is not None
 
+    @property
+    def waiting(self) -> int:
+        """Places held in the queue."""
+        return len(self.queue)
+
     def engage(self, now: float, observed_rate: float) -> None:
         self.rate = max(self.settings.min_rate, observed_rate)
-        self.issued, self.issued_at = float(self.tickets), now
+        self.credit, self.credit_at = 0.0, now
         self.last_decrease = self.last_increase = self.last_wait = now
 
+    def _release(self) -> None:
+        self.rate = None
+        self.queue.clear()
+
     def _advance(self, now: float) -> None:
-        if self.rate is not None and now > self.issued_at:
-            self.issued = min(self.tickets + 1.0,
-                              self.issued + (now - self.issued_at) * self.rate)
-            self.issued_at = now
+        if self.rate is not None and now > self.credit_at:
+            self.credit = min(len(self.queue) + 1.0,
+                              self.credit + (now - self.credit_at) * self.rate)
+            self.credit_at = now
 
     def take_ticket(self, now: float) -> int:
         """A place in the queue (0: off, send now)."""
         if self.rate is None:
             return 0
         if now - self.last_wait > self.settings.release_after:
-            self.rate = None  # nobody queued for a while: the server keeps up without us
+            self._release()  # nobody queued for a while: the server keeps up without us
             return 0
         self._advance(now)
-        self.tickets += 1
-        return self.tickets
+        self.last_ticket += 1
+        self.queue[self.last_ticket] = None
+        return self.last_ticket
 
     def wait(self, ticket: int, now: float, queued_at: float) -> float | None:
         """Seconds the holder of ``ticket`` (queued at ``queued_at``) should wait before asking
-        again; 0: send now; None: it has queued longer than ``max_queue_delay``, give up."""
-        if self.rate is None or ticket == 0:
+        again; 0: send now (the place is spent); None: it has queued longer than
+        ``max_queue_delay``, give up (the place is given back)."""
+        if self.rate is None or ticket == 0 or ticket not in self.queue:
+            self.queue.pop(ticket, None)
             return 0.0
         self._advance(now)
-        if self.issued >= ticket:
+        position = 0
+        for held in self.queue:
+            if held == ticket:
+                break
+            position += 1
+        if self.credit >= position + 1:
+            self.credit -= 1.0
+            del self.queue[ticket]
             return 0.0
         if now - queued_at > self.settings.max_queue_delay:
+            self.leave(ticket)
             return None
         self.last_wait = now
         # Asked again within a second at most: the rate may rise meanwhile.
-        return min(1.0, (ticket - self.issued) / self.rate)
+        return min(1.0, (position + 1 - self.credit) / self.rate)
+
+    def leave(self, ticket: int) -> None:
+        """Give a place back without sending (a no-op for a place already spent or given up):
+        the places behind it move up, and the credit it would have used is not kept for it."""
+        if ticket in self.queue:
+            del self.queue[ticket]
+            self.credit = min(self.credit, len(self.queue) + 1.0)
 
     def _set_rate(self, now: float, rate: float) -> None:
         self._advance(now)
@@ -217,13 +257,25 @@ class ApiRetryState:
         self.successes = deque()
 
     def take_ticket(self, now: float) -> int:
-        """A place in the limiter's queue (0: no pacing)."""
-        return self.limiter.take_ticket(now) if self.settings.adaptive else 0
+        """A place in the limiter's queue (0: no pacing). A lone call (nothing of this API
+        queued or in flight) may always send at once: the limiter paces calls against each
+        other, and a lone call's retries are spaced by their backoff; so once the API answers
+        again, the next call goes out without waiting for the rate to earn it a send."""
+        if not self.settings.adaptive:
+            return 0
+        ticket = self.limiter.take_ticket(now)
+        if ticket and self.limiter.waiting == 1 and self.in_flight == 0:
+            self.limiter.credit = max(self.limiter.credit, 1.0)
+        return ticket
 
     def wait(self, ticket: int, now: float, queued_at: float) -> float | None:
         """Seconds to wait before asking again; 0: send now; None: queued too long (see
         ``RetrySettings.max_queue_delay``)."""
         return self.limiter.wait(ticket, now, queued_at)
+
+    def leave(self, ticket: int) -> None:
+        """The holder of ``ticket`` stops waiting without sending (cancelled, out of time)."""
+        self.limiter.leave(ticket)
 
     def sending(self) -> None:
         """An attempt is sent (its answer must follow: ``record`` or ``abandoned``)."""

@@ -205,6 +205,7 @@ build() {
               --target "${target}" -t "efs-csi-${target}:${tag}"
               --build-arg "BASE_IMAGE=${base_image}"
               --build-arg "VERSION=${version}" --build-arg "REVISION=${revision}"
+              --build-arg "NODE_EXTRAS=${NODE_EXTRAS:-}"  # local: kind's backend (scripts/kind-ci.sh)
               "${efs_utils_args[@]}" "${efs_proxy_args[@]}")
   if [[ -s "${build_ca}" ]]; then args+=(--secret "id=build-ca,src=${build_ca}"); fi
   local log="${EFS_CSI_IMAGES_CACHE}/build-${target}.log"

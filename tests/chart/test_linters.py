@@ -14,7 +14,7 @@ from tests.support.ci import REPO, skip_or_fail
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 # Every shell script we ship; paths.sh is sourced by the scripts beside it, not run.
 SCRIPTS = sorted([*(REPO / "scripts").rglob("*.sh"), *(REPO / "docker").glob("*.sh")])
-SOURCED = {REPO / "scripts" / "images" / "paths.sh"}
+SOURCED = {REPO / "scripts" / "images" / "paths.sh", REPO / "scripts" / "kind" / "paths.sh"}
 
 
 def venv_tool(name: str) -> str:

@@ -35,7 +35,6 @@ JUSTIFIED = {
         f"{SIDECAR_DOCUMENTED}: it updates a claim to drop the scheduler's selected-node "
         "annotation when provisioning for that node fails, so the pod is rescheduled",
     ("controller", "", "persistentvolumeclaims", "get"): SIDECAR_DOCUMENTED,
-    ("controller", "", "persistentvolumes", "get"): SIDECAR_DOCUMENTED,
     ("controller", "", "nodes", "get"): SIDECAR_DOCUMENTED,
     ("controller", "storage.k8s.io", "csinodes", "get"): SIDECAR_DOCUMENTED,
     ("controller", "storage.k8s.io", "storageclasses", "get"): SIDECAR_DOCUMENTED,

@@ -268,6 +268,7 @@ def test_a_pv_naming_another_volumes_access_point_never_removes_its_directory(
                          "volumeHandle": victim_pv["spec"]["csi"]["volumeHandle"]}}}])
     wait_gone(plane, "pv", "forged", timeout=90)
     assert (victim_dir / "data.txt").read_text() == "payload"
+    assert driver.efs.access_point(victim_ap) is not None  # nor its access point
     assert "is Bound, not released or being deleted" in deleting_controller.logs()
 
     # A claim of its own, deleted: its directory goes, with its access point.

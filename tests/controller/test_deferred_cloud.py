@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
 from efs_csi.cloud import Cloud
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import InFlight, instrument, seconds_left
 from efs_csi_controller.app import build_controller
 from efs_csi_controller.deferred_cloud import DeferredClouds
 from tests.controller.test_service import FS, create_request
@@ -49,6 +51,19 @@ async def test_a_call_whose_deadline_passes_first_leaves_nothing_waiting() -> No
         with pytest.raises(TimeoutError):  # the client's side of DEADLINE_EXCEEDED
             await csi.ControllerStub(channel).create_volume(create_request(), timeout=0.2)
         await asyncio.wait_for(in_flight.wait_idle(), 5)
+
+
+async def test_with_the_callers_deadline_known_the_wait_is_answered_unavailable() -> None:
+    """As the controller runs it (the hook's ``seconds_left``): the answer says why, before
+    the caller's deadline, instead of a bare DEADLINE_EXCEEDED."""
+    clouds = DeferredClouds(time_left=seconds_left)
+    parts = build_controller(clouds.cloud, for_role=clouds.for_role, access_point_limit=100,
+                             extra_tags={})
+    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+        with pytest.raises(GRPCError) as raised:
+            await csi.ControllerStub(channel).create_volume(create_request(), timeout=1.0)
+    assert raised.value.status == Status.UNAVAILABLE
+    assert "EFS API client is not ready yet" in (raised.value.message or "")
 
 
 async def test_roles_go_to_the_provided_factory_once_it_exists() -> None:

@@ -59,6 +59,7 @@ class Figures:
     range_size: int
     in_flight_creates: int
     gid_ranges: tuple[RangeUse, ...] = ()
+    gid_yields: int = 0
 
 
 @pytest.mark.asyncio
@@ -69,13 +70,15 @@ async def test_provisioning_gauges_are_read_at_scrape_time(
     state = {"gids": 3}
     registry.register(ProvisioningCollector(lambda: [
         Figures("fs-0123456789abcdef0", access_points=4, gids_in_use=state["gids"],
-                range_size=1000, in_flight_creates=1)]))
+                range_size=1000, in_flight_creates=1, gid_yields=state["gids"] - 3)]))
     first = await scrape(port)
     state["gids"] = 7
     second = await scrape(port)
     fs = "fs-0123456789abcdef0"
     assert value(first, "efs_csi_gids_in_use", file_system_id=fs) == 3
     assert value(second, "efs_csi_gids_in_use", file_system_id=fs) == 7
+    assert value(first, "efs_csi_gid_yields_total", file_system_id=fs) == 0
+    assert value(second, "efs_csi_gid_yields_total", file_system_id=fs) == 4
     assert value(second, "efs_csi_gid_range_size", file_system_id=fs) == 1000
     assert value(second, "efs_csi_access_points", file_system_id=fs) == 4
     assert value(second, "efs_csi_access_point_creates_in_flight", file_system_id=fs) == 1

@@ -19,7 +19,12 @@ from efs_csi.adapters.aws import CloudFactory
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import CsiError
 from efs_csi_controller.app import build_controller
-from efs_csi_controller.shared_roots import conflicting_access_point
+from efs_csi_controller.shared_roots import (
+    conflicting_access_point,
+    normalise,
+    overlap,
+    overlaps_with,
+)
 from efs_csi_controller.tags import CLUSTER_TAG, PVC_NAMESPACE_TAG
 from testbed.efs_proxy import EfsProxy, make_file_system
 from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
@@ -46,6 +51,9 @@ def made(root: str, namespace: str | None = "tenant-a", *, by_driver: bool = Tru
     ("/db", None, made("/db"), True),                            # namespace unknown
     ("/db", "tenant-b", made("/db", namespace=None), True),      # theirs unknown
     ("/db2", "tenant-b", made("/db"), False),                    # a prefix is not a parent
+    ("/", "tenant-b", made("/db"), True),                        # the root holds everything
+    ("/db", "tenant-b", made("//"), True),                       # ... spelled otherwise
+    ("/a/db", "tenant-b", made("/a/db2/x"), False),              # siblings
     ("/db", "tenant-b", made("/db", by_driver=False), False),    # made by hand
     ("/db", "tenant-b", made("/db", state="deleting"), False),   # going away
     ("/db", "tenant-b", made("/db", token="mine"), False),       # this volume's own (retry)
@@ -54,6 +62,13 @@ def test_overlap_rule(new_root: str, namespace: str | None, other: AccessPoint,
                       conflicts: bool) -> None:
     found = conflicting_access_point(new_root, namespace, [other], own_tokens=("mine",))
     assert (found is other) is conflicts
+
+
+@pytest.mark.parametrize("one", ["/", "//", "/a", "/a/", "/a/b", "/a/bc", "/ab", "/a/b/c",
+                                 "/a//b/"])
+@pytest.mark.parametrize("other", ["/", "/a", "/a/b", "/a/bc", "/ab", "/a/b/c", "/b"])
+def test_the_fast_overlap_test_agrees_with_the_path_one(one: str, other: str) -> None:
+    assert overlaps_with(one)(other) == overlap(normalise(one), normalise(other))
 
 
 @pytest.fixture
@@ -129,3 +144,28 @@ async def test_the_operator_may_allow_sharing(proxy: EfsProxy) -> None:
             assert created.volume is not None
         roots = {ap.root_path async for ap in clouds.default.access_points(fs_id)}
         assert roots == {"/db"}
+
+
+@pytest.mark.asyncio
+async def test_another_controllers_directory_made_after_this_one_listed_is_never_shared(
+        proxy: EfsProxy) -> None:
+    """Two controllers (two processes' worth of state) on one file system: B listed it just
+    before A made tenant-a's ``db``, so what B knows is fresh yet misses it. B's create for
+    tenant-b's ``db`` is checked again against the listing that settles its GID (made after
+    the create), gives its access point up and is FAILED_PRECONDITION; nothing is left."""
+    fs_id = make_file_system(proxy.url).file_system_id
+    async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
+        a, b = (build_controller(clouds.default, for_role=None, access_point_limit=100,
+                                 extra_tags={}, cluster_id="c1").service for _ in range(2))
+        warm = await b.create_volume(request("pv-warm", "tenant-b", fs_id, pvc="warm"))
+        assert warm.volume is not None  # B has listed the file system (to settle its GID)
+        mine = await a.create_volume(request("pv-a", "tenant-a", fs_id))
+        assert mine.volume is not None
+        with pytest.raises(CsiError) as refused:
+            await b.create_volume(request("pv-b", "tenant-b", fs_id))
+        assert refused.value.status == Status.FAILED_PRECONDITION
+        assert "/db" in refused.value.message and "--allow-shared-root-directories" in \
+            refused.value.message
+        left = {(ap.root_path, ap.tags.get(PVC_NAMESPACE_TAG))
+                async for ap in clouds.default.access_points(fs_id)}
+        assert left == {("/warm", "tenant-b"), ("/db", "tenant-a")}

@@ -71,6 +71,26 @@ def test_default_page_is_100_and_pages_survive_deletes(efs_proxy: EfsProxy,
     assert seen == set(made)
 
 
+def test_a_listings_pages_come_from_what_its_first_page_saw(
+        efs_proxy: EfsProxy, file_system: FileSystemSetup) -> None:
+    """moto is listed once per listing (it has no pagination); an access point made during a
+    listing shows in the next listing; a token the proxy never issued is refused."""
+    client = efs_client(efs_proxy.url)
+    fs = file_system.file_system_id
+    made = {create(client, fs, n) for n in range(5)}
+    first = client.describe_access_points(FileSystemId=fs, MaxResults=2)
+    late = create(client, fs, 99)
+    pages = [first]
+    while "NextToken" in pages[-1]:
+        pages.append(client.describe_access_points(FileSystemId=fs, MaxResults=2,
+                                                   NextToken=pages[-1]["NextToken"]))
+    assert {ap["AccessPointId"] for page in pages for ap in page["AccessPoints"]} == made
+    again = client.describe_access_points(FileSystemId=fs, MaxResults=100)
+    assert late in {ap["AccessPointId"] for ap in again["AccessPoints"]}
+    with pytest.raises(botocore.exceptions.ClientError, match="BadRequest"):
+        client.describe_access_points(FileSystemId=fs, NextToken="bm90LWEtdG9rZW4=")
+
+
 def test_faults_only_hit_the_chosen_operation(efs_proxy: EfsProxy,
                                               file_system: FileSystemSetup) -> None:
     client = efs_client(efs_proxy.url)

@@ -59,9 +59,11 @@ def test_an_exhausted_quota_fails_calls_at_once_and_successes_refill_it() -> Non
 
 
 def delay(state: ApiRetryState, now: float) -> float:
-    """A new caller's first wait at ``now``."""
+    """A new caller's first wait at ``now`` (it sends when that is 0, and stays in flight)."""
     pause = state.wait(state.take_ticket(now), now, now)
     assert pause is not None
+    if pause == 0:
+        state.sending()
     return pause
 
 
@@ -126,8 +128,10 @@ def test_standard_mode_never_rate_limits() -> None:
 
 
 def engaged(rate: float) -> ApiRetryState:
+    """A limiter engaged at ``rate``, with one call of the API out (so callers queue)."""
     state = ApiRetryState(ADAPTIVE)
     state.limiter.engage(0.0, rate)
+    state.sending()
     return state
 
 
@@ -218,3 +222,67 @@ def test_a_rate_raised_while_callers_queue_applies_to_them_at_once() -> None:
     state.record(Outcome.SUCCESS, 1.0)  # the rate rises to 3 per second
     assert state.wait(4, 2.0, 0.0) == 0.0
     assert state.wait(5, 2.0, 0.0) == pytest.approx(1 / 3)
+
+
+def test_places_given_back_never_hold_up_the_next_caller() -> None:
+    """100 % throttling: ten calls queue behind the limiter at its lowest rate and give up
+    (deadline, cancellation); once the API answers again the next caller goes out at once,
+    not behind their ten places (which at 0.5/s would have held it 20 s)."""
+    state = ApiRetryState(ADAPTIVE)
+    now = throttle_every(state, 1, 50)  # every answer throttled: engaged at the floor
+    assert state.limiter.rate == ADAPTIVE.min_rate
+    now += 2.0
+    assert delay(state, now) == 0.0  # the one send earned meanwhile
+    abandoned = [state.take_ticket(now) for _ in range(10)]
+    for ticket in abandoned:
+        pause = state.wait(ticket, now, now)
+        assert pause is not None and pause > 0
+    for ticket in abandoned:
+        state.leave(ticket)
+    assert state.limiter.waiting == 0
+    now += 3.0  # the next create arrives while the limiter is still engaged
+    assert state.limiter.engaged
+    assert delay(state, now) == 0.0
+
+
+def test_a_place_given_back_moves_the_ones_behind_it_up() -> None:
+    state = engaged(1.0)
+    first, second, third = (state.take_ticket(0.0) for _ in range(3))
+    assert state.wait(third, 0.5, 0.0) == 1.0  # two places ahead, half a credit earned
+    state.leave(first)
+    state.leave(second)
+    assert state.wait(third, 1.0, 0.0) == 0.0  # now first in line with a credit earned
+    assert state.limiter.waiting == 0
+
+
+def test_leaving_spends_no_credit_and_keeps_none_for_the_departed() -> None:
+    state = engaged(1.0)
+    tickets = [state.take_ticket(0.0) for _ in range(5)]
+    assert state.wait(tickets[-1], 4.0, 0.0) == 1.0  # four credits, fifth in line
+    for ticket in tickets[:-1]:
+        state.leave(ticket)
+    # Credit beyond the callers still waiting (plus one) is not kept for those who left.
+    assert state.limiter.credit == 2.0
+    assert state.wait(tickets[-1], 4.0, 0.0) == 0.0
+    assert state.limiter.credit == 1.0
+    state.leave(tickets[-1])  # already spent: nothing to give back
+    assert state.limiter.credit == 1.0
+
+
+def test_a_call_that_queued_too_long_gives_its_place_back() -> None:
+    state = ApiRetryState(RetrySettings(max_queue_delay=2.0))
+    state.limiter.engage(0.0, 1.0)
+    stuck = [state.take_ticket(0.0) for _ in range(5)]
+    assert state.wait(stuck[-1], 3.0, 0.0) is None
+    assert stuck[-1] not in state.limiter.queue
+    assert state.limiter.waiting == 4
+
+
+def test_a_lone_call_never_waits_for_the_rate_to_earn_it_a_send() -> None:
+    """The limiter paces calls against each other: with nothing of the API queued or in
+    flight, a call goes out at once (its own retries are spaced by their backoff); the next
+    one, while the first is out, waits its turn."""
+    state = ApiRetryState(ADAPTIVE)
+    state.limiter.engage(0.0, ADAPTIVE.min_rate)
+    assert delay(state, 0.1) == 0.0
+    assert delay(state, 0.2) == 1.0  # its send is 2 s away: it asks again within 1 s
