@@ -13,8 +13,8 @@ PYTEST_ARGS ?=
 export CSI_SANITY := $(TOOLS)/csi-sanity
 export HELM := $(TOOLS)/helm
 
-.PHONY: all test test-fast demo venv tools cluster-tools fuse datapath-packages lint typecheck \
-	pytest proto proto-check clean
+.PHONY: all test test-fast demo venv tools cluster-tools fuse prometheus datapath-packages lint \
+	typecheck pytest proto proto-check clean
 
 all: test
 
@@ -64,6 +64,21 @@ fuse:
 	  else echo "libfuse 3 missing and not installable here: FUSE tests skip"; fi; \
 	fi
 
+# Debian's Prometheus and promtool for tests/alerts (the chart's alerts checked by promtool and
+# by a real Prometheus the tests start on loopback), installed when missing and we are root;
+# otherwise those tests skip on a laptop (fail under CI). The package's own service is not
+# wanted: where systemd started it, it is stopped and disabled again.
+prometheus:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing prometheus (Prometheus and promtool) from Debian"; \
+	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+	      prometheus >/dev/null; \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; \
+	  else echo "prometheus/promtool missing and not installable here: tests/alerts skip"; fi; \
+	fi
+
 proto: $(STAMP)
 	$(BIN)/python protos/generate.py
 
@@ -82,7 +97,7 @@ typecheck: $(STAMP)
 datapath-packages: $(STAMP)
 	@$(BIN)/python -m testbed.datapath.packages
 
-pytest: $(STAMP) tools fuse datapath-packages
+pytest: $(STAMP) tools fuse prometheus datapath-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Everything CI runs: lint, types, tests (unit, rpc, integration, conformance, chart, images).

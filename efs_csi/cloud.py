@@ -103,3 +103,6 @@ class ApiObserver(Protocol):
     """Told about every EFS API attempt, retries included (metrics hang off this)."""
 
     def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None: ...
+
+    def observe_retry(self, operation: str, reason: str) -> None:
+        """A failed attempt will be made again; ``reason``: throttled, transient or timeout."""

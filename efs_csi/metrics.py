@@ -5,6 +5,9 @@ passed to every metric family (never prometheus-client's default registry, so te
 processes never share series). Each binary keeps its own series beside its code
 (``efs_csi_controller.metrics``, ``efs_csi_node.metrics``); here are the shared ones:
 
+- ``new_registry`` also exports the process's own figures (``process_resident_memory_bytes``,
+  ``process_cpu_seconds_total``, open fds...: prometheus-client's ``ProcessCollector``, read
+  from /proc at scrape time), which the chart's dashboard shows for both binaries;
 - ``RpcMetrics`` is the ``efs_csi.rpc.hook.RpcObserver`` (latency per method, calls per code);
 - ``MetricsEndpoint`` serves ``/metrics`` and ``/healthz`` with aiohttp, imported when the
   endpoint starts (a background task, after the CSI socket serves) and in a worker thread, so
@@ -19,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from grpclib.const import Status
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from efs_csi.logging import get_logger
@@ -31,8 +34,11 @@ _log = get_logger("efs_csi.metrics")
 
 
 def new_registry() -> CollectorRegistry:
-    """The process's registry; pass it to every metric family (no default registry)."""
-    return CollectorRegistry(auto_describe=True)
+    """The process's registry, with the process's memory, CPU and fds; pass it to every metric
+    family (no default registry)."""
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    return registry
 
 
 class RpcMetrics:

@@ -190,7 +190,8 @@ async def run_controller(*, config: ControllerConfig) -> None:
         inventory_max_age=config.gid_inventory_max_age, cluster_id=config.cluster_id,
         allow_shared_roots=config.allow_shared_root_directories)
     # Per-file-system access points, GIDs and in-flight creates, read at scrape time.
-    registry.register(ProvisioningCollector(parts.allocator.snapshot))
+    registry.register(ProvisioningCollector(parts.allocator.snapshot,
+                                            access_point_limit=config.access_point_limit))
     try:
         await serve_binary(parts.service, config.serving, controller=True, registry=registry,
                            background=background)

@@ -93,6 +93,19 @@ Settles = Callable[[AccessPoint], bool]
 _SYSTEM_RANDOM = random.SystemRandom()
 
 
+def _bounds(gid_range: GidRange) -> tuple[int, int]:
+    return gid_range.start, gid_range.end
+
+
+@dataclass(frozen=True)
+class RangeUse:
+    """How full one GID range (a StorageClass's gidRangeStart-gidRangeEnd) is on a file system."""
+
+    gid_range: str  # "start-end"
+    used: int  # GIDs of the range held by access points or reserved by creates in flight
+    size: int
+
+
 def _never(access_point: AccessPoint) -> bool:
     """Treat every rival as made by a writer that does not settle: yield at once (safe)."""
     return False
@@ -107,6 +120,8 @@ class InventorySnapshot:
     gids_in_use: int
     range_size: int
     in_flight_creates: int
+    # Every range creates have drawn from on this file system since the controller started.
+    gid_ranges: tuple[RangeUse, ...] = ()
     gid_yields: int = 0
 
 
@@ -182,6 +197,7 @@ class _Inventory:
     listed_at: float | None = None  # when the listing behind this inventory started
     stale: bool = True
     last_range_size: int = 0
+    ranges: set[GidRange] = field(default_factory=set)  # drawn from (per StorageClass)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Access points this process created, by id, with when: kept across a listing that does
     # not show them yet.
@@ -457,6 +473,7 @@ class GidAllocator:
         if fixed_gid is not None:
             inventory.in_flight += 1
             return Reservation(file_system_id, None)
+        inventory.ranges.add(gid_range)
         free = gid_range.size - inventory.in_range(gid_range)
         if free <= 0 and (inventory.listed_at is None or inventory.listed_at < as_of):
             # Full as far as we know: make sure of it with a listing that started after the
@@ -601,6 +618,8 @@ class GidAllocator:
                 gids_in_use=len(inv.gid_refs),
                 range_size=inv.last_range_size,
                 in_flight_creates=inv.in_flight,
+                gid_ranges=tuple(RangeUse(str(gid_range), inv.in_range(gid_range), gid_range.size)
+                                 for gid_range in sorted(inv.ranges, key=_bounds)),
                 gid_yields=inv.gid_yields,
             )
             for fs_id, inv in sorted(self._inventories.items())

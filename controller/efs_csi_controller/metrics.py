@@ -1,15 +1,20 @@
 """The controller's Prometheus series (the shared ones are in ``efs_csi.metrics``).
 
 - ``ApiMetrics`` is the ``efs_csi.cloud.ApiObserver`` for EFS calls, named like the reference
-  driver's ``aws_efs_csi_api_request_*`` series so existing dashboards keep working;
-- ``ProvisioningCollector`` reads the GID allocator's per-file-system snapshot at scrape time,
-  among it ``efs_csi_gid_yields_total``: access points given up because another writer's held
-  their GID (each was deleted and made again with another GID before its create was answered).
+  driver's ``aws_efs_csi_api_request_*`` series so existing dashboards keep working, with the
+  retries per operation beside them (``aws_efs_csi_api_request_retries_total{request,reason}``);
+- ``ProvisioningCollector`` reads the GID allocator's per-file-system snapshot at scrape time:
+  access points against ``--access-point-limit``, each GID range's use against its size, and
+  ``efs_csi_gid_yields_total``: access points given up because another writer's held their GID
+  (each was deleted and made again with another GID before its create was answered).
+
+Labels stay bounded: per EFS operation (a dozen), error code, file system, and GID range (one
+per StorageClass range in use); never per volume, and nothing from a request's secrets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -22,7 +27,7 @@ _THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyReques
 
 
 class ApiMetrics:
-    """``efs_csi.cloud.ApiObserver``: EFS API duration, errors by code, and throttles."""
+    """``efs_csi.cloud.ApiObserver``: EFS API duration, errors by code, throttles, retries."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._duration = Histogram(
@@ -34,6 +39,10 @@ class ApiMetrics:
         self._throttles = Counter(
             "aws_efs_csi_api_request_throttles", "EFS API calls throttled by AWS",
             ["request"], registry=registry)
+        self._retries = Counter(
+            "aws_efs_csi_api_request_retries",
+            "EFS API attempts made again after a failed one, by the failure's kind "
+            "(throttled, transient, timeout)", ["request", "reason"], registry=registry)
 
     def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None:
         self._duration.labels(operation).observe(seconds)
@@ -43,6 +52,9 @@ class ApiMetrics:
             self._throttles.labels(operation).inc()
         else:
             self._errors.labels(operation, error_code).inc()
+
+    def observe_retry(self, operation: str, reason: str) -> None:
+        self._retries.labels(operation, reason).inc()
 
 
 class FileSystemFigures(Protocol):
@@ -60,18 +72,35 @@ class FileSystemFigures(Protocol):
     @property
     def in_flight_creates(self) -> int: ...
     @property
+    def gid_ranges(self) -> Sequence[RangeFigures]: ...
+    @property
     def gid_yields(self) -> int: ...
+
+
+class RangeFigures(Protocol):
+    """One GID range's use on a file system (``efs_csi_controller.gid.RangeUse``)."""
+
+    @property
+    def gid_range(self) -> str: ...
+    @property
+    def used(self) -> int: ...
+    @property
+    def size(self) -> int: ...
 
 
 class ProvisioningCollector(Collector):
     """Per-file-system provisioning gauges, read from a snapshot callable at scrape time.
 
     Reading at scrape time (rather than updating gauges on every change) keeps the allocator
-    free of metrics code and the figures exactly what the allocator holds.
+    free of metrics code and the figures exactly what the allocator holds. The access-point
+    limit is repeated per file system so that alerts and dashboards divide series that share
+    their labels.
     """
 
-    def __init__(self, snapshot: Callable[[], Iterable[FileSystemFigures]]) -> None:
+    def __init__(self, snapshot: Callable[[], Iterable[FileSystemFigures]], *,
+                 access_point_limit: int | None = None) -> None:
         self._snapshot = snapshot
+        self._access_point_limit = access_point_limit
 
     def collect(self) -> Iterator[Metric]:
         families = {
@@ -88,12 +117,32 @@ class ProvisioningCollector(Collector):
                 "efs_csi_access_point_creates_in_flight",
                 "Access point creations running per file system", labels=["file_system_id"]),
         }
+        limit = GaugeMetricFamily(
+            "efs_csi_access_point_limit",
+            "Access points allowed per file system (--access-point-limit, the EFS quota)",
+            labels=["file_system_id"])
+        range_used = GaugeMetricFamily(
+            "efs_csi_gid_range_used",
+            "GIDs of a StorageClass's range held by access points or reserved, per file system",
+            labels=["file_system_id", "gid_range"])
+        range_capacity = GaugeMetricFamily(
+            "efs_csi_gid_range_capacity", "GIDs in a StorageClass's range (end - start + 1)",
+            labels=["file_system_id", "gid_range"])
         yields = CounterMetricFamily(
             "efs_csi_gid_yields", "Access points given up because another writer's held their "
             "GID (made again with another GID)", labels=["file_system_id"])
         for fs in self._snapshot():
             for attribute, family in families.items():
                 family.add_metric([fs.file_system_id], float(getattr(fs, attribute)))
+            if self._access_point_limit is not None:
+                limit.add_metric([fs.file_system_id], float(self._access_point_limit))
+            for use in fs.gid_ranges:
+                range_used.add_metric([fs.file_system_id, use.gid_range], float(use.used))
+                range_capacity.add_metric([fs.file_system_id, use.gid_range], float(use.size))
             yields.add_metric([fs.file_system_id], float(fs.gid_yields))
         yield from families.values()
+        if self._access_point_limit is not None:
+            yield limit
+        yield range_used
+        yield range_capacity
         yield yields

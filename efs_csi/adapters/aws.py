@@ -440,7 +440,7 @@ class AwsCloud:
                 if cost is None:
                     raise self._gave_up(operation, domain, attempt, began) from exc
                 quota_taken += cost
-                failure = domain
+                failure, retry_reason = domain, outcome.value
             else:
                 state.record(Outcome.SUCCESS, time.monotonic())
                 state.succeeded(quota_taken)
@@ -451,6 +451,8 @@ class AwsCloud:
             delay = backoff_delay(attempt, self._draw(), state.settings)
             if not self._time_for(delay):
                 raise self._gave_up(operation, failure, attempt, began, deadline=True)
+            if self._observer is not None:  # a retry that will be made
+                self._observer.observe_retry(operation, retry_reason)
             await asyncio.sleep(delay)
 
     def _attempt_budget(self) -> float | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from efs_csi.cli import (
     add_bool_flag,
     base_parser,
+    non_negative_float,
     non_negative_int,
     parse_and_configure_logging,
     positive_float,
@@ -28,6 +29,7 @@ from efs_csi_node.efs_utils.config import (
     render,
 )
 from efs_csi_node.efs_utils.startup import EfsUtilsConfig, overrides_arg
+from efs_csi_node.mount_health import DEFAULT_PERIOD_S
 from efs_csi_node.taint import taint_removal_enabled
 from efs_csi_node.tls_policy import WEAKENING_OPTIONS, parse_allowed_options
 from efs_csi_node.topology import ImdsSettings
@@ -82,6 +84,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     parser.add_argument("--mount-timeout", type=positive_float, default=60.0, metavar="SECONDS")
     parser.add_argument("--unmount-timeout", type=positive_float, default=30.0,
                         metavar="SECONDS")
+    parser.add_argument("--mount-health-period", type=non_negative_float,
+                        default=DEFAULT_PERIOD_S, metavar="SECONDS",
+                        help="seconds between checks that every staged volume's mount answers "
+                             "(the efs_csi_node_volume_stale metric; 0: no checks)")
     add_bool_flag(parser, "--remove-not-ready-taint",
                   default=not environ.get("DISABLE_TAINT_WATCHER"),
                   help_text="remove the efs.csi.aws.com/agent-not-ready taint once serving")
@@ -163,6 +169,7 @@ def node_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
         log_format=args.log_format,
         log_level=args.log_level,
         allowed_insecure_mount_options=args.allow_insecure_mount_options,
+        mount_health_period=args.mount_health_period,
     )
 
 

@@ -36,6 +36,7 @@ from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
 from efs_csi_node.locks import KeyedLocks, MountSlots
 from efs_csi_node.metrics import MeasuredMounter, NodeMetrics, VolumeCounts
+from efs_csi_node.mount_health import MountHealth
 from efs_csi_node.mount_state import MountState
 from efs_csi_node.publishing import Publisher
 from efs_csi_node.service import NodeService, NodeServiceConfig
@@ -131,6 +132,7 @@ class StartUpTasks:
     zone: NodeZone
     tasks: list[BackgroundTask]  # run once serving begins
     helper_failures: Mapping[str, int]
+    helper_pending: Callable[[], bool] = lambda: False
 
 
 def start_up_tasks(config: NodeConfig) -> StartUpTasks:
@@ -151,6 +153,7 @@ def start_up_tasks(config: NodeConfig) -> StartUpTasks:
                                            kube=config.kube, log_format=config.log_format,
                                            log_level=config.log_level), zone)
         work.helper_failures = helper.failures
+        work.helper_pending = helper.needed
         if helper.needed():
             work.tasks.append(helper.run)
     return work
@@ -172,7 +175,10 @@ async def run_node(*, config: NodeConfig) -> None:
         mounter = EfsMounter(commands, config.efs_utils.state_dir)
         # Before listening: a bad efs-utils setting stops the node with the flag's name.
         await prepare_efs_utils(config.efs_utils)
-        background += efs_utils_background()
+        background += efs_utils_background(on_watchdog_exit=node_metrics.watchdog_exited)
+    # efs-utils' state file per mount holds its tunnel's pid (--efs-utils-state-dir; the chart
+    # mounts the host's /var/run/efs there). The local backend has none: its series stay at 0.
+    node_metrics.track_tunnels(config.efs_utils.state_dir)
     mounter = MeasuredMounter(mounter, node_metrics)
     stats: VolumeStatsSource | None = None
     if config.volume_stats is not None:
@@ -180,10 +186,11 @@ async def run_node(*, config: NodeConfig) -> None:
                                          observer=node_metrics)
         stats = collector
         background.append(collector.run)  # owns the walks; closes them at stop
+        node_metrics.track_walks(collector.refresh_period_s, collector.longest_walk_s)
     start_up = start_up_tasks(config)
     background += start_up.tasks
     zone = start_up.zone
-    node_metrics.track_zone(zone, start_up.helper_failures)
+    node_metrics.track_zone(zone, start_up.helper_failures, start_up.helper_pending)
     parts = build_node(
         NodeServiceConfig(node_id=config.node_id,
                           max_volumes_per_node=config.volume_attach_limit,
@@ -193,6 +200,11 @@ async def run_node(*, config: NodeConfig) -> None:
         stat_timeout=min(STAT_TIMEOUT, config.mount_timeout), off_loop=off_loop, stats=stats)
     parts.state.on_stale = node_metrics.on_stale
     node_metrics.track_volume_counts(lambda: volume_counts(parts))
+    health = MountHealth(parts.stager.staged, parts.state.probe, parts.state.table,
+                         period=config.mount_health_period)
+    node_metrics.track_mount_health(health.snapshot)
+    if config.mount_health_period > 0:
+        background.append(health.run)
     try:
         await serve_binary(parts.service, config.serving, controller=False, registry=registry,
                            background=background, health_notes=lambda: [zone.health_note()])

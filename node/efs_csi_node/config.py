@@ -49,3 +49,5 @@ class NodeConfig:
     log_level: str = "info"
     # --allow-insecure-mount-options: the TLS-weakening options volumes may use (tls_policy).
     allowed_insecure_mount_options: frozenset[str] = frozenset()
+    # --mount-health-period: seconds between checks of the staged mounts (0: none).
+    mount_health_period: float = 60.0

@@ -44,6 +44,9 @@ class StagedVolumes:
     def remove(self, path: Path) -> None:
         self._by_path.pop(path, None)
 
+    def all(self) -> list[StageRequest]:
+        return list(self._by_path.values())
+
 
 def staging_keys(volume_id: str, path: Path) -> list[str]:
     return [f"volume:{volume_id}", f"path:{path}"]

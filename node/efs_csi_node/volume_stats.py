@@ -53,9 +53,10 @@ _log = get_logger("node.volume_stats")
 # Sizes at or above this are NFS's "no limit" placeholder, not a real capacity.
 _IMPLAUSIBLE_SIZE = 1 << 60
 class WalkObserver(Protocol):
-    """Told about walks (``efs_csi_node.metrics.NodeMetrics`` implements it)."""
+    """Told about walks (``efs_csi_node.metrics.NodeMetrics`` implements it); ``unreadable``:
+    the entries a finished walk had to leave out (a partial figure when above 0)."""
 
-    def observe_walk(self, seconds: float, ok: bool) -> None: ...
+    def observe_walk(self, seconds: float, ok: bool, unreadable: int = 0) -> None: ...
 
     def set_queue_depth(self, depth: int) -> None: ...
 
@@ -69,6 +70,7 @@ class _Volume:
     failures: int = 0
     retry_at: float = 0.0
     asked_at: float = 0.0
+    walk_started: float | None = None  # while a walk of it runs (holding its slot)
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,17 @@ class VolumeStatsCollector:
     def queue_depth(self) -> int:
         return len(self._tasks)
 
+    @property
+    def refresh_period_s(self) -> float:
+        return self._settings.refresh_period_s
+
+    def longest_walk_s(self) -> float:
+        """How long the longest walk now running has run (0 when none runs): a walk longer than
+        the refresh period cannot keep its figure as fresh as asked."""
+        now = self._clock()
+        return max((now - volume.walk_started for volume in self._volumes.values()
+                    if volume.walk_started is not None), default=0.0)
+
     async def run(self) -> None:
         """Lifetime of the collector as a server background task: closes it when cancelled."""
         try:
@@ -255,18 +268,19 @@ class VolumeStatsCollector:
         slots = self._walk_slots.setdefault(
             request.file_system_id, asyncio.Semaphore(self._settings.walks_per_file_system))
         ok = False
+        unreadable = 0
         started = self._clock()
         stop = threading.Event()
         self._stops.add(stop)
         try:
             async with slots:
-                started = self._clock()
+                started = volume.walk_started = self._clock()
                 usage = await _in_daemon_thread(
                     f"walk:{request.volume_id}",
                     lambda: self._walker(request.volume_path, stop), stop,
                     self._settings.stop_grace_s)
             volume.usage, volume.measured_at, volume.failures = usage, self._clock(), 0
-            ok = True
+            ok, unreadable = True, usage.unreadable
             if usage.approximate:
                 _log.warning("hard-link table full; usage may count some links twice",
                              volume_id=request.volume_id)
@@ -285,8 +299,9 @@ class VolumeStatsCollector:
             self._stops.discard(stop)
             volume.walking = False
             volume.task = None
+            volume.walk_started = None
             if self._observer is not None:
-                self._observer.observe_walk(self._clock() - started, ok)
+                self._observer.observe_walk(self._clock() - started, ok, unreadable)
 
     def _answer(self, request: StatsRequest, usage: Usage | None,
                 fs: os.statvfs_result | None, *, abnormal: str) -> VolumeStats:

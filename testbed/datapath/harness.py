@@ -207,7 +207,7 @@ class DataPath:
         assert self.sandbox is not None
         spec = pod_spec(manifests, kind, name)
         plugin = container(spec, "efs-plugin")
-        fields = {"spec.nodeName": "datapath-node"}
+        fields = {"spec.nodeName": "datapath-node", "status.podIP": "127.0.0.1"}
         options = docker_run_options(spec, plugin, field_values=fields, host_dirs=host_dirs,
                                      propagation=True)
         shim = self.work / "kernel" / "mount.nfs4"

@@ -41,6 +41,7 @@ BOUNDS = [
     Bound("node.volumeAttachLimit", "efs-csi-node", "--volume-attach-limit"),
     Bound("node.mountTimeout", "efs-csi-node", "--mount-timeout"),
     Bound("node.unmountTimeout", "efs-csi-node", "--unmount-timeout"),
+    Bound("node.mountHealthPeriod", "efs-csi-node", "--mount-health-period"),
     Bound("portRangeUpperBound", "efs-csi-node", "--port-range-upper-bound"),
 ]
 # Numeric values that do not become one of our flags, and why.

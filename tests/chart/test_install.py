@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from tests.chart.custom_resources import CRDS
 from tests.chart.render import CHART, NAMESPACE
 from tests.support.ci import REPO, tool
 from tests.support.cluster import ClusterTools, ControlPlane, wait_until
@@ -45,18 +47,12 @@ REFERENCE_CSIDRIVER = {
     "spec": {"attachRequired": False},
 }
 
-# Prometheus Operator's ServiceMonitor, reduced to a schemaless CRD: enough for the API server
-# to accept the chart's ServiceMonitors.
-SERVICE_MONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
-             "names": {"kind": "ServiceMonitor", "plural": "servicemonitors",
-                       "singular": "servicemonitor", "listKind": "ServiceMonitorList"},
-             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-                 "openAPIV3Schema": {"type": "object",
-                                     "x-kubernetes-preserve-unknown-fields": True}}}]},
-}
+# The Prometheus Operator's CRDs the chart's monitoring objects need (ServiceMonitor,
+# PrometheusRule), as that project ships them (tests/chart/crds): the API server then checks the
+# chart's objects against their real schemas. The dashboard's namespace in everything.yaml.
+MONITORING_CRDS = [yaml.safe_load(path.read_text()) for path in sorted(CRDS.glob("*.yaml"))]
+DASHBOARD_NAMESPACE = {"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": "monitoring"}}
 
 
 class Helm:
@@ -89,9 +85,10 @@ def plane() -> Iterator[ControlPlane]:
     directory = Path(tempfile.mkdtemp(prefix="efs-helm-", dir="/tmp"))
     started = ControlPlane(directory, tools).start()
     try:
-        started.apply([SERVICE_MONITOR_CRD])
-        wait_until("the ServiceMonitor CRD", lambda: started.kubectl(
-            "get", "servicemonitors", "-A", check=False).returncode == 0, 30)
+        started.apply([*MONITORING_CRDS, DASHBOARD_NAMESPACE])
+        for plural in ("servicemonitors", "prometheusrules"):
+            wait_until(f"the {plural} CRD", lambda p=plural: started.kubectl(
+                "get", p, "-A", check=False).returncode == 0, 30)
         yield started
     finally:
         started.stop()

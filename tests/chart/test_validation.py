@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
+from tests.chart import custom_resources
 from tests.chart.render import (
     CHART,
     KUBE_VERSIONS,
@@ -20,17 +23,20 @@ from tests.chart.render import (
 )
 from tests.support.ci import REPO
 
-# Custom resources kubernetes-validate has no schema for: allowed, and nothing else is.
-CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}
-
 
 def validate_strict(manifest: Manifest, kube_version: str) -> None:
-    if (manifest["apiVersion"], manifest["kind"]) in CUSTOM_RESOURCES:
+    """Kubernetes' own kinds against kubernetes-validate's schemas; the Prometheus Operator's
+    (ServiceMonitor, PrometheusRule) against their vendored CRDs (tests/chart/crds)."""
+    name = f"{manifest['kind']}/{manifest['metadata'].get('name')}"
+    if custom_resources.is_custom(manifest):
+        try:
+            custom_resources.validate(manifest)
+        except jsonschema.ValidationError as exc:
+            pytest.fail(f"{name} breaks its CRD's schema: {exc.message} at {list(exc.path)}")
         return
     try:
         kubernetes_validate.validate(manifest, kube_version, strict=True)
     except kubernetes_validate.ValidationError as exc:
-        name = f"{manifest['kind']}/{manifest['metadata'].get('name')}"
         pytest.fail(f"{name} is invalid for Kubernetes {kube_version}: {exc.message} "
                     f"at {list(exc.path)}")
 
@@ -75,6 +81,26 @@ def test_the_validator_can_fail() -> None:
         kubernetes_validate.validate(deployment, KUBE_VERSIONS[0], strict=True)
 
 
+def test_custom_resources_are_checked_against_their_crds_strictly() -> None:
+    """The PrometheusRule and the ServiceMonitors really meet their CRD schemas, and a field a
+    CRD lacks (or a rule without its expression) is refused."""
+    manifests = render(sets=["prometheusRule.enabled=true", "serviceMonitor.enabled=true",
+                             "controller.enableMetrics=true", "node.enableMetrics=true"])
+    custom = [m for m in manifests if custom_resources.is_custom(m)]
+    assert sorted(m["kind"] for m in custom) == ["PrometheusRule", "ServiceMonitor",
+                                                  "ServiceMonitor"]
+    for manifest in custom:
+        custom_resources.validate(manifest)
+    rule = next(m for m in custom if m["kind"] == "PrometheusRule")
+    typo = copy.deepcopy(rule)
+    typo["spec"]["groups"][0]["rules"][0]["fro"] = "5m"
+    no_expr = copy.deepcopy(rule)
+    del no_expr["spec"]["groups"][0]["rules"][0]["expr"]
+    for broken in (typo, no_expr):
+        with pytest.raises(jsonschema.ValidationError):
+            custom_resources.validate(broken)
+
+
 BAD_VALUES = {
     "unknown top-level key": ["replicaCount=2"],
     "unknown nested key": ["controller.replicaCont=2"],
@@ -89,6 +115,10 @@ BAD_VALUES = {
     "bad duration": ["controller.timeout=sixty"],
     "storage class without a name": ["storageClasses[0].parameters.fileSystemId=fs-1"],
     "comma in an efs-utils override": ["node.efsUtilsConfOverrides.mount.key=a\\,b"],
+    "unknown prometheusRule key": ["prometheusRule.severity=page"],
+    "runbook URL with a fragment": ["prometheusRule.runbookUrl=https://x.example/a#b"],
+    "unknown dashboard key": ["dashboard.folder=Storage"],
+    "negative mount health period": ["node.mountHealthPeriod=-1"],
 }
 
 

@@ -58,4 +58,7 @@ def start_data_path(engine: Engine, work: Path, report: Callable[[str], None], *
 def datapath(engine: Engine, tmp_path_factory: pytest.TempPathFactory,
              session_report: Callable[[str], None]) -> Iterator[DataPath]:
     require_the_data_path()
-    yield from start_data_path(engine, tmp_path_factory.mktemp("dp"), session_report)
+    # The node's metrics on too, on the sandbox's loopback (its pod IP there): the tunnels and
+    # restarts it reads from the real efs-utils' state files are checked against them.
+    yield from start_data_path(engine, tmp_path_factory.mktemp("dp"), session_report,
+                               values={"extra": {"enableMetrics": True}})

@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from efs_csi.mounting.efs_leftovers import file_safe_mount_point
 from testbed.datapath.harness import DataPath
+from tests.support.scrape import Samples
+
+# The chart's node.metricsPort: the node serves it on the pod's IP, the sandbox's loopback.
+NODE_METRICS_PORT = 3302
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,51 @@ def container_processes(path: DataPath) -> dict[int, str]:
 def efs_proxies(path: DataPath) -> dict[int, str]:
     return {pid: command for pid, command in container_processes(path).items()
             if command.startswith("/usr/bin/efs-proxy")}
+
+
+_FETCH_METRICS = """
+import sys, time, urllib.error, urllib.request
+deadline = time.monotonic() + 30
+while True:
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:{port}/metrics", timeout=10).read()
+        break
+    except urllib.error.URLError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.1)
+sys.stdout.write(body.decode())
+"""
+
+
+def node_metrics(path: DataPath) -> Samples:
+    """The node's /metrics, fetched from inside its container (the sandbox's loopback). The
+    node listens for them just after its CSI socket: a fresh node is waited for."""
+    assert path.node is not None
+    text = path.node.exec("python3", "-c", _FETCH_METRICS.format(port=NODE_METRICS_PORT))
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def live_tunnels(path: DataPath) -> tuple[int, int]:
+    """(running, not running) tunnels as the node should count them: state files of mounted
+    volumes (no ``unmount_time``) whose pid is, or is not, an efs-proxy in the container."""
+    proxies = efs_proxies(path)
+    running = not_running = 0
+    for name in state_names(path):
+        if not name.startswith("fs-") or not (path.state_dir / name).is_file():
+            continue
+        try:
+            state = json.loads((path.state_dir / name).read_text())
+        except (OSError, ValueError):  # rewritten meanwhile: the next look sees it
+            return -1, -1
+        if "unmount_time" in state:
+            continue
+        if state.get("pid") in proxies:
+            running += 1
+        else:
+            not_running += 1
+    return running, not_running
 
 
 def mounts_under(path: DataPath, directory: Path, *, itself: bool = True) -> list[str]:

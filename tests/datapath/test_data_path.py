@@ -28,11 +28,14 @@ from tests.datapath.observe import (
     container_processes,
     efs_proxies,
     leftovers,
+    live_tunnels,
     mounts_under,
+    node_metrics,
     tunnel_config,
     tunnel_for,
     wait_until,
 )
+from tests.support.scrape import value
 
 ACCESS_POINT = "fsap-0123456789abcdef0"
 CYCLES = 50
@@ -183,6 +186,15 @@ async def test_a_wrong_certificate_and_a_hanging_mount_fail_and_leave_nothing(
     assert set(efs_proxies(path)) <= before, efs_proxies(path)
 
 
+def tunnels_counted_as_they_are(path: DataPath) -> bool:
+    """the node's efs_csi_node_efs_proxy_tunnels match the state files and the processes"""
+    expected = live_tunnels(path)
+    samples = node_metrics(path)
+    counted = (int(value(samples, "efs_csi_node_efs_proxy_tunnels", state="running")),
+               int(value(samples, "efs_csi_node_efs_proxy_tunnels", state="not_running")))
+    return counted == expected and expected == live_tunnels(path)
+
+
 @pytest.mark.asyncio
 async def test_the_watchdog_restarts_a_killed_efs_proxy(flow: Flow) -> None:
     """tlsport=2049: the one port the watchdog can match on the stand-in mount (FUSE cannot
@@ -193,6 +205,9 @@ async def test_the_watchdog_restarts_a_killed_efs_proxy(flow: Flow) -> None:
     await client.publish(volume)
     old = tunnel_for(path, volume.staging)
     assert path.node is not None
+    wait_until(lambda: tunnels_counted_as_they_are(path), timeout=30)
+    before = node_metrics(path)  # the node has now seen the old pid
+    assert value(before, "efs_csi_node_efs_proxy_tunnels", state="running") >= 1
     path.node.exec("kill", "-9", str(old.pid))
     begin = time.monotonic()
 
@@ -203,9 +218,46 @@ async def test_the_watchdog_restarts_a_killed_efs_proxy(flow: Flow) -> None:
 
     wait_until(restarted, timeout=60)
     flow.timings["watchdog_restart"] = time.monotonic() - begin
+    # The node's metrics, read from the real state files, saw it: one restart, every tunnel
+    # counted as it is, and the watchdog itself never had to be started again.
+    wait_until(lambda: tunnels_counted_as_they_are(path), timeout=30)
+    after = node_metrics(path)
+    assert value(after, "efs_csi_node_efs_proxy_restarts_total") \
+        == value(before, "efs_csi_node_efs_proxy_restarts_total") + 1
+    assert value(after, "efs_csi_node_efs_utils_watchdog_restarts_total") == 0
     relative, content = write_server_side(path, "", "after-restart")
     assert await asyncio.to_thread(path.libnfs().cat, url("127.0.0.1", 2049, "/" + relative)) \
         == content
+
+
+def test_a_killed_watchdog_is_started_again_and_counted(flow: Flow) -> None:
+    """The node supervises efs-utils' watchdog: killed, it runs again (with its backoff) and
+    efs_csi_node_efs_utils_watchdog_restarts_total counts it; the tunnels keep running."""
+    path = flow.path
+    assert path.node is not None
+
+    def watchdogs() -> list[int]:
+        return [pid for pid, command in container_processes(path).items()
+                if "amazon-efs-mount-watchdog" in command]
+
+    before = node_metrics(path)
+    old = watchdogs()
+    assert len(old) == 1, container_processes(path)
+    path.node.kill_process("amazon-efs-mount-watchdog")
+    begin = time.monotonic()
+
+    def started_again() -> bool:
+        """one watchdog runs, not the killed one"""
+        now = watchdogs()
+        return len(now) == 1 and now != old
+
+    wait_until(started_again, timeout=60)
+    flow.timings["watchdog_supervised"] = time.monotonic() - begin
+    after = node_metrics(path)
+    assert value(after, "efs_csi_node_efs_utils_watchdog_restarts_total") \
+        == value(before, "efs_csi_node_efs_utils_watchdog_restarts_total") + 1
+    wait_until(lambda: tunnels_counted_as_they_are(path), timeout=30)
+    assert value(node_metrics(path), "efs_csi_node_efs_proxy_tunnels", state="running") >= 1
 
 
 @pytest.mark.asyncio
@@ -232,6 +284,7 @@ async def test_after_a_node_restart_tunnels_are_revived_and_unstage_cleans_up(
 
     wait_until(revived, timeout=60)
     flow.timings["tunnel_revived"] = time.monotonic() - begin
+    wait_until(lambda: tunnels_counted_as_they_are(path), timeout=30)  # the new node's too
     relative, content = write_server_side(path, "", "after-node-restart")
     assert await asyncio.to_thread(path.libnfs().cat, url("127.0.0.1", 2049, "/" + relative)) \
         == content

@@ -71,9 +71,11 @@ class DepthRecorder:
     def __init__(self) -> None:
         self.depths: list[int] = []
         self.walks: list[bool] = []
+        self.unreadable: list[int] = []
 
-    def observe_walk(self, seconds: float, ok: bool) -> None:
+    def observe_walk(self, seconds: float, ok: bool, unreadable: int = 0) -> None:
         self.walks.append(ok)
+        self.unreadable.append(unreadable)
 
     def set_queue_depth(self, depth: int) -> None:
         self.depths.append(depth)
@@ -353,3 +355,29 @@ async def test_a_partly_unreadable_volume_is_measured_on_schedule_and_says_so(
     await collector.wait_idle()
     assert len(walker.calls) == 2
     assert (await collector.stats(req)).message == ""
+
+
+@pytest.mark.asyncio
+async def test_the_longest_running_walk_and_partial_walks_are_reported(
+        make_collector: Callable[..., VolumeStatsCollector], tmp_path: Path) -> None:
+    """What the "walks too slow for their refresh" alert reads: how long the longest walk now
+    running has run, against the refresh period; and what a partial walk left out."""
+    walker = GatedWalker()
+    walker.unreadable = 2
+    recorder = DepthRecorder()
+    clock = Clock()
+    collector = make_collector(walker=walker, clock=clock, observer=recorder)
+    assert collector.refresh_period_s == 600
+    assert collector.longest_walk_s() == 0
+    await collector.stats(request(tmp_path, FS_A, "slow"))
+    await wait_for(lambda: walker.running_now(FS_A) == 1)
+    clock.now += 700  # longer than the refresh period, still running
+    await collector.stats(request(tmp_path, FS_A, "other"))
+    await wait_for(lambda: walker.running_now(FS_A) == 2)
+    clock.now += 5
+    assert collector.longest_walk_s() == 705
+    walker.gate.set()
+    await collector.wait_idle()
+    assert collector.longest_walk_s() == 0
+    assert recorder.walks == [True, True]
+    assert recorder.unreadable == [2, 2]

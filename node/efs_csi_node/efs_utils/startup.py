@@ -83,13 +83,16 @@ async def prepare_efs_utils(config: EfsUtilsConfig, *,
 
 def efs_utils_background(*, registry: ChildRegistry | None = None,
                          options: WatchdogOptions | None = None,
-                         reap: bool | None = None) -> list[Callable[[], Awaitable[None]]]:
-    """Tasks for ``efs_csi.rpc.server.serve``; ``reap=None``: reap when ``adopts_orphans()``."""
+                         reap: bool | None = None,
+                         on_watchdog_exit: Callable[[int | None, float], None] | None = None,
+                         ) -> list[Callable[[], Awaitable[None]]]:
+    """Tasks for ``efs_csi.rpc.server.serve``; ``reap=None``: reap when ``adopts_orphans()``;
+    ``on_watchdog_exit``: told of every watchdog exit before its restart (the metric)."""
     owned = registry if registry is not None else ChildRegistry()
 
     # Named functions, not partials: the server logs a failed background task by name.
     async def efs_utils_watchdog() -> None:
-        await supervise_watchdog(options, registry=owned)
+        await supervise_watchdog(options, registry=owned, on_exit=on_watchdog_exit)
 
     async def orphan_reaper() -> None:
         await reap_orphans(OrphanReaper(owned))

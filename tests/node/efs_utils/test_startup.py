@@ -91,7 +91,9 @@ async def test_background_tasks_run_the_watchdog_until_cancelled(tmp_path: Path)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     options = WatchdogOptions(backoff=Backoff(initial=0.01, maximum=0.01),
                               env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
-    tasks = efs_utils_background(registry=ChildRegistry(), options=options, reap=True)
+    exits: list[int | None] = []  # the node's metric counts these (watchdog restarts)
+    tasks = efs_utils_background(registry=ChildRegistry(), options=options, reap=True,
+                                 on_watchdog_exit=lambda code, _delay: exits.append(code))
     assert [task.__name__ for task in tasks] == ["efs_utils_watchdog", "orphan_reaper"]
     running = [asyncio.create_task(task()) for task in tasks]
     while not record.exists() or len(record.read_text().splitlines()) < 2:  # noqa: ASYNC110
@@ -100,6 +102,7 @@ async def test_background_tasks_run_the_watchdog_until_cancelled(tmp_path: Path)
         task.cancel()
     results = await asyncio.gather(*running, return_exceptions=True)
     assert all(isinstance(result, asyncio.CancelledError) for result in results)
+    assert exits and set(exits) == {0}  # each exit told before its restart
     assert len(efs_utils_background(reap=False)) == 1
 
 

@@ -122,6 +122,10 @@ class RecordingObserver:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, float, str | None]] = []
+        self.retries: list[tuple[str, str]] = []
 
     def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None:
         self.calls.append((operation, seconds, error_code))
+
+    def observe_retry(self, operation: str, reason: str) -> None:
+        self.retries.append((operation, reason))

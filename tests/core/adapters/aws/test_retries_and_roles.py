@@ -17,6 +17,7 @@ from efs_csi.adapters.retries import RetrySettings
 from efs_csi.cloud import AccessPointRequest, CreationInfo, PosixUser
 from testbed.efs_proxy import EfsProxy, FileSystemSetup
 from testbed.moto_server import REGION
+from tests.support.fakes.cloud import RecordingObserver
 
 # moto's default account: moto keeps accounts apart, so the assumed role must be in the
 # account that owns the file system for the describe calls below to see it.
@@ -57,6 +58,26 @@ async def test_5xx_is_retried_then_mapped(efs_proxy: EfsProxy, file_system: File
         with pytest.raises(errors.Unavailable, match="InternalServerError"):
             await cloud.create_access_point(request(fs, 1))
     assert efs_proxy.calls["CreateAccessPoint"] == 2  # botocore retried once
+
+
+@pytest.mark.asyncio
+async def test_the_observer_is_told_of_each_retry_and_why(
+        efs_proxy: EfsProxy, file_system: FileSystemSetup, aws_credentials: None) -> None:
+    """What aws_efs_csi_api_request_retries_total counts: a retry per failed attempt that is
+    made again, none after the last attempt."""
+    fs = file_system.file_system_id
+    observer = RecordingObserver()
+    efs_proxy.inject(server_error=1.0, server_error_status=503)
+    async with AwsCloud.create(REGION, endpoint_url=efs_proxy.url, max_attempts=3,
+                               adaptive_retry=False, observer=observer) as cloud:
+        with pytest.raises(errors.Unavailable):
+            await cloud.create_access_point(request(fs, 1))
+        assert observer.retries == [("CreateAccessPoint", "transient")] * 2
+        efs_proxy.inject(throttle=1.0, operations=["DescribeFileSystems"])
+        with pytest.raises(errors.Unavailable):
+            await cloud.describe_file_system(fs)
+    assert observer.retries[2:] == [("DescribeFileSystems", "throttled")] * 2
+    assert len(observer.calls) == 6  # every attempt is reported, the retried ones too
 
 
 @pytest.mark.asyncio
@@ -162,6 +183,9 @@ async def test_a_cancelled_call_stops_retrying_at_once(
 
         def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None:
             answered.set()
+
+        def observe_retry(self, operation: str, reason: str) -> None:
+            pass
 
     async with AwsCloud(AioSession(), client_config(REGION, max_pool_connections=4),
                         endpoint_url=efs_proxy.url, retries=settings, observer=FirstAnswer(),
