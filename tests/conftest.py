@@ -159,7 +159,8 @@ def nothing_left_mounted(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail any test that leaves something mounted in its tmp_path (after every fixture of
     its own has finished), and unmount it so that the next tests are not blamed."""
     yield
-    tmp_path = request.node.funcargs.get("tmp_path")
+    # funcargs is gone when pytest tears down after an interrupt.
+    tmp_path = (getattr(request.node, "funcargs", None) or {}).get("tmp_path")
     if not isinstance(tmp_path, Path):
         return
     left = mounts_under(tmp_path)
