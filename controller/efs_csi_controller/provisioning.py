@@ -422,6 +422,10 @@ class Provisioner:
         one deleted: so a retry never needs the token of a deleted access point."""
         while True:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
+            kept = await self._without_duplicates(cloud, plan, access_point)
+            if kept is not access_point:
+                access_point, yields = kept, plan.tokens.index(kept.client_token)
+                continue  # the survivor is settled in turn
             if settlement.kept:
                 await self._check_shared_root(cloud, plan, access_point)
                 return access_point
@@ -444,6 +448,29 @@ class Provisioner:
                 raise
             await self._give_up(cloud, access_point)
             access_point, yields = replacement, yields + 1
+
+    async def _without_duplicates(self, cloud: Cloud, plan: _Plan,
+                                  access_point: AccessPoint) -> AccessPoint:
+        """Right after ``settle`` listed the file system: the one access point this volume
+        keeps when others carry its tokens too. EFS answers a repeated ClientToken with the
+        access point it made, so that never happens there; an EFS-compatible API that makes a
+        new one each time (moto: a leader that died mid-create, its successor's retry) leaves
+        duplicates. Every controller keeps the lowest id and deletes the rest, so two of them
+        at once agree, and a dead one's leftovers are not left behind."""
+        fs_id = access_point.file_system_id
+        copies = [other for other in self._allocator.known_now(fs_id)
+                  if other.client_token in plan.tokens
+                  and other.access_point_id != access_point.access_point_id]
+        if not copies:
+            return access_point
+        survivor, *doomed = sorted([access_point, *copies], key=lambda ap: ap.access_point_id)
+        _log.warning("access points duplicated under one volume's client tokens (an EFS API "
+                     "that does not honour ClientToken): keeping the lowest id",
+                     file_system_id=fs_id, kept=survivor.access_point_id,
+                     deleted=[ap.access_point_id for ap in doomed])
+        for duplicate in doomed:
+            await self._give_up(cloud, duplicate)
+        return survivor
 
     async def _give_up(self, cloud: Cloud, access_point: AccessPoint) -> None:
         """Delete an access point of this volume that was never answered."""

@@ -36,7 +36,13 @@ class FakeCloud:
         self.gate: asyncio.Event | None = None  # when set to an unset Event, creates wait
         self.fail_creates = 0
         self.name_conflicts = False  # AccessPointAlreadyExists names the access point
+        # False: a repeated ClientToken makes another access point, as moto does (EFS never).
+        self.honours_client_tokens = True
         self._ids = itertools.count(0x10000000)
+
+    def number_ids_from(self, start: int) -> None:
+        """Access point ids count up from ``start`` (which of two comes first, on cue)."""
+        self._ids = itertools.count(start)
 
     def add_file_system(self, file_system: FileSystem) -> None:
         self.file_systems[file_system.file_system_id] = file_system
@@ -84,7 +90,8 @@ class FakeCloud:
         if self.fail_creates:
             self.fail_creates -= 1
             raise Internal("injected failure")
-        for existing in self.access_points_by_id.values():
+        for existing in (self.access_points_by_id.values() if self.honours_client_tokens
+                         else ()):
             # Client tokens are unique per account and region, not per file system.
             if existing.client_token == request.client_token:
                 same = (existing.file_system_id == request.file_system_id
