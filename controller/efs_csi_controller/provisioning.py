@@ -422,9 +422,9 @@ class Provisioner:
         one deleted: so a retry never needs the token of a deleted access point."""
         while True:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
-            kept = await self._without_duplicates(cloud, plan, access_point)
+            kept = await self._without_duplicates(cloud, access_point)
             if kept is not access_point:
-                access_point, yields = kept, plan.tokens.index(kept.client_token)
+                access_point = kept  # the same token: the same yields
                 continue  # the survivor is settled in turn
             if settlement.kept:
                 await self._check_shared_root(cloud, plan, access_point)
@@ -449,17 +449,18 @@ class Provisioner:
             await self._give_up(cloud, access_point)
             access_point, yields = replacement, yields + 1
 
-    async def _without_duplicates(self, cloud: Cloud, plan: _Plan,
+    async def _without_duplicates(self, cloud: Cloud,
                                   access_point: AccessPoint) -> AccessPoint:
-        """Right after ``settle`` listed the file system: the one access point this volume
-        keeps when others carry its tokens too. EFS answers a repeated ClientToken with the
-        access point it made, so that never happens there; an EFS-compatible API that makes a
-        new one each time (moto: a leader that died mid-create, its successor's retry) leaves
-        duplicates. Every controller keeps the lowest id and deletes the rest, so two of them
-        at once agree, and a dead one's leftovers are not left behind."""
+        """Right after ``settle`` listed the file system: the one access point kept when
+        others carry ``access_point``'s very token (a yield's are under other tokens). EFS
+        answers a repeated ClientToken with the access point it made, so this never happens
+        there; an EFS-compatible API that makes a new one each time (moto: a leader that died
+        mid-create, then its successor's retry) leaves duplicates. Every controller keeps the
+        lowest id and deletes the rest, so two of them at once agree, and a dead one's
+        leftovers are not left behind."""
         fs_id = access_point.file_system_id
         copies = [other for other in self._allocator.known_now(fs_id)
-                  if other.client_token in plan.tokens
+                  if other.client_token == access_point.client_token
                   and other.access_point_id != access_point.access_point_id]
         if not copies:
             return access_point
