@@ -24,6 +24,7 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +49,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 NODE = "node-registration"
 FS_ID = "fs-0123456789abcdef0"
 OURS = {"key": NOT_READY_TAINT, "effect": "NoExecute"}
-# A helper that aborts as soon as its interpreter starts (the node itself is left alone).
-CRASHING_HELPER = ('import os, sys\n'
-                   'if "efs_csi_node.startup_work" in sys.orig_argv:\n'
-                   '    os.abort()\n')
+# Code a ``sitecustomize`` runs in the helper only (the node itself is left alone).
+IN_THE_HELPER = 'import os, sys, time\nif "efs_csi_node.startup_work" in sys.orig_argv:\n'
+# A helper that aborts as soon as its interpreter starts.
+CRASHING_HELPER = IN_THE_HELPER + '    os.abort()\n'
+# A helper that waits, a bare interpreter, until it takes the one pass at ``{gate}``.
+GATED_HELPER = IN_THE_HELPER + """\
+    while True:
+        try:
+            os.unlink({gate!r})
+            break
+        except FileNotFoundError:
+            time.sleep(0.02)
+"""
 # What a limit "sized for the node" leaves above the node's own peak: room for the node's
 # calls, well short of the helper's interpreter and Kubernetes client (about 35 MiB here).
 HEADROOM_BYTES = 22 << 20
@@ -185,12 +195,36 @@ async def nodes(tmp_path: Path) -> AsyncIterator[Nodes]:
             await running.stop(timeout=30)
 
 
-def crashing_helper(tmp_path: Path) -> dict[str, str]:
-    site = tmp_path / "crashing-helper"
+def helper_site(site: Path, code: str) -> dict[str, str]:
+    """The environment that has every helper the node starts run ``code`` first."""
     site.mkdir()
-    (site / "sitecustomize.py").write_text(CRASHING_HELPER)
+    (site / "sitecustomize.py").write_text(code)
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site),
                                                         os.environ.get("PYTHONPATH")]))}
+
+
+def crashing_helper(tmp_path: Path) -> dict[str, str]:
+    return helper_site(tmp_path / "crashing-helper", CRASHING_HELPER)
+
+
+@dataclass(frozen=True)
+class HelperGate:
+    """Helpers start small and wait; each ``let_one_through`` lets exactly one go on.
+
+    A fault-injection device, as the crashing ``sitecustomize`` is: it keeps the node idle
+    while a helper fills the memory limit. Were the node's own allocation the one to meet the
+    limit, the kernel could take the node too (its second selection may skip the dying helper
+    before the helper's pages are uncharged: a CI run lost the node so, 7 ms after the helper).
+    """
+
+    path: Path
+
+    def environment(self) -> dict[str, str]:
+        code = GATED_HELPER.format(gate=str(self.path))
+        return helper_site(self.path.parent / "gated-helper", code)
+
+    def let_one_through(self) -> None:
+        self.path.touch()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
@@ -235,15 +269,31 @@ def explained_on_failure(limited: MemoryCgroup, node_peak: int, nodes: Nodes) ->
         limited_node = nodes.started[-1]
         print(f"node exit status {limited_node.process.returncode}; its log ends:\n"
               + "\n".join(limited_node.logs().splitlines()[-30:]))
+        print("the kernel's OOM kills in the cgroup (pid, oom_score_adj):\n"
+              + "\n".join(kernel_oom_kills(limited)))
         raise
 
 
+def kernel_oom_kills(cgroup: MemoryCgroup) -> list[str]:
+    """The kernel log's lines on OOM kills in ``cgroup`` (empty if the log cannot be read)."""
+    try:
+        log = subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    lines = log.splitlines()
+    return [line for index, line in enumerate(lines)
+            if cgroup.path.name in line or ("Killed process" in line and index > 0
+                                            and cgroup.path.name in lines[index - 1])]
+
+
 async def test_a_helper_the_oom_killer_takes_under_the_memory_limit(
-        cluster: Cluster, nodes: Nodes) -> None:
+        cluster: Cluster, nodes: Nodes, tmp_path: Path) -> None:
     """The limit is the node's own peak doing this test's work (measured here, without a
     helper) plus a little: the helper, which volunteers as the OOM victim, is killed, never
     the node. Once the limit is raised, the next restart learns the zone label and removes
-    the taint."""
+    the taint. Helpers pass a gate one at a time, so that only an idle node shares the
+    cgroup with a helper growing into its limit (``HelperGate`` says why)."""
+    gate = HelperGate(tmp_path / "helper-pass")
     try:
         with memory_cgroup(name="efs-csi-node-alone") as alone:
             # In the pod's view (its mounts stay in its namespace), with no API to find.
@@ -259,14 +309,22 @@ async def test_a_helper_the_oom_killer_takes_under_the_memory_limit(
             node_peak = alone.peak_bytes()
         with memory_cgroup(node_peak + HEADROOM_BYTES, name="efs-csi-node-limited") as limited, \
                 explained_on_failure(limited, node_peak, nodes):
-            node = await nodes.start(cluster, cgroup=limited)
-            await node.stage_plain_volume()
+            node = await nodes.start(cluster, cgroup=limited, env=gate.environment())
+            await node.stage_plain_volume()  # the helper waits at the gate meanwhile
+            gate.let_one_through()
+
+            async def helper_killed() -> bool:  # asks the kernel, not the node (idle)
+                return limited.oom_kills() >= 1
+            await eventually(helper_killed)
+
+            async def failure_seen() -> bool:  # the next helper waits at the gate
+                return await node.metric("efs_csi_node_startup_helper_failures_total",
+                                         reason="killed") >= 1
+            await eventually(failure_seen)
             await assert_registers_without_zone_saying(node, "start-up helper killed by SIGKILL")
-            assert limited.oom_kills() >= 1
-            assert await node.metric("efs_csi_node_startup_helper_failures_total",
-                                     reason="killed") >= 1
             assert node.running.process.returncode is None  # never the node
             limited.set_limit(None)
+            gate.let_one_through()
             reply: list[csi.NodeGetInfoResponse] = []
 
             async def zone_learned() -> bool:
