@@ -1,7 +1,9 @@
 """What the driver needs from the EFS API, without any boto import.
 
-``Cloud`` is implemented by ``efs_csi.adapters.aws.AwsCloud`` (aiobotocore) and by fakes in
-tests. It raises ``efs_csi.errors`` exceptions only, translated in ``efs_csi.adapters.aws``, so
+``Cloud`` is implemented by ``efs_csi.adapters.aws.cloud.AwsCloud`` (aiobotocore), by
+``efs_csi_controller.waiting_cloud.WaitingCloud`` (the controller's stand-in while its client is
+being built, or when it cannot be) and by one fake in tests (``tests/support/fakes/cloud.py``).
+It raises ``efs_csi.errors`` exceptions only, translated in ``efs_csi.adapters.aws.errors``, so
 use cases never see botocore's error shapes.
 """
 
@@ -102,7 +104,10 @@ class Cloud(Protocol):
 class ApiObserver(Protocol):
     """Told about every EFS API attempt, retries included (metrics hang off this)."""
 
-    def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None: ...
+    def observe_call(self, operation: str, seconds: float, error_code: str | None, *,
+                     throttled: bool) -> None:
+        """One attempt took ``seconds``; ``error_code`` when it failed, ``throttled`` when AWS
+        told it to slow down (the adapter's one vocabulary of throttle codes decides)."""
 
     def observe_retry(self, operation: str, reason: str) -> None:
         """A failed attempt will be made again; ``reason``: throttled, transient or timeout."""

@@ -129,10 +129,14 @@ class RecordingObserver:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, float, str | None]] = []
+        self.throttled: list[str | None] = []  # the codes of the calls reported throttled
         self.retries: list[tuple[str, str]] = []
 
-    def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None:
+    def observe_call(self, operation: str, seconds: float, error_code: str | None, *,
+                     throttled: bool) -> None:
         self.calls.append((operation, seconds, error_code))
+        if throttled:
+            self.throttled.append(error_code)
 
     def observe_retry(self, operation: str, reason: str) -> None:
         self.retries.append((operation, reason))
