@@ -158,7 +158,7 @@ async def traced_create(socket_path: str, fs_id: str) -> Tracer:
     server = asyncio.create_task(run_controller(config=config))
     try:
         for _ in range(500):
-            if os.path.exists(socket_path):
+            if os.path.exists(socket_path):  # noqa: ASYNC240 - one stat, while it starts
                 break
             await asyncio.sleep(0.01)
         channel = Channel(path=socket_path)

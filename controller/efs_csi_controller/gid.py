@@ -394,10 +394,12 @@ class GidAllocator:
         self._inventory(file_system_id).stale = True
 
     async def prepare(self, cloud: Cloud, file_system_id: str, gid_range: GidRange | None,
-                      as_of: float, *, current: bool = False) -> None:
+                      as_of: float | None = None, *, current: bool = False) -> None:
         """List the file system first when what is known is not enough for a create that
-        started at ``as_of``: ``current`` needs a listing that started after it; a pick in a
-        narrow ``gid_range`` one younger than ``max_age``; anything else none."""
+        started at ``as_of`` (default: now): ``current`` needs a listing that started after
+        it; a pick in a narrow ``gid_range`` one younger than ``max_age``; anything else
+        none."""
+        as_of = self._clock() if as_of is None else as_of
         if current:
             await self._ensure_learned(cloud, file_system_id, as_of, max_age=0.0)
         elif gid_range is not None and not self.is_wide(gid_range):
@@ -411,6 +413,16 @@ class GidAllocator:
             return None
         access_point_id = inventory.by_token.get(client_token)
         return None if access_point_id is None else inventory.access_points[access_point_id]
+
+    def find_known_tokens(self, file_system_id: str,
+                          client_tokens: tuple[str, ...]) -> tuple[AccessPoint | None, ...]:
+        """``find_known`` for each of ``client_tokens`` (a volume's tokens), in their order."""
+        inventory = self._inventories.get(file_system_id)
+        if inventory is None:
+            return (None,) * len(client_tokens)
+        ids = [inventory.by_token.get(token) for token in client_tokens]
+        return tuple(None if access_point_id is None else inventory.access_points[access_point_id]
+                     for access_point_id in ids)
 
     async def find_by_token(self, cloud: Cloud, file_system_id: str, client_token: str,
                             as_of: float | None = None) -> AccessPoint | None:

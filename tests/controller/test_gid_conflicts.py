@@ -21,9 +21,9 @@ from efs_csi import csi
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.errors import Unavailable
 from efs_csi.rpc.hook import InFlight, instrument
-from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
-from efs_csi_controller.provisioning import MAX_YIELDS, Provisioner, client_token
+from efs_csi_controller.plan import MAX_YIELDS, client_token
+from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
 from testbed.csi_builders import mount_capability
 from tests.support.fakes.cloud import FakeCloud
@@ -64,7 +64,7 @@ class Lab:
 async def lab() -> AsyncIterator[Lab]:
     cloud = RacedCloud()
     allocator = GidAllocator(access_point_limit=100, recheck_pauses=(0.01,))
-    provisioner = Provisioner(clouds=CloudSelector(cloud, None), allocator=allocator,
+    provisioner = Provisioner(clouds=cloud, allocator=allocator,
                               kube=None, extra_tags={}, root_dirs=None)
     async with ChannelFor([instrument(ControllerService(provisioner), InFlight())]) as channel:
         yield Lab(cloud, csi.ControllerStub(channel))
@@ -162,7 +162,7 @@ class GatedDeletes(RacedCloud):
 
 def service_over(cloud: FakeCloud) -> ControllerService:
     return ControllerService(Provisioner(
-        clouds=CloudSelector(cloud, None),
+        clouds=cloud,
         allocator=GidAllocator(access_point_limit=100, recheck_pauses=(0.01,)), kube=None,
         extra_tags={}, root_dirs=None))
 

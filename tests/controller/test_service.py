@@ -17,14 +17,12 @@ from grpclib.testing import ChannelFor
 from efs_csi import csi
 from efs_csi.cloud import (
     AccessPointRequest,
-    Cloud,
     CreationInfo,
     FileSystem,
     MountTarget,
     PosixUser,
 )
 from efs_csi.rpc.hook import InFlight, instrument
-from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.paths import unique_suffix
 from efs_csi_controller.provisioning import Provisioner
@@ -61,16 +59,11 @@ class Harness:
     cloud: FakeCloud
     stub: csi.ControllerStub
     allocator: GidAllocator
-    roles: list[str]
 
 
-def provisioner(cloud: FakeCloud, allocator: GidAllocator, roles: list[str],
+def provisioner(cloud: FakeCloud, allocator: GidAllocator,
                 kube: FakeKube | None = None) -> Provisioner:
-    async def for_role(arn: str, external_id: str | None) -> Cloud:
-        roles.append(arn)
-        return cloud
-
-    return Provisioner(clouds=CloudSelector(cloud, for_role), allocator=allocator, kube=kube,
+    return Provisioner(clouds=cloud, allocator=allocator, kube=kube,
                        extra_tags={"team": "storage"}, root_dirs=None)
 
 
@@ -78,11 +71,10 @@ def provisioner(cloud: FakeCloud, allocator: GidAllocator, roles: list[str],
 async def harness() -> AsyncIterator[Harness]:
     cloud = FakeCloud(FS)
     allocator = GidAllocator(access_point_limit=100)
-    roles: list[str] = []
     kube = FakeKube(config_maps={("kube-system", "efs", "id"): FS + "\n"})
-    service = ControllerService(provisioner(cloud, allocator, roles, kube))
+    service = ControllerService(provisioner(cloud, allocator, kube))
     async with ChannelFor([instrument(service, InFlight())]) as channel:
-        yield Harness(cloud, csi.ControllerStub(channel), allocator, roles)
+        yield Harness(cloud, csi.ControllerStub(channel), allocator)
 
 
 async def code_of(call: object) -> tuple[Status, str]:
@@ -123,8 +115,7 @@ async def test_restarted_controller_finds_the_volume_and_conflicts_are_resolved(
         harness: Harness) -> None:
     first = await harness.stub.create_volume(create_request())
     # A fresh controller process: learns the access points, finds the token.
-    fresh = ControllerService(provisioner(harness.cloud, GidAllocator(access_point_limit=100),
-                                          []))
+    fresh = ControllerService(provisioner(harness.cloud, GidAllocator(access_point_limit=100)))
     async with ChannelFor([instrument(fresh, InFlight())]) as channel:
         again = await csi.ControllerStub(channel).create_volume(create_request())
     assert again == first
@@ -231,7 +222,7 @@ async def test_deleting_a_known_access_point_costs_one_call_however_old_the_list
     clock = [0.0]
     cloud = FakeCloud(FS)
     allocator = GidAllocator(access_point_limit=100, max_age=5.0, clock=lambda: clock[0])
-    service = ControllerService(provisioner(cloud, allocator, []))
+    service = ControllerService(provisioner(cloud, allocator))
     async with ChannelFor([instrument(service, InFlight())]) as channel:
         stub = csi.ControllerStub(channel)
         replies = [await stub.create_volume(create_request(name=f"pv-{n}")) for n in range(3)]
@@ -301,7 +292,8 @@ async def test_cross_account_context_and_zone_topology(harness: Harness) -> None
     reply = await harness.stub.create_volume(request)
     assert reply.volume is not None
     assert reply.volume.volume_context["mounttargetip"] == "10.0.0.1"
-    assert harness.roles == ["arn:aws:iam::123456789012:role/efs"]  # cached per role
+    # Each create asks for the role's cloud (CloudFactory caches it: tests/core/adapters/aws).
+    assert harness.cloud.roles_asked == [("arn:aws:iam::123456789012:role/efs", None)] * 2
     request = create_request(name="pv-bad")
     request.secrets = {"awsRoleArn": "not-an-arn"}
     status, message = await code_of(harness.stub.create_volume(request))
@@ -457,8 +449,7 @@ async def test_same_name_on_another_file_system_names_where_the_volume_is(
     assert status == Status.ALREADY_EXISTS
     assert FS in message and OTHER_FS in message and "unique per account" in message
     # A controller that never saw the first file system learns it from EFS's refusal.
-    fresh = ControllerService(provisioner(harness.cloud, GidAllocator(access_point_limit=100),
-                                          []))
+    fresh = ControllerService(provisioner(harness.cloud, GidAllocator(access_point_limit=100)))
     async with ChannelFor([instrument(fresh, InFlight())]) as channel:
         status, message = await code_of(csi.ControllerStub(channel).create_volume(
             create_request(fileSystemId=OTHER_FS)))
@@ -484,7 +475,7 @@ async def test_a_passed_deadline_is_counted_as_deadline_exceeded_not_cancelled()
     cloud = FakeCloud(FS)
     cloud.gate = asyncio.Event()  # EFS never answers the create
     codes = Codes([])
-    service = ControllerService(provisioner(cloud, GidAllocator(access_point_limit=100), []))
+    service = ControllerService(provisioner(cloud, GidAllocator(access_point_limit=100)))
     async with ChannelFor([instrument(service, InFlight(), codes)]) as channel:
         stub = csi.ControllerStub(channel)
         with pytest.raises((GRPCError, TimeoutError)):

@@ -38,6 +38,7 @@ class FakeCloud:
         self.name_conflicts = False  # AccessPointAlreadyExists names the access point
         # False: a repeated ClientToken makes another access point, as moto does (EFS never).
         self.honours_client_tokens = True
+        self.roles_asked: list[tuple[str, str | None]] = []  # cloud_for's roles, in order
         self._ids = itertools.count(0x10000000)
 
     def number_ids_from(self, start: int) -> None:
@@ -56,6 +57,14 @@ class FakeCloud:
             client_token=request.client_token, tags=dict(request.tags))
         self.access_points_by_id[access_point.access_point_id] = access_point
         return access_point
+
+    async def cloud_for(self, role_arn: str | None,
+                        external_id: str | None = None) -> FakeCloud:
+        """``efs_csi.cloud.Clouds``: every role's EFS API is this one (the roles asked are
+        recorded)."""
+        if role_arn is not None:
+            self.roles_asked.append((role_arn, external_id))
+        return self
 
     def _require_fs(self, file_system_id: str) -> None:
         if file_system_id not in self.file_systems:
