@@ -107,13 +107,15 @@ def walk(root: Call) -> list[str]:
 def figures(root: Call) -> dict[str, Any]:
     calls: Counter[str] = Counter()
     entered: Counter[str] = Counter()
+    doors: Counter[str] = Counter()  # "caller -> callee" for the calls that enter a module
 
-    def count(call: Call, caller: str | None) -> None:
+    def count(call: Call, caller: Call | None) -> None:
         calls[call.module] += 1
-        if caller is not None and caller != call.module:
+        if caller is not None and caller.module != call.module:
             entered[call.module] += 1
+            doors[f"{caller.module}.{caller.function} -> {call.module}.{call.function}"] += 1
         for child in call.children:
-            count(child, call.module)
+            count(child, call)
 
     count(root, None)
     stays_walk = walk(root)
@@ -122,7 +124,8 @@ def figures(root: Call) -> dict[str, Any]:
              "stays": stays[module]} for module in sorted(calls, key=lambda m: (-stays[m], m))]
     return {"modules": len(calls), "calls": sum(calls.values()),
             "entered": sum(entered.values()), "stays": len(stays_walk),
-            "returns": len(stays_walk) - len(calls), "rows": rows}
+            "returns": len(stays_walk) - len(calls), "rows": rows,
+            "doors": dict(sorted(doors.items()))}
 
 
 def find(calls: list[Call], module: str, function: str) -> Call | None:
@@ -190,6 +193,8 @@ def print_table(title: str, data: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--doors", action="store_true",
+                        help="also print each call that enters a module (caller -> callee)")
     parser.add_argument("--output", default="createvolume_path",
                         help="results file name under bench/results (without .json)")
     args = parser.parse_args()
@@ -218,6 +223,9 @@ def main() -> int:
     for name in ("rpc", "service"):
         if name in report:
             print_table(f"CreateVolume from the {name} down", report[name])
+    if args.doors:
+        for door, count in report["service"]["doors"].items():
+            print(f"  {count:>3}  {door}")
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{args.output}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -2,9 +2,10 @@
 
 ``plan_create`` takes the request (its name, capacity and StorageClass parameters) and the
 controller's settings and returns a ``Plan``: the validated parameters, the access point's root
-directory, the volume's client tokens, what its POSIX user needs, and its tags. The plan then
-travels alone: ``efs_csi_controller.provisioning`` does the I/O it asks for and reads its fields
-(a bad StorageClass is answered INVALID_ARGUMENT naming the parameter here, and never leaves a
+directory, the volume's client tokens, its GID needs (in ``params``: the StorageClass's gid, or
+the range to pick one from) and its tags. The plan then travels alone:
+``efs_csi_controller.provisioning`` does the I/O it asks for and reads its fields (a bad
+StorageClass is answered INVALID_ARGUMENT naming the parameter here, and never leaves a
 half-made access point behind).
 
 Client tokens: a volume's token is its name (its SHA-256 when longer than EFS's 64
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import InvalidArgument, shown
@@ -69,14 +70,6 @@ def settles_gids(access_point: AccessPoint) -> bool:
 
 
 @dataclass(frozen=True)
-class CreateRequest:
-    name: str
-    capacity_bytes: int
-    parameters: Mapping[str, str]
-    secrets: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Plan:
     """A validated create: everything its I/O needs, decided once."""
 
@@ -92,22 +85,19 @@ class Plan:
     #: How errors name the volume ("volume 'pv-1'", "access point for this PVC").
     what: str = ""
 
-    @property
-    def token(self) -> str:
-        return self.tokens[0]
 
-
-def plan_create(request: CreateRequest, *, extra_tags: Mapping[str, str],
-                cluster_id: str = LEGACY_CLUSTER_ID) -> Plan:
-    """The plan for ``request``; InvalidArgument naming the first bad parameter."""
+def plan_create(name: str, capacity_bytes: int, parameters: Mapping[str, str], *,
+                extra_tags: Mapping[str, str], cluster_id: str = LEGACY_CLUSTER_ID) -> Plan:
+    """The plan for a create of volume ``name``; InvalidArgument naming the first bad
+    parameter."""
     # The CSI volume name is the PV name: used when the provisioner did not pass one.
-    params = parse_parameters(request.parameters, volume_name=request.name)
+    params = parse_parameters(parameters, volume_name=name)
     root = paths.root_path(
         base_path=params.base_path, sub_path_pattern=params.sub_path_pattern,
         metadata=params.metadata, ensure_unique_directory=params.ensure_unique_directory,
-        volume_name=request.name,
+        volume_name=name,
         shorten_to_fit=params.sub_path_pattern == DEFAULT_SUB_PATH_PATTERN)
-    text, reference = request.name, None
+    text, reference = name, None
     if params.reuse_access_point:
         meta = params.metadata
         if not meta.pvc_name or not meta.pvc_namespace:
@@ -118,12 +108,12 @@ def plan_create(request: CreateRequest, *, extra_tags: Mapping[str, str],
         text, reference = f"{meta.pvc_namespace}/{meta.pvc_name}", reference_reuse_token(
             meta.pvc_name)
     tags = access_point_tags(enabled=params.enable_tagging, extra=extra_tags,
-                             metadata=params.metadata, capacity_bytes=request.capacity_bytes,
+                             metadata=params.metadata, capacity_bytes=capacity_bytes,
                              base_path=paths.normalised_base_path(params.base_path),
                              cluster_id=cluster_id)
     what = ("access point for this PVC" if params.reuse_access_point
-            else f"volume {shown(request.name)}")
-    return Plan(request.name, request.capacity_bytes, params, root,
+            else f"volume {shown(name)}")
+    return Plan(name, capacity_bytes, params, root,
                 tuple(client_token(text, yields) for yields in range(MAX_YIELDS + 1)), tags,
                 reference, what)
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from efs_csi.cloud import (
@@ -71,7 +71,6 @@ from efs_csi_controller.ownership import (
 from efs_csi_controller.params import FileSystemSource
 from efs_csi_controller.plan import (
     MAX_YIELDS,
-    CreateRequest,
     Plan,
     mismatch,
     no_proof,
@@ -113,6 +112,14 @@ class ObjectReader(Protocol):
 
 
 @dataclass(frozen=True)
+class CreateRequest:
+    name: str
+    capacity_bytes: int
+    parameters: Mapping[str, str]
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class CreatedVolume:
     volume_id: str
     capacity_bytes: int
@@ -142,7 +149,8 @@ class Provisioner:
         self._zones: dict[str, str | None] = {}
 
     async def create(self, request: CreateRequest) -> CreatedVolume:
-        plan = plan_create(request, extra_tags=self._extra_tags, cluster_id=self._cluster_id)
+        plan = plan_create(request.name, request.capacity_bytes, request.parameters,
+                           extra_tags=self._extra_tags, cluster_id=self._cluster_id)
         cross_account = parse_secrets(request.secrets)
         with self._keys.hold(f"name:{plan.name}", f"volume {shown(plan.name)}"):
             cloud = await self._clouds.cloud_for(cross_account.role_arn,
@@ -188,7 +196,7 @@ class Provisioner:
             if conflict is not None:
                 raise self._shared_root_refused(fs_id, plan.root_path, namespace, conflict,
                                                 live=conflict in live)
-        claim = (str(normalise(plan.root_path)), namespace, plan.token)
+        claim = (str(normalise(plan.root_path)), namespace, plan.tokens[0])
         self._roots_in_flight.setdefault(fs_id, []).append(claim)
         try:
             yield
@@ -220,15 +228,15 @@ class Provisioner:
             "controller.allowSharedRootDirectories=true); use a subPathPattern with "
             "${.PVC.namespace} or ensureUniqueDirectory")
 
-    async def _check_shared_root(self, cloud: Cloud, plan: Plan,
-                                 access_point: AccessPoint) -> None:
-        """Right after ``settle`` listed the file system (everything made before our create):
-        an overlapping root of another namespace that the check before the create could not
-        see (another controller's, made meanwhile) gives ours up, FAILED_PRECONDITION."""
+    async def _check_shared_root(self, cloud: Cloud, plan: Plan, access_point: AccessPoint,
+                                 live: list[AccessPoint]) -> None:
+        """Right after ``settle`` listed the file system (``live``: everything made before our
+        create): an overlapping root of another namespace that the check before the create
+        could not see (another controller's, made meanwhile) gives ours up,
+        FAILED_PRECONDITION."""
         if self._allow_shared_roots:
             return
         fs_id = access_point.file_system_id
-        live = self._allocator.known_now(fs_id)
         namespace = plan.params.metadata.pvc_namespace
         # No adoption happened on this path (a mirror is never settled): the reference
         # driver's access point is no exception here.
@@ -333,12 +341,15 @@ class Provisioner:
         one deleted: so a retry never needs the token of a deleted access point."""
         while True:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
-            kept = await self._without_duplicates(cloud, access_point)
+            # What the settling listing showed (the duplicates given up below carry our own
+            # token, which the shared-root check ignores).
+            live = self._allocator.known_now(fs_id)
+            kept = await self._without_duplicates(cloud, access_point, live)
             if kept is not access_point:
                 access_point = kept  # the same token: the same yields
                 continue  # the survivor is settled in turn
             if settlement.kept:
-                await self._check_shared_root(cloud, plan, access_point)
+                await self._check_shared_root(cloud, plan, access_point, live)
                 return access_point
             assert access_point.posix_user is not None
             gid = access_point.posix_user.gid
@@ -360,9 +371,9 @@ class Provisioner:
             await self._give_up(cloud, access_point)
             access_point, yields = replacement, yields + 1
 
-    async def _without_duplicates(self, cloud: Cloud,
-                                  access_point: AccessPoint) -> AccessPoint:
-        """Right after ``settle`` listed the file system: the one access point kept when
+    async def _without_duplicates(self, cloud: Cloud, access_point: AccessPoint,
+                                  live: list[AccessPoint]) -> AccessPoint:
+        """Right after ``settle`` listed the file system (``live``): the one access point kept when
         others carry ``access_point``'s very token (a yield's are under other tokens). EFS
         answers a repeated ClientToken with the access point it made, so this never happens
         there; an EFS-compatible API that makes a new one each time (moto: a leader that died
@@ -370,7 +381,7 @@ class Provisioner:
         lowest id and deletes the rest, so two of them at once agree, and a dead one's
         leftovers are not left behind."""
         fs_id = access_point.file_system_id
-        copies = [other for other in self._allocator.known_now(fs_id)
+        copies = [other for other in live
                   if other.client_token == access_point.client_token
                   and other.access_point_id != access_point.access_point_id]
         if not copies:
@@ -412,7 +423,7 @@ class Provisioner:
                 found = existing, yields
         if found is not None:
             return found
-        elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.token)
+        elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.tokens[0])
         if elsewhere is not None and await self._confirmed(cloud, elsewhere) is not None:
             raise self._on_other_file_system(elsewhere, fs_id, plan)
         return None

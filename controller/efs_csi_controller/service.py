@@ -10,8 +10,7 @@ from efs_csi.capabilities import validate_capabilities
 from efs_csi.contract import TOPOLOGY_ZONE_KEY
 from efs_csi.contract.volume_id import parse_volume_id
 from efs_csi.errors import InvalidArgument, missing
-from efs_csi_controller.plan import CreateRequest
-from efs_csi_controller.provisioning import Provisioner
+from efs_csi_controller.provisioning import CreateRequest, Provisioner
 
 RpcType = csi.ControllerServiceCapabilityRpcType
 CAPABILITIES = (RpcType.CREATE_DELETE_VOLUME, RpcType.EXPAND_VOLUME)
