@@ -18,7 +18,7 @@ from efs_csi.errors import FailedPrecondition
 from efs_csi.rpc.hook import InFlight, instrument, seconds_left
 from efs_csi_controller.app import build_controller
 from efs_csi_controller.waiting_cloud import NO_REGION, WaitingClouds
-from tests.controller.test_service import FS, create_request
+from tests.support.controller import FS, create_request
 from tests.support.fakes.cloud import FakeCloud
 
 pytestmark = pytest.mark.asyncio
