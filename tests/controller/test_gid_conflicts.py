@@ -199,7 +199,9 @@ async def test_two_controllers_creating_one_volume_while_it_yields_agree_on_one(
         while cloud.deletes_asked == 0:  # noqa: ASYNC110 - the yield is held
             await asyncio.sleep(0.01)
         second = asyncio.ensure_future(csi.ControllerStub(new).create_volume(create("pv-1")))
-        await asyncio.sleep(0.05)
+        # The new one lists both access points and deletes the one given up, held too.
+        while cloud.deletes_asked < 2:  # noqa: ASYNC110 - its delete is held
+            await asyncio.sleep(0.01)
         cloud.deletes_open.set()
         answers = await asyncio.gather(first, second)
     assert answers[0] == answers[1]
