@@ -1,6 +1,6 @@
 """The CreateVolume path: which driver modules one CreateVolume runs, and how often it enters each.
 
-    python bench/createvolume_path.py [--output NAME]
+    python bench/createvolume_path.py [--doors] [--output NAME]
 
 The real efs-csi-controller, assembled by its own composition root (``run_controller``: the
 deferred EFS client, the gRPC hook, the provisioner, the GID allocator, the aiobotocore adapter),
@@ -193,6 +193,8 @@ def print_table(title: str, data: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="accepted for bench/run_all.py: one create is already quick")
     parser.add_argument("--doors", action="store_true",
                         help="also print each call that enters a module (caller -> callee)")
     parser.add_argument("--output", default="createvolume_path",
