@@ -1,5 +1,6 @@
-"""``FakeCloud``: the EFS API (``efs_csi.cloud.Cloud``) in memory; ``RecordingObserver``: what an
-EFS adapter reports to its observer, recorded.
+"""``FakeCloud``: the EFS API (``efs_csi.cloud.Cloud``) in memory, and its own ``Clouds`` (every
+role's EFS API is this one; the roles asked are recorded): the one stand-in for the cloud port.
+``RecordingObserver``: what an EFS adapter reports to its observer, recorded.
 
 It exists for races and limits the moto-backed tests cannot produce on demand: pausing creates
 mid-flight (``gate``), failing them, counting calls, tiny pages, and access points made behind
