@@ -27,7 +27,8 @@ from efs_csi.cloud import ApiObserver
 
 
 class CloudFactory:
-    """The process's AWS session: the default cloud plus one cloud per assumed role.
+    """The process's AWS session: the default cloud plus one cloud per assumed role (the real
+    ``efs_csi.cloud.Clouds``).
 
     Assumed-role credentials are cached per (role ARN, external id); botocore refreshes them
     through STS ``refresh_margin`` seconds before they expire, so a role costs one STS call per
@@ -93,6 +94,9 @@ class CloudFactory:
         if not role_arn:
             return self.default
         key = (role_arn, external_id or "")
+        known = self._assumed.get(key)
+        if known is not None:  # every request of a cross-account volume asks
+            return known
         async with self._locks.setdefault(key, asyncio.Lock()):
             cached = self._assumed.get(key)
             if cached is not None:
