@@ -154,8 +154,8 @@ def start_up_tasks(config: NodeConfig) -> StartUpTasks:
                                            kube=config.kube, log_format=config.log_format,
                                            log_level=config.log_level), zone)
         work.helper_failures = helper.failures
-        work.helper_pending = helper.needed
-        if helper.needed():
+        work.helper_pending = helper.pending
+        if helper.pending():
             work.tasks.append(helper.run)
     return work
 
