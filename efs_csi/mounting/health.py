@@ -28,7 +28,6 @@ STALE_REASONS = {
     errno.EIO: "I/O error",
     errno.EHOSTDOWN: "host is down",
 }
-STALE_ERRNOS = frozenset(STALE_REASONS)
 
 
 class PathState(Enum):
