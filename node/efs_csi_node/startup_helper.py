@@ -86,7 +86,10 @@ def as_oom_victim(argv: list[str]) -> list[str]:
     own. It is set by a shell that then ``exec``s the interpreter (same pid), so the helper is
     the victim from its first allocation, before Python has started (setting it from Python
     would leave the interpreter's own start-up unprotected; a ``preexec_fn`` is unsafe in the
-    node, which has threads).
+    node, which has threads). One limit of it, the kernel's: if the node's own allocation is the
+    one that meets the limit, the kernel may take the node too, its second selection skipping the
+    dying helper before the helper's pages are uncharged; only a limit above the start-up peak
+    rules that out (the chart's values say so).
     """
     if not Path("/bin/sh").exists():
         return argv
