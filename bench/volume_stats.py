@@ -130,7 +130,7 @@ async def cancel_to_idle(volume: Path, concurrency: int, walk_for_s: float) -> d
     ``aclose()`` until it returns and until no walk thread is left."""
     collector = VolumeStatsCollector(CollectorSettings(first_answer_wait_s=0,
                                                        walk_concurrency=concurrency))
-    await collector.stats(StatsRequest("fs-bench", "fs-bench", volume))
+    await collector.figures(StatsRequest("fs-bench", "fs-bench", volume), os.statvfs(volume))
     await asyncio.sleep(walk_for_s)
     threads = [t for t in threading.enumerate() if t.name.startswith("walk:")]
     started = time.perf_counter()

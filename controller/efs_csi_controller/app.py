@@ -28,10 +28,10 @@ from efs_csi.errors import FailedPrecondition
 from efs_csi.kube import KubeEndpoint, PersistentVolumeInfo
 from efs_csi.logging import get_logger
 from efs_csi.metrics import new_registry
+from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import EfsMounter, MountCommands, Mounter
-from efs_csi.mounting.offloop import OffLoop
 from efs_csi.rpc.hook import seconds_left
 from efs_csi.rpc.server import BackgroundTask
 from efs_csi_controller.config import ControllerConfig, RootDirectories
@@ -81,7 +81,7 @@ def root_directory_remover(settings: RootDirectories,
     options: tuple[str, ...]
     if settings.mount_backend == "local":
         assert settings.local_root is not None  # __main__ refuses local without a root
-        mounter, options = LocalMounter(settings.local_root, commands, OffLoop()), ()
+        mounter, options = LocalMounter(settings.local_root, commands, BlockingCalls()), ()
     else:
         # iam: efs-utils authenticates the mount with the controller's own AWS identity, so a
         # file system policy can grant root access (ClientRootAccess) to the controller's role

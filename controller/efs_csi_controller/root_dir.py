@@ -15,7 +15,7 @@ Whether the access point is this cluster's at all is decided before, by
   cannot redirect the removal anywhere else (the descriptors still name what was checked).
 
 The removal walks a remote tree, so like every file-system call it runs in its own thread
-(``efs_csi.mounting.offloop``, never the default executor) and is time-limited: past
+(``efs_csi.mounting.blocking``, never the default executor) and is time-limited: past
 ``time_limit``, or when the caller gives up, DeleteVolume fails (DEADLINE_EXCEEDED; the
 provisioner retries), the file system root is detached lazily (the removal still walks it) and
 a retry is refused at once while that removal still runs, so two removals never race over one
@@ -35,8 +35,8 @@ from pathlib import Path, PurePosixPath
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import DeadlineExceeded
 from efs_csi.logging import get_logger
+from efs_csi.mounting.blocking import BlockingCalls, StillHung
 from efs_csi.mounting.mount import Mounter
-from efs_csi.mounting.offloop import OffLoop, StillHung
 from efs_csi_controller.shared_roots import normalise, overlap
 from efs_csi_controller.tags import BASE_PATH_TAG, is_base_path_tag_of
 
@@ -112,7 +112,7 @@ def _remove_tree(mount_root: Path, relative: PurePosixPath) -> str | None:
 
 class RootDirectoryRemover:
     def __init__(self, mounter: Mounter, *, work_dir: Path, mount_options: Sequence[str] = (),
-                 off_loop: OffLoop | None = None, time_limit: float = REMOVAL_TIME_LIMIT,
+                 blocking: BlockingCalls | None = None, time_limit: float = REMOVAL_TIME_LIMIT,
                  detach: Detach | None = None, remove_tree: RemoveTree = _remove_tree) -> None:
         """``detach`` unmounts lazily (``MountCommands.lazy_unmount``); without it a root
         still being walked is unmounted normally, which fails while the walk goes on.
@@ -123,7 +123,7 @@ class RootDirectoryRemover:
         self._detach = detach or mounter.unmount
         self._work_dir = work_dir
         self._options = tuple(mount_options)
-        self._off_loop = off_loop or OffLoop()
+        self._blocking = blocking or BlockingCalls()
         self._time_limit = time_limit
 
     async def remove(self, access_point: AccessPoint, live: Sequence[AccessPoint]) -> bool:
@@ -149,7 +149,7 @@ class RootDirectoryRemover:
             await self._mounter.mount(access_point.file_system_id, "/", target, self._options)
             mounted = True
             try:
-                reason = await self._off_loop.run(
+                reason = await self._blocking.run(
                     key, lambda: self._remove_tree(target, relative), self._time_limit)
             except StillHung:
                 raise DeadlineExceeded(

@@ -4,7 +4,8 @@
 - ``local``: the ``local`` backend (a directory per file system, real bind mounts);
 - ``commands``: ``mount``/``umount`` as child processes with time limits;
 - ``mountinfo``: the kernel's mount table (parsing is pure);
-- ``offloop``: blocking file-system calls in threads of their own, time-limited;
+- ``blocking``: blocking calls (file-system calls, a usage walk) in threads of their own,
+  time-limited;
 - ``health``: the stale-mount detector (does a mounted path still answer?).
 
 The node stages and publishes with these; the controller mounts a file system root with them to

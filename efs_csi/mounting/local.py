@@ -17,8 +17,8 @@ from pathlib import Path
 
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import Internal
+from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi.mounting.mount import MountCommands
-from efs_csi.mounting.offloop import OffLoop
 
 AccessPointLookup = Callable[[str], Awaitable[AccessPoint]]
 
@@ -88,7 +88,7 @@ def _make_root(directory: Path, uid: int, gid: int, permissions: str) -> None:
 class LocalMounter:
     root: Path
     commands: MountCommands
-    off_loop: OffLoop
+    blocking: BlockingCalls
     # None: access points cannot be used (no EFS API configured).
     describe_access_point: AccessPointLookup | None = None
 
@@ -117,7 +117,7 @@ class LocalMounter:
                                        "no such directory")
             return resolved
 
-        return await self.off_loop.run(str(source), resolve, self.commands.mount_timeout)
+        return await self.blocking.run(f"source:{source}", resolve, self.commands.mount_timeout)
 
     async def _access_point_root(self, file_system_id: str, access_point_id: str,
                                  base: Path) -> Path:
@@ -141,7 +141,7 @@ class LocalMounter:
                                        "access point has no CreationInfo")
             _make_root(directory, info.owner_uid, info.owner_gid, info.permissions)
 
-        await self.off_loop.run(str(directory), ensure, self.commands.mount_timeout)
+        await self.blocking.run(f"ensure:{directory}", ensure, self.commands.mount_timeout)
         return directory
 
     async def mount(self, file_system_id: str, path: str, target: Path,

@@ -25,25 +25,24 @@ from efs_csi.cli import serve_binary
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import FailedPrecondition
 from efs_csi.metrics import new_registry
+from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.health import PathProbe
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import BindMounts, EfsMounter, MountCommands, Mounter
 from efs_csi.mounting.mountinfo import MountTable, read_mount_table
-from efs_csi.mounting.offloop import OffLoop
 from efs_csi.rpc.server import BackgroundTask
 from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
 from efs_csi_node.locks import KeyedLocks, MountSlots
 from efs_csi_node.metrics import MeasuredMounter, NodeMetrics, VolumeCounts
 from efs_csi_node.mount_health import MountHealth
-from efs_csi_node.mount_state import MountState
+from efs_csi_node.mount_ops import MountOps
 from efs_csi_node.publishing import Publisher
 from efs_csi_node.service import NodeService, NodeServiceConfig
 from efs_csi_node.staging import Stager
 from efs_csi_node.startup_helper import StartupHelper, StartupWork
-from efs_csi_node.stats import VolumeStatsSource
-from efs_csi_node.statvfs_stats import StatvfsStats
+from efs_csi_node.stats import UsageSource, VolumeStatsSource
 from efs_csi_node.topology import zone_from_imds
 from efs_csi_node.volume_stats import VolumeStatsCollector
 from efs_csi_node.zone import NodeZone
@@ -62,27 +61,29 @@ class NodeParts:
     service: NodeService
     stager: Stager
     publisher: Publisher
-    state: MountState
-    off_loop: OffLoop
+    ops: MountOps
+    stats: VolumeStatsSource
+    blocking: BlockingCalls
 
 
 def build_node(config: NodeServiceConfig, mounter: Mounter, commands: MountCommands, *,
                zone: NodeZone, max_inflight_mounts: int = 0,
-               stat_timeout: float = STAT_TIMEOUT, off_loop: OffLoop | None = None,
+               stat_timeout: float = STAT_TIMEOUT, blocking: BlockingCalls | None = None,
                probe: PathProbe | None = None,
-               stats: VolumeStatsSource | None = None,
+               usage: UsageSource | None = None,
                read_table: Callable[[], MountTable] = read_mount_table) -> NodeParts:
-    off_loop = off_loop or OffLoop()
-    probe = probe or PathProbe(off_loop, stat_timeout)
-    state = MountState(probe, BindMounts(commands), off_loop, read_table=read_table)
+    """``usage``: where the figures of NodeGetVolumeStats come from (default: ``statvfs``)."""
+    blocking = blocking or BlockingCalls()
+    probe = probe or PathProbe(blocking, stat_timeout)
+    ops = MountOps(probe, BindMounts(commands), blocking, read_table=read_table)
     locks = KeyedLocks()
     slots = MountSlots(max_inflight_mounts)
-    stager = Stager(mounter, state, locks, slots)
-    publisher = Publisher(state, locks, slots, stager.restage_if_stale, stager.staged)
-    service = NodeService(config, stager=stager, publisher=publisher,
-                          stats=stats or StatvfsStats(off_loop, stat_timeout),
-                          probe=probe, zone=zone)
-    return NodeParts(service, stager, publisher, state, off_loop)
+    stager = Stager(mounter, ops, locks, slots)
+    publisher = Publisher(ops, locks, slots, stager.restage_if_stale, stager.staged)
+    stats = VolumeStatsSource(probe, read_table, usage)
+    service = NodeService(config, stager=stager, publisher=publisher, stats=stats, mounts=ops,
+                          zone=zone)
+    return NodeParts(service, stager, publisher, ops, stats, blocking)
 
 
 @dataclass
@@ -118,7 +119,7 @@ class LazyCloud:
 def volume_counts(parts: NodeParts) -> VolumeCounts:
     """Staged and published volumes as the mount table shows them (read at scrape time):
     a publication is a mount of the same origin as a staging mount, elsewhere."""
-    table = parts.state.table()
+    table = parts.ops.table()
     staged = [entry for entry in table.entries
               if parts.stager.staged.at(Path(entry.mount_point)) is not None]
     published = sum(1 for entry in table.entries
@@ -153,8 +154,8 @@ def start_up_tasks(config: NodeConfig) -> StartUpTasks:
                                            kube=config.kube, log_format=config.log_format,
                                            log_level=config.log_level), zone)
         work.helper_failures = helper.failures
-        work.helper_pending = helper.needed
-        if helper.needed():
+        work.helper_pending = helper.pending
+        if helper.pending():
             work.tasks.append(helper.run)
     return work
 
@@ -163,13 +164,13 @@ async def run_node(*, config: NodeConfig) -> None:
     registry = new_registry()
     node_metrics = NodeMetrics(registry)
     commands = MountCommands(CommandRunner(), config.mount_timeout, config.unmount_timeout)
-    off_loop = OffLoop()
+    blocking = BlockingCalls()
     cloud = LazyCloud(config.region)
     mounter: Mounter
     background: list[BackgroundTask] = []
     if config.mount_backend == "local":
         assert config.local_root is not None  # __main__ refuses local without a root
-        mounter = LocalMounter(config.local_root, commands, off_loop,
+        mounter = LocalMounter(config.local_root, commands, blocking,
                                cloud.describe_access_point)
     else:
         mounter = EfsMounter(commands, config.efs_utils.state_dir)
@@ -180,11 +181,11 @@ async def run_node(*, config: NodeConfig) -> None:
     # mounts the host's /var/run/efs there). The local backend has none: its series stay at 0.
     node_metrics.track_tunnels(config.efs_utils.state_dir)
     mounter = MeasuredMounter(mounter, node_metrics)
-    stats: VolumeStatsSource | None = None
+    usage: UsageSource | None = None
     if config.volume_stats is not None:
-        collector = VolumeStatsCollector(config.volume_stats, off_loop=off_loop,
+        collector = VolumeStatsCollector(config.volume_stats, blocking=blocking,
                                          observer=node_metrics)
-        stats = collector
+        usage = collector
         background.append(collector.run)  # owns the walks; closes them at stop
         node_metrics.track_walks(collector.refresh_period_s, collector.longest_walk_s)
     start_up = start_up_tasks(config)
@@ -197,10 +198,10 @@ async def run_node(*, config: NodeConfig) -> None:
                           volume_stats=config.volume_stats is not None,
                           allowed_insecure_mount_options=config.allowed_insecure_mount_options),
         mounter, commands, zone=zone, max_inflight_mounts=config.max_inflight_mount_calls,
-        stat_timeout=min(STAT_TIMEOUT, config.mount_timeout), off_loop=off_loop, stats=stats)
-    parts.state.on_stale = node_metrics.on_stale
+        stat_timeout=min(STAT_TIMEOUT, config.mount_timeout), blocking=blocking, usage=usage)
+    parts.ops.on_stale = node_metrics.on_stale
     node_metrics.track_volume_counts(lambda: volume_counts(parts))
-    health = MountHealth(parts.stager.staged, parts.state.probe, parts.state.table,
+    health = MountHealth(parts.stager.staged, parts.ops.probe, parts.ops.table,
                          period=config.mount_health_period)
     node_metrics.track_mount_health(health.snapshot)
     if config.mount_health_period > 0:

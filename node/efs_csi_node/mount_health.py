@@ -9,7 +9,7 @@ path), and the result is kept per volume for the ``efs_csi_node_volume_stale`` s
 alert.
 
 It only looks: recovery stays where it is (NodeStage and NodePublish unmount a stale mount
-lazily and mount again, ``efs_csi_node.mount_state``), because the pods' bind mounts of a dead
+lazily and mount again, ``efs_csi_node.mount_ops``), because the pods' bind mounts of a dead
 mount keep it however the staging path is repaired; the pods must be restarted, which the
 alert's runbook says.
 

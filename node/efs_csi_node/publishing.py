@@ -4,7 +4,7 @@ A publish is a bind mount of the staging path (read-only for ``readonly`` and re
 modes), so 100 pods cost 100 binds and one NFS mount. A target already mounted from the same
 staged directory in the same mode is success; from anything else, ALREADY_EXISTS. A staging
 path known to hold another volume is refused (FAILED_PRECONDITION). Paths arrive canonical
-(``MountState.resolve``), so one target never gets a second mount under another spelling.
+(``MountOps.resolve``), so one target never gets a second mount under another spelling.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from pathlib import Path
 
 from efs_csi.errors import AlreadyExists, FailedPrecondition, Internal
 from efs_csi_node.locks import KeyedLocks, MountSlots
-from efs_csi_node.mount_state import MountState
+from efs_csi_node.mount_ops import MAX_STACKED_MOUNTS, MountOps
 from efs_csi_node.staging import StagedVolumes
 
-_MAX_STACKED = 8
 Restage = Callable[[str, Path], Awaitable[None]]
 
 
@@ -32,14 +31,14 @@ class PublishRequest:
 
 @dataclass
 class Publisher:
-    state: MountState
+    ops: MountOps
     locks: KeyedLocks
     slots: MountSlots
     restage_if_stale: Restage
     staged: StagedVolumes
 
     async def publish(self, request: PublishRequest) -> None:
-        if self.state.table().at(request.staging_path) is None:
+        if self.ops.table().at(request.staging_path) is None:
             raise FailedPrecondition(f"volume {request.volume_id} is not staged at "
                                      f"staging_target_path {request.staging_path}")
         # What was staged there is known unless this process restarted since (then the CO's
@@ -50,8 +49,8 @@ class Publisher:
                                      f"{known.volume_id}, not {request.volume_id}")
         await self.restage_if_stale(request.volume_id, request.staging_path)
         async with self.locks.hold([f"path:{request.target_path}"]):
-            await self.state.clear_if_stale(request.target_path)
-            table = self.state.table()
+            await self.ops.clear_if_stale(request.target_path)
+            table = self.ops.table()
             staged = table.at(request.staging_path)
             if staged is None:
                 raise FailedPrecondition(f"volume {request.volume_id} was unstaged meanwhile")
@@ -64,17 +63,17 @@ class Publisher:
                     f"target_path {request.target_path} is already mounted "
                     + ("from another source" if not current.same_origin(staged) else
                        f"{'read-only' if current.read_only else 'read-write'}"))
-            await self.state.make_dir(request.target_path)
+            await self.ops.make_dir(request.target_path)
             async with self.slots.slot():
-                await self.state.binds.bind(request.staging_path, request.target_path,
+                await self.ops.binds.bind(request.staging_path, request.target_path,
                                             read_only=request.read_only)
 
     async def unpublish(self, target_path: Path) -> None:
         async with self.locks.hold([f"path:{target_path}"]):
-            await self.state.clear_if_stale(target_path)
-            for _ in range(_MAX_STACKED):
-                if self.state.table().at(target_path) is None:
-                    await self.state.remove_dir(target_path)
+            await self.ops.clear_if_stale(target_path)
+            for _ in range(MAX_STACKED_MOUNTS):
+                if self.ops.table().at(target_path) is None:
+                    await self.ops.remove_dir(target_path)
                     return
-                await self.state.binds.unmount(target_path)
-            raise Internal(f"{target_path} is still mounted after {_MAX_STACKED} unmounts")
+                await self.ops.binds.unmount(target_path)
+            raise Internal(f"{target_path} is still mounted after {MAX_STACKED_MOUNTS} unmounts")

@@ -25,12 +25,12 @@ from efs_csi.errors import (
     shown,
 )
 from efs_csi.logging import get_logger
-from efs_csi.mounting.health import PathProbe, PathState
 from efs_csi.rpc.hook import seconds_left
+from efs_csi_node.mount_ops import MountOps
 from efs_csi_node.mount_options import build_mount_options
 from efs_csi_node.publishing import Publisher, PublishRequest
 from efs_csi_node.staging import Stager, StageRequest
-from efs_csi_node.stats import StatsRequest, VolumeStatsSource
+from efs_csi_node.stats import VolumeStatsSource
 from efs_csi_node.zone import NodeZone, depends_on_zone
 
 _log = get_logger("node.service")
@@ -84,26 +84,18 @@ def _capability(capability: csi.VolumeCapability | None) -> csi.VolumeCapability
 
 class NodeService(csi.NodeBase):
     def __init__(self, config: NodeServiceConfig, *, stager: Stager, publisher: Publisher,
-                 stats: VolumeStatsSource, probe: PathProbe,
-                 zone: NodeZone) -> None:
+                 stats: VolumeStatsSource, mounts: MountOps, zone: NodeZone) -> None:
         self._config = config
         self._stager = stager
         self._publisher = publisher
         self._stats = stats
-        self._probe = probe
+        self._mounts = mounts
         self._zone = zone
-        # The PV's requested size per volume, from the volume context of NodeStage and
-        # NodePublish (kubelet repeats NodePublish after a plugin restart, so it comes back).
-        self._capacities: dict[str, int] = {}
-
-    def _remember_capacity(self, volume_id: str, capacity_bytes: int | None) -> None:
-        if capacity_bytes:
-            self._capacities[volume_id] = capacity_bytes
 
     async def _resolved(self, value: str, field: str) -> Path:
         """A checked path from the request, as the mount table shows it (symlinks in its
         parent resolved)."""
-        return await self._stager.state.resolve(_path(value, field))
+        return await self._mounts.resolve(_path(value, field))
 
     async def node_stage_volume(
         self, message: csi.NodeStageVolumeRequest
@@ -125,7 +117,7 @@ class NodeService(csi.NodeBase):
         staging = await self._resolved(message.staging_target_path, "staging_target_path")
         await self._stager.stage(StageRequest(message.volume_id, handle, staging,
                                               tuple(built.options)))
-        self._remember_capacity(message.volume_id, context.capacity_bytes)
+        self._stats.remember_capacity(message.volume_id, context.capacity_bytes)
         return csi.NodeStageVolumeResponse()
 
     async def node_unstage_volume(
@@ -135,7 +127,7 @@ class NodeService(csi.NodeBase):
             raise missing("volume_id")
         staging = await self._resolved(message.staging_target_path, "staging_target_path")
         await self._stager.unstage(message.volume_id, staging)
-        self._capacities.pop(message.volume_id, None)
+        self._stats.forget(message.volume_id)
         return csi.NodeUnstageVolumeResponse()
 
     async def node_publish_volume(
@@ -156,7 +148,7 @@ class NodeService(csi.NodeBase):
         staging = await self._resolved(message.staging_target_path, "staging_target_path")
         await self._publisher.publish(PublishRequest(message.volume_id, staging, target,
                                                      read_only))
-        self._remember_capacity(message.volume_id, context.capacity_bytes)
+        self._stats.remember_capacity(message.volume_id, context.capacity_bytes)
         return csi.NodePublishVolumeResponse()
 
     async def node_unpublish_volume(
@@ -184,17 +176,7 @@ class NodeService(csi.NodeBase):
         except InvalidArgument as exc:
             raise NotFound(f"volume {shown(message.volume_id)} does not exist: {exc.message}") \
                 from None
-        health = await self._probe.check(path)
-        if health.state is PathState.MISSING:
-            raise NotFound(f"volume_path {path} does not exist")
-        if health.state is PathState.STALE:
-            return csi.NodeGetVolumeStatsResponse(
-                volume_condition=csi.VolumeCondition(abnormal=True, message=health.detail))
-        if self._stager.state.table().at(path) is None:
-            raise NotFound(f"volume {message.volume_id} is not mounted at volume_path {path}")
-        figures = await self._stats.stats(StatsRequest(
-            message.volume_id, handle.file_system_id, path,
-            self._capacities.get(message.volume_id)))
+        figures = await self._stats.stats(message.volume_id, handle.file_system_id, path)
         # proto3 cannot leave ``used`` out of an entry (kubelet reads a missing one as 0), so
         # a unit whose use is not measured yet gets no entry: the usage list may be empty,
         # which the CSI spec allows and kubelet takes as "no figures for this volume yet".

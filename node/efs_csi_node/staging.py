@@ -2,9 +2,10 @@
 
 Staged volumes are remembered (volume, handle, mount options) so a stale staging mount can be
 remounted when a pod is published, and so a publish can check which volume a staging path
-holds. (The requested size NodeGetVolumeStats reports is kept by the node service, from the
-volume context.) After a restart the memory is empty: a mount found at a staging path is
-adopted as it is (the mount table is the truth; nothing is mounted twice).
+holds. (The requested size NodeGetVolumeStats reports is kept by its source,
+``efs_csi_node.stats``, from the volume context.) After a restart the memory is empty: a mount
+found at a staging path is adopted as it is (the mount table is the truth; nothing is mounted
+twice).
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from efs_csi.errors import AlreadyExists, FailedPrecondition, Internal
 from efs_csi.logging import get_logger
 from efs_csi.mounting.mount import Mounter
 from efs_csi_node.locks import KeyedLocks, MountSlots
-from efs_csi_node.mount_state import MountState
+from efs_csi_node.mount_ops import MAX_STACKED_MOUNTS, MountOps
 
 _log = get_logger("node.staging")
-_MAX_STACKED = 8
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def staging_keys(volume_id: str, path: Path) -> list[str]:
 @dataclass
 class Stager:
     mounter: Mounter
-    state: MountState
+    ops: MountOps
     locks: KeyedLocks
     slots: MountSlots
     staged: StagedVolumes = field(default_factory=StagedVolumes)
@@ -66,8 +66,8 @@ class Stager:
             if known is not None and known.volume_id != request.volume_id:
                 raise AlreadyExists(f"staging_target_path {request.staging_path} holds "
                                     f"volume {known.volume_id}")
-            await self.state.clear_if_stale(request.staging_path)
-            if self.state.table().at(request.staging_path) is not None:
+            await self.ops.clear_if_stale(request.staging_path)
+            if self.ops.table().at(request.staging_path) is not None:
                 if known is not None and known.options != request.options:
                     raise AlreadyExists(f"volume {request.volume_id} is staged with options "
                                         f"{','.join(known.options)!r}, not "
@@ -77,7 +77,7 @@ class Stager:
             await self._mount(request)
 
     async def _mount(self, request: StageRequest) -> None:
-        await self.state.make_dir(request.staging_path)
+        await self.ops.make_dir(request.staging_path)
         async with self.slots.slot():
             await self.mounter.mount(request.handle.file_system_id, request.handle.path,
                                      request.staging_path, request.options)
@@ -87,7 +87,7 @@ class Stager:
     async def restage_if_stale(self, volume_id: str, staging_path: Path) -> None:
         """Remount a staging path that stopped answering (called before publishing)."""
         async with self.locks.hold(staging_keys(volume_id, staging_path)):
-            if not await self.state.clear_if_stale(staging_path):
+            if not await self.ops.clear_if_stale(staging_path):
                 return
             known = self.staged.at(staging_path)
             if known is None:
@@ -97,12 +97,12 @@ class Stager:
 
     async def unstage(self, volume_id: str, staging_path: Path) -> None:
         async with self.locks.hold(staging_keys(volume_id, staging_path)):
-            await self.state.clear_if_stale(staging_path)
-            for _ in range(_MAX_STACKED):
-                if self.state.table().at(staging_path) is None:
+            await self.ops.clear_if_stale(staging_path)
+            for _ in range(MAX_STACKED_MOUNTS):
+                if self.ops.table().at(staging_path) is None:
                     self.staged.remove(staging_path)
                     _log.info("unstaged", volume_id=volume_id, path=str(staging_path))
                     return
                 async with self.slots.slot():
                     await self.mounter.unmount(staging_path)
-            raise Internal(f"{staging_path} is still mounted after {_MAX_STACKED} unmounts")
+            raise Internal(f"{staging_path} is still mounted after {MAX_STACKED_MOUNTS} unmounts")

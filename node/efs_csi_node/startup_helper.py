@@ -13,6 +13,17 @@ the container's memory limit), or an exit before the work is done raises: the ca
 (asking only for what is still missing). When the node stops, the task is cancelled: the child
 is terminated, killed if it does not exit within ``stop_timeout``, and reaped, so a stopped node
 leaves no child behind.
+
+The node's start-up, room by room (why a child at all: ``startup_work``'s docstring)::
+
+    node process (long-lived)                        child process (once the node serves)
+
+    app.start_up_tasks
+     |- topology.zone_from_imds ---------> zone.NodeZone <-- NodeGetInfo, NodeStage wait on it
+     '- startup_helper.StartupHelper ---------^  (the label, or a failure's cause)
+          starts the child, reads its JSON lines <------ startup_work.work
+                                                           |- topology.zone_label: {"zone"}
+                                                           '- taint.TaintRemover: {"taint_removed"}
 """
 
 from __future__ import annotations
@@ -75,7 +86,10 @@ def as_oom_victim(argv: list[str]) -> list[str]:
     own. It is set by a shell that then ``exec``s the interpreter (same pid), so the helper is
     the victim from its first allocation, before Python has started (setting it from Python
     would leave the interpreter's own start-up unprotected; a ``preexec_fn`` is unsafe in the
-    node, which has threads).
+    node, which has threads). One limit of it, the kernel's: if the node's own allocation is the
+    one that meets the limit, the kernel may take the node too, its second selection skipping the
+    dying helper before the helper's pages are uncharged; only a limit above the start-up peak
+    rules that out (the chart's values say so).
     """
     if not Path("/bin/sh").exists():
         return argv
@@ -111,8 +125,9 @@ class StartupHelper:
         self.pid: int | None = None  # the running child's (tests watch it)
         self.started = asyncio.Event()  # set once a child has been started
 
-    def needed(self) -> bool:
-        """Whether there is anything left for a child to do."""
+    def pending(self) -> bool:
+        """Whether work is left for a child (the zone label, the taint): the
+        ``efs_csi_node_startup_helper_pending`` gauge."""
         return self._wants_label() or not self._taint_done
 
     def _wants_label(self) -> bool:
@@ -120,7 +135,7 @@ class StartupHelper:
 
     async def run(self) -> None:
         zone_label = self._wants_label()
-        if not self.needed():
+        if not self.pending():
             return
         argv = helper_arguments(self._work, zone_label=zone_label,
                                 remove_taint=not self._taint_done)

@@ -1,14 +1,27 @@
-"""How NodeGetVolumeStats gets its figures: the ``VolumeStatsSource`` protocol.
+"""NodeGetVolumeStats's one path: ``VolumeStatsSource``.
 
-The node service asks a source; the composition root chooses it (``statvfs`` alone, or the
-rate-limited background collector of ``efs_csi_node.volume_stats`` when ``--vol-metrics-opt-in``).
+It probes the volume's mount once (one ``statvfs`` through the stale-mount detector,
+``efs_csi.mounting.health``): a missing path, or one nothing is mounted at, is NOT_FOUND; a
+stale or hung mount is answered with an abnormal condition and no figures; a healthy one gets
+its figures from a ``UsageSource``: the file system's own (``FileSystemUsage``, the default), or
+the rate-limited background collector of ``efs_csi_node.volume_stats`` (``--vol-metrics-opt-in``).
+
+It also keeps each volume's requested size (the PV's ``capacityBytes``, from the volume context
+of NodeStage and NodePublish: kubelet repeats NodePublish after a plugin restart, so it comes
+back), which both usage sources report as the total.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from efs_csi.errors import NotFound
+from efs_csi.mounting.health import PathProbe, PathState
+from efs_csi.mounting.mountinfo import MountTable
 
 
 @dataclass(frozen=True)
@@ -34,7 +47,64 @@ class VolumeStats:
     abnormal: bool = False
     message: str = ""
 
+    @classmethod
+    def unhealthy(cls, message: str) -> VolumeStats:
+        return cls(None, None, None, None, None, None, abnormal=True, message=message)
 
-class VolumeStatsSource(Protocol):
-    async def stats(self, request: StatsRequest) -> VolumeStats:
-        """Answer promptly: never wait on a slow file system walk beyond a short bound."""
+
+class UsageSource(Protocol):
+    async def figures(self, request: StatsRequest, fs: os.statvfs_result) -> VolumeStats:
+        """The figures of a healthy volume whose file system answered ``fs``. Answer promptly:
+        never wait on a slow file system walk beyond a short bound."""
+
+
+class FileSystemUsage:
+    """The figures of ``statvfs`` alone (when the usage collector is off).
+
+    EFS reports an effectively unbounded file system (8 EiB), so when the PV's requested size
+    is known it is reported as the total, with what is used counted against it. The used figure
+    is the whole file system's, not the volume's directory: walking the tree is the collector's
+    job.
+    """
+
+    async def figures(self, request: StatsRequest, fs: os.statvfs_result) -> VolumeStats:
+        block = fs.f_frsize or fs.f_bsize
+        used = (fs.f_blocks - fs.f_bfree) * block
+        total = fs.f_blocks * block
+        available = fs.f_bavail * block
+        if request.capacity_bytes:
+            total = request.capacity_bytes
+            available = max(total - used, 0)
+        return VolumeStats(
+            used_bytes=used, total_bytes=total, available_bytes=available,
+            used_inodes=fs.f_files - fs.f_ffree, total_inodes=fs.f_files,
+            available_inodes=fs.f_favail)
+
+
+class VolumeStatsSource:
+    def __init__(self, probe: PathProbe, read_table: Callable[[], MountTable],
+                 usage: UsageSource | None = None) -> None:
+        self._probe = probe
+        self._read_table = read_table
+        self._usage = usage or FileSystemUsage()
+        self._capacities: dict[str, int] = {}
+
+    def remember_capacity(self, volume_id: str, capacity_bytes: int | None) -> None:
+        if capacity_bytes:
+            self._capacities[volume_id] = capacity_bytes
+
+    def forget(self, volume_id: str) -> None:
+        self._capacities.pop(volume_id, None)
+
+    async def stats(self, volume_id: str, file_system_id: str, path: Path) -> VolumeStats:
+        health, fs = await self._probe.measure(path)
+        if health.state is PathState.MISSING:
+            raise NotFound(f"volume_path {path} does not exist")
+        if health.state is PathState.STALE:
+            return VolumeStats.unhealthy(health.condition)
+        # procfs never blocks on a remote server, so this read stays on the loop.
+        if self._read_table().at(path) is None:
+            raise NotFound(f"volume {volume_id} is not mounted at volume_path {path}")
+        assert fs is not None  # a healthy probe has its figures
+        return await self._usage.figures(
+            StatsRequest(volume_id, file_system_id, path, self._capacities.get(volume_id)), fs)

@@ -1,12 +1,13 @@
-"""The rate-limited volume-usage collector behind NodeGetVolumeStats (``--vol-metrics-opt-in``).
+"""The rate-limited volume-usage collector behind NodeGetVolumeStats (``--vol-metrics-opt-in``):
+a ``UsageSource`` of ``efs_csi_node.stats``, asked once the mount has answered.
 
-``VolumeStatsCollector.stats`` answers from a per-volume cache. A missing entry, or one older
+``VolumeStatsCollector.figures`` answers from a per-volume cache. A missing entry, or one older
 than the refresh period, schedules a background walk. A volume never measured waits up to
 ``first_answer_wait_s`` for that walk (a small volume is measured by then); past it, the answer
 has no usage figures at all rather than a ``used`` of 0 that was never measured. Later calls
 answer at once with the previous figures while a refresh runs. Walks run in daemon threads of
-their own (never the default executor; daemon so a walk stuck on a dead server never blocks
-process exit), each with up to ``walk_concurrency`` operations in flight
+their own (``efs_csi.mounting.blocking``: never the default executor; daemon so a walk stuck on
+a dead server never blocks process exit), each with up to ``walk_concurrency`` operations in flight
 (``--vol-metrics-walk-concurrency``), at most ``--vol-metrics-fs-rate-limit`` walks at once per
 file system, each file system with its own limit so one slow file system never delays another;
 at most one walk per volume runs at a time, and a failed walk is retried with exponential
@@ -17,12 +18,10 @@ squashing makes another uid's 700 directories) is a measured figure, not a failu
 and refreshed on the same schedule as any other, and the volume condition's message (normal,
 not abnormal) says how many entries it leaves out.
 
-The mount itself is checked on every call with a ``statvfs`` through ``efs_csi.mounting.offloop``
-(time-limited, and not repeated on a path while an earlier one is still hung): a stale handle,
-an I/O error or no answer gives VOLUME_CONDITION abnormal with the reason.
-
-Capacity is the PV's requested size when the node knows it, else ``statvfs``, except that NFS's
-"unlimited" (~8 EiB) is reported as unknown rather than as a real size.
+The mount itself is checked before the collector is asked (``efs_csi_node.stats``: one
+``statvfs``, time-limited, whose figures it is given). Capacity is the PV's requested size when
+the node knows it, else that ``statvfs``'s, except that NFS's "unlimited" (~8 EiB) is reported
+as unknown rather than as a real size.
 
 The collector owns its tasks and threads: cancelling a walk's task (``run`` ending, or
 ``aclose``) tells that walk's threads to stop and waits, up to ``stop_grace_s``, until they have.
@@ -31,8 +30,6 @@ The collector owns its tasks and threads: cancelling a walk's task (``run`` endi
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import os
 import random
 import threading
@@ -42,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from efs_csi.errors import NotFound, Unavailable
+from efs_csi.errors import Unavailable
 from efs_csi.logging import get_logger
-from efs_csi.mounting.offloop import OffLoop
+from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi_node.stats import StatsRequest, VolumeStats
 from efs_csi_node.usage_walk import DEFAULT_WALK_CONCURRENCY, Usage, WalkCancelled, measure_usage
 
@@ -80,7 +77,6 @@ class CollectorSettings:
     walk_concurrency: int = DEFAULT_WALK_CONCURRENCY
     # How long a volume never measured waits for its first walk before answering without usage.
     first_answer_wait_s: float = 2.0
-    probe_timeout_s: float = 2.0
     retry_base_s: float = 30.0
     retry_max_s: float = 3600.0
     # How long a cancelled walk is given to stop its threads (one call each) before we move on.
@@ -88,75 +84,18 @@ class CollectorSettings:
 
 
 Walker = Callable[[Path, threading.Event], Usage]
-StatVfs = Callable[[Path], os.statvfs_result]
-
-
-def _default_statvfs(path: Path) -> os.statvfs_result:
-    return os.statvfs(path)
-
-
-async def _in_daemon_thread(name: str, function: Callable[[], Usage], stop: threading.Event,
-                            grace_s: float) -> Usage:
-    """Run ``function`` in a new daemon thread and await its result.
-
-    Cancelled, it sets ``stop`` and waits up to ``grace_s`` for the thread to return, so a
-    cancelled walk leaves no thread behind unless a call of its hangs in the kernel.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Usage] = loop.create_future()
-
-    def deliver(result: Usage | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            assert result is not None
-            future.set_result(result)
-
-    def work() -> None:
-        try:
-            result, error = function(), None
-        except BaseException as exc:  # handed to the awaiting task
-            result, error = None, exc
-        if not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed in between
-                loop.call_soon_threadsafe(deliver, result, error)
-
-    thread = threading.Thread(target=work, name=name, daemon=True)
-    thread.start()
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        stop.set()
-        # Whenever it ends, its outcome (WalkCancelled, most likely) is nobody's concern now.
-        future.add_done_callback(lambda done: done.cancelled() or done.exception())
-        deadline = loop.time() + grace_s
-        await asyncio.wait({future}, timeout=grace_s)
-        # The result is handed over just before the thread returns: see it gone too.
-        while thread.is_alive() and loop.time() < deadline:  # noqa: ASYNC110 - no event to await
-            await asyncio.sleep(0.001)
-        raise
-
-
-def _condition(exc: OSError) -> str:
-    reason = {errno.ESTALE: "stale file handle", errno.EIO: "I/O error",
-              errno.ENOTCONN: "transport endpoint not connected"}.get(exc.errno or 0)
-    return f"volume mount is unhealthy: {reason or exc.strerror or type(exc).__name__}"
 
 
 class VolumeStatsCollector:
-    """``efs_csi_node.stats.VolumeStatsSource`` with cached, rate-limited background walks."""
+    """``efs_csi_node.stats.UsageSource`` with cached, rate-limited background walks."""
 
-    def __init__(self, settings: CollectorSettings, *, off_loop: OffLoop | None = None,
+    def __init__(self, settings: CollectorSettings, *, blocking: BlockingCalls | None = None,
                  observer: WalkObserver | None = None, walker: Walker | None = None,
-                 statvfs: StatVfs = _default_statvfs,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
-        self._off_loop = off_loop or OffLoop()
+        self._blocking = blocking or BlockingCalls()
         self._observer = observer
         self._walker = walker or self._measure
-        self._statvfs = statvfs
         self._clock = clock
         self._volumes: dict[str, _Volume] = {}
         self._last_sweep = clock()
@@ -168,7 +107,7 @@ class VolumeStatsCollector:
     def _measure(self, path: Path, stop: threading.Event) -> Usage:
         return measure_usage(path, stop=stop, concurrency=self._settings.walk_concurrency)
 
-    async def stats(self, request: StatsRequest) -> VolumeStats:
+    async def figures(self, request: StatsRequest, fs: os.statvfs_result) -> VolumeStats:
         if self._closed:
             raise Unavailable("node plugin is shutting down")
         self._sweep()
@@ -181,19 +120,7 @@ class VolumeStatsCollector:
             # Cancelling this call leaves the walk to the collector (asyncio.wait never
             # cancels what it waits for).
             await asyncio.wait({first_walk}, timeout=self._settings.first_answer_wait_s)
-        usage = volume.usage
-        try:
-            fs = await self._off_loop.run(f"statvfs:{request.volume_path}",
-                                          lambda: self._statvfs(request.volume_path),
-                                          self._settings.probe_timeout_s)
-        except FileNotFoundError:
-            raise NotFound(f"volume path {request.volume_path} does not exist") from None
-        except TimeoutError:  # before OSError, of which it is a subclass
-            return self._answer(request, usage, None,
-                                abnormal="volume mount is not answering (statvfs timed out)")
-        except OSError as exc:
-            return self._answer(request, usage, None, abnormal=_condition(exc))
-        return self._answer(request, usage, fs, abnormal="")
+        return _answer(request, volume.usage, fs)
 
     async def wait_idle(self) -> None:
         """Wait until no walk is scheduled or running (tests and benchmarks)."""
@@ -275,10 +202,11 @@ class VolumeStatsCollector:
         try:
             async with slots:
                 started = volume.walk_started = self._clock()
-                usage = await _in_daemon_thread(
+                # No time limit: a walk takes what its volume takes, and stops when told.
+                usage = await self._blocking.run(
                     f"walk:{request.volume_id}",
-                    lambda: self._walker(request.volume_path, stop), stop,
-                    self._settings.stop_grace_s)
+                    lambda: self._walker(request.volume_path, stop), None,
+                    stop=stop, grace_s=self._settings.stop_grace_s)
             volume.usage, volume.measured_at, volume.failures = usage, self._clock(), 0
             ok, unreadable = True, usage.unreadable
             if usage.approximate:
@@ -303,26 +231,24 @@ class VolumeStatsCollector:
             if self._observer is not None:
                 self._observer.observe_walk(self._clock() - started, ok, unreadable)
 
-    def _answer(self, request: StatsRequest, usage: Usage | None,
-                fs: os.statvfs_result | None, *, abnormal: str) -> VolumeStats:
-        total_bytes = request.capacity_bytes
-        total_inodes: int | None = None
-        available_inodes: int | None = None
-        available_bytes: int | None = None
-        if fs is not None:
-            if total_bytes is None and fs.f_blocks * fs.f_frsize < _IMPLAUSIBLE_SIZE:
-                total_bytes = fs.f_blocks * fs.f_frsize
-                available_bytes = fs.f_bavail * fs.f_frsize
-            if 0 < fs.f_files < _IMPLAUSIBLE_SIZE:
-                total_inodes, available_inodes = fs.f_files, fs.f_favail
-        used_bytes = usage.used_bytes if usage else None
-        used_inodes = usage.used_inodes if usage else None
-        if request.capacity_bytes is not None and used_bytes is not None:
-            available_bytes = max(request.capacity_bytes - used_bytes, 0)
-        return VolumeStats(used_bytes=used_bytes, total_bytes=total_bytes,
-                           available_bytes=available_bytes, used_inodes=used_inodes,
-                           total_inodes=total_inodes, available_inodes=available_inodes,
-                           abnormal=bool(abnormal), message=abnormal or partial_note(usage))
+def _answer(request: StatsRequest, usage: Usage | None, fs: os.statvfs_result) -> VolumeStats:
+    total_bytes = request.capacity_bytes
+    total_inodes: int | None = None
+    available_inodes: int | None = None
+    available_bytes: int | None = None
+    if total_bytes is None and fs.f_blocks * fs.f_frsize < _IMPLAUSIBLE_SIZE:
+        total_bytes = fs.f_blocks * fs.f_frsize
+        available_bytes = fs.f_bavail * fs.f_frsize
+    if 0 < fs.f_files < _IMPLAUSIBLE_SIZE:
+        total_inodes, available_inodes = fs.f_files, fs.f_favail
+    used_bytes = usage.used_bytes if usage else None
+    used_inodes = usage.used_inodes if usage else None
+    if request.capacity_bytes is not None and used_bytes is not None:
+        available_bytes = max(request.capacity_bytes - used_bytes, 0)
+    return VolumeStats(used_bytes=used_bytes, total_bytes=total_bytes,
+                       available_bytes=available_bytes, used_inodes=used_inodes,
+                       total_inodes=total_inodes, available_inodes=available_inodes,
+                       message=partial_note(usage))
 
 
 def partial_note(usage: Usage | None) -> str:

@@ -22,10 +22,10 @@ from efs_csi import csi
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.errors import PermissionDenied
 from efs_csi.kube import PersistentVolumeInfo
+from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import MountCommands
-from efs_csi.mounting.offloop import OffLoop
 from efs_csi.rpc.hook import InFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
@@ -78,7 +78,7 @@ async def lab(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[L
         require_root()  # the deletions that do happen remove directories through bind mounts
         (tmp_path / "efs" / FS).mkdir(parents=True)
         mounter = LocalMounter(tmp_path / "efs", MountCommands(CommandRunner(), 30, 30),
-                               OffLoop())
+                               BlockingCalls())
         root_dirs = RootDirectoryRemover(mounter, work_dir=tmp_path / "work")
     provisioner = Provisioner(clouds=cloud,
                               allocator=GidAllocator(access_point_limit=100), kube=kube,

@@ -14,10 +14,10 @@ from structlog.testing import capture_logs
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.errors import DeadlineExceeded, PermissionDenied
 from efs_csi.kube import PersistentVolumeInfo
+from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import MountCommands
-from efs_csi.mounting.offloop import OffLoop
 from efs_csi_controller import root_dir
 from efs_csi_controller.app import ROOT_MOUNT_OPTIONS, root_directory_remover
 from efs_csi_controller.config import RootDirectories
@@ -52,7 +52,7 @@ def setup(tmp_path: Path, *, mounts: bool = True, kube: FakeKube | None = None,
     fs_dir = root / FS
     fs_dir.mkdir(parents=True)
     work = tmp_path / "work"
-    mounter = LocalMounter(root, MountCommands(CommandRunner(), 30, 30), OffLoop())
+    mounter = LocalMounter(root, MountCommands(CommandRunner(), 30, 30), BlockingCalls())
     cloud = cloud or FakeCloud(FS)
     provisioner = Provisioner(
         clouds=cloud, allocator=GidAllocator(access_point_limit=100),
@@ -237,7 +237,7 @@ async def test_the_access_point_is_gone_before_its_directory_is_touched(tmp_path
         return _remove_tree(mount_root, relative)
 
     remover = RootDirectoryRemover(LocalMounter(root, MountCommands(CommandRunner(), 30, 30),
-                                                OffLoop()), work_dir=work,
+                                                BlockingCalls()), work_dir=work,
                                    remove_tree=remove_after_looking)
     provisioner = Provisioner(
         clouds=cloud, allocator=GidAllocator(access_point_limit=100),
@@ -360,7 +360,7 @@ async def test_removal_is_time_bounded_off_the_default_executor_and_never_double
             returned.set()
 
     cloud = FakeCloud(FS)
-    remover = RootDirectoryRemover(LocalMounter(root, commands, OffLoop()), work_dir=work,
+    remover = RootDirectoryRemover(LocalMounter(root, commands, BlockingCalls()), work_dir=work,
                                    time_limit=0.3, detach=commands.lazy_unmount,
                                    remove_tree=blocking_remove)
     provisioner = Provisioner(
@@ -375,7 +375,7 @@ async def test_removal_is_time_bounded_off_the_default_executor_and_never_double
         assert no_mounts_left(work)  # detached lazily although the walk goes on
         with pytest.raises(DeadlineExceeded, match="still running"):
             await provisioner.delete(volume_id, {})
-        assert len(threads) == 1 and threads[0].startswith("offloop:")  # its own thread
+        assert len(threads) == 1 and threads[0].startswith("rmtree:")  # its own thread
     finally:
         release.set()
     assert await asyncio.to_thread(returned.wait, 30)  # the abandoned walk has returned

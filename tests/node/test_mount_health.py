@@ -3,15 +3,13 @@
 once it is mounted anew, gone once unstaged; a hung check blocks nothing.
 
 The kernel is the fake mount table here and the stat answers like a dead NFS server on chosen
-paths (a bind mount cannot go stale on cue); tests/alerts makes a real mount stale (a FUSE
-server killed under a real bind mount) against the real node binary.
+paths (``tests.support.fakes.dead_server``: a bind mount cannot go stale on cue); tests/alerts
+makes a real mount stale (a FUSE server killed under a real bind mount) against the real node
+binary.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from efs_csi.rpc.hook import InFlight, instrument
 from efs_csi_node.metrics import NodeMetrics
 from efs_csi_node.mount_health import MountHealth, VolumeHealth
 from testbed.csi_builders import stage_request
+from tests.support.fakes.dead_server import DeadServer
 from tests.support.fakes.mounts import FakeMountTable
 from tests.support.node import fake_parts
 from tests.support.scrape import MetricsServer, scrape, value
@@ -30,30 +29,13 @@ FS = "fs-0123456789abcdef0"
 OTHER_FS = "fs-00000000000000abc"
 
 
-class DeadServer:
-    """``stat`` as a dead NFS server answers it on ``stale`` paths (ESTALE), or never on
-    ``hung`` ones (until released); real elsewhere."""
-
-    def __init__(self) -> None:
-        self.stale: set[str] = set()
-        self.hung: set[str] = set()
-        self.release = threading.Event()
-
-    def __call__(self, path: str) -> os.stat_result:
-        if path in self.stale:
-            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), path)
-        if path in self.hung:
-            self.release.wait(30)
-        return os.stat(path)
-
-
 @pytest.mark.asyncio
 async def test_a_stale_volume_is_reported_until_mounted_again_and_forgotten_when_unstaged(
         tmp_path: Path, metrics_server: MetricsServer) -> None:
     registry, port, _ = metrics_server
     table, dead = FakeMountTable(), DeadServer()
-    parts = fake_parts(table, stat=dead)
-    health = MountHealth(parts.stager.staged, parts.state.probe, table.read_table)
+    parts = fake_parts(table, dead=dead)
+    health = MountHealth(parts.stager.staged, parts.ops.probe, table.read_table)
     NodeMetrics(registry).track_mount_health(health.snapshot)
     sick, well = tmp_path / "sick", tmp_path / "well"
     try:
@@ -96,8 +78,8 @@ async def test_a_stale_volume_is_reported_until_mounted_again_and_forgotten_when
 @pytest.mark.asyncio
 async def test_a_hung_mount_is_stale_and_does_not_hold_up_the_others(tmp_path: Path) -> None:
     table, dead = FakeMountTable(), DeadServer()
-    parts = fake_parts(table, stat=dead)  # the probe's time limit: 0.5 s
-    health = MountHealth(parts.stager.staged, parts.state.probe, table.read_table)
+    parts = fake_parts(table, dead=dead)  # the probe's time limit: 0.5 s
+    health = MountHealth(parts.stager.staged, parts.ops.probe, table.read_table)
     hung, well = tmp_path / "hung", tmp_path / "well"
     try:
         async with ChannelFor([instrument(parts.service, InFlight())]) as channel:

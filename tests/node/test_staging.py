@@ -6,8 +6,6 @@ tests/node/test_staging_after_restart.py."""
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from grpclib.testing import ChannelFor
 from efs_csi import csi
 from efs_csi.rpc.hook import InFlight, instrument
 from testbed.csi_builders import stage_request
+from tests.support.fakes.dead_server import DeadServer
 from tests.support.fakes.mounts import FakeMountTable
 from tests.support.node import FS_ID, FakeNode, fake_parts
 
@@ -100,29 +99,16 @@ async def test_unstage_peels_stacked_mounts_and_is_idempotent(fake_node: FakeNod
     assert fake_node.parts.stager.staged.at(staging) is None
 
 
-class StaleOnce:
-    """A stat that answers ESTALE once for a chosen path, as a dead NFS server does."""
-
-    def __init__(self) -> None:
-        self.stale: set[str] = set()
-
-    def __call__(self, path: str) -> os.stat_result:
-        if path in self.stale:
-            self.stale.discard(path)
-            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), path)
-        return os.stat(path)
-
-
 @pytest.mark.asyncio
 async def test_a_stale_staging_mount_is_detached_lazily_then_mounted_again(
         tmp_path: Path) -> None:
-    table, stale = FakeMountTable(), StaleOnce()
-    parts = fake_parts(table, stat=stale)
+    table, dead = FakeMountTable(), DeadServer(heals=True)
+    parts = fake_parts(table, dead=dead)
     staging = tmp_path / "staging"
     async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
         stub = csi.NodeStub(channel)
         await stub.node_stage_volume(stage_request(HANDLE, staging))
-        stale.stale.add(str(staging))
+        dead.stale.add(str(staging))
         await stub.node_stage_volume(stage_request(HANDLE, staging))
     assert [" ".join(argv[:2]) for argv in table.commands] == [
         "mount -t", "umount -l", "mount -t"]

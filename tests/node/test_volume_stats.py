@@ -1,5 +1,6 @@
-"""The volume-usage collector: caching, rate limits, retries, conditions and lifecycle. (The
-walk itself: tests/node/test_usage_walk.py.)"""
+"""The volume-usage collector: caching, rate limits, retries, capacity and lifecycle. (The walk
+itself: tests/node/test_usage_walk.py; the mount's probe and condition before it is asked:
+tests/node/test_stats.py.)"""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from efs_csi.errors import NotFound, Unavailable
-from efs_csi_node.stats import StatsRequest
+from efs_csi.errors import Unavailable
+from efs_csi_node.stats import StatsRequest, VolumeStats
 from efs_csi_node.usage_walk import Usage, WalkCancelled
 from efs_csi_node.volume_stats import CollectorSettings, VolumeStatsCollector
 from tests.support.du import du
@@ -106,6 +107,13 @@ def request(tmp_path: Path, fs: str, volume: str, capacity: int | None = None) -
                         capacity_bytes=capacity)
 
 
+async def ask(collector: VolumeStatsCollector, req: StatsRequest,
+              fs: os.statvfs_result | None = None) -> VolumeStats:
+    """The collector's figures for a volume whose mount answered ``fs`` (its real ``statvfs``
+    unless given): what ``efs_csi_node.stats.VolumeStatsSource`` asks once the probe passed."""
+    return await collector.figures(req, fs or os.statvfs(req.volume_path))
+
+
 async def wait_for(condition: Callable[[], bool]) -> None:
     while not condition():  # noqa: ASYNC110 - the condition is set by a worker thread
         await asyncio.sleep(0.01)
@@ -119,13 +127,13 @@ async def test_first_call_waits_briefly_and_answers_a_small_volume_for_real(
     collector = make_collector(settings=CollectorSettings(first_answer_wait_s=30))
     req = request(tmp_path, FS_A, "vol1", capacity=10 << 20)
     (req.volume_path / "data").write_bytes(os.urandom(1 << 20))
-    first = await collector.stats(req)
+    first = await ask(collector, req)
     assert first.used_bytes == du(req.volume_path, "-B1")
     assert first.used_inodes == 2
     assert first.total_bytes == 10 << 20
     assert first.available_bytes == (10 << 20) - first.used_bytes
     assert collector.queue_depth == 0  # measured once, not again on the next call
-    again = await collector.stats(req)
+    again = await ask(collector, req)
     # The cached walk's figures (statvfs's free inodes move with whatever else writes to this
     # machine's file system meanwhile).
     assert (again.used_bytes, again.used_inodes) == (first.used_bytes, first.used_inodes)
@@ -139,14 +147,14 @@ async def test_a_volume_not_measured_yet_has_no_used_figure(
     collector = make_collector(walker=walker, settings=CollectorSettings(
         first_answer_wait_s=0.05))
     req = request(tmp_path, FS_A, "vol1", capacity=10 << 20)
-    first = await collector.stats(req)
+    first = await ask(collector, req)
     assert walker.running_now(FS_A) == 1
     assert first.used_bytes is None and first.used_inodes is None
     assert first.available_bytes is None  # not capacity - 0: nothing was measured
     assert first.total_bytes == 10 << 20 and not first.abnormal
     walker.gate.set()
     await collector.wait_idle()
-    measured = await collector.stats(req)
+    measured = await ask(collector, req)
     assert measured.used_bytes == 4096 and measured.available_bytes == (10 << 20) - 4096
 
 
@@ -159,10 +167,10 @@ async def test_rate_limits_per_file_system_and_one_walk_per_volume(
     collector = make_collector(walker=walker, observer=recorder)
     a_requests = [request(tmp_path, FS_A, f"v{i}") for i in range(5)]
     for req in a_requests * 3:  # repeated calls for the same volume add no walk
-        assert (await collector.stats(req)).used_bytes is None
+        assert (await ask(collector, req)).used_bytes is None
     await wait_for(lambda: walker.running_now(FS_A) == 2)
     # File system B is not held up by A's full pool.
-    await collector.stats(request(tmp_path, FS_B, "v0"))
+    await ask(collector, request(tmp_path, FS_B, "v0"))
     await wait_for(lambda: walker.running_now(FS_B) == 1)
     assert collector.queue_depth == 6
     walker.gate.set()
@@ -171,7 +179,7 @@ async def test_rate_limits_per_file_system_and_one_walk_per_volume(
     assert walker.peak[FS_A] == 2
     assert max(recorder.depths) == 6 and recorder.depths[-1] == 0
     assert recorder.walks == [True] * 6
-    assert (await collector.stats(a_requests[0])).used_bytes == 4096
+    assert (await ask(collector, a_requests[0])).used_bytes == 4096
 
 
 @pytest.mark.asyncio
@@ -183,14 +191,14 @@ async def test_stale_figures_are_served_while_a_refresh_runs(
     walker.gate.set()
     collector = make_collector(walker=walker, clock=clock)
     req = request(tmp_path, FS_A, "v")
-    await collector.stats(req)
+    await ask(collector, req)
     await collector.wait_idle()
     clock.now += 599
-    assert (await collector.stats(req)).used_bytes == 4096
+    assert (await ask(collector, req)).used_bytes == 4096
     assert collector.queue_depth == 0 and len(walker.calls) == 1
     clock.now += 2
     walker.gate.clear()
-    assert (await collector.stats(req)).used_bytes == 4096  # old figure, at once
+    assert (await ask(collector, req)).used_bytes == 4096  # old figure, at once
     assert collector.queue_depth == 1
     walker.gate.set()
     await collector.wait_idle()
@@ -207,83 +215,44 @@ async def test_failed_walk_is_retried_after_backoff(
     walker.fail_next = 2
     collector = make_collector(walker=walker, clock=clock)
     req = request(tmp_path, FS_A, "v")
-    await collector.stats(req)
+    await ask(collector, req)
     await collector.wait_idle()
-    await collector.stats(req)
+    await ask(collector, req)
     assert collector.queue_depth == 0  # backing off: no walk on every call
     clock.now += 31  # first retry within 30 s (jittered 15..30)
-    await collector.stats(req)
+    await ask(collector, req)
     await collector.wait_idle()
     assert len(walker.calls) == 2
     clock.now += 29  # second backoff is 30..60 s: still waiting
-    await collector.stats(req)
+    await ask(collector, req)
     assert collector.queue_depth == 0
     clock.now += 32  # past 60 s, however the jitter fell
-    await collector.stats(req)
+    await ask(collector, req)
     await collector.wait_idle()
     assert len(walker.calls) == 3
-    assert (await collector.stats(req)).used_bytes == 4096
+    assert (await ask(collector, req)).used_bytes == 4096
 
 
-def fake_statvfs(blocks: int, files: int) -> Callable[[Path], os.statvfs_result]:
+def nfs_statvfs(path: Path) -> os.statvfs_result:
     """Fake statvfs: NFS's 8 EiB answer cannot be produced by a local file system."""
-    result = os.statvfs_result((4096, 4096, blocks, blocks, blocks, files, files, files, 0, 255))
-    return lambda _: result
+    blocks, files = (8 << 60) // 4096, 1 << 62
+    return os.statvfs_result((4096, 4096, blocks, blocks, blocks, files, files, files, 0, 255))
 
 
 @pytest.mark.asyncio
 async def test_capacity_falls_back_to_statvfs_but_never_to_nfs_infinity(
     make_collector: Callable[..., VolumeStatsCollector], tmp_path: Path
 ) -> None:
-    real = await make_collector().stats(request(tmp_path, FS_A, "v"))
+    collector = make_collector()
+    real = await ask(collector, request(tmp_path, FS_A, "v"))
     fs = os.statvfs(tmp_path)
     assert real.total_bytes == fs.f_blocks * fs.f_frsize
-    infinite = make_collector(statvfs=fake_statvfs((8 << 60) // 4096, 1 << 62))
-    answer = await infinite.stats(request(tmp_path, FS_A, "v"))
+    infinite = nfs_statvfs(tmp_path)
+    answer = await ask(collector, request(tmp_path, FS_A, "v"), infinite)
     assert answer.total_bytes is None and answer.available_bytes is None
     assert answer.total_inodes is None
-    sized = await infinite.stats(request(tmp_path, FS_A, "v", capacity=5 << 30))
+    sized = await ask(collector, request(tmp_path, FS_A, "v", capacity=5 << 30), infinite)
     assert sized.total_bytes == 5 << 30
-
-
-@pytest.mark.asyncio
-async def test_stale_handle_and_hung_mount_are_abnormal(
-    make_collector: Callable[..., VolumeStatsCollector], tmp_path: Path
-) -> None:
-    def stale(_: Path) -> os.statvfs_result:
-        raise OSError(errno.ESTALE, os.strerror(errno.ESTALE))
-
-    answer = await make_collector(statvfs=stale).stats(request(tmp_path, FS_A, "v"))
-    assert answer.abnormal and "stale file handle" in answer.message
-
-    release = threading.Event()
-    entered = threading.Event()
-
-    def hung(_: Path) -> os.statvfs_result:
-        """Fake: a hung NFS server cannot be produced locally."""
-        entered.set()
-        release.wait(30)
-        return os.statvfs(tmp_path)
-
-    collector = make_collector(statvfs=hung, settings=CollectorSettings(probe_timeout_s=0.05))
-    try:
-        first = await collector.stats(request(tmp_path, FS_B, "v"))
-        assert first.abnormal and "not answering" in first.message
-        assert entered.is_set()
-        second = await collector.stats(request(tmp_path, FS_B, "v"))  # refused, not re-probed
-        assert second.abnormal
-    finally:
-        release.set()
-
-
-@pytest.mark.asyncio
-async def test_missing_volume_path_is_not_found(
-    make_collector: Callable[..., VolumeStatsCollector], tmp_path: Path
-) -> None:
-    collector = make_collector(walker=GatedWalker())
-    gone = StatsRequest("fs-0000000a::x", FS_A, tmp_path / "missing")
-    with pytest.raises(NotFound):
-        await collector.stats(gone)
 
 
 @pytest.mark.asyncio
@@ -293,7 +262,7 @@ async def test_run_cancels_pending_walks_and_stops_threads(tmp_path: Path) -> No
         CollectorSettings(walks_per_file_system=1, first_answer_wait_s=0), walker=walker)
     lifetime = asyncio.create_task(collector.run())
     for i in range(3):
-        await collector.stats(request(tmp_path, FS_A, f"v{i}"))
+        await ask(collector, request(tmp_path, FS_A, f"v{i}"))
     await wait_for(lambda: walker.running_now(FS_A) == 1)
     lifetime.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -303,7 +272,7 @@ async def test_run_cancels_pending_walks_and_stops_threads(tmp_path: Path) -> No
     assert walker.running_now(FS_A) == 0
     assert not [t for t in threading.enumerate() if t.name.startswith("walk:")]
     with pytest.raises(Unavailable):  # closed: nothing new scheduled
-        await collector.stats(request(tmp_path, FS_A, "v9"))
+        await ask(collector, request(tmp_path, FS_A, "v9"))
     assert collector.queue_depth == 0
 
 
@@ -316,14 +285,14 @@ async def test_volumes_nobody_asks_about_are_forgotten(
     walker.gate.set()
     collector = make_collector(walker=walker, clock=clock)
     old, busy = request(tmp_path, FS_A, "old"), request(tmp_path, FS_A, "busy")
-    await collector.stats(old)
-    await collector.stats(busy)
+    await ask(collector, old)
+    await ask(collector, busy)
     await collector.wait_idle()
     for _ in range(4):  # "busy" keeps being asked for; "old" (unstaged) is not
         clock.now += 500
-        assert (await collector.stats(busy)).used_bytes == 4096
+        assert (await ask(collector, busy)).used_bytes == 4096
         await collector.wait_idle()
-    assert (await collector.stats(old)).used_bytes is None  # its entry was dropped
+    assert (await ask(collector, old)).used_bytes is None  # its entry was dropped
 
 
 @pytest.mark.asyncio
@@ -338,23 +307,23 @@ async def test_a_partly_unreadable_volume_is_measured_on_schedule_and_says_so(
     clock = Clock()
     collector = make_collector(walker=walker, clock=clock)
     req = request(tmp_path, FS_A, "vol1")
-    await collector.stats(req)
+    await ask(collector, req)
     await collector.wait_idle()
-    answer = await collector.stats(req)
+    answer = await ask(collector, req)
     assert answer.used_bytes == 4096 and answer.used_inodes == 3
     assert not answer.abnormal
     assert "3 entries could not be read" in answer.message
     for _ in range(5):  # asked again and again before the refresh period: no walk
         clock.now += 60
-        await collector.stats(req)
+        await ask(collector, req)
     await collector.wait_idle()
     assert len(walker.calls) == 1
     clock.now += 600  # the refresh period (fixture): the next walk, as for any figure
     walker.unreadable = 0
-    await collector.stats(req)
+    await ask(collector, req)
     await collector.wait_idle()
     assert len(walker.calls) == 2
-    assert (await collector.stats(req)).message == ""
+    assert (await ask(collector, req)).message == ""
 
 
 @pytest.mark.asyncio
@@ -369,10 +338,10 @@ async def test_the_longest_running_walk_and_partial_walks_are_reported(
     collector = make_collector(walker=walker, clock=clock, observer=recorder)
     assert collector.refresh_period_s == 600
     assert collector.longest_walk_s() == 0
-    await collector.stats(request(tmp_path, FS_A, "slow"))
+    await ask(collector, request(tmp_path, FS_A, "slow"))
     await wait_for(lambda: walker.running_now(FS_A) == 1)
     clock.now += 700  # longer than the refresh period, still running
-    await collector.stats(request(tmp_path, FS_A, "other"))
+    await ask(collector, request(tmp_path, FS_A, "other"))
     await wait_for(lambda: walker.running_now(FS_A) == 2)
     clock.now += 5
     assert collector.longest_walk_s() == 705

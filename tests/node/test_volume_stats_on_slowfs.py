@@ -20,10 +20,10 @@ import pytest_asyncio
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
+from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import MountCommands
-from efs_csi.mounting.offloop import OffLoop
 from efs_csi_node.app import build_node
 from efs_csi_node.service import NodeServiceConfig
 from efs_csi_node.stats import StatsRequest
@@ -98,11 +98,11 @@ async def stats_node() -> AsyncIterator[StatsNodeFactory]:
     @contextlib.asynccontextmanager
     async def make(root: Path, settings: CollectorSettings) -> AsyncIterator[StatsNode]:
         commands = MountCommands(CommandRunner(), mount_timeout=20, unmount_timeout=10)
-        off_loop = OffLoop()
-        collector = VolumeStatsCollector(settings, off_loop=off_loop)
+        blocking = BlockingCalls()
+        collector = VolumeStatsCollector(settings, blocking=blocking)
         parts = build_node(NodeServiceConfig("node-a", 16, volume_stats=True),
-                           LocalMounter(root, commands, off_loop, None), commands,
-                           zone=NodeZone.known("us-east-1a"), off_loop=off_loop, stats=collector)
+                           LocalMounter(root, commands, blocking, None), commands,
+                           zone=NodeZone.known("us-east-1a"), blocking=blocking, usage=collector)
         try:
             async with ChannelFor([parts.service]) as channel:
                 yield StatsNode(csi.NodeStub(channel), collector)
@@ -184,7 +184,7 @@ async def test_closing_the_collector_stops_a_walk_on_a_slow_mount_leaving_no_thr
     collector = VolumeStatsCollector(CollectorSettings(first_answer_wait_s=0,
                                                        walk_concurrency=8))
     volume = efs.root / FS_ID
-    first = await collector.stats(StatsRequest(FS_ID, FS_ID, volume))
+    first = await collector.figures(StatsRequest(FS_ID, FS_ID, volume), os.statvfs(volume))
     assert first.used_bytes is None
     while len(walk_threads()) < 8:  # noqa: ASYNC110 - threads have no event to await
         await asyncio.sleep(0.01)

@@ -26,6 +26,19 @@ from tests.support.node import FS_ID, fake_parts
 MAP = '{"zone-a":"10.0.0.1","zone-b":"10.0.0.2"}'
 
 
+class WatchedZone(NodeZone):
+    """The real zone, telling the test when a caller starts waiting for it (so a test knows a
+    call is held by the zone, not merely slow)."""
+
+    def __init__(self, *, label_source: bool) -> None:
+        super().__init__(label_source=label_source)
+        self.waited = asyncio.Event()
+
+    async def wait(self) -> str | None:
+        self.waited.set()
+        return await super().wait()
+
+
 # --- which answer counts (pure) --------------------------------------------------------------
 
 @pytest.mark.parametrize(("answers", "expected"), [
@@ -99,12 +112,12 @@ def test_only_a_mount_target_chosen_by_zone_depends_on_it(context: VolumeContext
 
 @pytest.mark.asyncio
 async def test_node_get_info_answers_once_the_zone_is_known() -> None:
-    zone = NodeZone(label_source=True)
+    zone = WatchedZone(label_source=True)
     parts = fake_parts(FakeMountTable(), zone=zone)
     async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
         call = asyncio.create_task(csi.NodeStub(channel).node_get_info(
             csi.NodeGetInfoRequest(), timeout=20))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(zone.waited.wait(), 10)
         assert not call.done()  # within the bound: no topology guessed while it is unknown
         zone.from_imds("zone-late")
         reply = await asyncio.wait_for(call, 10)
@@ -178,13 +191,13 @@ async def test_a_volume_that_needs_no_zone_stages_while_it_is_unknown(tmp_path: 
 @pytest.mark.asyncio
 async def test_a_volume_mounted_by_zone_waits_for_it(tmp_path: Path) -> None:
     table = FakeMountTable()
-    zone = NodeZone(label_source=True)
+    zone = WatchedZone(label_source=True)
     parts = fake_parts(table, zone=zone)
     staging = tmp_path / "staging"
     async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
         call = asyncio.create_task(csi.NodeStub(channel).node_stage_volume(
             stage_request(FS_ID, staging, context={"mounttargetipmap": MAP}), timeout=20))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(zone.waited.wait(), 10)
         assert not call.done() and table.mounts() == []
         zone.from_imds("zone-b")
         await asyncio.wait_for(call, 10)

@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from efs_csi import csi
+from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.health import PathProbe
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import EfsMounter, MountCommands
-from efs_csi.mounting.offloop import OffLoop
 from efs_csi_node.app import NodeParts, build_node
 from efs_csi_node.service import NodeServiceConfig
 from efs_csi_node.zone import NodeZone
+from tests.support.fakes.dead_server import DeadServer
 from tests.support.fakes.mounts import FakeMountTable
 
 FS_ID = "fs-0123456789abcdef0"
@@ -47,15 +48,20 @@ class RecordingRunner(CommandRunner):
         return await super().run(argv, time_limit)
 
 
-def local_parts(root: Path, *, stat: object | None = None, describe: object | None = None,
+def _probe(blocking: BlockingCalls, dead: DeadServer | None) -> PathProbe | None:
+    """The stale-mount detector meeting ``dead`` where it says (0.5 s time limit)."""
+    return None if dead is None else PathProbe(blocking, 0.5, dead.stat, dead.statvfs)
+
+
+def local_parts(root: Path, *, dead: DeadServer | None = None, describe: object | None = None,
                 zone: str | None = "us-east-1a", stats_enabled: bool = True,
                 runner: CommandRunner | None = None) -> NodeParts:
     commands = MountCommands(runner or CommandRunner(), mount_timeout=20, unmount_timeout=10)
-    off_loop = OffLoop()
-    probe = PathProbe(off_loop, 0.5, stat) if stat is not None else None  # type: ignore[arg-type]
-    mounter = LocalMounter(root, commands, off_loop, describe)  # type: ignore[arg-type]
+    blocking = BlockingCalls()
+    probe = _probe(blocking, dead)
+    mounter = LocalMounter(root, commands, blocking, describe)  # type: ignore[arg-type]
     return build_node(NodeServiceConfig("node-a", 16, volume_stats=stats_enabled), mounter,
-                      commands, zone=NodeZone.known(zone), off_loop=off_loop, probe=probe)
+                      commands, zone=NodeZone.known(zone), blocking=blocking, probe=probe)
 
 
 @dataclass
@@ -66,16 +72,16 @@ class FakeNode:
     work: Path  # where staging and target paths go
 
 
-def fake_parts(table: FakeMountTable, *, stat: object | None = None,
+def fake_parts(table: FakeMountTable, *, dead: DeadServer | None = None,
                zone: str | NodeZone | None = "us-east-1a") -> NodeParts:
     """The node with the efs backend over ``table``: every part is real but the kernel (a
     ``NodeZone`` not yet resolved: a node whose start-up helper is still looking)."""
     commands = MountCommands(table, mount_timeout=20, unmount_timeout=10)
-    off_loop = OffLoop()
-    probe = PathProbe(off_loop, 0.5, stat) if stat is not None else None  # type: ignore[arg-type]
+    blocking = BlockingCalls()
+    probe = _probe(blocking, dead)
     return build_node(NodeServiceConfig("node-a", 16), EfsMounter(commands), commands,
                       zone=zone if isinstance(zone, NodeZone) else NodeZone.known(zone),
-                      off_loop=off_loop, probe=probe, read_table=table.read_table)
+                      blocking=blocking, probe=probe, read_table=table.read_table)
 
 
 async def unpublish_and_unstage(stub: csi.NodeStub, volume_id: str, staging: Path,

@@ -11,4 +11,6 @@
 - ``mounts.FakeMountTable``: the kernel's mount table in memory, changed by the driver's real
   ``mount``/``umount`` command lines, so staging and publishing run without root.
   ``mounts.FlakyMounter`` fails on demand.
+- ``dead_server.DeadServer``: ``stat`` and ``statvfs`` as a dead NFS server answers them (ESTALE,
+  or no answer) on chosen paths, which a bind mount cannot be made to do.
 """

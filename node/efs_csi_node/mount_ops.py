@@ -1,5 +1,6 @@
-"""What staging and publishing both need: the mount table, stale-mount clearing, and
-directory changes, each time-limited and off the event loop.
+"""What staging and publishing both do to mounts and paths (``MountOps``): read the mount table,
+clear a stale mount, resolve a path, make and remove directories, each time-limited and off the
+event loop.
 
 Paths are compared with the mount table, which shows them with every symlink resolved (a
 kubelet root dir reached through a symlink, say), so a path from a request is first made
@@ -17,21 +18,27 @@ from pathlib import Path
 
 from efs_csi.errors import FailedPrecondition
 from efs_csi.logging import get_logger
+from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi.mounting.health import PathProbe, PathState
 from efs_csi.mounting.mount import BindMounts
 from efs_csi.mounting.mountinfo import MountTable, read_mount_table
-from efs_csi.mounting.offloop import OffLoop
 
-_log = get_logger("node.mount_state")
+_log = get_logger("node.mount_ops")
+
+#: How many mounts one path may hold on top of each other before removing them gives up (each
+#: unmount peels one; a path mounted again and again by a confused caller can hold a stack).
+MAX_STACKED_MOUNTS = 8
 
 StaleObserver = Callable[[str], None]  # told "found" / "recovered"
 
 
 @dataclass
-class MountState:
+class MountOps:
+    """A toolbox over the kernel's mounts: it keeps no state of its own."""
+
     probe: PathProbe
     binds: BindMounts
-    off_loop: OffLoop
+    blocking: BlockingCalls
     read_table: Callable[[], MountTable] = read_mount_table
     on_stale: StaleObserver | None = None
 
@@ -49,11 +56,11 @@ class MountState:
         if self.on_stale:
             self.on_stale("found")
         # Lazy unmounts peel one mount each; a stale path can hold a stack of them.
-        for _ in range(8):
+        for _ in range(MAX_STACKED_MOUNTS):
             if self.table().at(path) is None:
                 break
             await self.binds.lazy_unmount(path)
-        self.off_loop.forget(str(path))
+        self.probe.forget(path)
         if self.on_stale:
             self.on_stale("recovered")
         return True
@@ -63,7 +70,7 @@ class MountState:
         def canonical() -> Path:
             return Path(os.path.realpath(path.parent)) / path.name
 
-        return await self.off_loop.run(f"resolve:{path.parent}", canonical, self.probe.timeout)
+        return await self.blocking.run(f"resolve:{path.parent}", canonical, self.probe.timeout)
 
     async def make_dir(self, path: Path) -> None:
         def make() -> None:
@@ -74,7 +81,7 @@ class MountState:
             except NotADirectoryError:
                 raise FailedPrecondition(f"{path}: a parent of it is not a directory") from None
 
-        await self.off_loop.run(f"mkdir:{path}", make, self.probe.timeout)
+        await self.blocking.run(f"mkdir:{path}", make, self.probe.timeout)
 
     async def remove_dir(self, path: Path) -> None:
         """Remove ``path`` if it is an empty directory; anything else there is left alone
@@ -90,4 +97,4 @@ class MountState:
                 _log.warning("left in place: not an empty directory", path=str(path),
                              detail=exc.strerror)
 
-        await self.off_loop.run(f"rmdir:{path}", remove, self.probe.timeout)
+        await self.blocking.run(f"rmdir:{path}", remove, self.probe.timeout)

@@ -1,15 +1,13 @@
 """Stale mounts are detected, lazily unmounted and remounted; a hung stat blocks nobody else.
 
-A bind mount cannot go stale the way NFS does, so the stat hook is faked: it answers ESTALE
-(or never answers) for chosen paths, exactly what a dead NFS server does to ``stat``. The
-mounts, unmounts and remounts themselves are real.
+A bind mount cannot go stale the way NFS does, so ``stat`` and ``statvfs`` are faked
+(``tests.support.fakes.dead_server``): they answer ESTALE (or never answer) for chosen paths,
+exactly what a dead NFS server does to them. The mounts, unmounts and remounts themselves are
+real.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,37 +19,19 @@ from efs_csi import csi
 from efs_csi.mounting.mountinfo import read_mount_table
 from efs_csi.rpc.hook import InFlight, instrument
 from testbed.csi_builders import publish_request, stage_request
+from tests.support.fakes.dead_server import DeadServer
 from tests.support.node import FS_ID, RecordingRunner, local_parts
 
-
-class BrokenPaths:
-    """A stat that fails like a dead NFS server on chosen paths, real elsewhere."""
-
-    def __init__(self) -> None:
-        self.stale: set[str] = set()
-        self.hung: set[str] = set()
-        self.release = threading.Event()
-
-    def __call__(self, path: str) -> os.stat_result:
-        if path in self.stale:
-            self.stale.discard(path)  # the lazy unmount and remount cure it
-            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), path)
-        if path in self.hung:
-            self.hung.discard(path)
-            self.release.wait(30)
-        return os.stat(path)
-
-
-Broken = tuple[csi.NodeStub, BrokenPaths, Path, RecordingRunner]
+Broken = tuple[csi.NodeStub, DeadServer, Path, RecordingRunner]
 
 
 @pytest_asyncio.fixture
 async def broken_node(mounts_cleaned: Path) -> AsyncIterator[Broken]:
     root = mounts_cleaned / "efs"
     (root / FS_ID).mkdir(parents=True)
-    broken = BrokenPaths()
+    broken = DeadServer(heals=True)  # the lazy unmount and the mount again cure it
     runner = RecordingRunner()
-    parts = local_parts(root, stat=broken, runner=runner)
+    parts = local_parts(root, dead=broken, runner=runner)
     try:
         async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
             yield csi.NodeStub(channel), broken, mounts_cleaned / "kubelet", runner
