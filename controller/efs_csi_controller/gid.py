@@ -178,10 +178,12 @@ def judge(candidate: AccessPoint, listing: Listing,
 
 @dataclass(frozen=True)
 class Settlement:
-    """How ``settle`` ended: ``kept``, or given up because of ``rivals``."""
+    """How ``settle`` ended: ``kept``, or given up because of ``rivals``; ``known``: what is
+    known of the file system's access points right after its listing (``known_now`` then)."""
 
     kept: bool
     rivals: tuple[AccessPoint, ...] = ()
+    known: tuple[AccessPoint, ...] = ()
 
 
 @dataclass
@@ -543,7 +545,7 @@ class GidAllocator:
             listing = await self._listing_after(cloud, file_system_id, inventory, after)
             verdict, rivals = judge(access_point, listing, settles)
             if verdict is Verdict.KEEP:
-                return Settlement(True)
+                return Settlement(True, known=tuple(inventory.access_points.values()))
             pause = next(pauses, None) if verdict is not Verdict.YIELD else None
             if pause is None:
                 if verdict is Verdict.UNSEEN:
@@ -552,7 +554,7 @@ class GidAllocator:
                         f"point {access_point.access_point_id} yet, so its GID cannot be "
                         "checked against the others; retry")
                 inventory.gid_yields += 1
-                return Settlement(False, rivals)
+                return Settlement(False, rivals, tuple(inventory.access_points.values()))
             await asyncio.sleep(pause)
 
     async def _listing_after(self, cloud: Cloud, file_system_id: str, inventory: _Inventory,

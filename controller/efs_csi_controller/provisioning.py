@@ -343,7 +343,7 @@ class Provisioner:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
             # What the settling listing showed (the duplicates given up below carry our own
             # token, which the shared-root check ignores).
-            live = self._allocator.known_now(fs_id)
+            live = list(settlement.known)
             kept = await self._without_duplicates(cloud, access_point, live)
             if kept is not access_point:
                 access_point = kept  # the same token: the same yields
