@@ -1,8 +1,10 @@
 """What the driver needs from the EFS API, without any boto import.
 
-``Cloud`` is implemented by ``efs_csi.adapters.aws.AwsCloud`` (aiobotocore) and by fakes in
-tests. It raises ``efs_csi.errors`` exceptions only, translated in ``efs_csi.adapters.aws``, so
-use cases never see botocore's error shapes.
+``Cloud`` is implemented by ``efs_csi.adapters.aws.cloud.AwsCloud`` (aiobotocore) and by one
+fake in tests (``tests/support/fakes/cloud.py``); ``Clouds`` hands a use case the ``Cloud`` of
+a request (the controller's own, or an assumed role's). A new EFS call is added to ``Cloud``,
+``AwsCloud`` and the fake, nowhere else. It raises ``efs_csi.errors`` exceptions only,
+translated in ``efs_csi.adapters.aws.errors``, so use cases never see botocore's error shapes.
 """
 
 from __future__ import annotations
@@ -99,10 +101,23 @@ class Cloud(Protocol):
     async def mount_targets(self, file_system_id: str) -> list[MountTarget]: ...
 
 
+class Clouds(Protocol):
+    """Where a use case gets its ``Cloud`` for a request: the controller's own, or one acting
+    under an assumed IAM role (cross-account volumes). Implemented by
+    ``efs_csi.adapters.aws.roles.CloudFactory`` (which caches one cloud per role), by the
+    controller's ``WaitingClouds`` (until that factory exists) and by the fake."""
+
+    async def cloud_for(self, role_arn: str | None, external_id: str | None = None) -> Cloud:
+        """The cloud acting as ``role_arn`` (the controller's own when None)."""
+
+
 class ApiObserver(Protocol):
     """Told about every EFS API attempt, retries included (metrics hang off this)."""
 
-    def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None: ...
+    def observe_call(self, operation: str, seconds: float, error_code: str | None, *,
+                     throttled: bool) -> None:
+        """One attempt took ``seconds``; ``error_code`` when it failed, ``throttled`` when AWS
+        told it to slow down (the adapter's one vocabulary of throttle codes decides)."""
 
     def observe_retry(self, operation: str, reason: str) -> None:
         """A failed attempt will be made again; ``reason``: throttled, transient or timeout."""

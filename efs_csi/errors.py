@@ -10,7 +10,36 @@ What the caller sees becomes PVC events that tenants read, so it never names the
 ARNs that carry an account number (a role, an assumed-role session, a file system's ARN) are
 replaced by ``<arn withheld>`` here, whatever raised the error. The AWS adapter withholds them
 (and bare account numbers) earlier, logging the full text under a correlation id that it puts
-in the message (``efs_csi.adapters.aws``), so an operator can still find it.
+in the message (``efs_csi.adapters.aws.errors``), so an operator can still find it.
+
+The driver's exceptions (what the caller sees in brackets; nothing is changed once built):
+
+* CsiError ............................................ [its ``status``; INTERNAL here]
+  + InvalidArgument ................................... [INVALID_ARGUMENT]
+  + NotFound .......................................... [NOT_FOUND]
+  + AlreadyExists ..................................... [ALREADY_EXISTS]
+  |   + AccessPointAlreadyExistsError  (efs_csi.cloud: the client token is taken)
+  + Aborted ........................................... [ABORTED: retry later]
+  |   + KubeConflict  (efs_csi.kube: a 409 from the Kubernetes API)
+  + ResourceExhausted ................................. [RESOURCE_EXHAUSTED]
+  + FailedPrecondition ................................ [FAILED_PRECONDITION]
+  + PermissionDenied .................................. [PERMISSION_DENIED]
+  + Unavailable ....................................... [UNAVAILABLE]
+  + DeadlineExceeded .................................. [DEADLINE_EXCEEDED]
+  |   + CommandTimedOut  (efs_csi.mounting.commands: mount/umount out of time)
+  + Unimplemented ..................................... [UNIMPLEMENTED]
+  + Internal .......................................... [INTERNAL]
+      + CommandFailed  (efs_csi.mounting.commands: mount/umount exited non-zero)
+      + LocalMountFailed  (efs_csi.mounting.local)
+* OSError ............................ [by its errno: ``OS_ERRORS``, else INTERNAL]
+* TimeoutError ....................... [DEADLINE_EXCEEDED]
+  + StillHung  (efs_csi.mounting: a blocking call that outlived its time, still running)
+* anything else ...................... [INTERNAL naming its type, never a traceback]
+
+Raised and caught inside one module, never answered: ``AttemptTimedOut`` (the AWS adapter:
+an attempt out of time, translated by ``efs_csi.adapters.aws.errors``), ``EndpointUnusable``
+(``efs_csi.rpc.server``: a usage error at start-up), and the node's own (``ConfigError``,
+``WalkCancelled``, ``StartupHelperFailed``).
 """
 
 from __future__ import annotations

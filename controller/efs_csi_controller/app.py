@@ -8,7 +8,7 @@ over a real EFS API (moto) get it.
 
 Serving comes first, so Probe answers ready within a fraction of a second: the AWS client is
 built after serving begins (a background task; the first EFS call waits for it, within its
-deadline: ``efs_csi_controller.deferred_cloud``), and the Kubernetes client is imported on the
+deadline: ``efs_csi_controller.waiting_cloud``), and the Kubernetes client is imported on the
 first fileSystemIdConfigRef/SecretRef that needs it (``KubeOnFirstUse``). Both libraries are
 imported in a worker thread so the event loop keeps answering meanwhile.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from efs_csi.cli import serve_binary
-from efs_csi.cloud import Cloud
+from efs_csi.cloud import Clouds
 from efs_csi.errors import FailedPrecondition
 from efs_csi.kube import KubeEndpoint, PersistentVolumeInfo
 from efs_csi.logging import get_logger
@@ -35,16 +35,13 @@ from efs_csi.mounting.mount import EfsMounter, MountCommands, Mounter
 from efs_csi.rpc.hook import seconds_left
 from efs_csi.rpc.server import BackgroundTask
 from efs_csi_controller.config import ControllerConfig, RootDirectories
-from efs_csi_controller.cross_account import CloudForRole, CloudSelector
-from efs_csi_controller.deferred_cloud import DeferredClouds
 from efs_csi_controller.gid import DEFAULT_MAX_AGE, GidAllocator
 from efs_csi_controller.metrics import ApiMetrics, ProvisioningCollector
 from efs_csi_controller.provisioning import ObjectReader, Provisioner
 from efs_csi_controller.root_dir import RootDirectoryRemover
 from efs_csi_controller.service import ControllerService
 from efs_csi_controller.tags import LEGACY_CLUSTER_ID
-from efs_csi_controller.unconfigured import MESSAGE as NO_REGION
-from efs_csi_controller.unconfigured import NoRegionCloud
+from efs_csi_controller.waiting_cloud import NO_REGION, WaitingClouds
 
 if TYPE_CHECKING:
     from efs_csi.adapters.aws import CloudFactory
@@ -64,15 +61,14 @@ class ControllerParts:
     allocator: GidAllocator
 
 
-def build_controller(default_cloud: Cloud, *, for_role: CloudForRole | None,
-                     access_point_limit: int, extra_tags: Mapping[str, str],
+def build_controller(clouds: Clouds, *, access_point_limit: int, extra_tags: Mapping[str, str],
                      kube: ObjectReader | None = None,
                      root_dirs: RootDirectoryRemover | None = None,
                      inventory_max_age: float = DEFAULT_MAX_AGE,
                      cluster_id: str = LEGACY_CLUSTER_ID,
                      allow_shared_roots: bool = False) -> ControllerParts:
     allocator = GidAllocator(access_point_limit=access_point_limit, max_age=inventory_max_age)
-    provisioner = Provisioner(clouds=CloudSelector(default_cloud, for_role), allocator=allocator,
+    provisioner = Provisioner(clouds=clouds, allocator=allocator,
                               kube=kube, extra_tags=extra_tags, root_dirs=root_dirs,
                               cluster_id=cluster_id, allow_shared_roots=allow_shared_roots)
     return ControllerParts(ControllerService(provisioner), provisioner, allocator)
@@ -148,7 +144,7 @@ class AwsClients:
     background task for the server's lifetime, closing them when cancelled."""
 
     config: ControllerConfig
-    clouds: DeferredClouds
+    clouds: WaitingClouds
     observer: ApiMetrics
 
     async def run(self) -> None:
@@ -159,14 +155,13 @@ class AwsClients:
                 self.config.region, metadata_disabled=self.config.instance_metadata_disabled)
         except FailedPrecondition:
             _log.error("no AWS region; every EFS call will fail", hint=NO_REGION)
-            unconfigured = NoRegionCloud()
-            self.clouds.provide(unconfigured, unconfigured.cloud_for)
+            self.clouds.fail(NO_REGION)
             await asyncio.Event().wait()  # until the server stops
             return
         # Every EFS call stops short of its CSI call's deadline (and says why).
         async with factory_type(region, adaptive_retry=self.config.adaptive_retry_mode,
                                 observer=self.observer, time_left=seconds_left) as factory:
-            self.clouds.provide(factory.default, factory.cloud_for)
+            self.clouds.provide(factory)
             _log.info("EFS API client ready", region=region)
             try:
                 await asyncio.Event().wait()  # until the server stops
@@ -176,7 +171,7 @@ class AwsClients:
 
 async def run_controller(*, config: ControllerConfig) -> None:
     registry = new_registry()
-    clouds = DeferredClouds(time_left=seconds_left)
+    clouds = WaitingClouds(time_left=seconds_left)
     background: list[BackgroundTask] = [
         AwsClients(config, clouds, ApiMetrics(registry)).run]
     kube = KubeOnFirstUse(config.kube) if config.kube is not None else None
@@ -185,7 +180,7 @@ async def run_controller(*, config: ControllerConfig) -> None:
     root_dirs = (root_directory_remover(config.root_directories, config.region)
                  if config.root_directories is not None else None)
     parts = build_controller(
-        clouds.cloud, for_role=clouds.for_role, access_point_limit=config.access_point_limit,
+        clouds, access_point_limit=config.access_point_limit,
         extra_tags=config.extra_tags, kube=kube, root_dirs=root_dirs,
         inventory_max_age=config.gid_inventory_max_age, cluster_id=config.cluster_id,
         allow_shared_roots=config.allow_shared_root_directories)

@@ -1,19 +1,19 @@
 """Which EFS API a request talks to, and what the node needs to reach a foreign file system.
 
 Secrets ``awsRoleArn`` (with optional ``externalId``) select a Cloud acting under an assumed
-role (built by the composition root, credentials cached per role); ``crossaccount=true`` makes
-the volume context carry mount target addresses (``efs_csi.contract.volume_context``), because
-the node cannot resolve another account's file system DNS name.
+role (``efs_csi.cloud.Clouds.cloud_for``, which caches one per role); ``crossaccount=true``
+makes the volume context carry mount target addresses (``efs_csi.contract.volume_context``),
+because the node cannot resolve another account's file system DNS name.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from efs_csi.booleans import EXPECTED, parse_bool_text
-from efs_csi.cloud import Cloud, MountTarget
+from efs_csi.cloud import MountTarget
 from efs_csi.contract.volume_context import VolumeContext
 from efs_csi.errors import FailedPrecondition, InvalidArgument
 
@@ -21,8 +21,6 @@ ROLE_ARN_SECRET = "awsRoleArn"
 EXTERNAL_ID_SECRET = "externalId"
 CROSS_ACCOUNT_SECRET = "crossaccount"
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
-
-CloudForRole = Callable[[str, str | None], Awaitable[Cloud]]
 
 
 @dataclass(frozen=True)
@@ -41,26 +39,6 @@ def parse_secrets(secrets: Mapping[str, str]) -> CrossAccount:
     if flag is None:
         raise InvalidArgument(f"secret {CROSS_ACCOUNT_SECRET}: expected {EXPECTED}")
     return CrossAccount(role_arn, secrets.get(EXTERNAL_ID_SECRET) or None, flag)
-
-
-class CloudSelector:
-    """The default Cloud, or one per assumed role, created once and then reused."""
-
-    def __init__(self, default: Cloud, for_role: CloudForRole | None) -> None:
-        self._default = default
-        self._for_role = for_role
-        self._by_role: dict[tuple[str, str | None], Cloud] = {}
-
-    async def select(self, cross_account: CrossAccount) -> Cloud:
-        if cross_account.role_arn is None:
-            return self._default
-        if self._for_role is None:
-            raise InvalidArgument(f"secret {ROLE_ARN_SECRET} is set but this controller has "
-                                  "no cross-account support configured")
-        key = (cross_account.role_arn, cross_account.external_id)
-        if key not in self._by_role:
-            self._by_role[key] = await self._for_role(*key)
-        return self._by_role[key]
 
 
 def mount_target_addresses(mount_targets: list[MountTarget], file_system_id: str,

@@ -178,10 +178,12 @@ def judge(candidate: AccessPoint, listing: Listing,
 
 @dataclass(frozen=True)
 class Settlement:
-    """How ``settle`` ended: ``kept``, or given up because of ``rivals``."""
+    """How ``settle`` ended: ``kept``, or given up because of ``rivals``; ``known``: what is
+    known of the file system's access points right after its listing (``known_now`` then)."""
 
     kept: bool
     rivals: tuple[AccessPoint, ...] = ()
+    known: tuple[AccessPoint, ...] = ()
 
 
 @dataclass
@@ -394,10 +396,12 @@ class GidAllocator:
         self._inventory(file_system_id).stale = True
 
     async def prepare(self, cloud: Cloud, file_system_id: str, gid_range: GidRange | None,
-                      as_of: float, *, current: bool = False) -> None:
+                      as_of: float | None = None, *, current: bool = False) -> None:
         """List the file system first when what is known is not enough for a create that
-        started at ``as_of``: ``current`` needs a listing that started after it; a pick in a
-        narrow ``gid_range`` one younger than ``max_age``; anything else none."""
+        started at ``as_of`` (default: now): ``current`` needs a listing that started after
+        it; a pick in a narrow ``gid_range`` one younger than ``max_age``; anything else
+        none."""
+        as_of = self._clock() if as_of is None else as_of
         if current:
             await self._ensure_learned(cloud, file_system_id, as_of, max_age=0.0)
         elif gid_range is not None and not self.is_wide(gid_range):
@@ -411,6 +415,16 @@ class GidAllocator:
             return None
         access_point_id = inventory.by_token.get(client_token)
         return None if access_point_id is None else inventory.access_points[access_point_id]
+
+    def find_known_tokens(self, file_system_id: str,
+                          client_tokens: tuple[str, ...]) -> tuple[AccessPoint | None, ...]:
+        """``find_known`` for each of ``client_tokens`` (a volume's tokens), in their order."""
+        inventory = self._inventories.get(file_system_id)
+        if inventory is None:
+            return (None,) * len(client_tokens)
+        ids = [inventory.by_token.get(token) for token in client_tokens]
+        return tuple(None if access_point_id is None else inventory.access_points[access_point_id]
+                     for access_point_id in ids)
 
     async def find_by_token(self, cloud: Cloud, file_system_id: str, client_token: str,
                             as_of: float | None = None) -> AccessPoint | None:
@@ -531,7 +545,7 @@ class GidAllocator:
             listing = await self._listing_after(cloud, file_system_id, inventory, after)
             verdict, rivals = judge(access_point, listing, settles)
             if verdict is Verdict.KEEP:
-                return Settlement(True)
+                return Settlement(True, known=tuple(inventory.access_points.values()))
             pause = next(pauses, None) if verdict is not Verdict.YIELD else None
             if pause is None:
                 if verdict is Verdict.UNSEEN:
@@ -540,7 +554,7 @@ class GidAllocator:
                         f"point {access_point.access_point_id} yet, so its GID cannot be "
                         "checked against the others; retry")
                 inventory.gid_yields += 1
-                return Settlement(False, rivals)
+                return Settlement(False, rivals, tuple(inventory.access_points.values()))
             await asyncio.sleep(pause)
 
     async def _listing_after(self, cloud: Cloud, file_system_id: str, inventory: _Inventory,

@@ -21,10 +21,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-# EFS API errors that mean "slow down" rather than "failed".
-_THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException",
-                             "RequestLimitExceeded", "ThrottledException"})
-
 
 class ApiMetrics:
     """``efs_csi.cloud.ApiObserver``: EFS API duration, errors by code, throttles, retries."""
@@ -44,11 +40,13 @@ class ApiMetrics:
             "EFS API attempts made again after a failed one, by the failure's kind "
             "(throttled, transient, timeout)", ["request", "reason"], registry=registry)
 
-    def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None:
+    def observe_call(self, operation: str, seconds: float, error_code: str | None, *,
+                     throttled: bool) -> None:
+        """A throttled call counts as a throttle, not an error (the adapter tells which)."""
         self._duration.labels(operation).observe(seconds)
         if error_code is None:
             return
-        if error_code in _THROTTLE_CODES:
+        if throttled:
             self._throttles.labels(operation).inc()
         else:
             self._errors.labels(operation, error_code).inc()

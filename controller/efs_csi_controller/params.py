@@ -200,8 +200,10 @@ def _check_keys(parameters: Mapping[str, str]) -> None:
                               f"{', '.join(KNOWN_KEYS)} and {_PROVISIONER_PREFIX}*")
 
 
-def parse_parameters(parameters: Mapping[str, str]) -> ProvisionParams:
-    """Validate StorageClass parameters; raise InvalidArgument naming the first bad one."""
+def parse_parameters(parameters: Mapping[str, str],
+                     volume_name: str | None = None) -> ProvisionParams:
+    """Validate StorageClass parameters; raise InvalidArgument naming the first bad one. The
+    CSI ``volume_name`` is the PV's name: the PV name when the provisioner passed none."""
     _check_keys(parameters)
     mode = parameters.get(PROVISIONING_MODE)
     if mode not in PROVISIONING_MODES:
@@ -232,6 +234,6 @@ def parse_parameters(parameters: Mapping[str, str]) -> ProvisionParams:
         metadata=PvcMetadata(
             pvc_name=parameters.get(PVC_NAME) or None,
             pvc_namespace=parameters.get(PVC_NAMESPACE) or None,
-            pv_name=parameters.get(PV_NAME) or None,
+            pv_name=parameters.get(PV_NAME) or volume_name or None,
         ),
     )

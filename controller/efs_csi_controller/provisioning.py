@@ -16,22 +16,21 @@ and the one given up deleted, at most ``MAX_YIELDS`` times. In that order, a ret
 restart, say) always finds the newest under its token, never needs the token of a deleted access
 point (what EFS answers to one is not documented), and deletes any older one left behind.
 
-Client tokens: a volume's token is its name (its SHA-256 when longer than EFS's 64
-characters); after yields, the SHA-256 of the name and the yield's number. With
-``reuseAccessPoint`` the name is ``<pvc namespace>/<pvc name>``, so equal PVC names in two
-namespaces never share an access point. The reference driver's token for the same feature is
-the SHA-256 of the PVC name alone, which says nothing of the namespace: its access point is
-adopted only with proof that it is this claim's (its PV-name tag names the PV being made, or
-the StorageClass's ``referenceAccessPointsNamespace`` names this PVC's namespace), never by
-another namespace, and, so that deleting this PV never deletes what it did not create, by
-making this PVC's own access point on its directory and POSIX identity (a *mirror*), looked
-up in a listing made after the create began.
+What a create makes is decided first, without I/O, by ``efs_csi_controller.plan`` (the
+parameters, the root directory, the client tokens, the tags): the plan travels alone through
+the methods below, which do what it asks of EFS, the GID allocator and Kubernetes.
+
+With ``reuseAccessPoint``, the reference driver's access point for the PVC (its token says
+nothing of the namespace) is adopted only with proof that it is this claim's (its PV-name tag
+names the PV being made, or the StorageClass's ``referenceAccessPointsNamespace`` names this
+PVC's namespace: ``plan.no_proof``), never by another namespace, and, so that deleting this PV
+never deletes what it did not create, by making this PVC's own access point on its directory
+and POSIX identity (a *mirror*), looked up in a listing made after the create began.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -42,6 +41,7 @@ from efs_csi.cloud import (
     AccessPointAlreadyExistsError,
     AccessPointRequest,
     Cloud,
+    Clouds,
     CreationInfo,
     PosixUser,
 )
@@ -58,8 +58,7 @@ from efs_csi.errors import (
 )
 from efs_csi.kube import PersistentVolumeInfo
 from efs_csi.logging import get_logger
-from efs_csi_controller import paths
-from efs_csi_controller.cross_account import CloudSelector, mount_target_addresses, parse_secrets
+from efs_csi_controller.cross_account import mount_target_addresses, parse_secrets
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.inflight import OperationKeys
 from efs_csi_controller.ownership import (
@@ -69,12 +68,14 @@ from efs_csi_controller.ownership import (
     ownership_refusal,
     pv_name_of,
 )
-from efs_csi_controller.params import (
-    DEFAULT_SUB_PATH_PATTERN,
-    REFERENCE_ACCESS_POINTS_NAMESPACE,
-    FileSystemSource,
-    ProvisionParams,
-    parse_parameters,
+from efs_csi_controller.params import FileSystemSource
+from efs_csi_controller.plan import (
+    MAX_YIELDS,
+    Plan,
+    mismatch,
+    no_proof,
+    plan_create,
+    settles_gids,
 )
 from efs_csi_controller.root_dir import RootDirectoryRemover, refusal
 from efs_csi_controller.shared_roots import (
@@ -83,49 +84,20 @@ from efs_csi_controller.shared_roots import (
     overlaps_with,
 )
 from efs_csi_controller.tags import (
-    CAPACITY_TAG,
     CLUSTER_TAG,
     LEGACY_CLUSTER_ID,
-    PV_NAME_TAG,
     PVC_NAMESPACE_TAG,
-    access_point_tags,
     tag_value,
 )
 
 _log = get_logger("controller.provisioning")
 
-MAX_CLIENT_TOKEN = 64
-#: How often one create gives its GID up to another access point before it stops (ABORTED:
-#: csi-provisioner retries later).
-MAX_YIELDS = 5
-
 # Access point states in which it is as good as gone: a new one is made instead.
 _GONE_STATES = GONE_STATES
 
 
-def client_token(text: str, yields: int = 0) -> str:
-    """EFS allows 64 characters: longer names are replaced by their SHA-256. The access point
-    made after a volume's ``yields``-th yield has the SHA-256 of the name and that number."""
-    if yields:
-        return hashlib.sha256(f"{text}\0gid-yield-{yields}".encode()).hexdigest()
-    if len(text) <= MAX_CLIENT_TOKEN:
-        return text
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def settles_gids(access_point: AccessPoint) -> bool:
-    """Whether an access point was made by a controller of this driver, which settles the GIDs
-    it picks (its capacity tag, which the reference driver does not write, tells)."""
-    return CAPACITY_TAG in access_point.tags
-
-
 def kind_parameter(kind: str) -> str:
     return "fileSystemIdConfigRef" if kind == "ConfigMap" else "fileSystemIdSecretRef"
-
-
-def reference_reuse_token(pvc_name: str) -> str:
-    """The reference driver's token for ``reuseAccessPoint``: SHA-256 of the PVC name alone."""
-    return hashlib.sha256(pvc_name.encode()).hexdigest()
 
 
 class ObjectReader(Protocol):
@@ -155,32 +127,8 @@ class CreatedVolume:
     zone: str | None = None
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """A validated create, before any AWS call."""
-
-    params: ProvisionParams
-    root_path: str
-    token_text: str  # what the volume's client tokens are made from
-    tags: dict[str, str]
-    # The reference driver's token for this PVC, whose access point may be adopted.
-    reference_token: str | None = None
-
-    @property
-    def token(self) -> str:
-        return client_token(self.token_text)
-
-    def token_after(self, yields: int) -> str:
-        return client_token(self.token_text, yields)
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        """Every token an access point of this volume may carry (after 0 to MAX_YIELDS)."""
-        return tuple(self.token_after(yields) for yields in range(MAX_YIELDS + 1))
-
-
 class Provisioner:
-    def __init__(self, *, clouds: CloudSelector, allocator: GidAllocator, kube: ObjectReader | None,
+    def __init__(self, *, clouds: Clouds, allocator: GidAllocator, kube: ObjectReader | None,
                  extra_tags: Mapping[str, str], root_dirs: RootDirectoryRemover | None,
                  cluster_id: str = LEGACY_CLUSTER_ID, allow_shared_roots: bool = False) -> None:
         self._cluster_id = cluster_id
@@ -200,56 +148,30 @@ class Provisioner:
         self._capacities: dict[tuple[str, str], int] = {}
         self._zones: dict[str, str | None] = {}
 
-    def _plan(self, request: CreateRequest) -> _Plan:
-        params = parse_parameters(request.parameters)
-        # The CSI volume name is the PV name: use it when the provisioner did not pass one.
-        params = replace(params, metadata=replace(
-            params.metadata, pv_name=params.metadata.pv_name or request.name))
-        root = paths.root_path(
-            base_path=params.base_path, sub_path_pattern=params.sub_path_pattern,
-            metadata=params.metadata, ensure_unique_directory=params.ensure_unique_directory,
-            volume_name=request.name,
-            shorten_to_fit=params.sub_path_pattern == DEFAULT_SUB_PATH_PATTERN)
-        if params.reuse_access_point:
-            meta = params.metadata
-            if not meta.pvc_name or not meta.pvc_namespace:
-                raise InvalidArgument("parameter reuseAccessPoint=true needs the PVC name and "
-                                      "namespace (run csi-provisioner with "
-                                      "--extra-create-metadata)")
-            # The namespace is part of the token: equal PVC names in two namespaces must
-            # never share an access point.
-            text: str = f"{meta.pvc_namespace}/{meta.pvc_name}"
-            reference: str | None = reference_reuse_token(meta.pvc_name)
-        else:
-            text, reference = request.name, None
-        tags = access_point_tags(enabled=params.enable_tagging, extra=self._extra_tags,
-                                 metadata=params.metadata, capacity_bytes=request.capacity_bytes,
-                                 base_path=paths.normalised_base_path(params.base_path),
-                                 cluster_id=self._cluster_id)
-        return _Plan(params, root, text, tags, reference)
-
     async def create(self, request: CreateRequest) -> CreatedVolume:
-        plan = self._plan(request)
+        plan = plan_create(request.name, request.capacity_bytes, request.parameters,
+                           extra_tags=self._extra_tags, cluster_id=self._cluster_id)
         cross_account = parse_secrets(request.secrets)
-        with self._keys.hold(f"name:{request.name}", f"volume {shown(request.name)}"):
-            cloud = await self._clouds.select(cross_account)
+        with self._keys.hold(f"name:{plan.name}", f"volume {shown(plan.name)}"):
+            cloud = await self._clouds.cloud_for(cross_account.role_arn,
+                                                 cross_account.external_id)
             fs_id = await self._file_system_id(plan.params.file_system)
             async with self._root_claim(cloud, fs_id, plan):
-                access_point = await self._access_point(cloud, fs_id, plan, request)
-            context = VolumeContext(capacity_bytes=request.capacity_bytes)
+                access_point = await self._access_point(cloud, fs_id, plan)
+            context = VolumeContext(capacity_bytes=plan.capacity_bytes)
             if cross_account.mount_target_addresses:
                 targets = await cloud.mount_targets(fs_id)
                 context = replace(mount_target_addresses(targets, fs_id, plan.params.az),
-                                  capacity_bytes=request.capacity_bytes)
+                                  capacity_bytes=plan.capacity_bytes)
             zone = None
             if plan.params.enforce_zone_affinity:
                 zone = await self._zone(cloud, fs_id)
         handle = VolumeHandle(fs_id, "", access_point.access_point_id)
-        return CreatedVolume(str(handle), request.capacity_bytes, write_volume_context(context),
+        return CreatedVolume(str(handle), plan.capacity_bytes, write_volume_context(context),
                              zone)
 
     @contextlib.asynccontextmanager
-    async def _root_claim(self, cloud: Cloud, fs_id: str, plan: _Plan) -> AsyncIterator[None]:
+    async def _root_claim(self, cloud: Cloud, fs_id: str, plan: Plan) -> AsyncIterator[None]:
         """Refuse a root that overlaps a live access point of another namespace (see
         ``shared_roots``), then hold the root for the create, so that a concurrent create
         of another namespace sees it before its access point is listed. A create whose GID
@@ -274,7 +196,7 @@ class Provisioner:
             if conflict is not None:
                 raise self._shared_root_refused(fs_id, plan.root_path, namespace, conflict,
                                                 live=conflict in live)
-        claim = (str(normalise(plan.root_path)), namespace, plan.token)
+        claim = (str(normalise(plan.root_path)), namespace, plan.tokens[0])
         self._roots_in_flight.setdefault(fs_id, []).append(claim)
         try:
             yield
@@ -284,13 +206,13 @@ class Provisioner:
             if not claims:
                 del self._roots_in_flight[fs_id]
 
-    def _own_tokens(self, plan: _Plan, live: list[AccessPoint]) -> tuple[str, ...]:
+    def _own_tokens(self, plan: Plan, live: list[AccessPoint]) -> tuple[str, ...]:
         """This volume's own access points never conflict, nor does the reference driver's
         for this claim when it is provably this claim's (then it is adopted, see _adopt)."""
         return plan.tokens + tuple(
             other.client_token for other in live
             if plan.reference_token is not None and other.client_token == plan.reference_token
-            and self._no_proof(other, plan) is None)
+            and no_proof(other, plan) is None)
 
     @staticmethod
     def _shared_root_refused(fs_id: str, root_path: str, namespace: str | None,
@@ -306,15 +228,15 @@ class Provisioner:
             "controller.allowSharedRootDirectories=true); use a subPathPattern with "
             "${.PVC.namespace} or ensureUniqueDirectory")
 
-    async def _check_shared_root(self, cloud: Cloud, plan: _Plan,
-                                 access_point: AccessPoint) -> None:
-        """Right after ``settle`` listed the file system (everything made before our create):
-        an overlapping root of another namespace that the check before the create could not
-        see (another controller's, made meanwhile) gives ours up, FAILED_PRECONDITION."""
+    async def _check_shared_root(self, cloud: Cloud, plan: Plan, access_point: AccessPoint,
+                                 live: list[AccessPoint]) -> None:
+        """Right after ``settle`` listed the file system (``live``: everything made before our
+        create): an overlapping root of another namespace that the check before the create
+        could not see (another controller's, made meanwhile) gives ours up,
+        FAILED_PRECONDITION."""
         if self._allow_shared_roots:
             return
         fs_id = access_point.file_system_id
-        live = self._allocator.known_now(fs_id)
         namespace = plan.params.metadata.pvc_namespace
         # No adoption happened on this path (a mirror is never settled): the reference
         # driver's access point is no exception here.
@@ -358,38 +280,35 @@ class Provisioner:
             self._zones[fs_id] = (await cloud.describe_file_system(fs_id)).availability_zone_name
         return self._zones[fs_id]
 
-    async def _access_point(self, cloud: Cloud, fs_id: str, plan: _Plan,
-                            request: CreateRequest) -> AccessPoint:
-        started = self._allocator.now()
+    async def _access_point(self, cloud: Cloud, fs_id: str, plan: Plan) -> AccessPoint:
         params = plan.params
         picking = params.gid is None
         # Adoption looks for what the reference driver made in a listing made after this
         # create began; a pick in a narrow GID range needs a listing recent enough.
         await self._allocator.prepare(cloud, fs_id, params.gid_range if picking else None,
-                                      started, current=plan.reference_token is not None)
-        found = await self._existing(cloud, fs_id, plan, request)
+                                      current=plan.reference_token is not None)
+        found = await self._existing(cloud, fs_id, plan)
         if found is not None:
             access_point, yields = found
             if not picking or self._mirrors_reference(access_point, plan):
                 return access_point
         else:
-            adopted = await self._adopt(cloud, fs_id, plan, request)
+            adopted = await self._adopt(cloud, fs_id, plan)
             if adopted is not None:
                 return adopted
-            access_point, yields = await self._create(cloud, fs_id, plan, request, 0), 0
+            access_point, yields = await self._create(cloud, fs_id, plan, 0), 0
             if not picking:
                 return access_point  # a StorageClass gid: shared on purpose
-        return await self._settled(cloud, fs_id, plan, request, access_point, yields=yields)
+        return await self._settled(cloud, fs_id, plan, access_point, yields=yields)
 
-    async def _create(self, cloud: Cloud, fs_id: str, plan: _Plan, request: CreateRequest,
-                      yields: int, *, like: AccessPoint | None = None) -> AccessPoint:
+    async def _create(self, cloud: Cloud, fs_id: str, plan: Plan, yields: int, *,
+                      like: AccessPoint | None = None) -> AccessPoint:
         """A new access point for this volume, under its token after ``yields`` yields; with
         ``like``, on that access point's directory and POSIX identity (adoption)."""
         params = plan.params
-        token = plan.token_after(yields)
+        token = plan.tokens[yields]
         fixed = params.gid if like is None or like.posix_user is None else like.posix_user.gid
-        reservation = await self._allocator.reserve(cloud, fs_id, params.gid_range, fixed,
-                                                    as_of=self._allocator.now())
+        reservation = await self._allocator.reserve(cloud, fs_id, params.gid_range, fixed)
         gid = fixed if fixed is not None else reservation.gid
         assert gid is not None
         if like is not None and like.posix_user is not None:
@@ -407,41 +326,44 @@ class Provisioner:
             created = await cloud.create_access_point(ap_request)
         except AlreadyExists as exc:
             self._allocator.release(reservation)
-            return await self._resolve_conflict(cloud, fs_id, plan, request, exc, token=token)
+            return await self._resolve_conflict(cloud, fs_id, plan, exc, token=token)
         except BaseException:
             self._allocator.release(reservation)
             raise
         self._allocator.commit(reservation, created)
-        self._capacities[(fs_id, token)] = request.capacity_bytes
+        self._capacities[(fs_id, token)] = plan.capacity_bytes
         return created
 
-    async def _settled(self, cloud: Cloud, fs_id: str, plan: _Plan, request: CreateRequest,
-                       access_point: AccessPoint, *, yields: int) -> AccessPoint:
+    async def _settled(self, cloud: Cloud, fs_id: str, plan: Plan, access_point: AccessPoint,
+                       *, yields: int) -> AccessPoint:
         """``access_point`` once no other access point holds its GID; when one does and ours
         must yield, the volume's next access point is made (with another GID) and then this
         one deleted: so a retry never needs the token of a deleted access point."""
         while True:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
-            kept = await self._without_duplicates(cloud, access_point)
+            # What the settling listing showed (the duplicates given up below carry our own
+            # token, which the shared-root check ignores).
+            live = list(settlement.known)
+            kept = await self._without_duplicates(cloud, access_point, live)
             if kept is not access_point:
                 access_point = kept  # the same token: the same yields
                 continue  # the survivor is settled in turn
             if settlement.kept:
-                await self._check_shared_root(cloud, plan, access_point)
+                await self._check_shared_root(cloud, plan, access_point, live)
                 return access_point
             assert access_point.posix_user is not None
             gid = access_point.posix_user.gid
             rivals = [rival.access_point_id for rival in settlement.rivals]
             _log.warning("GID held by another access point: giving it up for another",
                          file_system_id=fs_id, access_point_id=access_point.access_point_id,
-                         gid=gid, held_by=rivals, name=request.name)
+                         gid=gid, held_by=rivals, name=plan.name)
             try:
                 if yields >= MAX_YIELDS:
                     raise Aborted(
-                        f"volume {shown(request.name)}: other writers on {fs_id} took each of "
+                        f"volume {shown(plan.name)}: other writers on {fs_id} took each of "
                         f"the {MAX_YIELDS + 1} GIDs picked for it (last {gid}, held by "
                         f"{', '.join(rivals)}); retry later")
-                replacement = await self._create(cloud, fs_id, plan, request, yields + 1)
+                replacement = await self._create(cloud, fs_id, plan, yields + 1)
             except BaseException:
                 with contextlib.suppress(Exception):  # the first failure is the answer
                     await self._give_up(cloud, access_point)
@@ -449,9 +371,9 @@ class Provisioner:
             await self._give_up(cloud, access_point)
             access_point, yields = replacement, yields + 1
 
-    async def _without_duplicates(self, cloud: Cloud,
-                                  access_point: AccessPoint) -> AccessPoint:
-        """Right after ``settle`` listed the file system: the one access point kept when
+    async def _without_duplicates(self, cloud: Cloud, access_point: AccessPoint,
+                                  live: list[AccessPoint]) -> AccessPoint:
+        """Right after ``settle`` listed the file system (``live``): the one access point kept when
         others carry ``access_point``'s very token (a yield's are under other tokens). EFS
         answers a repeated ClientToken with the access point it made, so this never happens
         there; an EFS-compatible API that makes a new one each time (moto: a leader that died
@@ -459,7 +381,7 @@ class Provisioner:
         lowest id and deletes the rest, so two of them at once agree, and a dead one's
         leftovers are not left behind."""
         fs_id = access_point.file_system_id
-        copies = [other for other in self._allocator.known_now(fs_id)
+        copies = [other for other in live
                   if other.client_token == access_point.client_token
                   and other.access_point_id != access_point.access_point_id]
         if not copies:
@@ -479,33 +401,34 @@ class Provisioner:
             await cloud.delete_access_point(access_point.access_point_id)
         self._allocator.forget(access_point.file_system_id, access_point.access_point_id)
 
-    async def _existing(self, cloud: Cloud, fs_id: str, plan: _Plan,
-                        request: CreateRequest) -> tuple[AccessPoint, int] | None:
+    async def _existing(self, cloud: Cloud, fs_id: str,
+                        plan: Plan) -> tuple[AccessPoint, int] | None:
         """The access point this create must answer with (after how many yields it was made),
         confirmed to exist, if any. The volume's access points of fewer yields still known
         (a yield interrupted before it deleted them) were never answered: they are deleted."""
         found: tuple[AccessPoint, int] | None = None
+        known_by_yields = self._allocator.find_known_tokens(fs_id, plan.tokens)
         for yields in range(MAX_YIELDS, -1, -1):
-            known = self._allocator.find_known(fs_id, plan.token_after(yields))
+            known = known_by_yields[yields]
             if known is None:
                 continue
             if found is not None:
                 _log.info("deleting an access point this volume gave up",
-                          access_point_id=known.access_point_id, name=request.name)
+                          access_point_id=known.access_point_id, name=plan.name)
                 await self._give_up(cloud, known)
                 continue
             existing = await self._confirmed(cloud, known)
             if existing is not None:
-                self._check_matches(existing, plan, request)
+                self._check_matches(existing, plan)
                 found = existing, yields
         if found is not None:
             return found
-        elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.token)
+        elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.tokens[0])
         if elsewhere is not None and await self._confirmed(cloud, elsewhere) is not None:
-            raise self._on_other_file_system(elsewhere, fs_id, request)
+            raise self._on_other_file_system(elsewhere, fs_id, plan)
         return None
 
-    def _mirrors_reference(self, access_point: AccessPoint, plan: _Plan) -> bool:
+    def _mirrors_reference(self, access_point: AccessPoint, plan: Plan) -> bool:
         """Whether ``access_point`` (this PVC's) is the mirror of a live reference driver's
         access point, with which it shares its GID on purpose."""
         if plan.reference_token is None:
@@ -516,8 +439,7 @@ class Provisioner:
                 and reference.posix_user == access_point.posix_user
                 and reference.root_path == access_point.root_path)
 
-    async def _adopt(self, cloud: Cloud, fs_id: str, plan: _Plan,
-                     request: CreateRequest) -> AccessPoint | None:
+    async def _adopt(self, cloud: Cloud, fs_id: str, plan: Plan) -> AccessPoint | None:
         """With reuseAccessPoint, this PVC's access point made on the directory and POSIX
         identity of the one the reference driver made for it, when that one is provably this
         claim's (see the module docstring); None when there is none or no proof."""
@@ -527,41 +449,21 @@ class Provisioner:
         reference = None if known is None else await self._confirmed(cloud, known)
         if reference is None:
             return None
-        problem = (self._no_proof(reference, plan) or self._mismatch(reference, plan, request)
+        problem = (no_proof(reference, plan) or self._mismatch(reference, plan)
                    or await self._adopted_elsewhere(cloud, reference, plan))
         if problem is not None:
             _log.info("not adopting the reference driver's access point for this PVC name",
                       access_point_id=reference.access_point_id, reason=problem,
-                      name=request.name)
+                      name=plan.name)
             return None
-        mirror = await self._create(cloud, fs_id, plan, request, 0, like=reference)
+        mirror = await self._create(cloud, fs_id, plan, 0, like=reference)
         _log.info("adopted the reference driver's access point for this PVC: made this PV's "
                   "own on its directory", access_point_id=mirror.access_point_id,
-                  reference_access_point_id=reference.access_point_id, name=request.name)
+                  reference_access_point_id=reference.access_point_id, name=plan.name)
         return mirror
 
-    @staticmethod
-    def _no_proof(reference: AccessPoint, plan: _Plan) -> str | None:
-        """Why ``reference`` cannot be shown to be this claim's, or None."""
-        meta = plan.params.metadata
-        namespace = meta.pvc_namespace or ""
-        tagged = reference.tags.get(PVC_NAMESPACE_TAG)
-        if tagged is not None and tagged != tag_value(namespace):
-            return f"it belongs to a PVC in namespace {tagged}"
-        if meta.pv_name and reference.tags.get(PV_NAME_TAG) == tag_value(meta.pv_name):
-            return None
-        allowed = plan.params.reference_namespace
-        if allowed == namespace:
-            return None
-        if allowed is not None:
-            return (f"the StorageClass's {REFERENCE_ACCESS_POINTS_NAMESPACE} gives the reference "
-                    f"driver's access points to namespace {allowed}, not {namespace}")
-        return (f"its token names the PVC but no namespace, its {PV_NAME_TAG} tag does not name "
-                f"PV {meta.pv_name}, and the StorageClass's {REFERENCE_ACCESS_POINTS_NAMESPACE} "
-                "does not name this namespace")
-
     async def _adopted_elsewhere(self, cloud: Cloud, reference: AccessPoint,
-                                 plan: _Plan) -> str | None:
+                                 plan: Plan) -> str | None:
         """Why ``reference``'s directory must not be adopted because a PVC of another
         namespace already uses it, or None."""
         namespace = tag_value(plan.params.metadata.pvc_namespace or "")
@@ -590,17 +492,15 @@ class Provisioner:
         return current
 
     @staticmethod
-    def _on_other_file_system(existing: AccessPoint, fs_id: str,
-                              request: CreateRequest) -> AlreadyExists:
+    def _on_other_file_system(existing: AccessPoint, fs_id: str, plan: Plan) -> AlreadyExists:
         return AlreadyExists(
-            f"volume {shown(request.name)} already exists on file system "
+            f"volume {shown(plan.name)} already exists on file system "
             f"{existing.file_system_id} (access point {existing.access_point_id}), not on "
             f"{fs_id}: EFS client tokens are unique per account and region, so one volume "
             "name cannot have access points on two file systems")
 
-    async def _resolve_conflict(self, cloud: Cloud, fs_id: str, plan: _Plan,
-                                request: CreateRequest, conflict: AlreadyExists, *,
-                                token: str) -> AccessPoint:
+    async def _resolve_conflict(self, cloud: Cloud, fs_id: str, plan: Plan,
+                                conflict: AlreadyExists, *, token: str) -> AccessPoint:
         """The token is taken by an access point we did not know: look it up and compare."""
         existing: AccessPoint | None = None
         named = getattr(conflict, "access_point_id", None)
@@ -609,7 +509,7 @@ class Provisioner:
             with contextlib.suppress(NotFound):
                 existing = await cloud.describe_access_point(named)
         if existing is not None and existing.file_system_id != fs_id:
-            raise self._on_other_file_system(existing, fs_id, request)
+            raise self._on_other_file_system(existing, fs_id, plan)
         if existing is not None:
             self._allocator.remember(existing)
         else:
@@ -619,57 +519,25 @@ class Provisioner:
         if existing is None:
             elsewhere = self._allocator.find_token_elsewhere(fs_id, token)
             if elsewhere is not None:
-                raise self._on_other_file_system(elsewhere, fs_id, request)
+                raise self._on_other_file_system(elsewhere, fs_id, plan)
             raise AlreadyExists(
-                f"volume {shown(request.name)}: EFS reports its client token {token!r} "
+                f"volume {shown(plan.name)}: EFS reports its client token {token!r} "
                 f"in use, but no access point on {fs_id} carries it: EFS client tokens are "
                 "unique per account and region, so an access point on another file system "
                 "(made for the same volume name) most likely holds it")
-        self._check_matches(existing, plan, request)
+        self._check_matches(existing, plan)
         return existing
 
-    def _check_matches(self, existing: AccessPoint, plan: _Plan, request: CreateRequest) -> None:
-        problem = self._mismatch(existing, plan, request)
+    def _check_matches(self, existing: AccessPoint, plan: Plan) -> None:
+        problem = self._mismatch(existing, plan)
         if problem is not None:
-            what = ("access point for this PVC" if plan.params.reuse_access_point
-                    else f"volume {shown(request.name)}")
-            raise AlreadyExists(f"{what} exists as {existing.access_point_id} but {problem}")
+            raise AlreadyExists(f"{plan.what} exists as {existing.access_point_id} but {problem}")
 
-    def _mismatch(self, existing: AccessPoint, plan: _Plan,
-                  request: CreateRequest) -> str | None:
-        params = plan.params
-        user = existing.posix_user
-        if user is None:
-            return "it has no POSIX user"
-        if params.gid is not None and user.gid != params.gid:
-            return f"its gid is {user.gid}, not {params.gid}"
-        if params.gid is None and not params.gid_range.start <= user.gid <= params.gid_range.end:
-            return f"its gid {user.gid} is outside {params.gid_range}"
-        expected_uid = params.uid if params.uid is not None else user.gid
-        if user.uid != expected_uid:
-            return f"its uid is {user.uid}, not {expected_uid}"
-        namespace = existing.tags.get(PVC_NAMESPACE_TAG)
-        if (params.reuse_access_point and namespace is not None
-                and namespace != tag_value(params.metadata.pvc_namespace or "")):
-            return f"it belongs to a PVC in namespace {namespace}"
-        if params.reuse_access_point:
-            base = paths.normalised_base_path(params.base_path)
-            root = existing.root_path.rstrip("/") or "/"
-            if base not in ("/", root) and not root.startswith(base + "/"):
-                return f"its path {existing.root_path} is outside basePath {base}"
-            return None
-        if existing.root_path.rstrip("/") != plan.root_path.rstrip("/"):
-            return f"its path is {existing.root_path}, not {plan.root_path}"
-        info = existing.creation_info
-        if info is not None and int(info.permissions, 8) != int(params.directory_perms, 8):
-            return (f"its directory was created with permissions {info.permissions}, not "
-                    f"{params.directory_perms}")
-        recorded = existing.tags.get(CAPACITY_TAG)
-        capacity = (int(recorded) if recorded and recorded.isdigit()
-                    else self._capacities.get((existing.file_system_id, existing.client_token)))
-        if capacity is not None and capacity != request.capacity_bytes:
-            return f"it was created with capacity {capacity} bytes, not {request.capacity_bytes}"
-        return None
+    def _mismatch(self, existing: AccessPoint, plan: Plan) -> str | None:
+        """``plan.mismatch``, knowing the capacities of the volumes this process made (their
+        capacity tag tells, but for a StorageClass with tagging disabled)."""
+        return mismatch(existing, plan, self._capacities.get(
+            (existing.file_system_id, existing.client_token)))
 
     async def delete(self, volume_id: str, secrets: Mapping[str, str]) -> None:
         """Idempotent: malformed, static, unknown and already-deleted volumes all succeed
@@ -682,7 +550,8 @@ class Provisioner:
             return  # a static volume: the file system is not ours to delete
         cross_account = parse_secrets(secrets)
         with self._keys.hold(f"id:{handle.access_point_id}", f"volume {shown(volume_id)}"):
-            cloud = await self._clouds.select(cross_account)
+            cloud = await self._clouds.cloud_for(cross_account.role_arn,
+                                                 cross_account.external_id)
             fs_id, ap_id = handle.file_system_id, handle.access_point_id
             # What the delete needs of a known access point never changes, so a known one is
             # deleted without asking EFS first, however old the listing (one call per delete);
@@ -781,7 +650,8 @@ class Provisioner:
             handle = parse_volume_id(volume_id)
         except InvalidArgument as exc:
             raise NotFound(f"volume {shown(volume_id)} does not exist: {exc.message}") from None
-        cloud = await self._clouds.select(parse_secrets(secrets))
+        cross_account = parse_secrets(secrets)
+        cloud = await self._clouds.cloud_for(cross_account.role_arn, cross_account.external_id)
         if handle.access_point_id:
             if self._allocator.lookup(handle.file_system_id, handle.access_point_id) is None:
                 access_point = await cloud.describe_access_point(handle.access_point_id)

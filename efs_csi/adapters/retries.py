@@ -64,7 +64,7 @@ class RetrySettings:
 
     The default base delay is shorter than the SDKs' one second: a create keeps a user's pod
     waiting, and in adaptive mode the quota and the limiter, not a long first wait, keep
-    retries from storming (``efs_csi.adapters.aws.retry_settings`` picks per mode).
+    retries from storming (``efs_csi.adapters.aws.client.retry_settings`` picks per mode).
     """
 
     max_attempts: int = 5

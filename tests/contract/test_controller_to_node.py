@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from efs_csi import csi
-from efs_csi.cloud import Cloud, FileSystem, MountTarget
+from efs_csi.cloud import FileSystem, MountTarget
 from efs_csi.contract import TOPOLOGY_ZONE_KEY
 from efs_csi.contract.volume_context import (
     KNOWN_KEYS,
@@ -31,7 +31,6 @@ from efs_csi.contract.volume_context import (
 )
 from efs_csi.contract.volume_id import parse_volume_id
 from efs_csi.rpc.hook import InFlight, instrument
-from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
@@ -60,12 +59,10 @@ async def plugin(tmp_path: Path) -> AsyncIterator[Plugin]:
     cloud.add_file_system(FileSystem(FS, availability_zone_name=NODE_ZONE))
     cloud.mount_targets_by_fs[FS] = [MountTarget("fsmt-a", FS, "10.0.0.1", "us-east-1a"),
                                      MountTarget("fsmt-b", FS, "10.0.0.2", NODE_ZONE)]
-
-    async def for_role(arn: str, external_id: str | None) -> Cloud:
-        return cloud  # the other account's EFS API: the same fake
+    # The other account's EFS API (cloud_for a role): the same fake.
 
     controller = ControllerService(Provisioner(
-        clouds=CloudSelector(cloud, for_role), allocator=GidAllocator(access_point_limit=10),
+        clouds=cloud, allocator=GidAllocator(access_point_limit=10),
         kube=None, extra_tags={}, root_dirs=None))
     table = FakeMountTable()
     node = fake_parts(table, zone=NODE_ZONE).service

@@ -10,7 +10,7 @@ import pytest
 from grpclib.const import Status
 
 from efs_csi import csi
-from efs_csi.adapters.aws import CloudFactory
+from efs_csi.adapters.aws.roles import CloudFactory
 from efs_csi.errors import CsiError, ResourceExhausted
 from efs_csi_controller.app import build_controller
 from efs_csi_controller.tags import tag_value
@@ -45,7 +45,7 @@ async def test_near_full_range_concurrent_restart_and_cleanup(proxy: EfsProxy) -
     fs_id = make_file_system(proxy.url).file_system_id
     narrow = {"gidRangeStart": "1000", "gidRangeEnd": "1019"}  # 20 GIDs for 25 volumes
     async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
-        first = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+        first = build_controller(clouds, access_point_limit=1000,
                                  extra_tags={}).service
         results = await asyncio.gather(
             *(first.create_volume(request(f"pv-{i}", fs_id, **narrow)) for i in range(25)),
@@ -60,7 +60,7 @@ async def test_near_full_range_concurrent_restart_and_cleanup(proxy: EfsProxy) -
             range(1000, 1020))
         # A restarted controller re-learns the GIDs and finds existing volumes by token.
         proxy.reset_counts()
-        restarted = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+        restarted = build_controller(clouds, access_point_limit=1000,
                                      extra_tags={}).service
         index = next(iter(made.values()))
         again = await restarted.create_volume(request(f"pv-{index}", fs_id, **narrow))
@@ -79,7 +79,7 @@ async def test_throttled_creates_all_succeed(proxy: EfsProxy) -> None:
     fs_id = make_file_system(proxy.url).file_system_id
     proxy.inject(throttle=0.2)
     async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
-        service = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+        service = build_controller(clouds, access_point_limit=1000,
                                    extra_tags={}).service
         replies = await asyncio.gather(*(service.create_volume(request(f"pv-{i}", fs_id))
                                          for i in range(20)))
@@ -100,7 +100,7 @@ async def test_base_paths_efs_tags_cannot_hold_still_provision(proxy: EfsProxy,
     valid EFS path, and the create succeeds with tags EFS accepts."""
     fs_id = make_file_system(proxy.url).file_system_id
     async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
-        service = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+        service = build_controller(clouds, access_point_limit=1000,
                                    extra_tags={"team": "storage"}).service
         reply = await service.create_volume(request("pv-1", fs_id, basePath=base_path))
         assert reply.volume is not None
@@ -116,10 +116,10 @@ async def test_same_name_on_another_file_system_is_already_exists(proxy: EfsProx
     first_fs = make_file_system(proxy.url).file_system_id
     second_fs = make_file_system(proxy.url).file_system_id
     async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
-        made = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+        made = build_controller(clouds, access_point_limit=1000,
                                 extra_tags={}).service
         await made.create_volume(request("pv-1", first_fs))
-        fresh = build_controller(clouds.default, for_role=None, access_point_limit=1000,
+        fresh = build_controller(clouds, access_point_limit=1000,
                                  extra_tags={}).service  # knows nothing of the first
         with pytest.raises(CsiError) as raised:
             await fresh.create_volume(request("pv-1", second_fs))

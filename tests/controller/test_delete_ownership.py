@@ -27,7 +27,6 @@ from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import MountCommands
 from efs_csi.rpc.hook import InFlight, instrument
-from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.root_dir import RootDirectoryRemover
@@ -81,7 +80,7 @@ async def lab(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[L
         mounter = LocalMounter(tmp_path / "efs", MountCommands(CommandRunner(), 30, 30),
                                BlockingCalls())
         root_dirs = RootDirectoryRemover(mounter, work_dir=tmp_path / "work")
-    provisioner = Provisioner(clouds=CloudSelector(cloud, None),
+    provisioner = Provisioner(clouds=cloud,
                               allocator=GidAllocator(access_point_limit=100), kube=kube,
                               extra_tags={}, root_dirs=root_dirs, cluster_id=CLUSTER)
     async with ChannelFor([instrument(ControllerService(provisioner), InFlight())]) as channel:

@@ -14,7 +14,6 @@ from grpclib.testing import ChannelFor
 
 from efs_csi import csi
 from efs_csi.rpc.hook import InFlight, instrument
-from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
@@ -31,7 +30,7 @@ NAME = "pvc-1f0e5c9a-7b6d-4c3e-9a8b-0123456789ab"
 async def controller(cloud: FakeCloud) -> AsyncIterator[csi.ControllerStub]:
     """A controller process of its own (its own inventory), as a new leader is."""
     provisioner = Provisioner(
-        clouds=CloudSelector(cloud, None),
+        clouds=cloud,
         allocator=GidAllocator(access_point_limit=100, recheck_pauses=(0.01,)),
         kube=None, extra_tags={}, root_dirs=None)
     async with ChannelFor([instrument(ControllerService(provisioner), InFlight())]) as channel:

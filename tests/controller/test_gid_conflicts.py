@@ -21,9 +21,9 @@ from efs_csi import csi
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.errors import Unavailable
 from efs_csi.rpc.hook import InFlight, instrument
-from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
-from efs_csi_controller.provisioning import MAX_YIELDS, Provisioner, client_token
+from efs_csi_controller.plan import MAX_YIELDS, client_token
+from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
 from testbed.csi_builders import mount_capability
 from tests.support.fakes.cloud import FakeCloud
@@ -64,7 +64,7 @@ class Lab:
 async def lab() -> AsyncIterator[Lab]:
     cloud = RacedCloud()
     allocator = GidAllocator(access_point_limit=100, recheck_pauses=(0.01,))
-    provisioner = Provisioner(clouds=CloudSelector(cloud, None), allocator=allocator,
+    provisioner = Provisioner(clouds=cloud, allocator=allocator,
                               kube=None, extra_tags={}, root_dirs=None)
     async with ChannelFor([instrument(ControllerService(provisioner), InFlight())]) as channel:
         yield Lab(cloud, csi.ControllerStub(channel))
@@ -162,7 +162,7 @@ class GatedDeletes(RacedCloud):
 
 def service_over(cloud: FakeCloud) -> ControllerService:
     return ControllerService(Provisioner(
-        clouds=CloudSelector(cloud, None),
+        clouds=cloud,
         allocator=GidAllocator(access_point_limit=100, recheck_pauses=(0.01,)), kube=None,
         extra_tags={}, root_dirs=None))
 
@@ -199,7 +199,9 @@ async def test_two_controllers_creating_one_volume_while_it_yields_agree_on_one(
         while cloud.deletes_asked == 0:  # noqa: ASYNC110 - the yield is held
             await asyncio.sleep(0.01)
         second = asyncio.ensure_future(csi.ControllerStub(new).create_volume(create("pv-1")))
-        await asyncio.sleep(0.05)
+        # The new one lists both access points and deletes the one given up, held too.
+        while cloud.deletes_asked < 2:  # noqa: ASYNC110 - its delete is held
+            await asyncio.sleep(0.01)
         cloud.deletes_open.set()
         answers = await asyncio.gather(first, second)
     assert answers[0] == answers[1]

@@ -20,7 +20,7 @@ from grpclib.const import Status
 from structlog.testing import capture_logs
 
 from efs_csi import csi
-from efs_csi.adapters.aws import CloudFactory
+from efs_csi.adapters.aws.roles import CloudFactory
 from efs_csi.errors import CsiError, to_grpc_error
 from efs_csi_controller.app import build_controller
 from efs_csi_controller.service import ControllerService
@@ -90,7 +90,7 @@ def create_request(name: str, fs_id: str) -> csi.CreateVolumeRequest:
 
 
 def controller(clouds: CloudFactory, cluster_id: str = CLUSTER) -> ControllerService:
-    return build_controller(clouds.default, for_role=None, access_point_limit=100,
+    return build_controller(clouds, access_point_limit=100,
                             extra_tags={"team": "storage"}, cluster_id=cluster_id).service
 
 

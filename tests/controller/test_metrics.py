@@ -21,9 +21,9 @@ async def test_aws_api_series_use_the_reference_names(
 ) -> None:
     registry, port, _ = metrics_server
     api = ApiMetrics(registry)
-    api.observe_call("CreateAccessPoint", 0.2, None)
-    api.observe_call("CreateAccessPoint", 0.1, "ThrottlingException")
-    api.observe_call("CreateAccessPoint", 0.1, "AccessPointLimitExceeded")
+    api.observe_call("CreateAccessPoint", 0.2, None, throttled=False)
+    api.observe_call("CreateAccessPoint", 0.1, "ThrottlingException", throttled=True)
+    api.observe_call("CreateAccessPoint", 0.1, "AccessPointLimitExceeded", throttled=False)
     samples = await scrape(port)
     assert value(samples, "aws_efs_csi_api_request_duration_seconds_count",
                  request="CreateAccessPoint") == 3

@@ -19,7 +19,6 @@ from grpclib.testing import ChannelFor
 from efs_csi import csi
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.rpc.hook import InFlight, instrument
-from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
@@ -44,7 +43,7 @@ class Lab:
 @pytest_asyncio.fixture
 async def lab() -> AsyncIterator[Lab]:
     cloud = FakeCloud(FS)
-    provisioner = Provisioner(clouds=CloudSelector(cloud, None),
+    provisioner = Provisioner(clouds=cloud,
                               allocator=GidAllocator(access_point_limit=100), kube=None,
                               extra_tags={}, root_dirs=None)
     async with ChannelFor([instrument(ControllerService(provisioner), InFlight())]) as channel:

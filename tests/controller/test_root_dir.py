@@ -21,7 +21,6 @@ from efs_csi.mounting.mount import MountCommands
 from efs_csi_controller import root_dir
 from efs_csi_controller.app import ROOT_MOUNT_OPTIONS, root_directory_remover
 from efs_csi_controller.config import RootDirectories
-from efs_csi_controller.cross_account import CloudSelector
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.root_dir import RootDirectoryRemover, _remove_tree
@@ -56,7 +55,7 @@ def setup(tmp_path: Path, *, mounts: bool = True, kube: FakeKube | None = None,
     mounter = LocalMounter(root, MountCommands(CommandRunner(), 30, 30), BlockingCalls())
     cloud = cloud or FakeCloud(FS)
     provisioner = Provisioner(
-        clouds=CloudSelector(cloud, None), allocator=GidAllocator(access_point_limit=100),
+        clouds=cloud, allocator=GidAllocator(access_point_limit=100),
         kube=kube, extra_tags={}, root_dirs=RootDirectoryRemover(mounter, work_dir=work),
         cluster_id=CLUSTER)
     return cloud, provisioner, fs_dir, work
@@ -241,7 +240,7 @@ async def test_the_access_point_is_gone_before_its_directory_is_touched(tmp_path
                                                 BlockingCalls()), work_dir=work,
                                    remove_tree=remove_after_looking)
     provisioner = Provisioner(
-        clouds=CloudSelector(cloud, None), allocator=GidAllocator(access_point_limit=100),
+        clouds=cloud, allocator=GidAllocator(access_point_limit=100),
         kube=None, extra_tags={}, root_dirs=remover, cluster_id=CLUSTER)
     doomed = access_point(cloud, "/dyn/pv-a", root / FS)
     await provisioner.delete(f"{FS}::{doomed.access_point_id}", {})
@@ -365,7 +364,7 @@ async def test_removal_is_time_bounded_off_the_default_executor_and_never_double
                                    time_limit=0.3, detach=commands.lazy_unmount,
                                    remove_tree=blocking_remove)
     provisioner = Provisioner(
-        clouds=CloudSelector(cloud, None), allocator=GidAllocator(access_point_limit=100),
+        clouds=cloud, allocator=GidAllocator(access_point_limit=100),
         kube=None, extra_tags={}, root_dirs=remover, cluster_id=CLUSTER)
     doomed = access_point(cloud, "/dyn/pv-a", root / FS)
     volume_id = f"{FS}::{doomed.access_point_id}"

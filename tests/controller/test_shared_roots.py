@@ -15,7 +15,7 @@ import pytest
 from grpclib.const import Status
 
 from efs_csi import csi
-from efs_csi.adapters.aws import CloudFactory
+from efs_csi.adapters.aws.roles import CloudFactory
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import CsiError
 from efs_csi_controller.app import build_controller
@@ -99,7 +99,7 @@ async def test_a_second_namespace_cannot_get_the_same_directory(proxy: EfsProxy,
                                                                 at_once: bool) -> None:
     fs_id = make_file_system(proxy.url).file_system_id
     async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
-        service = build_controller(clouds.default, for_role=None, access_point_limit=100,
+        service = build_controller(clouds, access_point_limit=100,
                                    extra_tags={}, cluster_id="c1").service
         first, second = request("pv-a", "tenant-a", fs_id), request("pv-b", "tenant-b", fs_id)
         if at_once:
@@ -136,7 +136,7 @@ async def test_a_second_namespace_cannot_get_the_same_directory(proxy: EfsProxy,
 async def test_the_operator_may_allow_sharing(proxy: EfsProxy) -> None:
     fs_id = make_file_system(proxy.url).file_system_id
     async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
-        service = build_controller(clouds.default, for_role=None, access_point_limit=100,
+        service = build_controller(clouds, access_point_limit=100,
                                    extra_tags={}, cluster_id="c1",
                                    allow_shared_roots=True).service
         for name, namespace in (("pv-a", "tenant-a"), ("pv-b", "tenant-b")):
@@ -155,7 +155,7 @@ async def test_another_controllers_directory_made_after_this_one_listed_is_never
     the create), gives its access point up and is FAILED_PRECONDITION; nothing is left."""
     fs_id = make_file_system(proxy.url).file_system_id
     async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
-        a, b = (build_controller(clouds.default, for_role=None, access_point_limit=100,
+        a, b = (build_controller(clouds, access_point_limit=100,
                                  extra_tags={}, cluster_id="c1").service for _ in range(2))
         warm = await b.create_volume(request("pv-warm", "tenant-b", fs_id, pvc="warm"))
         assert warm.volume is not None  # B has listed the file system (to settle its GID)

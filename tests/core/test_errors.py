@@ -99,3 +99,21 @@ def test_what_is_not_an_account_stays() -> None:
     assert errors.without_account_details("account 123456789012 denied",
                                           account_numbers=True) == \
         "account <account withheld> denied"
+
+
+def test_the_docstring_draws_every_domain_error() -> None:
+    """The tree in ``efs_csi.errors``' docstring names every CsiError of the driver (as httpx
+    draws its own), so a new one cannot be left out of the picture."""
+    import efs_csi.cloud
+    import efs_csi.kube
+    import efs_csi.mounting.commands
+    import efs_csi.mounting.local  # noqa: F401 - their errors join the tree
+
+    def subclasses(kind: type[errors.CsiError]) -> list[type[errors.CsiError]]:
+        return [kind, *(sub for child in kind.__subclasses__() for sub in subclasses(child))]
+
+    drawn = errors.__doc__ or ""
+    names = {kind.__name__ for kind in subclasses(errors.CsiError)
+             if kind.__module__.startswith("efs_csi")}
+    assert len(names) > 15
+    assert [name for name in sorted(names) if f" {name} " not in drawn] == []

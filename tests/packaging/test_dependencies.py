@@ -90,9 +90,12 @@ def core_extras_asked(requirements: list[str]) -> set[str]:
 def test_the_core_declares_what_it_and_each_adapter_import() -> None:
     meta = project(REPO)
     files = list(python_files(PACKAGES["efs-csi-core"]))
-    adapter_files = {extra: [p for p in files if p.stem == extra and p.parent.name == "adapters"]
+    # An adapter is a module (adapters/kube.py) or a package (adapters/aws/).
+    adapter_files = {extra: [p for p in files if "adapters" in p.parts and (
+                         (p.stem == extra and p.parent.name == "adapters")
+                         or extra in p.parts[p.parts.index("adapters") + 1:-1])]
                      for extra in ADAPTERS}
-    outside = [p for p in files if p.parent.name != "adapters"]
+    outside = [p for p in files if "adapters" not in p.parts]
     base = declared(meta["dependencies"])
     assert third_party(imported(outside)) == base
     for extra, paths in adapter_files.items():

@@ -1,5 +1,6 @@
-"""``FakeCloud``: the EFS API (``efs_csi.cloud.Cloud``) in memory; ``RecordingObserver``: what an
-EFS adapter reports to its observer, recorded.
+"""``FakeCloud``: the EFS API (``efs_csi.cloud.Cloud``) in memory, and its own ``Clouds`` (every
+role's EFS API is this one; the roles asked are recorded): the one stand-in for the cloud port.
+``RecordingObserver``: what an EFS adapter reports to its observer, recorded.
 
 It exists for races and limits the moto-backed tests cannot produce on demand: pausing creates
 mid-flight (``gate``), failing them, counting calls, tiny pages, and access points made behind
@@ -38,6 +39,7 @@ class FakeCloud:
         self.name_conflicts = False  # AccessPointAlreadyExists names the access point
         # False: a repeated ClientToken makes another access point, as moto does (EFS never).
         self.honours_client_tokens = True
+        self.roles_asked: list[tuple[str, str | None]] = []  # cloud_for's roles, in order
         self._ids = itertools.count(0x10000000)
 
     def number_ids_from(self, start: int) -> None:
@@ -56,6 +58,14 @@ class FakeCloud:
             client_token=request.client_token, tags=dict(request.tags))
         self.access_points_by_id[access_point.access_point_id] = access_point
         return access_point
+
+    async def cloud_for(self, role_arn: str | None,
+                        external_id: str | None = None) -> FakeCloud:
+        """``efs_csi.cloud.Clouds``: every role's EFS API is this one (the roles asked are
+        recorded)."""
+        if role_arn is not None:
+            self.roles_asked.append((role_arn, external_id))
+        return self
 
     def _require_fs(self, file_system_id: str) -> None:
         if file_system_id not in self.file_systems:
@@ -129,10 +139,14 @@ class RecordingObserver:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, float, str | None]] = []
+        self.throttled: list[str | None] = []  # the codes of the calls reported throttled
         self.retries: list[tuple[str, str]] = []
 
-    def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None:
+    def observe_call(self, operation: str, seconds: float, error_code: str | None, *,
+                     throttled: bool) -> None:
         self.calls.append((operation, seconds, error_code))
+        if throttled:
+            self.throttled.append(error_code)
 
     def observe_retry(self, operation: str, reason: str) -> None:
         self.retries.append((operation, reason))

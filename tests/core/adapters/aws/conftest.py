@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from efs_csi.adapters.aws import CloudFactory
+from efs_csi.adapters.aws.roles import CloudFactory
 from testbed.efs_proxy import EfsProxy
 from testbed.moto_server import CREDENTIALS, REGION
 from tests.support.fakes.cloud import RecordingObserver

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from efs_csi import errors
-from efs_csi.adapters.aws import AwsCloud, CloudFactory
+from efs_csi.adapters.aws.cloud import AwsCloud
+from efs_csi.adapters.aws.roles import CloudFactory
 from efs_csi.cloud import AccessPointAlreadyExistsError, AccessPointRequest, CreationInfo, PosixUser
 from testbed.efs_proxy import EfsProxy, FileSystemSetup
 from tests.support.fakes.cloud import RecordingObserver

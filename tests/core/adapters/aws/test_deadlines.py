@@ -21,7 +21,9 @@ import structlog
 from aiobotocore.session import AioSession
 
 from efs_csi import errors
-from efs_csi.adapters.aws import AwsCloud, client_config, retry_settings, transport_error
+from efs_csi.adapters.aws.client import client_config, retry_settings
+from efs_csi.adapters.aws.cloud import AwsCloud
+from efs_csi.adapters.aws.errors import transport_error
 from efs_csi.cloud import AccessPointRequest, CreationInfo, PosixUser
 from testbed.efs_proxy import EfsProxy, FileSystemSetup
 from testbed.moto_server import REGION

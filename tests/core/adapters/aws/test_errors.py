@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from efs_csi import errors
-from efs_csi.adapters.aws import ERROR_TABLE, AwsCloud, error_for
+from efs_csi.adapters.aws.cloud import AwsCloud
+from efs_csi.adapters.aws.errors import ERROR_TABLE, THROTTLE_CODES, error_for, is_throttle
 from efs_csi.cloud import AccessPointAlreadyExistsError, AccessPointRequest, CreationInfo, PosixUser
 from testbed.efs_proxy import EfsProxy, FileSystemSetup
 from tests.support.fakes.cloud import RecordingObserver
@@ -49,6 +50,17 @@ def test_error_for_code(code: str, kind: type[errors.CsiError]) -> None:
 def test_every_table_row_is_covered(code: str) -> None:
     expected = EXPECTED.get(code, ERROR_TABLE[code])
     assert isinstance(error_for("DescribeAccessPoints", code, ""), expected)
+
+
+@pytest.mark.parametrize(("code", "throttle"), [
+    *((code, True) for code in sorted(THROTTLE_CODES)),
+    ("ThrottlingSomethingNew", True),  # the prefix rule: a code AWS may add
+    ("AccessPointLimitExceeded", False), ("InternalServerError", False), (None, False)])
+def test_one_vocabulary_of_throttle_codes(code: str | None, throttle: bool) -> None:
+    """The retry policy, the texts and the metrics (through the observer) all ask this."""
+    assert is_throttle(code) is throttle
+    if code is not None:
+        assert ("throttled" in error_for("X", code, "").message) is throttle
 
 
 def test_throttled_message_says_throttled() -> None:

@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from efs_csi import errors
-from efs_csi.adapters.aws import resolve_region
+from efs_csi.adapters.aws.client import resolve_region
 
 
 @pytest_asyncio.fixture

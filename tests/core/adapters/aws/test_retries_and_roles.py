@@ -12,7 +12,9 @@ from aiobotocore.session import AioSession
 from structlog.testing import capture_logs
 
 from efs_csi import errors
-from efs_csi.adapters.aws import USER_AGENT, AwsCloud, CloudFactory, client_config
+from efs_csi.adapters.aws.client import USER_AGENT, client_config
+from efs_csi.adapters.aws.cloud import AwsCloud
+from efs_csi.adapters.aws.roles import CloudFactory
 from efs_csi.adapters.retries import RetrySettings
 from efs_csi.cloud import AccessPointRequest, CreationInfo, PosixUser
 from testbed.efs_proxy import EfsProxy, FileSystemSetup
@@ -78,6 +80,8 @@ async def test_the_observer_is_told_of_each_retry_and_why(
             await cloud.describe_file_system(fs)
     assert observer.retries[2:] == [("DescribeFileSystems", "throttled")] * 2
     assert len(observer.calls) == 6  # every attempt is reported, the retried ones too
+    # Only the throttled ones as throttled (the metrics count them apart from errors).
+    assert observer.throttled == ["ThrottlingException"] * 3
 
 
 @pytest.mark.asyncio
@@ -181,7 +185,8 @@ async def test_a_cancelled_call_stops_retrying_at_once(
     class FirstAnswer:
         """Told after each attempt, just before the call backs off."""
 
-        def observe_call(self, operation: str, seconds: float, error_code: str | None) -> None:
+        def observe_call(self, operation: str, seconds: float, error_code: str | None, *,
+                         throttled: bool) -> None:
             answered.set()
 
         def observe_retry(self, operation: str, reason: str) -> None:
