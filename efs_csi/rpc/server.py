@@ -6,7 +6,7 @@ calls that arrive on open connections answer UNAVAILABLE, calls already running 
 so the process exits 0. A stale socket file left by a crashed process is removed at start; a
 socket someone is still listening on is not stolen, and nothing that is not a socket is ever
 removed: an endpoint that cannot be served on raises ``EndpointUnusable`` naming it, which the
-binaries turn into a one-line error and exit status 2 (``efs_csi.cli.run``).
+binaries turn into a one-line error and exit status 2 (``efs_csi.serving.run``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from efs_csi.cli import serve_binary
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import FailedPrecondition
 from efs_csi.metrics import new_registry
@@ -32,6 +31,7 @@ from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import BindMounts, EfsMounter, MountCommands, Mounter
 from efs_csi.mounting.mountinfo import MountTable, read_mount_table
 from efs_csi.rpc.server import BackgroundTask
+from efs_csi.serving import serve_binary
 from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
 from efs_csi_node.locks import KeyedLocks, MountSlots
