@@ -17,21 +17,19 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from efs_csi import __version__
+from efs_csi.booleans import EXPECTED, parse_bool_text
 from efs_csi.logging import LOG_FORMATS, LOG_LEVELS, configure_logging
 from efs_csi.rpc.server import Endpoint, parse_endpoint
 from efs_csi.serving import ServingConfig
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
 
 def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    """A boolean flag's value, in the one vocabulary of ``efs_csi.booleans`` (argparse names
+    the flag in its error)."""
+    value = parse_bool_text(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected {EXPECTED}, got {text!r}")
+    return value
 
 
 def add_bool_flag(parser: argparse.ArgumentParser, flag: str, *, default: bool,
