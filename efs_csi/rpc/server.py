@@ -24,7 +24,13 @@ from pathlib import Path
 from grpclib.server import Server
 
 from efs_csi.logging import get_logger
-from efs_csi.rpc.hook import InFlight, RpcObserver, ServiceBase, instrument, unimplemented_fallback
+from efs_csi.rpc.hook import (
+    CallsInFlight,
+    RpcObserver,
+    ServiceBase,
+    instrument,
+    unimplemented_fallback,
+)
 from efs_csi.rpc.supervision import RestartPolicy, Task, supervise, task_name
 
 _log = get_logger("efs_csi.server")
@@ -140,7 +146,7 @@ async def serve(
     Both are supervised (``efs_csi.rpc.supervision``): a failure is logged and the task restarted.
     """
     options = options or ServeOptions()
-    in_flight = InFlight()
+    in_flight = CallsInFlight()
     server = Server([instrument(service, in_flight, options.observer) for service in services])
     # See efs_csi.rpc.hook._UnimplementedFallback for why the method table is replaced.
     server._mapping = unimplemented_fallback(server._mapping)
@@ -170,7 +176,8 @@ async def serve(
         _log.info("stopped", endpoint=str(endpoint))
 
 
-async def _drain(server: Server, endpoint: Endpoint, in_flight: InFlight, grace: float) -> None:
+async def _drain(server: Server, endpoint: Endpoint, in_flight: CallsInFlight,
+                 grace: float) -> None:
     in_flight.draining = True
     if endpoint.path is not None:
         with contextlib.suppress(FileNotFoundError):
