@@ -16,6 +16,9 @@ from efs_csi.rpc.hook import CallsInFlight, instrument
 from testbed.mounts import unmount_everything_under
 from tests.support.ci import require_root
 from tests.support.fakes.mounts import FakeMountTable
+from tests.support.fixtures.binaries import binary  # noqa: F401 - fixture
+from tests.support.fixtures.kube import fake_kube_api, kube_over_fake_api  # noqa: F401 - fixtures
+from tests.support.fixtures.metrics import metrics_server  # noqa: F401 - fixture
 from tests.support.node import FS_ID, FakeNode, LocalNode, fake_parts, local_parts
 
 
