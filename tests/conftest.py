@@ -106,15 +106,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(config.stash[_CLOCK], "efs-csi-suite-clock")
 
 
+_SELECTED = pytest.StashKey[int]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[_SELECTED] = len(session.items)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
                             config: pytest.Config) -> None:
-    """Print the figures tests reported (e.g. csi-sanity's pass/skip counts) at the end, and
-    where the time went, by suite."""
+    """Print the figures tests reported (e.g. csi-sanity's pass/skip counts) at the end, the
+    fast tier's size when it ran alone, and where the time went, by suite."""
     lines = config.stash.get(_SUMMARY, [])
     if lines:
         terminalreporter.section("figures reported by tests")
         for line in lines:
             terminalreporter.write_line(line)
+    if config.getoption("markexpr", "") == "not slow" and _SELECTED in config.stash:
+        terminalreporter.section("fast tier")
+        terminalreporter.write_line(f"{config.stash[_SELECTED]} tests selected")
     seconds = config.stash[_CLOCK].seconds if _CLOCK in config.stash else {}
     if seconds:
         terminalreporter.section("where the time went, by suite (setup + call + teardown)")
