@@ -1,9 +1,11 @@
-"""Boolean text in StorageClass parameters, secrets and volume contexts (pure).
+"""The one boolean vocabulary: command-line flags, StorageClass parameters, secrets and volume
+contexts all read true and false here (pure).
 
-Users move StorageClasses and PVs over from the reference driver, which reads these values
-with Go's ``strconv.ParseBool``: ``1 t T TRUE true True`` and ``0 f F FALSE false False``.
-Every one of those spellings is accepted here (case does not matter), so a manifest that
-worked there works here.
+Users move StorageClasses, PVs and flags over from the reference driver, which reads all of
+them with Go's ``strconv.ParseBool`` (its flags through Go's ``flag`` package):
+``1 t T TRUE true True`` and ``0 f F FALSE false False``. Every one of those spellings is
+accepted here (case does not matter), so a manifest or an argument list that worked there works
+here; any other text is refused, and the caller's error names the flag or the key.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each binary's ``__main__`` is the one place that reads its flags and the process environment:
 it builds its parser from ``base_parser`` (so the common flags are spelled the same way, with
 defaults from the environment it is given), configures logging, and turns the parsed flags into
-a frozen configuration (``ServingConfig`` for the part both share) for its composition root.
+a frozen configuration (``efs_csi.serving.ServingConfig`` for the part both share) for its
+composition root, and runs it with ``efs_csi.serving.run``.
 Each exposes ``build_parser()`` so the Helm chart's arguments can be checked against it.
 argparse already exits 2 with a usage line on an unknown flag or a bad value, a bad default
 from the environment included (argparse passes string defaults through ``type``).
@@ -12,39 +13,23 @@ from the environment included (argparse passes string defaults through ``type``)
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from prometheus_client import CollectorRegistry
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from efs_csi import __version__
+from efs_csi.booleans import EXPECTED, parse_bool_text
 from efs_csi.logging import LOG_FORMATS, LOG_LEVELS, configure_logging
-from efs_csi.metrics import MetricsEndpoint, RpcMetrics
-from efs_csi.rpc.hook import ServiceBase
-from efs_csi.rpc.identity import IdentityService, Readiness
-from efs_csi.rpc.server import (
-    BackgroundTask,
-    Endpoint,
-    EndpointUnusable,
-    ServeOptions,
-    parse_endpoint,
-    serve,
-)
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+from efs_csi.rpc.server import Endpoint, parse_endpoint
+from efs_csi.serving import ServingConfig
 
 
 def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    """A boolean flag's value, in the one vocabulary of ``efs_csi.booleans`` (argparse names
+    the flag in its error)."""
+    value = parse_bool_text(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected {EXPECTED}, got {text!r}")
+    return value
 
 
 def add_bool_flag(parser: argparse.ArgumentParser, flag: str, *, default: bool,
@@ -118,15 +103,6 @@ def base_parser(prog: str, description: str,
     return parser
 
 
-@dataclass(frozen=True)
-class ServingConfig:
-    """How a binary serves: the flags of ``base_parser`` (logging is configured apart)."""
-
-    endpoint: Endpoint
-    http_endpoint: tuple[str, int] | None = None
-    shutdown_grace_period: float = 30.0
-
-
 def serving_config(args: argparse.Namespace) -> ServingConfig:
     return ServingConfig(endpoint=args.endpoint, http_endpoint=args.http_endpoint,
                          shutdown_grace_period=args.shutdown_grace_period)
@@ -138,38 +114,3 @@ def parse_and_configure_logging(parser: argparse.ArgumentParser,
     args = parser.parse_args(argv)
     configure_logging(args.log_format, args.log_level)
     return args
-
-
-def run(main: Coroutine[Any, Any, None], prog: str) -> int:
-    """Run a binary's main coroutine; an endpoint it cannot serve on is a usage error: one
-    line naming it on stderr and exit status 2, like a bad flag, not a traceback."""
-    try:
-        asyncio.run(main)
-    except EndpointUnusable as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-async def serve_binary(service: ServiceBase, serving: ServingConfig, *, controller: bool,
-                       registry: CollectorRegistry,
-                       background: Sequence[BackgroundTask] = (),
-                       health_notes: Callable[[], Sequence[str]] = tuple) -> None:
-    """Serve Identity and a binary's ``service`` until SIGTERM, with the metrics endpoint when
-    ``serving`` asks for one. Probe answers ready as soon as the socket listens: a binary's
-    start-up work runs after that, among its ``background`` tasks, and the calls that need its
-    result wait for it (so neither Kubernetes nor instance metadata ever delays serving)."""
-    readiness = Readiness()
-    tasks = list(background)
-    if serving.http_endpoint is not None:
-        host, port = serving.http_endpoint
-        tasks.append(MetricsEndpoint(registry, host, port, healthy=lambda: readiness.ready,
-                                     notes=health_notes).run)
-
-    async def ready() -> None:
-        readiness.set_ready()
-
-    await serve([IdentityService(readiness, controller=controller), service], serving.endpoint,
-                options=ServeOptions(grace_period=serving.shutdown_grace_period,
-                                     observer=RpcMetrics(registry)),
-                startup=ready, background=tasks)

@@ -1,5 +1,4 @@
-"""Shared fixtures (the asyncio task-leak guard, moto over HTTP, the EFS proxy, real binaries)
-and the speed tiers.
+"""The speed tiers and the guards every test runs under; nothing else.
 
 The fast tier (``make test-fast``: ``pytest -m "not slow"``) is pure logic and RPC over grpclib's
 in-memory channel: no root, no subprocess, no server but cheap in-process ones (a metrics
@@ -8,33 +7,26 @@ a test marked so, a test using a fixture that starts something real (``SLOW_FIXT
 every test of the suites that run the driver whole (``SLOW_SUITES``). The full suite, what CI
 runs, is both. A test outside the slow tier that starts a process fails, and one that needs
 root skips (a failure under CI), so the fast tier stays what it says.
+
+The fixtures that start things live in ``tests/support/fixtures/``, one module per thing
+started; each suite's conftest imports the ones its tests use, so this file imports neither an
+AWS SDK, moto nor a Kubernetes client, and a run of one pure test file pays for none of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 import pytest_asyncio
 
-from efs_csi.adapters.kube import KubernetesAsyncioKube
-from efs_csi.kube import KubeEndpoint
-from efs_csi.metrics import MetricsEndpoint, new_registry
-from efs_csi.rpc.identity import Readiness
-from testbed.efs_proxy import EfsProxy, FileSystemSetup, make_file_system
-from testbed.kube_api import FakeKubeApi
-from testbed.moto_server import MotoEndpoint, running_moto
-from testbed.processes import RunningBinary, StartBinary, start_binary
-from tests.images.engine import Engine, built_images
 from tests.support.ci import in_ci
-from tests.support.cluster_fixtures import cluster_dir, control_plane  # noqa: F401 - fixtures
-from tests.support.scrape import MetricsServer
+from tests.support.mounts import mount_points_under
 
 # Fixtures that start real processes, mount, or serve moto: a test using one is slow.
 SLOW_FIXTURES = frozenset({"binary", "moto_session", "moto", "efs_proxy", "mounts_cleaned",
@@ -63,6 +55,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The fast tier alone (``-m "not slow"``) does not even import the suites that are slow
+    throughout: it would deselect every test they hold."""
+    if (config.getoption("markexpr", "") == "not slow" and collection_path.parent == _TESTS
+            and collection_path.name in SLOW_SUITES):
+        return True
+    return None
+
+
 class _NoProcessInTheFastTier(subprocess.Popen):  # type: ignore[type-arg]
     def __init__(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AssertionError("a test of the fast tier started a process: mark it "
@@ -89,8 +90,10 @@ class _SuiteClock:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.tests: set[str] = set()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.tests.add(report.nodeid)
         parts = Path(report.location[0]).parts
         suite = parts[1] if len(parts) > 2 else "tests"
         self.seconds[suite] = self.seconds.get(suite, 0.0) + report.duration
@@ -107,13 +110,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
                             config: pytest.Config) -> None:
-    """Print the figures tests reported (e.g. csi-sanity's pass/skip counts) at the end, and
-    where the time went, by suite."""
+    """Print the figures tests reported (e.g. csi-sanity's pass/skip counts) at the end, the
+    fast tier's size when it ran alone, and where the time went, by suite."""
     lines = config.stash.get(_SUMMARY, [])
     if lines:
         terminalreporter.section("figures reported by tests")
         for line in lines:
             terminalreporter.write_line(line)
+    if config.getoption("markexpr", "") == "not slow" and _CLOCK in config.stash:
+        terminalreporter.section("fast tier")
+        terminalreporter.write_line(f"{len(config.stash[_CLOCK].tests)} tests ran")
     seconds = config.stash[_CLOCK].seconds if _CLOCK in config.stash else {}
     if seconds:
         terminalreporter.section("where the time went, by suite (setup + call + teardown)")
@@ -145,15 +151,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped under CI (CI must not skip): {report.longrepr}"
 
 
-def mounts_under(directory: Path) -> list[str]:
-    prefix = f"{directory}/"
-    with open("/proc/self/mounts", encoding="utf-8") as table:
-        # /proc/mounts escapes a space in a path as \040, and so on: compare like for like.
-        targets = [line.split()[1].encode().decode("unicode_escape") for line in table]
-    return [target for target in targets if target == str(directory)
-            or target.startswith(prefix)]
-
-
 @pytest.fixture(autouse=True)
 def nothing_left_mounted(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail any test that leaves something mounted in its tmp_path (after every fixture of
@@ -163,8 +160,8 @@ def nothing_left_mounted(request: pytest.FixtureRequest) -> Iterator[None]:
     tmp_path = (getattr(request.node, "funcargs", None) or {}).get("tmp_path")
     if not isinstance(tmp_path, Path):
         return
-    left = mounts_under(tmp_path)
-    for target in sorted(left, reverse=True):  # the deepest first
+    left = mount_points_under(tmp_path)
+    for target in left:  # the deepest first
         subprocess.run(["umount", "--lazy", target], check=False, capture_output=True)
     if left:
         pytest.fail(f"test left {len(left)} mount(s) behind: {', '.join(left)}")
@@ -186,109 +183,3 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
         await asyncio.gather(*leaked, return_exceptions=True)
         names = ", ".join(sorted(task.get_name() + ":" + repr(task.get_coro()) for task in leaked))
         pytest.fail(f"test left {len(leaked)} asyncio task(s) running: {names}")
-
-
-@pytest.fixture(scope="session")
-def engine(session_report: Callable[[str], None]) -> Iterator[Engine]:
-    """The three images, built once per session (a warm build takes seconds), and the engine
-    that runs them (tests/images, tests/datapath)."""
-    with built_images() as built:
-        phases = built.report["phases_s"]
-        session_report("image build (" + ", ".join(
-            f"{name} {seconds:.1f}s" for name, seconds in phases.items()) + ")")
-        session_report("image sizes (" + ", ".join(
-            f"{image} {size / 1e6:.1f} MB"
-            for image, size in built.report["image_bytes"].items()) + ")")
-        session_report("image SBOMs (" + ", ".join(
-            f"{target}: {counts['deb']} deb, {counts['pypi']} pypi, {counts['cargo']} cargo, "
-            f"{counts['total']} in all, step {counts['step']}"
-            for target, counts in built.report.get("sbom", {}).items()) + ")")
-        yield built
-
-
-@pytest.fixture(scope="session")
-def moto_session() -> Iterator[MotoEndpoint]:
-    with running_moto() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def moto(moto_session: MotoEndpoint) -> MotoEndpoint:
-    """A moto EFS API on loopback, reset for this test."""
-    moto_session.reset()
-    return moto_session
-
-
-@pytest_asyncio.fixture
-async def metrics_server() -> AsyncIterator[MetricsServer]:
-    """A registry served by a real metrics endpoint on loopback (an in-process server)."""
-    registry = new_registry()
-    readiness = Readiness()
-    endpoint = MetricsEndpoint(registry, "127.0.0.1", 0, healthy=lambda: readiness.ready)
-    port = await endpoint.start()
-    try:
-        yield registry, port, readiness
-    finally:
-        await endpoint.stop()
-
-
-@pytest_asyncio.fixture
-async def fake_kube_api() -> AsyncIterator[FakeKubeApi]:
-    """A fake Kubernetes API server on loopback, for faults a real one cannot show on cue."""
-    fake = FakeKubeApi()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
-
-
-@pytest_asyncio.fixture
-async def kube_over_fake_api(fake_kube_api: FakeKubeApi,
-                             tmp_path: Path) -> AsyncIterator[KubernetesAsyncioKube]:
-    """The real Kubernetes adapter, pointed at ``fake_kube_api`` with a token file."""
-    token = tmp_path / "token"
-    token.write_text(fake_kube_api.token + "\n")
-    adapter = KubernetesAsyncioKube(KubeEndpoint(host=fake_kube_api.url, token_file=token))
-    try:
-        yield adapter
-    finally:
-        await adapter.close()
-
-
-@pytest.fixture
-def efs_proxy(moto: MotoEndpoint) -> Iterator[EfsProxy]:
-    """An EfsProxy in front of this test's (reset) moto; stopped after the test."""
-    with EfsProxy(moto.url, seed=1) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def file_system(efs_proxy: EfsProxy) -> FileSystemSetup:
-    """A file system with mount targets in two zones, behind ``efs_proxy`` (counts reset)."""
-    setup = make_file_system(efs_proxy.url)
-    efs_proxy.reset_counts()
-    return setup
-
-
-@pytest_asyncio.fixture
-async def binary(tmp_path: Path) -> AsyncIterator[StartBinary]:
-    """Start ``controller`` or ``node`` as real subprocesses; all are stopped afterwards."""
-    started: list[RunningBinary] = []
-
-    async def start(kind: str, args: Sequence[str] = (), env: dict[str, str] | None = None,
-                    socket_name: str | None = None) -> RunningBinary:
-        directory = tmp_path / f"{kind}-{len(started)}"
-        directory.mkdir(exist_ok=True)  # a test may prepare it (e.g. leave a stale socket)
-        running = await start_binary(kind, directory, args, env,
-                                     socket_name=socket_name or "csi.sock")
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        if running.process.returncode is None:
-            try:
-                await running.stop(signal.SIGTERM, timeout=15)
-            except TimeoutError:
-                await running.stop(signal.SIGKILL)

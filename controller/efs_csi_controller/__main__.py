@@ -14,10 +14,10 @@ from efs_csi.cli import (
     non_negative_float,
     parse_and_configure_logging,
     positive_int,
-    run,
     serving_config,
 )
 from efs_csi.kube import in_cluster_or_none
+from efs_csi.serving import run
 from efs_csi_controller.config import ControllerConfig, RootDirectories
 from efs_csi_controller.gid import DEFAULT_MAX_AGE
 from efs_csi_controller.tags import LEGACY_CLUSTER_ID, parse_cluster_id, parse_tags

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from efs_csi.cli import serve_binary
 from efs_csi.cloud import Clouds
 from efs_csi.errors import FailedPrecondition
 from efs_csi.kube import KubeEndpoint, PersistentVolumeInfo
@@ -34,6 +33,7 @@ from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import EfsMounter, MountCommands, Mounter
 from efs_csi.rpc.hook import seconds_left
 from efs_csi.rpc.server import BackgroundTask
+from efs_csi.serving import serve_binary
 from efs_csi_controller.config import ControllerConfig, RootDirectories
 from efs_csi_controller.gid import DEFAULT_MAX_AGE, GidAllocator
 from efs_csi_controller.metrics import ApiMetrics, ProvisioningCollector

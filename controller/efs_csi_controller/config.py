@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from efs_csi.cli import ServingConfig
 from efs_csi.kube import KubeEndpoint
+from efs_csi.serving import ServingConfig
 from efs_csi_controller.gid import DEFAULT_MAX_AGE
 from efs_csi_controller.tags import LEGACY_CLUSTER_ID
 

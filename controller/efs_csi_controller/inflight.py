@@ -13,7 +13,10 @@ from contextlib import contextmanager
 from efs_csi.errors import Aborted
 
 
-class OperationKeys:
+class KeysInFlight:
+    """The keys (volume name, access point id) with an operation in flight; a second operation
+    on one is refused, never queued (see ``efs_csi.rpc.hook.CallsInFlight`` for the family)."""
+
     def __init__(self) -> None:
         self._busy: set[str] = set()
 

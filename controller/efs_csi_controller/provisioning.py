@@ -60,7 +60,7 @@ from efs_csi.kube import PersistentVolumeInfo
 from efs_csi.logging import get_logger
 from efs_csi_controller.cross_account import mount_target_addresses, parse_secrets
 from efs_csi_controller.gid import GidAllocator
-from efs_csi_controller.inflight import OperationKeys
+from efs_csi_controller.inflight import KeysInFlight
 from efs_csi_controller.ownership import (
     NO_API,
     PvEvidence,
@@ -143,7 +143,7 @@ class Provisioner:
         self._kube = kube
         self._extra_tags = dict(extra_tags)
         self._root_dirs = root_dirs
-        self._keys = OperationKeys()
+        self._keys = KeysInFlight()
         # Capacities of volumes made by this process, for when tagging is disabled.
         self._capacities: dict[tuple[str, str], int] = {}
         self._zones: dict[str, str | None] = {}

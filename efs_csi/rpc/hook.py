@@ -3,7 +3,7 @@
 ``instrument`` wraps a betterproto2 service so that each call:
 - receives its request, and binds the method name and the call's deadline (``current_deadline``)
   into context variables the use cases can read;
-- answers UNAVAILABLE while the server drains for shutdown (``InFlight.draining``);
+- answers UNAVAILABLE while the server drains for shutdown (``CallsInFlight.draining``);
 - maps any exception through ``efs_csi.errors.to_grpc_error`` (the one mapping);
 - writes one canonical log line: method, duration, status code, plus the request's volume id
   when it has one, never its secrets;
@@ -60,8 +60,14 @@ class ServiceBase(Protocol):
 
 
 @dataclass
-class InFlight:
-    """Counts running RPCs so shutdown can wait for them, and refuses new ones while draining."""
+class CallsInFlight:
+    """The CSI calls in flight, counted so shutdown can wait for them; new ones are refused
+    while draining.
+
+    One of three guards named for what they hold: ``CallsInFlight`` (this process's calls),
+    ``efs_csi_controller.inflight.KeysInFlight`` (the volumes the controller is working on; a
+    second call on one is refused) and ``efs_csi_node.locks.KeyLocksInFlight`` (a lock per
+    volume or path on the node; a second call waits its turn)."""
 
     draining: bool = False
     _count: int = 0
@@ -123,7 +129,7 @@ def _log_fields(request: betterproto2.Message | None) -> dict[str, Any]:
 def _wrap(
     path: str,
     typed_method: Callable[[Any], Awaitable[Any]],
-    in_flight: InFlight,
+    in_flight: CallsInFlight,
     observer: RpcObserver | None,
 ) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
     method = _method_short_name(path)
@@ -181,7 +187,7 @@ class _Instrumented:
 
 
 def instrument(
-    service: ServiceBase, in_flight: InFlight, observer: RpcObserver | None = None
+    service: ServiceBase, in_flight: CallsInFlight, observer: RpcObserver | None = None
 ) -> _Instrumented:
     """Wrap every method of a generated service with the per-RPC hook."""
     mapping: dict[str, grpclib.const.Handler] = {}

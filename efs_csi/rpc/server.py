@@ -6,7 +6,7 @@ calls that arrive on open connections answer UNAVAILABLE, calls already running 
 so the process exits 0. A stale socket file left by a crashed process is removed at start; a
 socket someone is still listening on is not stolen, and nothing that is not a socket is ever
 removed: an endpoint that cannot be served on raises ``EndpointUnusable`` naming it, which the
-binaries turn into a one-line error and exit status 2 (``efs_csi.cli.run``).
+binaries turn into a one-line error and exit status 2 (``efs_csi.serving.run``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ from pathlib import Path
 from grpclib.server import Server
 
 from efs_csi.logging import get_logger
-from efs_csi.rpc.hook import InFlight, RpcObserver, ServiceBase, instrument, unimplemented_fallback
+from efs_csi.rpc.hook import (
+    CallsInFlight,
+    RpcObserver,
+    ServiceBase,
+    instrument,
+    unimplemented_fallback,
+)
 from efs_csi.rpc.supervision import RestartPolicy, Task, supervise, task_name
 
 _log = get_logger("efs_csi.server")
@@ -140,7 +146,7 @@ async def serve(
     Both are supervised (``efs_csi.rpc.supervision``): a failure is logged and the task restarted.
     """
     options = options or ServeOptions()
-    in_flight = InFlight()
+    in_flight = CallsInFlight()
     server = Server([instrument(service, in_flight, options.observer) for service in services])
     # See efs_csi.rpc.hook._UnimplementedFallback for why the method table is replaced.
     server._mapping = unimplemented_fallback(server._mapping)
@@ -170,7 +176,8 @@ async def serve(
         _log.info("stopped", endpoint=str(endpoint))
 
 
-async def _drain(server: Server, endpoint: Endpoint, in_flight: InFlight, grace: float) -> None:
+async def _drain(server: Server, endpoint: Endpoint, in_flight: CallsInFlight,
+                 grace: float) -> None:
     in_flight.draining = True
     if endpoint.path is not None:
         with contextlib.suppress(FileNotFoundError):

@@ -16,11 +16,11 @@ from efs_csi.cli import (
     parse_and_configure_logging,
     positive_float,
     positive_int,
-    run,
     serving_config,
 )
 from efs_csi.kube import in_cluster_or_none
 from efs_csi.mounting.efs_leftovers import EFS_UTILS_STATE_DIR
+from efs_csi.serving import run
 from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.config import (
     DEFAULT_PORT_RANGE_UPPER_BOUND,

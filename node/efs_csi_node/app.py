@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from efs_csi.cli import serve_binary
 from efs_csi.cloud import AccessPoint
 from efs_csi.errors import FailedPrecondition
 from efs_csi.metrics import new_registry
@@ -32,9 +31,10 @@ from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import BindMounts, EfsMounter, MountCommands, Mounter
 from efs_csi.mounting.mountinfo import MountTable, read_mount_table
 from efs_csi.rpc.server import BackgroundTask
+from efs_csi.serving import serve_binary
 from efs_csi_node.config import NodeConfig
 from efs_csi_node.efs_utils.startup import efs_utils_background, prepare_efs_utils
-from efs_csi_node.locks import KeyedLocks, MountSlots
+from efs_csi_node.locks import KeyLocksInFlight, MountSlots
 from efs_csi_node.metrics import MeasuredMounter, NodeMetrics, VolumeCounts
 from efs_csi_node.mount_health import MountHealth
 from efs_csi_node.mount_ops import MountOps
@@ -76,7 +76,7 @@ def build_node(config: NodeServiceConfig, mounter: Mounter, commands: MountComma
     blocking = blocking or BlockingCalls()
     probe = probe or PathProbe(blocking, stat_timeout)
     ops = MountOps(probe, BindMounts(commands), blocking, read_table=read_table)
-    locks = KeyedLocks()
+    locks = KeyLocksInFlight()
     slots = MountSlots(max_inflight_mounts)
     stager = Stager(mounter, ops, locks, slots)
     publisher = Publisher(ops, locks, slots, stager.restage_if_stale, stager.staged)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from efs_csi.cli import ServingConfig
 from efs_csi.kube import KubeEndpoint
+from efs_csi.serving import ServingConfig
 from efs_csi_node.efs_utils.startup import EfsUtilsConfig
 from efs_csi_node.topology import ImdsSettings
 from efs_csi_node.volume_stats import CollectorSettings

@@ -30,8 +30,10 @@ async def _acquire(lock: asyncio.Lock | asyncio.Semaphore, wait: float | None,
 
 
 @dataclass
-class KeyedLocks:
-    """One lock per key (volume id, path); entries disappear when nobody holds or waits."""
+class KeyLocksInFlight:
+    """A lock per key (volume id, path) with an operation in flight: a second operation on a
+    key waits its turn (see ``efs_csi.rpc.hook.CallsInFlight`` for the family); entries
+    disappear when nobody holds or waits."""
 
     deadline: DeadlineClock = seconds_left
     _locks: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from efs_csi.errors import AlreadyExists, FailedPrecondition, Internal
-from efs_csi_node.locks import KeyedLocks, MountSlots
+from efs_csi_node.locks import KeyLocksInFlight, MountSlots
 from efs_csi_node.mount_ops import MAX_STACKED_MOUNTS, MountOps
 from efs_csi_node.staging import StagedVolumes
 
@@ -32,7 +32,7 @@ class PublishRequest:
 @dataclass
 class Publisher:
     ops: MountOps
-    locks: KeyedLocks
+    locks: KeyLocksInFlight
     slots: MountSlots
     restage_if_stale: Restage
     staged: StagedVolumes

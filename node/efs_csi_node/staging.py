@@ -17,7 +17,7 @@ from efs_csi.contract.volume_id import VolumeHandle
 from efs_csi.errors import AlreadyExists, FailedPrecondition, Internal
 from efs_csi.logging import get_logger
 from efs_csi.mounting.mount import Mounter
-from efs_csi_node.locks import KeyedLocks, MountSlots
+from efs_csi_node.locks import KeyLocksInFlight, MountSlots
 from efs_csi_node.mount_ops import MAX_STACKED_MOUNTS, MountOps
 
 _log = get_logger("node.staging")
@@ -56,7 +56,7 @@ def staging_keys(volume_id: str, path: Path) -> list[str]:
 class Stager:
     mounter: Mounter
     ops: MountOps
-    locks: KeyedLocks
+    locks: KeyLocksInFlight
     slots: MountSlots
     staged: StagedVolumes = field(default_factory=StagedVolumes)
 

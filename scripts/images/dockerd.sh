@@ -20,6 +20,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=scripts/images/paths.sh
 source "${repo}/scripts/images/paths.sh"
+# shellcheck source=scripts/images/dockerd-process.sh
+source "${repo}/scripts/images/dockerd-process.sh"
 
 packages=(docker.io containerd runc)
 docker_bin="${DOCKER_ROOT}/usr/bin/docker"
@@ -61,19 +63,10 @@ start() {
       --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
       --userland-proxy=false --storage-driver overlay2 \
       > "${DOCKERD_LOG}" 2>&1 < /dev/null &
-  local attempt
-  for attempt in $(seq 1 120); do
-    if docker_cli version >/dev/null 2>&1; then
-      echo "DOCKER_HOST=${DOCKER_HOST}"
-      return 0
-    fi
-    if (( attempt > 10 )) && ! pgrep -f -- "--pidfile ${DOCKERD_PIDFILE}" >/dev/null; then
-      break
-    fi
-    sleep 0.5
-  done
-  echo "dockerd did not start; its log (${DOCKERD_LOG}):" >&2
-  tail -20 "${DOCKERD_LOG}" >&2
+  if wait_for_dockerd "${DOCKERD_PIDFILE}" "${DOCKERD_LOG}" docker_cli version; then
+    echo "DOCKER_HOST=${DOCKER_HOST}"
+    return 0
+  fi
   restore_host
   return 1
 }
@@ -94,23 +87,7 @@ restore_host() {
 }
 
 stop() {
-  if [[ -f "${DOCKERD_PIDFILE}" ]]; then
-    local pid attempt
-    pid="$(cat "${DOCKERD_PIDFILE}")"
-    if kill -0 "${pid}" 2>/dev/null; then
-      kill -TERM "${pid}"
-      for attempt in $(seq 1 60); do
-        kill -0 "${pid}" 2>/dev/null || break
-        sleep 0.5
-      done
-      if kill -0 "${pid}" 2>/dev/null; then
-        echo "dockerd ${pid} ignored SIGTERM for 30s; killing it" >&2
-        kill -KILL "${pid}"
-      fi
-      echo "dockerd ${pid} stopped (after ${attempt} checks)" >&2
-    fi
-    rm -f "${DOCKERD_PIDFILE}"
-  fi
+  stop_dockerd "${DOCKERD_PIDFILE}" 30
   # Its runtime state (sockets, container bundles) went with its mount namespace.
   rm -rf "${DOCKER_EXEC}"
   rmdir "$(dirname "${DOCKERD_SOCKET}")" 2>/dev/null || true

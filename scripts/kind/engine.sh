@@ -29,6 +29,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=scripts/kind/paths.sh
 source "${repo}/scripts/kind/paths.sh"
+# shellcheck source=scripts/images/dockerd-process.sh
+source "${repo}/scripts/images/dockerd-process.sh"
 
 sysctls=(kernel.keys.root_maxkeys kernel.keys.root_maxbytes
          kernel.panic kernel.panic_on_oops vm.overcommit_memory)
@@ -156,37 +158,16 @@ start() {
       --bridge=none --storage-driver overlay2 \
       --add-runtime "efs-csi-kind-runc=${KIND_STATE}/runc" --default-runtime efs-csi-kind-runc \
       > "${KIND_LOGS}/dockerd.log" 2>&1 < /dev/null &
-  local attempt
-  for attempt in $(seq 1 120); do
-    if docker_ok; then echo "DOCKER_HOST=${KIND_DOCKER_HOST}"; return 0; fi
-    if (( attempt > 10 )) && ! pgrep -f -- "--pidfile ${KIND_DOCKERD_PIDFILE}" >/dev/null; then
-      break
-    fi
-    sleep 0.5
-  done
-  echo "dockerd did not start in ${attempt} tries; its log (${KIND_LOGS}/dockerd.log):" >&2
-  tail -20 "${KIND_LOGS}/dockerd.log" >&2
+  if wait_for_dockerd "${KIND_DOCKERD_PIDFILE}" "${KIND_LOGS}/dockerd.log" docker_ok; then
+    echo "DOCKER_HOST=${KIND_DOCKER_HOST}"
+    return 0
+  fi
   stop
   return 1
 }
 
 stop() {
-  if [[ -f "${KIND_DOCKERD_PIDFILE}" ]]; then
-    local pid attempt
-    pid="$(cat "${KIND_DOCKERD_PIDFILE}")"
-    if kill -0 "${pid}" 2>/dev/null; then
-      kill -TERM "${pid}"
-      for attempt in $(seq 1 90); do
-        kill -0 "${pid}" 2>/dev/null || break
-        sleep 0.5
-      done
-      if kill -0 "${pid}" 2>/dev/null; then
-        echo "dockerd ${pid} ignored SIGTERM for 45s; killing it" >&2
-        kill -KILL "${pid}"
-      fi
-    fi
-    rm -f "${KIND_DOCKERD_PIDFILE}"
-  fi
+  stop_dockerd "${KIND_DOCKERD_PIDFILE}" 45
   # Whatever still runs in the namespace was started by this engine (a container shim left by a
   # daemon that was killed): stopped by pid before the namespace goes.
   if [[ -e "${netns_path}" ]]; then

@@ -18,6 +18,7 @@ from testbed.efs_proxy import EfsProxy, make_file_system
 from testbed.moto_server import REGION, MotoEndpoint, running_moto
 from tests.support.cluster import ControlPlane, Kubelet, wait_until
 from tests.support.deployment import ControllerPod, NodePod, install_chart
+from tests.support.fixtures.cluster import cluster_dir, control_plane  # noqa: F401 - fixtures
 
 Json = dict[str, Any]
 CHART_SETS = ("region=us-east-1", "mountBackend=local")

@@ -15,6 +15,8 @@ from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
 from testbed.mounts import unmount_everything_under
 from testbed.processes import RunningBinary, StartBinary
 from tests.support.ci import require_root
+from tests.support.fixtures.aws import efs_proxy, file_system, moto, moto_session  # noqa: F401 - fixtures
+from tests.support.fixtures.binaries import binary  # noqa: F401 - fixture
 
 
 @dataclass

@@ -30,7 +30,7 @@ from efs_csi.contract.volume_context import (
     write_volume_context,
 )
 from efs_csi.contract.volume_id import parse_volume_id
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
@@ -66,8 +66,8 @@ async def plugin(tmp_path: Path) -> AsyncIterator[Plugin]:
         kube=None, extra_tags={}, root_dirs=None))
     table = FakeMountTable()
     node = fake_parts(table, zone=NODE_ZONE).service
-    async with ChannelFor([instrument(controller, InFlight())]) as to_controller, \
-            ChannelFor([instrument(node, InFlight())]) as to_node:
+    async with ChannelFor([instrument(controller, CallsInFlight())]) as to_controller, \
+            ChannelFor([instrument(node, CallsInFlight())]) as to_node:
         yield Plugin(csi.ControllerStub(to_controller), csi.NodeStub(to_node), table, tmp_path)
 
 

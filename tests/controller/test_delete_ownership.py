@@ -26,7 +26,7 @@ from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import MountCommands
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.root_dir import RootDirectoryRemover
@@ -83,7 +83,7 @@ async def lab(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[L
     provisioner = Provisioner(clouds=cloud,
                               allocator=GidAllocator(access_point_limit=100), kube=kube,
                               extra_tags={}, root_dirs=root_dirs, cluster_id=CLUSTER)
-    async with ChannelFor([instrument(ControllerService(provisioner), InFlight())]) as channel:
+    async with ChannelFor([instrument(ControllerService(provisioner), CallsInFlight())]) as channel:
         yield Lab(cloud, kube, csi.ControllerStub(channel))
 
 

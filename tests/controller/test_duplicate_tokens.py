@@ -13,7 +13,7 @@ import pytest
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
@@ -33,7 +33,7 @@ async def controller(cloud: FakeCloud) -> AsyncIterator[csi.ControllerStub]:
         clouds=cloud,
         allocator=GidAllocator(access_point_limit=100, recheck_pauses=(0.01,)),
         kube=None, extra_tags={}, root_dirs=None)
-    async with ChannelFor([instrument(ControllerService(provisioner), InFlight())]) as channel:
+    async with ChannelFor([instrument(ControllerService(provisioner), CallsInFlight())]) as channel:
         yield csi.ControllerStub(channel)
 
 

@@ -20,7 +20,7 @@ from grpclib.testing import ChannelFor
 from efs_csi import csi
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.errors import Unavailable
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.plan import MAX_YIELDS, client_token
 from efs_csi_controller.provisioning import Provisioner
@@ -66,7 +66,7 @@ async def lab() -> AsyncIterator[Lab]:
     allocator = GidAllocator(access_point_limit=100, recheck_pauses=(0.01,))
     provisioner = Provisioner(clouds=cloud, allocator=allocator,
                               kube=None, extra_tags={}, root_dirs=None)
-    async with ChannelFor([instrument(ControllerService(provisioner), InFlight())]) as channel:
+    async with ChannelFor([instrument(ControllerService(provisioner), CallsInFlight())]) as channel:
         yield Lab(cloud, csi.ControllerStub(channel))
 
 
@@ -171,7 +171,7 @@ def service_over(cloud: FakeCloud) -> ControllerService:
 async def test_a_retry_while_the_volume_yields_is_aborted_then_answered_alike() -> None:
     cloud = GatedDeletes()
     cloud.races, cloud.deletes_open = 1, asyncio.Event()
-    async with ChannelFor([instrument(service_over(cloud), InFlight())]) as channel:
+    async with ChannelFor([instrument(service_over(cloud), CallsInFlight())]) as channel:
         stub = csi.ControllerStub(channel)
         first = asyncio.ensure_future(stub.create_volume(create("pv-1")))
         while cloud.deletes_asked == 0:  # noqa: ASYNC110 - the yield is held
@@ -193,8 +193,8 @@ async def test_two_controllers_creating_one_volume_while_it_yields_agree_on_one(
     same access point; nothing else of the volume is left."""
     cloud = GatedDeletes()
     cloud.races, cloud.deletes_open = 1, asyncio.Event()
-    async with ChannelFor([instrument(service_over(cloud), InFlight())]) as old, \
-            ChannelFor([instrument(service_over(cloud), InFlight())]) as new:
+    async with ChannelFor([instrument(service_over(cloud), CallsInFlight())]) as old, \
+            ChannelFor([instrument(service_over(cloud), CallsInFlight())]) as new:
         first = asyncio.ensure_future(csi.ControllerStub(old).create_volume(create("pv-1")))
         while cloud.deletes_asked == 0:  # noqa: ASYNC110 - the yield is held
             await asyncio.sleep(0.01)
@@ -217,7 +217,7 @@ async def test_two_controllers_creating_one_volume_while_it_yields_agree_on_one(
 async def test_an_access_point_left_by_an_interrupted_yield_is_deleted_by_the_retry() -> None:
     cloud = GatedDeletes()
     cloud.races, cloud.failing_deletes = 1, 1  # the yield cannot delete what it gave up
-    async with ChannelFor([instrument(service_over(cloud), InFlight())]) as channel:
+    async with ChannelFor([instrument(service_over(cloud), CallsInFlight())]) as channel:
         stub = csi.ControllerStub(channel)
         with pytest.raises(GRPCError) as raised:
             await stub.create_volume(create("pv-1"))

@@ -12,7 +12,7 @@ from efs_csi import csi
 from efs_csi.cloud import (
     FileSystem,
 )
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.service import ControllerService
 from tests.support.controller import (
@@ -65,7 +65,7 @@ async def test_same_name_on_another_file_system_names_where_the_volume_is(
     assert FS in message and OTHER_FS in message and "unique per account" in message
     # A controller that never saw the first file system learns it from EFS's refusal.
     fresh = ControllerService(provisioner(harness.cloud, GidAllocator(access_point_limit=100)))
-    async with ChannelFor([instrument(fresh, InFlight())]) as channel:
+    async with ChannelFor([instrument(fresh, CallsInFlight())]) as channel:
         status, message = await code_of(csi.ControllerStub(channel).create_volume(
             create_request(fileSystemId=OTHER_FS)))
     assert status == Status.ALREADY_EXISTS and OTHER_FS in message

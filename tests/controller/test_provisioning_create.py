@@ -20,7 +20,7 @@ from efs_csi.cloud import (
     MountTarget,
     PosixUser,
 )
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.paths import unique_suffix
 from efs_csi_controller.service import ControllerService
@@ -67,7 +67,7 @@ async def test_restarted_controller_finds_the_volume_and_conflicts_are_resolved(
     first = await harness.stub.create_volume(create_request())
     # A fresh controller process: learns the access points, finds the token.
     fresh = ControllerService(provisioner(harness.cloud, GidAllocator(access_point_limit=100)))
-    async with ChannelFor([instrument(fresh, InFlight())]) as channel:
+    async with ChannelFor([instrument(fresh, CallsInFlight())]) as channel:
         again = await csi.ControllerStub(channel).create_volume(create_request())
     assert again == first
     # An access point made behind our back after we learned: EFS says AlreadyExists.

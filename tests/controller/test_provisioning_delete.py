@@ -9,7 +9,7 @@ from grpclib.const import Status
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.service import ControllerService
 from tests.support.controller import (
@@ -49,7 +49,7 @@ async def test_deleting_a_known_access_point_costs_one_call_however_old_the_list
     cloud = FakeCloud(FS)
     allocator = GidAllocator(access_point_limit=100, max_age=5.0, clock=lambda: clock[0])
     service = ControllerService(provisioner(cloud, allocator))
-    async with ChannelFor([instrument(service, InFlight())]) as channel:
+    async with ChannelFor([instrument(service, CallsInFlight())]) as channel:
         stub = csi.ControllerStub(channel)
         replies = [await stub.create_volume(create_request(name=f"pv-{n}")) for n in range(3)]
         clock[0] = 60.0  # far beyond the inventory's max age

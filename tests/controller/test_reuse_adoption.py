@@ -18,7 +18,7 @@ from grpclib.testing import ChannelFor
 
 from efs_csi import csi
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
@@ -46,7 +46,7 @@ async def lab() -> AsyncIterator[Lab]:
     provisioner = Provisioner(clouds=cloud,
                               allocator=GidAllocator(access_point_limit=100), kube=None,
                               extra_tags={}, root_dirs=None)
-    async with ChannelFor([instrument(ControllerService(provisioner), InFlight())]) as channel:
+    async with ChannelFor([instrument(ControllerService(provisioner), CallsInFlight())]) as channel:
         yield Lab(cloud, csi.ControllerStub(channel))
 
 

@@ -13,7 +13,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.service import ControllerService
 from tests.support.controller import (
@@ -96,7 +96,7 @@ async def test_a_passed_deadline_is_counted_as_deadline_exceeded_not_cancelled()
     cloud.gate = asyncio.Event()  # EFS never answers the create
     codes = Codes([])
     service = ControllerService(provisioner(cloud, GidAllocator(access_point_limit=100)))
-    async with ChannelFor([instrument(service, InFlight(), codes)]) as channel:
+    async with ChannelFor([instrument(service, CallsInFlight(), codes)]) as channel:
         stub = csi.ControllerStub(channel)
         with pytest.raises((GRPCError, TimeoutError)):
             await stub.create_volume(create_request(), timeout=0.3)

@@ -15,7 +15,7 @@ from grpclib.testing import ChannelFor
 from efs_csi import csi
 from efs_csi.cloud import Cloud, Clouds
 from efs_csi.errors import FailedPrecondition
-from efs_csi.rpc.hook import InFlight, instrument, seconds_left
+from efs_csi.rpc.hook import CallsInFlight, instrument, seconds_left
 from efs_csi_controller.app import build_controller
 from efs_csi_controller.waiting_cloud import NO_REGION, WaitingClouds
 from tests.support.controller import FS, create_request
@@ -42,7 +42,7 @@ async def test_a_create_waits_for_the_clients_then_goes_to_them() -> None:
     asked = Asked(clouds)
     parts = build_controller(asked, access_point_limit=100, extra_tags={})
     cloud = FakeCloud(FS)
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         stub = csi.ControllerStub(channel)
         create = asyncio.create_task(stub.create_volume(create_request(), timeout=10))
         await asyncio.wait_for(asked.asked.wait(), 10)  # it asked, and waits: nothing else
@@ -60,7 +60,7 @@ async def test_a_create_waits_for_the_clients_then_goes_to_them() -> None:
 async def test_a_call_whose_deadline_passes_first_leaves_nothing_waiting() -> None:
     clouds = WaitingClouds()
     parts = build_controller(clouds, access_point_limit=100, extra_tags={})
-    in_flight = InFlight()
+    in_flight = CallsInFlight()
     async with ChannelFor([instrument(parts.service, in_flight)]) as channel:
         with pytest.raises(TimeoutError):  # the client's side of DEADLINE_EXCEEDED
             await csi.ControllerStub(channel).create_volume(create_request(), timeout=0.2)
@@ -72,7 +72,7 @@ async def test_with_the_callers_deadline_known_the_wait_is_answered_unavailable(
     the caller's deadline, instead of a bare DEADLINE_EXCEEDED."""
     clouds = WaitingClouds(time_left=seconds_left)
     parts = build_controller(clouds, access_point_limit=100, extra_tags={})
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         with pytest.raises(GRPCError) as raised:
             await csi.ControllerStub(channel).create_volume(create_request(), timeout=1.0)
     assert raised.value.status == Status.UNAVAILABLE
@@ -103,7 +103,7 @@ async def test_without_clouds_every_request_is_told_why_waiting_or_not() -> None
             await asyncio.wait_for(request, 5)
     # Through the service: FAILED_PRECONDITION before any EFS call.
     parts = build_controller(clouds, access_point_limit=100, extra_tags={})
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         with pytest.raises(GRPCError) as raised:
             await csi.ControllerStub(channel).create_volume(create_request(), timeout=5)
     assert raised.value.status == Status.FAILED_PRECONDITION

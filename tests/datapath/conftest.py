@@ -19,6 +19,8 @@ from testbed.datapath.harness import DataPath, node_values, render_node
 from testbed.images import Engine
 from testbed.slowfs import libfuse_available
 from tests.support.ci import skip_or_fail, tool
+from tests.support.fixtures.aws import efs_proxy, file_system, moto, moto_session  # noqa: F401 - fixtures
+from tests.support.fixtures.images import engine  # noqa: F401 - fixture
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

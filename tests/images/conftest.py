@@ -1,8 +1,12 @@
-"""The image tests wait for the images (the session's ``engine`` fixture, tests/conftest.py)."""
+"""The image tests wait for the images (the session's ``engine`` fixture,
+tests/support/fixtures/images.py)."""
 
 from __future__ import annotations
 
 import pytest
+
+from tests.support.fixtures.aws import efs_proxy, file_system, moto, moto_session  # noqa: F401 - fixtures
+from tests.support.fixtures.images import engine  # noqa: F401 - fixture
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

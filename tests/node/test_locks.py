@@ -7,12 +7,12 @@ import asyncio
 import pytest
 
 from efs_csi.errors import Aborted
-from efs_csi_node.locks import KeyedLocks, MountSlots
+from efs_csi_node.locks import KeyLocksInFlight, MountSlots
 
 
 @pytest.mark.asyncio
 async def test_same_key_is_serialised_other_keys_are_not() -> None:
-    locks = KeyedLocks(deadline=lambda: None)
+    locks = KeyLocksInFlight(deadline=lambda: None)
     order: list[str] = []
     gate, first_in, second_waiting = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
@@ -48,7 +48,7 @@ async def test_same_key_is_serialised_other_keys_are_not() -> None:
 
 @pytest.mark.asyncio
 async def test_waiting_past_the_deadline_is_aborted() -> None:
-    locks = KeyedLocks(deadline=lambda: 0.05)
+    locks = KeyLocksInFlight(deadline=lambda: 0.05)
     gate, holding = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:

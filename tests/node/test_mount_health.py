@@ -16,7 +16,7 @@ import pytest
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_node.metrics import NodeMetrics
 from efs_csi_node.mount_health import MountHealth, VolumeHealth
 from testbed.csi_builders import stage_request
@@ -39,7 +39,7 @@ async def test_a_stale_volume_is_reported_until_mounted_again_and_forgotten_when
     NodeMetrics(registry).track_mount_health(health.snapshot)
     sick, well = tmp_path / "sick", tmp_path / "well"
     try:
-        async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+        async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
             stub = csi.NodeStub(channel)
             await stub.node_stage_volume(stage_request(FS, sick))
             await stub.node_stage_volume(stage_request(f"{OTHER_FS}:/data", well))
@@ -82,7 +82,7 @@ async def test_a_hung_mount_is_stale_and_does_not_hold_up_the_others(tmp_path: P
     health = MountHealth(parts.stager.staged, parts.ops.probe, table.read_table)
     hung, well = tmp_path / "hung", tmp_path / "well"
     try:
-        async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+        async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
             stub = csi.NodeStub(channel)
             await stub.node_stage_volume(stage_request(FS, hung))
             await stub.node_stage_volume(stage_request(f"{OTHER_FS}:/data", well))

@@ -17,7 +17,7 @@ from grpclib.testing import ChannelFor
 
 from efs_csi import csi
 from efs_csi.mounting.mountinfo import read_mount_table
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from testbed.csi_builders import publish_request, stage_request
 from tests.support.fakes.dead_server import DeadServer
 from tests.support.node import FS_ID, RecordingRunner, local_parts
@@ -33,7 +33,7 @@ async def broken_node(mounts_cleaned: Path) -> AsyncIterator[Broken]:
     runner = RecordingRunner()
     parts = local_parts(root, dead=broken, runner=runner)
     try:
-        async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+        async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
             yield csi.NodeStub(channel), broken, mounts_cleaned / "kubelet", runner
     finally:
         broken.release.set()

@@ -12,7 +12,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from testbed.csi_builders import mount_capability as capability
 from testbed.csi_builders import publish_request, stage_request
 from tests.support.node import FS_ID, local_parts
@@ -24,7 +24,7 @@ RpcType = csi.NodeServiceCapabilityRpcType
 @pytest_asyncio.fixture
 async def stub(tmp_path: Path) -> AsyncIterator[csi.NodeStub]:
     parts = local_parts(tmp_path / "efs")
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         yield csi.NodeStub(channel)
 
 
@@ -125,7 +125,7 @@ async def test_node_get_info(stub: csi.NodeStub) -> None:
 @pytest.mark.asyncio
 async def test_node_get_info_without_zone_has_no_topology(tmp_path: Path) -> None:
     parts = local_parts(tmp_path, zone=None)
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         reply = await csi.NodeStub(channel).node_get_info(csi.NodeGetInfoRequest())
     assert reply.accessible_topology is None
 
@@ -134,7 +134,7 @@ async def test_node_get_info_without_zone_has_no_topology(tmp_path: Path) -> Non
 @pytest.mark.parametrize("stats_enabled", [True, False])
 async def test_capabilities(tmp_path: Path, stats_enabled: bool) -> None:
     parts = local_parts(tmp_path, stats_enabled=stats_enabled)
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         reply = await csi.NodeStub(channel).node_get_capabilities(
             csi.NodeGetCapabilitiesRequest())
     kinds = {c.rpc.type for c in reply.capabilities if c.rpc is not None}

@@ -14,7 +14,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from testbed.csi_builders import stage_request
 from tests.support.fakes.dead_server import DeadServer
 from tests.support.fakes.mounts import FakeMountTable
@@ -61,7 +61,7 @@ async def test_a_mount_found_after_a_restart_is_adopted_not_mounted_again(
     staging = fake_node.work / "staging"
     await stage(fake_node, staging)
     restarted = fake_parts(fake_node.table)  # a new process: empty memory, the same kernel
-    async with ChannelFor([instrument(restarted.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(restarted.service, CallsInFlight())]) as channel:
         await csi.NodeStub(channel).node_stage_volume(stage_request(HANDLE, staging))
     assert len(fake_node.table.mounts()) == 1
     assert restarted.stager.staged.at(staging) is not None
@@ -105,7 +105,7 @@ async def test_a_stale_staging_mount_is_detached_lazily_then_mounted_again(
     table, dead = FakeMountTable(), DeadServer(heals=True)
     parts = fake_parts(table, dead=dead)
     staging = tmp_path / "staging"
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         stub = csi.NodeStub(channel)
         await stub.node_stage_volume(stage_request(HANDLE, staging))
         dead.stale.add(str(staging))

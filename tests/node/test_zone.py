@@ -17,7 +17,7 @@ import efs_csi_node.service
 from efs_csi import csi
 from efs_csi.contract import TOPOLOGY_ZONE_KEY
 from efs_csi.contract.volume_context import VolumeContext
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_node.zone import NodeZone, depends_on_zone
 from testbed.csi_builders import stage_request
 from tests.support.fakes.mounts import FakeMountTable
@@ -114,7 +114,7 @@ def test_only_a_mount_target_chosen_by_zone_depends_on_it(context: VolumeContext
 async def test_node_get_info_answers_once_the_zone_is_known() -> None:
     zone = WatchedZone(label_source=True)
     parts = fake_parts(FakeMountTable(), zone=zone)
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         call = asyncio.create_task(csi.NodeStub(channel).node_get_info(
             csi.NodeGetInfoRequest(), timeout=20))
         await asyncio.wait_for(zone.waited.wait(), 10)
@@ -131,7 +131,7 @@ async def test_a_zone_settled_as_none_means_no_topology_at_once() -> None:
     zone = NodeZone(label_source=False)
     zone.from_imds(None)
     parts = fake_parts(FakeMountTable(), zone=zone)
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         reply = await csi.NodeStub(channel).node_get_info(csi.NodeGetInfoRequest(), timeout=5)
     assert reply.node_id == "node-a" and reply.accessible_topology is None
     assert zone.answered_without_zone == 0  # nothing unknown about it
@@ -145,7 +145,7 @@ async def test_past_the_bound_node_get_info_answers_without_topology() -> None:
     zone.from_imds(None)
     zone.failed("start-up helper exited with status 1")
     parts = fake_parts(FakeMountTable(), zone=zone)
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         stub = csi.NodeStub(channel)
         reply = await stub.node_get_info(csi.NodeGetInfoRequest())  # no deadline at all
         assert reply.node_id == "node-a" and reply.accessible_topology is None
@@ -163,7 +163,7 @@ async def test_past_the_bound_node_get_info_answers_without_topology() -> None:
 async def test_a_short_deadline_is_answered_before_it_passes() -> None:
     zone = NodeZone(label_source=True, registration_bound_s=60)
     parts = fake_parts(FakeMountTable(), zone=zone)
-    in_flight = InFlight()
+    in_flight = CallsInFlight()
     async with ChannelFor([instrument(parts.service, in_flight)]) as channel:
         reply = await csi.NodeStub(channel).node_get_info(csi.NodeGetInfoRequest(), timeout=1.5)
     assert reply.accessible_topology is None  # no DEADLINE_EXCEEDED: kubelet can register
@@ -177,7 +177,7 @@ async def test_a_volume_that_needs_no_zone_stages_while_it_is_unknown(tmp_path: 
     table = FakeMountTable()
     parts = fake_parts(table, zone=NodeZone(label_source=True))
     staging = tmp_path / "staging"
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         stub = csi.NodeStub(channel)
         await asyncio.wait_for(stub.node_stage_volume(
             stage_request(f"{FS_ID}:/data", staging)), 5)
@@ -194,7 +194,7 @@ async def test_a_volume_mounted_by_zone_waits_for_it(tmp_path: Path) -> None:
     zone = WatchedZone(label_source=True)
     parts = fake_parts(table, zone=zone)
     staging = tmp_path / "staging"
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         call = asyncio.create_task(csi.NodeStub(channel).node_stage_volume(
             stage_request(FS_ID, staging, context={"mounttargetipmap": MAP}), timeout=20))
         await asyncio.wait_for(zone.waited.wait(), 10)
@@ -212,7 +212,7 @@ async def test_a_volume_mounted_by_zone_is_unavailable_with_the_cause_before_its
     zone.failed("Kubernetes API: cannot read Node node-a: connection refused")
     table = FakeMountTable()
     parts = fake_parts(table, zone=zone)
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         with pytest.raises(GRPCError) as caught:
             await csi.NodeStub(channel).node_stage_volume(
                 stage_request(FS_ID, tmp_path / "staging",
@@ -228,7 +228,7 @@ async def test_without_a_deadline_the_wait_for_the_zone_is_bounded(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(efs_csi_node.service, "ZONE_WAIT_S", 0.05)
     parts = fake_parts(FakeMountTable(), zone=NodeZone(label_source=True))
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         with pytest.raises(GRPCError) as caught:
             await csi.NodeStub(channel).node_stage_volume(
                 stage_request(FS_ID, tmp_path / "staging", context={"mounttargetipmap": MAP}))

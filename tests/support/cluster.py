@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support.ci import REPO, skip_or_fail
+from tests.support.mounts import mount_points_under
 
 Json = dict[str, Any]
 
@@ -629,17 +630,6 @@ class Kubelet:
         # kubelet bind-mounts its root dir onto itself (to make it shared) and leaves it.
         unmount_all_under(self.root_dir)
         self.sysctls_restored.update(self.kernel.restore())
-
-
-def mount_points_under(directory: Path) -> list[str]:
-    """Mount points at or below ``directory``, deepest first (from /proc/self/mountinfo)."""
-    prefix = str(directory.resolve())
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        target = line.split()[4].encode().decode("unicode_escape")
-        if target == prefix or target.startswith(prefix + "/"):
-            found.append(target)
-    return sorted(found, key=len, reverse=True)
 
 
 def unmount_all_under(directory: Path) -> None:

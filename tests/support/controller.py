@@ -13,7 +13,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
 from efs_csi import csi
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
@@ -67,7 +67,7 @@ async def harness_fixture() -> AsyncIterator[Harness]:
     allocator = GidAllocator(access_point_limit=100)
     kube = FakeKube(config_maps={("kube-system", "efs", "id"): FS + "\n"})
     service = ControllerService(provisioner(cloud, allocator, kube))
-    async with ChannelFor([instrument(service, InFlight())]) as channel:
+    async with ChannelFor([instrument(service, CallsInFlight())]) as channel:
         yield Harness(cloud, csi.ControllerStub(channel), allocator)
 
 

@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from efs_csi.rpc.identity import Readiness
 
-# The ``metrics_server`` fixture (tests/conftest.py): a registry, the port its real endpoint
-# listens on (loopback), and the readiness /healthz follows.
+# The ``metrics_server`` fixture (tests/support/fixtures/metrics.py): a registry, the port its
+# real endpoint listens on (loopback), and the readiness /healthz follows.
 MetricsServer = tuple[CollectorRegistry, int, Readiness]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -22,7 +22,7 @@ from grpclib.testing import ChannelFor
 from efs_csi import csi
 from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.mount import EfsMounter, MountCommands
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_node.app import build_node
 from efs_csi_node.service import NodeServiceConfig
 from efs_csi_node.zone import NodeZone
@@ -90,7 +90,7 @@ async def hanging_node(tmp_path: Path) -> AsyncIterator[HangingNode]:
     parts = build_node(NodeServiceConfig("node-a"), EfsMounter(commands), commands,
                        zone=NodeZone.known("us-east-1a"))
     observed = Observed()
-    async with ChannelFor([instrument(parts.service, InFlight(), observed)]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight(), observed)]) as channel:
         node = HangingNode(csi.NodeStub(channel), observed, record)
         try:
             yield node

@@ -16,7 +16,7 @@ from grpclib.testing import ChannelFor
 from efs_csi import csi
 from efs_csi.mounting.commands import CommandFailed, CommandRunner, CommandTimedOut
 from efs_csi.mounting.mount import EfsMounter, MountCommands
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_node.app import build_node
 from efs_csi_node.service import NodeServiceConfig
 from efs_csi_node.zone import NodeZone
@@ -110,7 +110,7 @@ async def efs_node(fake_bin: tuple[MountCommands, Path]) -> AsyncIterator[csi.No
     commands, _ = fake_bin
     parts = build_node(NodeServiceConfig("node-a"), EfsMounter(commands), commands,
                        zone=NodeZone.known("us-east-1a"))
-    async with ChannelFor([instrument(parts.service, InFlight())]) as channel:
+    async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:
         yield csi.NodeStub(channel)
 
 

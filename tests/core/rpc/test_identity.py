@@ -3,7 +3,7 @@ from grpclib.testing import ChannelFor
 
 from efs_csi import __version__, csi
 from efs_csi.contract import PLUGIN_NAME
-from efs_csi.rpc.hook import InFlight, instrument
+from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi.rpc.identity import IdentityService, Readiness
 
 Cap = csi.PluginCapabilityServiceType
@@ -11,7 +11,7 @@ Cap = csi.PluginCapabilityServiceType
 
 async def call_all(service: IdentityService) -> tuple[csi.GetPluginInfoResponse,
                                                        list[Cap], csi.ProbeResponse]:
-    async with ChannelFor([instrument(service, InFlight())]) as channel:
+    async with ChannelFor([instrument(service, CallsInFlight())]) as channel:
         stub = csi.IdentityStub(channel)
         info = await stub.get_plugin_info(csi.GetPluginInfoRequest())
         caps = await stub.get_plugin_capabilities(csi.GetPluginCapabilitiesRequest())
