@@ -51,6 +51,7 @@ from aiobotocore.utils import AioInstanceMetadataRegionFetcher
 
 from efs_csi import errors
 from efs_csi._version import __version__
+from efs_csi.adapters.botocore_tuning import tune_client, tune_session
 from efs_csi.adapters.retries import (
     ApiRetryState,
     Outcome,
@@ -376,9 +377,11 @@ class AwsCloud:
 
     async def open(self) -> None:
         if self._client is None:
+            tune_session(self._session)  # less work per call: efs_csi.adapters.botocore_tuning
             self._client = await self._stack.enter_async_context(
                 self._session.create_client("efs", config=self._config,
                                             endpoint_url=self._endpoint_url))
+            tune_client(self._client)
 
     async def close(self) -> None:
         self._client = None
