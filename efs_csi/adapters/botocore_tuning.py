@@ -7,14 +7,16 @@ botocore's request path at about 40 % of a CSI call's CPU, and a listing of a fi
 response's shapes in Python. Two levers:
 
 - ``tune_session``: the session's ``response_parser_factory`` component makes REST-JSON parsers
-  (EFS's protocol) that convert a response through a converter compiled once per shape: a
-  shape whose JSON needs no conversion (strings, integers, booleans, and lists, maps and
-  structures of them) is copied with one dict comprehension per structure instead of one
-  dispatch per value. A shape that needs botocore's conversions (timestamps, blobs, floats,
-  documents, unions, JSON-valued strings, lists in headers) goes through botocore's own
-  handler, and the result is the same either way: modelled members only, ``None`` values
-  left out, members renamed from their JSON names (``tests/core/adapters/
-  test_botocore_tuning.py`` compares both on moto's answers).
+  (EFS's protocol) that convert a response through a converter compiled once per shape. The
+  JSON the parser decoded is its own, so it is converted in place: a shape whose JSON needs
+  no conversion (strings, integers, booleans, and lists, maps and structures of them) is
+  taken as it is when it holds only modelled, non-null members (two checks in C per
+  structure), else copied without the others, instead of botocore's dispatch per value and
+  its second copy of every page. A shape that needs botocore's conversions (timestamps,
+  blobs, floats, documents, unions, JSON-valued strings, lists in headers) goes through
+  botocore's own handler, and the result is the same either way: modelled members only,
+  ``None`` values left out, members renamed from their JSON names
+  (``tests/core/adapters/aws/test_botocore_tuning.py`` compares both on moto's answers).
 - ``tune_client``: handlers that do nothing an EFS call in a pod needs are unregistered from
   the client's own emitter (a copy of the session's: other clients keep them): the Lambda
   recursion-detection header, an API-version header no EFS operation declares, a checksum
@@ -80,18 +82,22 @@ def _compile(shape: Shape) -> Converter | None:
     return _botocore(shape)
 
 
-def _list_converter(member: Converter | None) -> Converter:
+def _list_converter(member: Converter | None) -> Converter | None:
     if member is None:
-        def as_is(_: Any, node: Any) -> Any:
-            return list(node)
-        return as_is
+        return None
 
     def convert(parser: Any, node: Any) -> Any:
-        return [None if item is None else member(parser, item) for item in node]
+        for index, item in enumerate(node):
+            if item is not None:
+                node[index] = member(parser, item)
+        return node
     return convert
 
 
-def _map_converter(key: Converter | None, value: Converter | None) -> Converter:
+def _map_converter(key: Converter | None, value: Converter | None) -> Converter | None:
+    if key is None and value is None:
+        return None
+
     def convert(parser: Any, node: Any) -> Any:
         return {(k if key is None else key(parser, k)): (v if value is None else value(parser, v))
                 for k, v in node.items()}
@@ -99,6 +105,27 @@ def _map_converter(key: Converter | None, value: Converter | None) -> Converter:
 
 
 def _structure_converter(members: tuple[tuple[str, str, Converter | None], ...]) -> Converter:
+    if any(name != key for name, key, _ in members):
+        return _renaming_structure_converter(members)
+    names = frozenset(name for name, _, _ in members)
+    converted = tuple((name, member) for name, _, member in members if member is not None)
+
+    def convert(parser: Any, node: Any) -> Any:
+        if node is None:
+            return None
+        for name, member in converted:
+            value = node.get(name)
+            if value is not None:
+                node[name] = member(parser, value)
+        if node.keys() <= names and None not in node.values():
+            return node  # what botocore would build: modelled members only, none of them null
+        return {name: value for name, value in node.items()
+                if value is not None and name in names}
+    return convert
+
+
+def _renaming_structure_converter(members: tuple[tuple[str, str, Converter | None], ...]
+                                  ) -> Converter:
     def convert(parser: Any, node: Any) -> Any:
         if node is None:
             return None
