@@ -5,13 +5,23 @@ proxy (which counts the API calls and injects throttling).
 
     python bench/controller_provisioning.py [--quick] [--repeats 5] [--parts ...]
 
-Five parts, all saved in ``bench/results/controller_provisioning.json``:
+Seven parts, all saved in ``bench/results/controller_provisioning.json`` (a subset in
+``controller_provisioning.<parts>.json``):
 
 - ``cpu`` (key ``controller_cpu``): 200 concurrent creates then 200 concurrent deletes, M = 0,
   ``--repeats`` times (median reported): the controller process's own CPU time per call, read
   from ``/proc/<pid>/stat`` before and after each phase (the harness's moto and proxy run in
   this process and are not counted), and creates/s, deletes/s (wall time, which does include
-  the harness). Targets: <= 2 ms CPU per create, <= 1 ms per delete, deletes/s >= creates/s.
+  the harness). Targets (issue 22): <= 1.7 ms CPU per create, <= 1 ms per delete,
+  deletes/s >= creates/s.
+- ``m900`` (key ``controller_m900``): the same with 900 access points already on each file
+  system. Target (issue 22): >= 260 deletes/s (the Go reference: 233).
+- ``scale``: a file system at EFS's limit: 9,900 access points made behind a fresh controller's
+  back, a burst of 100 creates, the 100 deletes, then lone creates 6 s apart (what the
+  controller knows is older than its inventory's max age at each). EFS calls per create, p50/p99,
+  the controller's CPU, its RSS with that inventory against its idle RSS, GIDs shared over the
+  whole file system. Targets (issue 22): <= 1.1 calls per create in the burst, a lone create
+  no more than the reference's 11, RSS <= idle + 5 MiB, 0 shared GIDs.
 - ``rows``: per (N, M): creates/s, p50/p99 create latency, EFS API calls per create (counted
   at the proxy, the one-time listing included), distinct GIDs, failed creates and access points
   left behind. The reference driver lists every access point on each create:
