@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
@@ -101,6 +102,28 @@ def _renderer(log_format: str) -> list[Processor]:
     ]
 
 
+class LineWriter:
+    """The end of structlog's chain for the driver's lines: writes each rendered line and
+    flushes it. Like the standard library's handlers, a stream that cannot be written (closed,
+    a broken pipe) never raises into the code that logs: a CSI call must not fail for its log
+    line. Without a stream it writes to ``sys.stderr`` as it is at each line."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        stream = self._stream or sys.stderr
+        try:
+            with self._lock:
+                stream.write(message + "\n")
+                stream.flush()
+        except (OSError, ValueError):
+            pass  # nowhere left to say so
+
+    debug = info = warning = warn = error = err = critical = exception = fatal = msg
+
+
 #: Bumped by each ``configure_logging``: a ``Logger`` rebinds when it sees a new value.
 _configuration = [0]
 
@@ -112,10 +135,10 @@ def configure_logging(log_format: str = "json", level: str = "info",
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
-    output = stream or sys.stderr
+    writer = LineWriter(stream)
     structlog.configure(
         processors=[*_own_processors(), *_renderer(log_format)],
-        logger_factory=structlog.WriteLoggerFactory(output),
+        logger_factory=lambda *_: writer,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=False,
     )
@@ -124,7 +147,7 @@ def configure_logging(log_format: str = "json", level: str = "info",
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     *_renderer(log_format)],
     )
-    handler = logging.StreamHandler(output)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -86,3 +86,20 @@ def test_exceptions_are_rendered_given_or_current() -> None:
     assert [line["event"] for line in written] == ["current", "given"]
     for line in written:
         assert "boom in the handler" in json.dumps(line["exception"])
+
+
+def test_a_stream_that_cannot_be_written_never_fails_the_caller() -> None:
+    """As with the standard library's handlers: a closed stderr (a pod's log pipe gone, a
+    test's captured stream closed) must not turn a log line into a failed CSI call."""
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+    stream.close()
+    get_logger("efs_csi.rpc").info("rpc", method="DeleteVolume", code="OK")
+    get_logger("efs_csi.rpc").error("rpc", exc_info=ValueError("still quiet"))
+
+
+def test_without_a_stream_lines_go_to_stderr_as_it_is_now(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("json", "info")
+    get_logger("efs_csi.stderr").info("to the current stderr")
+    assert json.loads(capsys.readouterr().err)["event"] == "to the current stderr"
