@@ -208,7 +208,7 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "controller_profile.json").write_text(json.dumps(
         {"benchmark": "controller_profile", "rounds": rounds,
-         "profiled_cpu_ms_per_call": cpu, "parts": by_part, "top_functions": functions,
+         "profiled_cpu_ms_per_call": cpu, "rows": by_part, "top_functions": functions,
          "load_average_at_start": load_at_start, "load_average_at_end": load_average()},
         indent=1) + "\n")
     return 0
