@@ -16,14 +16,14 @@ from typing import Protocol
 from efs_csi.errors import AlreadyExists
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PosixUser:
     uid: int
     gid: int
     secondary_gids: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CreationInfo:
     owner_uid: int
     owner_gid: int
@@ -34,7 +34,7 @@ class CreationInfo:
 GONE_STATES = frozenset({"deleting", "deleted"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccessPoint:
     access_point_id: str
     file_system_id: str

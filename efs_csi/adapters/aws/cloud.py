@@ -38,6 +38,7 @@ from efs_csi.adapters.aws.errors import (
     translate,
     transport_failure,
 )
+from efs_csi.adapters.aws.tuning import tune_client, tune_session
 from efs_csi.adapters.retries import (
     ApiRetryState,
     Outcome,
@@ -120,8 +121,10 @@ class AwsCloud:
 
     async def open(self) -> None:
         if self._client is None:
+            tune_session(self._session)  # less work per call: efs_csi.adapters.aws.tuning
             self._client = await new_client(self._stack, self._session, "efs", self._config,
                                             self._endpoint_url)
+            tune_client(self._client)
 
     async def close(self) -> None:
         self._client = None

@@ -1,0 +1,219 @@
+"""The floors under the controller's CPU per call: what grpclib and aiobotocore cost by
+themselves, each in a process of its own, measured as ``bench/controller_provisioning.py``
+measures the controller (its CPU time from ``/proc/<pid>/stat``, 200 calls at once).
+
+    python bench/controller_floors.py [--repeats 5] [--quick]
+
+Rows (median of ``--repeats``, runs alternating between rows):
+
+- ``grpclib, bare``: a grpclib server over a unix socket whose DeleteVolume answers at once
+  (betterproto2's messages, nothing else): the server side of a CSI call.
+- ``grpclib + the driver's hook``: the same behind ``efs_csi.rpc.hook.instrument`` (context
+  variables, in-flight count, the error mapping and the per-call log line, JSON to a file).
+- ``aiobotocore, plain``: an EFS client as the controller configures it
+  (``efs_csi.adapters.aws.client_config``) sending 200 CreateAccessPoint calls at once, then
+  the 200 DeleteAccessPoint calls, to moto behind the EFS proxy (both in this process, not
+  counted); CPU per create and per delete.
+- ``aiobotocore, tuned``: the same client with ``efs_csi.adapters.aws.tuning``.
+
+A delete in the controller is one CSI call and one EFS call: the sum of a grpclib row and an
+aiobotocore row is the floor under its CPU per delete. Saved in
+``bench/results/controller_floors.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from controller_provisioning import cpu_seconds, load_average  # noqa: E402
+from grpclib.client import Channel  # noqa: E402
+
+from efs_csi import csi  # noqa: E402
+from testbed.efs_proxy import EfsProxy, make_file_system  # noqa: E402
+from testbed.moto_server import CREDENTIALS, REGION, running_moto  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+CALLS = 200
+GRPC_ROUNDS = 5  # rounds of CALLS deletes per run: the clock ticks are 10 ms
+ROWS = ("grpclib, bare", "grpclib + the driver's hook", "aiobotocore, plain",
+        "aiobotocore, tuned")
+
+
+class _Controller(csi.ControllerBase):  # type: ignore[misc]
+    async def delete_volume(self, message: csi.DeleteVolumeRequest) -> csi.DeleteVolumeResponse:
+        return csi.DeleteVolumeResponse()
+
+
+async def serve_grpc(socket_path: str, hooked: bool, log_path: str) -> None:
+    """The grpclib child: serve until stdin closes."""
+    from grpclib.server import Server
+
+    service: Any = _Controller()
+    if hooked:
+        from efs_csi.logging import configure_logging
+        from efs_csi.rpc.hook import InFlight, instrument
+
+        configure_logging("json", "info", stream=open(log_path, "a"))  # noqa: SIM115, ASYNC230
+        service = instrument(service, InFlight())
+    server = Server([service])
+    await server.start(path=socket_path)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    server.close()
+    await server.wait_closed()
+
+
+async def aws_calls(endpoint: str, file_system_id: str, tuned: bool) -> dict[str, float]:
+    """The aiobotocore child: 200 creates at once, then their deletes; own CPU per call."""
+    from aiobotocore.session import AioSession
+
+    from efs_csi.adapters.aws import client_config
+    from efs_csi.adapters.aws.tuning import tune_client, tune_session
+
+    session = AioSession()
+    if tuned:
+        tune_session(session)
+    config = client_config(REGION, max_pool_connections=64)
+    async with session.create_client("efs", config=config, endpoint_url=endpoint) as client:
+        if tuned:
+            tune_client(client)
+        await client.describe_file_systems(FileSystemId=file_system_id)  # warm up
+
+        async def create(index: int) -> str:
+            reply = await client.create_access_point(
+                ClientToken=f"floor-{os.getpid()}-{index}", FileSystemId=file_system_id,
+                PosixUser={"Uid": 50000 + index, "Gid": 50000 + index},
+                RootDirectory={"Path": f"/floor/{os.getpid()}/{index}", "CreationInfo": {
+                    "OwnerUid": 50000 + index, "OwnerGid": 50000 + index,
+                    "Permissions": "700"}},
+                Tags=[{"Key": "efs.csi.aws.com/cluster", "Value": "true"}])
+            return str(reply["AccessPointId"])
+
+        def own_cpu() -> float:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            return usage.ru_utime + usage.ru_stime
+
+        before = own_cpu()
+        ids = await asyncio.gather(*(create(index) for index in range(CALLS)))
+        created = own_cpu()
+        await asyncio.gather(*(client.delete_access_point(AccessPointId=access_point)
+                               for access_point in ids))
+        deleted = own_cpu()
+    return {"create_cpu_ms": (created - before) * 1000 / CALLS,
+            "delete_cpu_ms": (deleted - created) * 1000 / CALLS}
+
+
+def child(args: argparse.Namespace) -> int:
+    if args.child == "grpc":
+        asyncio.run(serve_grpc(args.socket, args.hooked, args.log))
+    else:
+        print(json.dumps(asyncio.run(aws_calls(args.endpoint, args.file_system, args.tuned))))
+    return 0
+
+
+async def grpc_row(hooked: bool, work: Path) -> dict[str, float]:
+    socket_path = work / f"floor-{time.monotonic_ns()}.sock"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--child", "grpc", "--socket", str(socket_path),
+        "--log", str(work / "hook.log"), *(["--hooked"] if hooked else []),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert process.stdout is not None and process.stdin is not None
+    try:
+        await process.stdout.readline()
+        channel = Channel(path=str(socket_path))
+        stub = csi.ControllerStub(channel)
+        request = csi.DeleteVolumeRequest(volume_id="fs-12345678::fsap-0123456789abcdef0")
+        await stub.delete_volume(request)  # warm up
+        before = cpu_seconds(process.pid)
+        for _ in range(GRPC_ROUNDS):
+            await asyncio.gather(*(stub.delete_volume(request) for _ in range(CALLS)))
+        cpu = cpu_seconds(process.pid) - before
+        channel.close()
+    finally:
+        process.stdin.close()
+        await process.wait()
+    return {"delete_cpu_ms": cpu * 1000 / (CALLS * GRPC_ROUNDS)}
+
+
+async def aws_row(tuned: bool, endpoint: str, moto_url: str) -> dict[str, float]:
+    file_system_id = make_file_system(moto_url).file_system_id
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--child", "aws", "--endpoint", endpoint,
+        "--file-system", file_system_id, *(["--tuned"] if tuned else []),
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    figures: dict[str, float] = json.loads(out)
+    return figures
+
+
+async def measure(repeats: int) -> list[dict[str, Any]]:
+    samples: dict[str, list[dict[str, float]]] = {row: [] for row in ROWS}
+    with (running_moto() as moto, EfsProxy(moto.url, seed=7) as proxy,
+          tempfile.TemporaryDirectory(prefix="bench-floors-") as tmp):
+        for repeat in range(repeats):
+            samples[ROWS[0]].append(await grpc_row(False, Path(tmp)))
+            samples[ROWS[1]].append(await grpc_row(True, Path(tmp)))
+            samples[ROWS[2]].append(await aws_row(False, proxy.url, moto.url))
+            samples[ROWS[3]].append(await aws_row(True, proxy.url, moto.url))
+            print(f"  run {repeat + 1}/{repeats}: "
+                  + "; ".join(f"{row}: {samples[row][-1]}" for row in ROWS), flush=True)
+    rows = []
+    for row, runs in samples.items():
+        summary: dict[str, Any] = {"floor": row, "runs": len(runs)}
+        for key in ("create_cpu_ms", "delete_cpu_ms"):
+            values = [run[key] for run in runs if key in run]
+            if values:
+                summary[key] = round(statistics.median(values), 3)
+        rows.append(summary)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="one run")
+    parser.add_argument("--child", choices=("grpc", "aws"), help=argparse.SUPPRESS)
+    parser.add_argument("--socket", help=argparse.SUPPRESS)
+    parser.add_argument("--log", help=argparse.SUPPRESS)
+    parser.add_argument("--hooked", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--file-system", help=argparse.SUPPRESS)
+    parser.add_argument("--tuned", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.update({**CREDENTIALS, "AWS_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"})
+    if args.child:
+        return child(args)
+    load_at_start = load_average()
+    rows = asyncio.run(measure(1 if args.quick else args.repeats))
+    print(f"\n{'floor':<30} {'CPU ms per create':>18} {'CPU ms per delete':>18}")
+    for row in rows:
+        print(f"{row['floor']:<30} {row.get('create_cpu_ms', '-')!s:>18} "
+              f"{row.get('delete_cpu_ms', '-')!s:>18}")
+    by = {row["floor"]: row for row in rows}
+    floor = round(by[ROWS[0]]["delete_cpu_ms"] + by[ROWS[3]]["delete_cpu_ms"], 3)
+    print(f"floor under a delete (bare grpclib + tuned aiobotocore): {floor} ms; load "
+          f"{load_at_start} at start, {load_average()} at end")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "controller_floors.json").write_text(json.dumps(
+        {"benchmark": "controller_floors", "rows": rows, "delete_floor_ms": floor,
+         "load_average_at_start": load_at_start, "load_average_at_end": load_average()},
+        indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
