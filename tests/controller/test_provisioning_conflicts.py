@@ -21,7 +21,6 @@ from tests.support.controller import (
     Harness,
     code_of,
     create_request,
-    harness_fixture,  # noqa: F401 - the harness fixture
     provisioner,
 )
 

@@ -17,7 +17,6 @@ from tests.support.controller import (
     Harness,
     code_of,
     create_request,
-    harness_fixture,  # noqa: F401 - the harness fixture
     provisioner,
 )
 from tests.support.fakes.cloud import FakeCloud

@@ -19,7 +19,6 @@ from tests.support.controller import (
     Harness,
     code_of,
     create_request,
-    harness_fixture,  # noqa: F401 - the harness fixture
 )
 from tests.support.fakes.cloud import FakeCloud
 

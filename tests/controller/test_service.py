@@ -23,7 +23,6 @@ from tests.support.controller import (
     capability,
     code_of,
     create_request,
-    harness_fixture,  # noqa: F401 - the harness fixture
     provisioner,
 )
 from tests.support.fakes.cloud import FakeCloud

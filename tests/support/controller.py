@@ -62,7 +62,7 @@ def provisioner(cloud: FakeCloud, allocator: GidAllocator,
 
 @pytest_asyncio.fixture(name="harness")
 async def harness_fixture() -> AsyncIterator[Harness]:
-    """The service over the in-memory cloud (import ``harness_fixture`` to use ``harness``)."""
+    """The service over the in-memory cloud (tests/controller/conftest.py registers it)."""
     cloud = FakeCloud(FS)
     allocator = GidAllocator(access_point_limit=100)
     kube = FakeKube(config_maps={("kube-system", "efs", "id"): FS + "\n"})
