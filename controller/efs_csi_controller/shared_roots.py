@@ -15,9 +15,11 @@ see what, and refusing every create beneath it would stop provisioning for no ga
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePosixPath
+from typing import Generic, TypeVar
 
 from efs_csi.cloud import AccessPoint
 from efs_csi_controller.tags import CLUSTER_TAG, PVC_NAMESPACE_TAG, tag_value
@@ -48,8 +50,7 @@ def overlaps_with(root_path: str) -> Callable[[str], bool]:
     """A test of whether a root overlaps ``root_path`` (``overlap`` on text): a set lookup
     and a prefix test per root, for a create compares its root with every access point's."""
     root = _normal_text(root_path)
-    parts = root.split("/")[1:] if root != "/" else []
-    holders = {"/", *("/" + "/".join(parts[:depth]) for depth in range(1, len(parts) + 1))}
+    holders = set(_holders(root))
     inside = "/" if root == "/" else root + "/"
 
     def overlaps(other_root: str) -> bool:
@@ -57,6 +58,72 @@ def overlaps_with(root_path: str) -> Callable[[str], bool]:
         return other in holders or other.startswith(inside)
 
     return overlaps
+
+
+Item = TypeVar("Item")
+
+
+def _holders(root: str) -> list[str]:
+    """``root`` (normal text) and every directory above it, from ``/`` down."""
+    if root == "/":
+        return ["/"]
+    parts = root.split("/")[1:]
+    return ["/", *("/" + "/".join(parts[:depth]) for depth in range(1, len(parts) + 1))]
+
+
+class RootIndex(Generic[Item]):
+    """Items (access point ids, say) by normalised root, so that those whose root overlaps a
+    given one are found in a few lookups rather than by comparing with every root: the roots
+    at or above it are dict lookups (one per component), the roots inside it a contiguous run
+    of the sorted distinct roots (every root that starts with ``root + "/"`` sorts together).
+    Same answers as ``overlap`` on every pair (tests/controller/test_root_index.py)."""
+
+    __slots__ = ("_items", "_sorted")
+
+    def __init__(self) -> None:
+        self._items: dict[str, list[Item]] = {}  # normal root -> its items, in order added
+        self._sorted: list[str] = []  # the keys of _items, sorted
+
+    def __len__(self) -> int:
+        return sum(len(items) for items in self._items.values())
+
+    def add(self, root_path: str, item: Item) -> None:
+        root = _normal_text(root_path)
+        items = self._items.get(root)
+        if items is None:
+            self._items[root] = [item]
+            bisect.insort(self._sorted, root)
+        else:
+            items.append(item)
+
+    def discard(self, root_path: str, item: Item) -> None:
+        """Forget ``item`` under ``root_path`` (once), if it is there."""
+        root = _normal_text(root_path)
+        items = self._items.get(root)
+        if items is None or item not in items:
+            return
+        items.remove(item)
+        if not items:
+            del self._items[root]
+            index = bisect.bisect_left(self._sorted, root)
+            del self._sorted[index]
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._sorted.clear()
+
+    def overlapping(self, root_path: str) -> list[Item]:
+        """The items whose root overlaps ``root_path``: equal, above it, or inside it."""
+        root = _normal_text(root_path)
+        if root == "/":
+            return [item for items in self._items.values() for item in items]
+        found = [item for holder in _holders(root) for item in self._items.get(holder, ())]
+        inside = root + "/"
+        index = bisect.bisect_left(self._sorted, inside)
+        while index < len(self._sorted) and self._sorted[index].startswith(inside):
+            found.extend(self._items[self._sorted[index]])
+            index += 1
+        return found
 
 
 def conflicting_access_point(root_path: str, namespace: str | None,
