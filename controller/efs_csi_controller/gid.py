@@ -54,14 +54,17 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import math
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
+from types import MappingProxyType
 
 from efs_csi.cloud import GONE_STATES, AccessPoint, Cloud
 from efs_csi.errors import ResourceExhausted, Unavailable
@@ -92,6 +95,21 @@ RandomIndex = Callable[[int], int]  # n -> an index in [0, n)
 Settles = Callable[[AccessPoint], bool]
 # Seeded by the OS: two controllers started from one image must not draw the same GIDs.
 _SYSTEM_RANDOM = random.SystemRandom()
+
+
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+def _compact(access_point: AccessPoint) -> AccessPoint:
+    """``access_point`` (as a listing parsed it: every string a copy of its own) with the
+    values that repeat from one access point to the next shared: its file system id, state,
+    tag keys, and no tags as one empty mapping. Kept for each of up to 10,000 access points
+    per file system, these copies are a third of the inventory."""
+    tags = access_point.tags
+    return dataclasses.replace(
+        access_point, file_system_id=sys.intern(access_point.file_system_id),
+        life_cycle_state=sys.intern(access_point.life_cycle_state),
+        tags={sys.intern(key): value for key, value in tags.items()} if tags else _NO_TAGS)
 
 
 def _bounds(gid_range: GidRange) -> tuple[int, int]:
@@ -390,7 +408,7 @@ class GidAllocator:
                 # of objects alive while it runs, nor leave the first's freed in the arenas.
                 old = before.get(access_point.access_point_id)
                 listed[access_point.access_point_id] = (
-                    old if old is not None and old == access_point else access_point)
+                    old if old is not None and old == access_point else _compact(access_point))
         finally:
             inventory.changed_while_learning = None
             inventory.notify()  # waiters re-check, whether this listing ended well or not
