@@ -54,18 +54,22 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import math
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
+from types import MappingProxyType
 
 from efs_csi.cloud import GONE_STATES, AccessPoint, Cloud
 from efs_csi.errors import ResourceExhausted, Unavailable
 from efs_csi_controller.params import GID_RANGE_END, GID_RANGE_START, GidRange
+from efs_csi_controller.shared_roots import RootIndex
 
 #: The default of ``--gid-inventory-max-age``: how old a listing may be for a pick in a narrow
 #: range; short enough that another writer's access point is seen within seconds.
@@ -91,6 +95,21 @@ RandomIndex = Callable[[int], int]  # n -> an index in [0, n)
 Settles = Callable[[AccessPoint], bool]
 # Seeded by the OS: two controllers started from one image must not draw the same GIDs.
 _SYSTEM_RANDOM = random.SystemRandom()
+
+
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+def _compact(access_point: AccessPoint) -> AccessPoint:
+    """``access_point`` (as a listing parsed it: every string a copy of its own) with the
+    values that repeat from one access point to the next shared: its file system id, state,
+    tag keys, and no tags as one empty mapping. Kept for each of up to 10,000 access points
+    per file system, these copies are a third of the inventory."""
+    tags = access_point.tags
+    return dataclasses.replace(
+        access_point, file_system_id=sys.intern(access_point.file_system_id),
+        life_cycle_state=sys.intern(access_point.life_cycle_state),
+        tags={sys.intern(key): value for key, value in tags.items()} if tags else _NO_TAGS)
 
 
 def _bounds(gid_range: GidRange) -> tuple[int, int]:
@@ -200,6 +219,8 @@ class _Inventory:
     stale: bool = True
     last_range_size: int = 0
     ranges: set[GidRange] = field(default_factory=set)  # drawn from (per StorageClass)
+    # The known access points' ids by root: those a new root overlaps in a few lookups.
+    roots: RootIndex[str] = field(default_factory=RootIndex)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Access points this process created, by id, with when: kept across a listing that does
     # not show them yet.
@@ -243,6 +264,7 @@ class _Inventory:
     def add(self, access_point: AccessPoint) -> None:
         self.remove(access_point.access_point_id)
         self.access_points[access_point.access_point_id] = access_point
+        self.roots.add(access_point.root_path, access_point.access_point_id)
         if access_point.client_token:
             self.by_token[access_point.client_token] = access_point.access_point_id
         if access_point.posix_user is not None:
@@ -253,6 +275,7 @@ class _Inventory:
         old = self.access_points.pop(access_point_id, None)
         if old is None:
             return None
+        self.roots.discard(old.root_path, access_point_id)
         if self.by_token.get(old.client_token) == access_point_id:
             del self.by_token[old.client_token]
         if old.posix_user is not None:
@@ -263,12 +286,20 @@ class _Inventory:
             self._untake(gid)
         return old
 
-    def replace_all(self, access_points: list[AccessPoint]) -> None:
-        """Swap the known access points for ``access_points``; reservations are kept."""
+    def replace_all(self, listed: dict[str, AccessPoint]) -> None:
+        """Swap the known access points for ``listed`` (by id); reservations are kept. The
+        index of roots changes only where an access point came, went or changed: one the
+        listing shows unchanged is the very object already known (``_learn``)."""
+        for access_point_id, old in self.access_points.items():
+            if listed.get(access_point_id) is not old:
+                self.roots.discard(old.root_path, access_point_id)
+        for access_point_id, new in listed.items():
+            if self.access_points.get(access_point_id) is not new:
+                self.roots.add(new.root_path, access_point_id)
         self.access_points.clear()
         self.by_token.clear()
         self.gid_refs.clear()
-        for access_point in access_points:
+        for access_point in listed.values():
             self.access_points[access_point.access_point_id] = access_point
             if access_point.client_token:
                 self.by_token[access_point.client_token] = access_point.access_point_id
@@ -368,8 +399,16 @@ class GidAllocator:
         number = inventory.listings_started
         changes: dict[str, AccessPoint | None] = {}
         inventory.changed_while_learning = changes
+        before = inventory.access_points
+        listed: dict[str, AccessPoint] = {}
         try:
-            listed = {ap.access_point_id: ap async for ap in cloud.access_points(file_system_id)}
+            async for access_point in cloud.access_points(file_system_id):
+                # One the listing shows unchanged stays the object already known, and the new
+                # copy is freed at once: a listing of 10,000 does not keep a second inventory
+                # of objects alive while it runs, nor leave the first's freed in the arenas.
+                old = before.get(access_point.access_point_id)
+                listed[access_point.access_point_id] = (
+                    old if old is not None and old == access_point else _compact(access_point))
         finally:
             inventory.changed_while_learning = None
             inventory.notify()  # waiters re-check, whether this listing ended well or not
@@ -387,7 +426,7 @@ class GidAllocator:
                 listed.pop(access_point_id, None)
             else:
                 listed[access_point_id] = change
-        inventory.replace_all(list(listed.values()))
+        inventory.replace_all(listed)
         inventory.listed_at = started
         inventory.stale = False
 
@@ -452,6 +491,15 @@ class GidAllocator:
         after ``settle``: everything that existed before the settled create)."""
         inventory = self._inventories.get(file_system_id)
         return [] if inventory is None else list(inventory.access_points.values())
+
+    def known_overlapping(self, file_system_id: str, root_path: str) -> list[AccessPoint]:
+        """Those of ``known_now`` whose root overlaps ``root_path`` (``shared_roots``), found
+        by the inventory's index of roots rather than by comparing with every root."""
+        inventory = self._inventories.get(file_system_id)
+        if inventory is None:
+            return []
+        return [inventory.access_points[access_point_id]
+                for access_point_id in inventory.roots.overlapping(root_path)]
 
     def lookup(self, file_system_id: str, access_point_id: str) -> AccessPoint | None:
         """An access point known from a listing younger than ``max_age``, without any API

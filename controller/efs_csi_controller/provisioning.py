@@ -181,8 +181,10 @@ class Provisioner:
         known is too old."""
         namespace = plan.params.metadata.pvc_namespace
         if not self._allow_shared_roots:
-            live = (list(await self._allocator.known(cloud, fs_id))
-                    if plan.params.gid is not None else self._allocator.known_now(fs_id))
+            if plan.params.gid is not None:
+                await self._allocator.known(cloud, fs_id)  # listed when too old
+            # Only the known access points whose root overlaps can conflict (a few lookups).
+            live = self._allocator.known_overlapping(fs_id, plan.root_path)
             overlaps = overlaps_with(plan.root_path)
             in_flight = [AccessPoint(access_point_id="(being created)", file_system_id=fs_id,
                                      root_path=root, client_token=token,
@@ -191,8 +193,10 @@ class Provisioner:
                                               if other else {})})
                          for root, other, token in self._roots_in_flight.get(fs_id, ())
                          if overlaps(root)]
-            conflict = conflicting_access_point(plan.root_path, namespace, live + in_flight,
-                                                self._own_tokens(plan, live))
+            conflict = conflicting_access_point(
+                plan.root_path, namespace, live + in_flight,
+                self._own_tokens(plan, self._allocator.known_now(fs_id)
+                                 if plan.reference_token is not None else []))
             if conflict is not None:
                 raise self._shared_root_refused(fs_id, plan.root_path, namespace, conflict,
                                                 live=conflict in live)
@@ -230,10 +234,10 @@ class Provisioner:
 
     async def _check_shared_root(self, cloud: Cloud, plan: Plan, access_point: AccessPoint,
                                  live: list[AccessPoint]) -> None:
-        """Right after ``settle`` listed the file system (``live``: everything made before our
-        create): an overlapping root of another namespace that the check before the create
-        could not see (another controller's, made meanwhile) gives ours up,
-        FAILED_PRECONDITION."""
+        """Right after ``settle`` listed the file system (``live``: what was made before our
+        create with a root that overlaps ours): an overlapping root of another namespace that
+        the check before the create could not see (another controller's, made meanwhile)
+        gives ours up, FAILED_PRECONDITION."""
         if self._allow_shared_roots:
             return
         fs_id = access_point.file_system_id
@@ -341,6 +345,9 @@ class Provisioner:
         one deleted: so a retry never needs the token of a deleted access point."""
         while True:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
+            # What the settling listing showed overlapping our root (taken before any await,
+            # so from the same inventory as ``settlement.known``).
+            overlapping = self._allocator.known_overlapping(fs_id, access_point.root_path)
             # What the settling listing showed (the duplicates given up below carry our own
             # token, which the shared-root check ignores).
             live = list(settlement.known)
@@ -349,7 +356,7 @@ class Provisioner:
                 access_point = kept  # the same token: the same yields
                 continue  # the survivor is settled in turn
             if settlement.kept:
-                await self._check_shared_root(cloud, plan, access_point, live)
+                await self._check_shared_root(cloud, plan, access_point, overlapping)
                 return access_point
             assert access_point.posix_user is not None
             gid = access_point.posix_user.gid
