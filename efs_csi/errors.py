@@ -22,6 +22,7 @@ The driver's exceptions (what the caller sees in brackets; nothing is changed on
   + Aborted ........................................... [ABORTED: retry later]
   |   + KubeConflict  (efs_csi.kube: a 409 from the Kubernetes API)
   + ResourceExhausted ................................. [RESOURCE_EXHAUSTED]
+  |   + AccessPointLimitReached  (the file system holds as many access points as it may)
   + FailedPrecondition ................................ [FAILED_PRECONDITION]
   + PermissionDenied .................................. [PERMISSION_DENIED]
   + Unavailable ....................................... [UNAVAILABLE]
@@ -84,6 +85,11 @@ class Aborted(CsiError):
 
 class ResourceExhausted(CsiError):
     status = Status.RESOURCE_EXHAUSTED
+
+
+class AccessPointLimitReached(ResourceExhausted):
+    """No slot for another access point on the file system (EFS's quota, or the controller's
+    ``--access-point-limit`` by what it knows): freeing one of ours makes room."""
 
 
 class FailedPrecondition(CsiError):

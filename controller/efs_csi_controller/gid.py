@@ -67,7 +67,7 @@ from functools import cached_property
 from types import MappingProxyType
 
 from efs_csi.cloud import GONE_STATES, AccessPoint, Cloud
-from efs_csi.errors import ResourceExhausted, Unavailable
+from efs_csi.errors import AccessPointLimitReached, ResourceExhausted, Unavailable
 from efs_csi_controller.params import GID_RANGE_END, GID_RANGE_START, GidRange
 from efs_csi_controller.shared_roots import RootIndex
 
@@ -528,7 +528,7 @@ class GidAllocator:
         inventory.last_range_size = gid_range.size
         count = len(inventory.access_points) + inventory.in_flight
         if count >= self._limit:
-            raise ResourceExhausted(
+            raise AccessPointLimitReached(
                 f"file system {file_system_id}: access point limit reached ({count} of "
                 f"{self._limit}, GID range {gid_range}); raise --access-point-limit if the "
                 "EFS quota was raised")

@@ -49,6 +49,7 @@ from efs_csi.contract.volume_context import VolumeContext, write_volume_context
 from efs_csi.contract.volume_id import VolumeHandle, is_file_system_id, parse_volume_id
 from efs_csi.errors import (
     Aborted,
+    AccessPointLimitReached,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -364,19 +365,36 @@ class Provisioner:
             _log.warning("GID held by another access point: giving it up for another",
                          file_system_id=fs_id, access_point_id=access_point.access_point_id,
                          gid=gid, held_by=rivals, name=plan.name)
-            try:
-                if yields >= MAX_YIELDS:
-                    raise Aborted(
-                        f"volume {shown(plan.name)}: other writers on {fs_id} took each of "
-                        f"the {MAX_YIELDS + 1} GIDs picked for it (last {gid}, held by "
-                        f"{', '.join(rivals)}); retry later")
-                replacement = await self._create(cloud, fs_id, plan, yields + 1)
-            except BaseException:
+            if yields >= MAX_YIELDS:
                 with contextlib.suppress(Exception):  # the first failure is the answer
                     await self._give_up(cloud, access_point)
-                raise
-            await self._give_up(cloud, access_point)
-            access_point, yields = replacement, yields + 1
+                raise Aborted(
+                    f"volume {shown(plan.name)}: other writers on {fs_id} took each of the "
+                    f"{MAX_YIELDS + 1} GIDs picked for it (last {gid}, held by "
+                    f"{', '.join(rivals)}); retry later")
+            access_point = await self._replace(cloud, fs_id, plan, access_point, yields + 1)
+            yields += 1
+
+    async def _replace(self, cloud: Cloud, fs_id: str, plan: Plan, yielded: AccessPoint,
+                       yields: int) -> AccessPoint:
+        """The volume's next access point (under its token after ``yields`` yields), then
+        ``yielded`` deleted: so a retry never needs the token of a deleted access point. At the
+        file system's access point limit the replacement has no slot while ``yielded`` holds
+        one, so there ``yielded`` goes first (as after any failure, a retry then starts over)."""
+        try:
+            replacement = await self._create(cloud, fs_id, plan, yields)
+        except AccessPointLimitReached:
+            _log.info("access point limit reached while yielding: deleting ours first",
+                      file_system_id=fs_id, access_point_id=yielded.access_point_id,
+                      name=plan.name)
+            await self._give_up(cloud, yielded)
+            return await self._create(cloud, fs_id, plan, yields)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first failure is the answer
+                await self._give_up(cloud, yielded)
+            raise
+        await self._give_up(cloud, yielded)
+        return replacement
 
     async def _without_duplicates(self, cloud: Cloud, access_point: AccessPoint,
                                   live: list[AccessPoint]) -> AccessPoint:

@@ -115,6 +115,27 @@ async def test_a_range_found_full_after_yielding_is_resource_exhausted(lab: Lab)
 
 
 @pytest.mark.asyncio
+async def test_a_yield_at_the_access_point_limit_deletes_ours_first() -> None:
+    """With the file system one access point short of its limit, a person's access point takes
+    the last slot and our GID: the replacement has no slot while ours holds one, so ours goes
+    first (before: RESOURCE_EXHAUSTED, and a 10,000-access-point burst failed a create so)."""
+    cloud = RacedCloud()
+    provisioner = Provisioner(clouds=cloud, allocator=GidAllocator(access_point_limit=3),
+                              kube=None, extra_tags={}, root_dirs=None)
+    async with ChannelFor([instrument(ControllerService(provisioner), CallsInFlight())]) as channel:
+        lab = Lab(cloud, csi.ControllerStub(channel))
+        await lab.stub.create_volume(create("pv-1"))
+        lab.cloud.races = 1
+        reply = await lab.stub.create_volume(create("pv-2"))
+    assert reply.volume is not None
+    mine = {ap.client_token: ap for ap in ours(lab)}
+    assert sorted(mine) == sorted(["pv-1", client_token("pv-2", 1)])
+    assert reply.volume.volume_id.endswith(mine[client_token("pv-2", 1)].access_point_id)
+    assert len(cloud.access_points_by_id) == 3 and max(lab.gids().values()) == 1
+    assert cloud.calls["CreateAccessPoint"] == 3 and cloud.calls["DeleteAccessPoint"] == 1
+
+
+@pytest.mark.asyncio
 async def test_a_create_that_keeps_losing_its_gid_stops_aborted_leaving_nothing(
         lab: Lab) -> None:
     lab.cloud.races = MAX_YIELDS + 1

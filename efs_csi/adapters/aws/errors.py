@@ -62,7 +62,7 @@ ERROR_TABLE: Mapping[str, type[errors.CsiError]] = {
     "TooManyRequestsException": errors.Unavailable,
     "RequestLimitExceeded": errors.Unavailable,
     # quotas
-    "AccessPointLimitExceeded": errors.ResourceExhausted,
+    "AccessPointLimitExceeded": errors.AccessPointLimitReached,
     "FileSystemLimitExceeded": errors.ResourceExhausted,
     # wrong state of the file system / mount target
     "IncorrectFileSystemLifeCycleState": errors.FailedPrecondition,

@@ -27,7 +27,7 @@ EXPECTED: dict[str, type[errors.CsiError]] = {
     "Throttling": errors.Unavailable,
     "ThrottlingSomethingNew": errors.Unavailable,  # prefix rule
     "RequestLimitExceeded": errors.Unavailable,  # EC2 throttling, not a quota
-    "AccessPointLimitExceeded": errors.ResourceExhausted,
+    "AccessPointLimitExceeded": errors.AccessPointLimitReached,
     "FileSystemLimitExceeded": errors.ResourceExhausted,
     "NetworkInterfaceLimitExceeded": errors.ResourceExhausted,  # suffix rule
     "IncorrectFileSystemLifeCycleState": errors.FailedPrecondition,
