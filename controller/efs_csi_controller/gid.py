@@ -203,6 +203,20 @@ class Settlement:
     kept: bool
     rivals: tuple[AccessPoint, ...] = ()
     known: tuple[AccessPoint, ...] = ()
+    #: Those of ``known`` whose root overlaps the settled access point's (when kept).
+    overlapping: tuple[AccessPoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class KnownForCreate:
+    """What is known for a volume's create: the access point under each of its client tokens
+    (in the tokens' order), one under its first token on another file system (``elsewhere``),
+    and those whose root overlaps its root. Known, not confirmed: another writer may have
+    deleted them since."""
+
+    by_yields: tuple[AccessPoint | None, ...]
+    elsewhere: AccessPoint | None
+    overlapping: tuple[AccessPoint, ...]
 
 
 @dataclass
@@ -435,15 +449,16 @@ class GidAllocator:
         self._inventory(file_system_id).stale = True
 
     async def prepare(self, cloud: Cloud, file_system_id: str, gid_range: GidRange | None,
-                      as_of: float | None = None, *, current: bool = False) -> None:
+                      as_of: float | None = None, *, current: bool = False,
+                      listed_when_old: bool = False) -> None:
         """List the file system first when what is known is not enough for a create that
         started at ``as_of`` (default: now): ``current`` needs a listing that started after
-        it; a pick in a narrow ``gid_range`` one younger than ``max_age``; anything else
-        none."""
+        it; a pick in a narrow ``gid_range``, or ``listed_when_old``, one younger than
+        ``max_age``; anything else none."""
         as_of = self._clock() if as_of is None else as_of
         if current:
             await self._ensure_learned(cloud, file_system_id, as_of, max_age=0.0)
-        elif gid_range is not None and not self.is_wide(gid_range):
+        elif listed_when_old or (gid_range is not None and not self.is_wide(gid_range)):
             await self._ensure_learned(cloud, file_system_id, as_of)
 
     def find_known(self, file_system_id: str, client_token: str) -> AccessPoint | None:
@@ -454,6 +469,19 @@ class GidAllocator:
             return None
         access_point_id = inventory.by_token.get(client_token)
         return None if access_point_id is None else inventory.access_points[access_point_id]
+
+    async def known_for_create(self, cloud: Cloud, file_system_id: str,
+                               client_tokens: tuple[str, ...], root_path: str,
+                               gid_range: GidRange | None, *, current: bool = False,
+                               listed_when_old: bool = False) -> KnownForCreate:
+        """What is known for a volume's create (its ``client_tokens`` and ``root_path``), once
+        ``prepare`` has listed the file system if the create needs it (the other arguments
+        are ``prepare``'s)."""
+        await self.prepare(cloud, file_system_id, gid_range, current=current,
+                           listed_when_old=listed_when_old)
+        return KnownForCreate(self.find_known_tokens(file_system_id, client_tokens),
+                              self.find_token_elsewhere(file_system_id, client_tokens[0]),
+                              tuple(self.known_overlapping(file_system_id, root_path)))
 
     def find_known_tokens(self, file_system_id: str,
                           client_tokens: tuple[str, ...]) -> tuple[AccessPoint | None, ...]:
@@ -593,7 +621,9 @@ class GidAllocator:
             listing = await self._listing_after(cloud, file_system_id, inventory, after)
             verdict, rivals = judge(access_point, listing, settles)
             if verdict is Verdict.KEEP:
-                return Settlement(True, known=tuple(inventory.access_points.values()))
+                return Settlement(True, known=tuple(inventory.access_points.values()),
+                                  overlapping=tuple(self.known_overlapping(
+                                      file_system_id, access_point.root_path)))
             pause = next(pauses, None) if verdict is not Verdict.YIELD else None
             if pause is None:
                 if verdict is Verdict.UNSEEN:

@@ -31,7 +31,7 @@ and POSIX identity (a *mirror*), looked up in a listing made after the create be
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -60,7 +60,7 @@ from efs_csi.errors import (
 from efs_csi.kube import PersistentVolumeInfo
 from efs_csi.logging import get_logger
 from efs_csi_controller.cross_account import mount_target_addresses, parse_secrets
-from efs_csi_controller.gid import GidAllocator
+from efs_csi_controller.gid import GidAllocator, KnownForCreate
 from efs_csi_controller.inflight import KeysInFlight
 from efs_csi_controller.ownership import (
     NO_API,
@@ -157,8 +157,18 @@ class Provisioner:
             cloud = await self._clouds.cloud_for(cross_account.role_arn,
                                                  cross_account.external_id)
             fs_id = await self._file_system_id(plan.params.file_system)
-            async with self._root_claim(cloud, fs_id, plan):
-                access_point = await self._access_point(cloud, fs_id, plan)
+            picking = plan.params.gid is None
+            # Adoption looks for what the reference driver made in a listing made after this
+            # create began; a pick in a narrow GID range needs a listing recent enough, and so
+            # does the shared-root check of a create with the StorageClass's gid (a picked GID
+            # is checked again against the listing that settles it).
+            known = await self._allocator.known_for_create(
+                cloud, fs_id, plan.tokens, plan.root_path,
+                plan.params.gid_range if picking else None,
+                current=plan.reference_token is not None,
+                listed_when_old=not picking and not self._allow_shared_roots)
+            with self._root_claim(fs_id, plan, known):
+                access_point = await self._access_point(cloud, fs_id, plan, known)
             context = VolumeContext(capacity_bytes=plan.capacity_bytes)
             if cross_account.mount_target_addresses:
                 targets = await cloud.mount_targets(fs_id)
@@ -171,21 +181,19 @@ class Provisioner:
         return CreatedVolume(str(handle), plan.capacity_bytes, write_volume_context(context),
                              zone)
 
-    @contextlib.asynccontextmanager
-    async def _root_claim(self, cloud: Cloud, fs_id: str, plan: Plan) -> AsyncIterator[None]:
+    @contextlib.contextmanager
+    def _root_claim(self, fs_id: str, plan: Plan, known: KnownForCreate) -> Iterator[None]:
         """Refuse a root that overlaps a live access point of another namespace (see
         ``shared_roots``), then hold the root for the create, so that a concurrent create
         of another namespace sees it before its access point is listed. A create whose GID
         is picked is checked again after it, against the listing that settles its GID
-        (``_check_shared_root``), so it needs no listing of its own here: it checks what is
-        known; a create with the StorageClass's gid lists the file system when what is
-        known is too old."""
+        (``_check_shared_root``), so it needs no listing of its own: it checks what is
+        known; for a create with the StorageClass's gid, ``known`` comes from a listing
+        younger than the inventory's bound. No await between the check and the claim."""
         namespace = plan.params.metadata.pvc_namespace
         if not self._allow_shared_roots:
-            if plan.params.gid is not None:
-                await self._allocator.known(cloud, fs_id)  # listed when too old
             # Only the known access points whose root overlaps can conflict (a few lookups).
-            live = self._allocator.known_overlapping(fs_id, plan.root_path)
+            live = list(known.overlapping)
             overlaps = overlaps_with(plan.root_path)
             in_flight = [AccessPoint(access_point_id="(being created)", file_system_id=fs_id,
                                      root_path=root, client_token=token,
@@ -285,14 +293,10 @@ class Provisioner:
             self._zones[fs_id] = (await cloud.describe_file_system(fs_id)).availability_zone_name
         return self._zones[fs_id]
 
-    async def _access_point(self, cloud: Cloud, fs_id: str, plan: Plan) -> AccessPoint:
-        params = plan.params
-        picking = params.gid is None
-        # Adoption looks for what the reference driver made in a listing made after this
-        # create began; a pick in a narrow GID range needs a listing recent enough.
-        await self._allocator.prepare(cloud, fs_id, params.gid_range if picking else None,
-                                      current=plan.reference_token is not None)
-        found = await self._existing(cloud, fs_id, plan)
+    async def _access_point(self, cloud: Cloud, fs_id: str, plan: Plan,
+                            known: KnownForCreate) -> AccessPoint:
+        picking = plan.params.gid is None
+        found = await self._existing(cloud, fs_id, plan, known)
         if found is not None:
             access_point, yields = found
             if not picking or self._mirrors_reference(access_point, plan):
@@ -346,9 +350,6 @@ class Provisioner:
         one deleted: so a retry never needs the token of a deleted access point."""
         while True:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
-            # What the settling listing showed overlapping our root (taken before any await,
-            # so from the same inventory as ``settlement.known``).
-            overlapping = self._allocator.known_overlapping(fs_id, access_point.root_path)
             # What the settling listing showed (the duplicates given up below carry our own
             # token, which the shared-root check ignores).
             live = list(settlement.known)
@@ -357,7 +358,8 @@ class Provisioner:
                 access_point = kept  # the same token: the same yields
                 continue  # the survivor is settled in turn
             if settlement.kept:
-                await self._check_shared_root(cloud, plan, access_point, overlapping)
+                await self._check_shared_root(cloud, plan, access_point,
+                                              list(settlement.overlapping))
                 return access_point
             assert access_point.posix_user is not None
             gid = access_point.posix_user.gid
@@ -426,15 +428,14 @@ class Provisioner:
             await cloud.delete_access_point(access_point.access_point_id)
         self._allocator.forget(access_point.file_system_id, access_point.access_point_id)
 
-    async def _existing(self, cloud: Cloud, fs_id: str,
-                        plan: Plan) -> tuple[AccessPoint, int] | None:
+    async def _existing(self, cloud: Cloud, fs_id: str, plan: Plan,
+                        tokens: KnownForCreate) -> tuple[AccessPoint, int] | None:
         """The access point this create must answer with (after how many yields it was made),
         confirmed to exist, if any. The volume's access points of fewer yields still known
         (a yield interrupted before it deleted them) were never answered: they are deleted."""
         found: tuple[AccessPoint, int] | None = None
-        known_by_yields = self._allocator.find_known_tokens(fs_id, plan.tokens)
         for yields in range(MAX_YIELDS, -1, -1):
-            known = known_by_yields[yields]
+            known = tokens.by_yields[yields]
             if known is None:
                 continue
             if found is not None:
@@ -448,7 +449,7 @@ class Provisioner:
                 found = existing, yields
         if found is not None:
             return found
-        elsewhere = self._allocator.find_token_elsewhere(fs_id, plan.tokens[0])
+        elsewhere = tokens.elsewhere
         if elsewhere is not None and await self._confirmed(cloud, elsewhere) is not None:
             raise self._on_other_file_system(elsewhere, fs_id, plan)
         return None
