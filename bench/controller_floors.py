@@ -53,7 +53,7 @@ ROWS = ("grpclib, bare", "grpclib + the driver's hook", "aiobotocore, plain",
         "aiobotocore, tuned")
 
 
-class _Controller(csi.ControllerBase):  # type: ignore[misc]
+class _Controller(csi.ControllerBase):
     async def delete_volume(self, message: csi.DeleteVolumeRequest) -> csi.DeleteVolumeResponse:
         return csi.DeleteVolumeResponse()
 
@@ -65,10 +65,10 @@ async def serve_grpc(socket_path: str, hooked: bool, log_path: str) -> None:
     service: Any = _Controller()
     if hooked:
         from efs_csi.logging import configure_logging
-        from efs_csi.rpc.hook import InFlight, instrument
+        from efs_csi.rpc.hook import CallsInFlight, instrument
 
         configure_logging("json", "info", stream=open(log_path, "a"))  # noqa: SIM115, ASYNC230
-        service = instrument(service, InFlight())
+        service = instrument(service, CallsInFlight())
     server = Server([service])
     await server.start(path=socket_path)
     print("ready", flush=True)
@@ -81,7 +81,7 @@ async def aws_calls(endpoint: str, file_system_id: str, tuned: bool) -> dict[str
     """The aiobotocore child: 200 creates at once, then their deletes; own CPU per call."""
     from aiobotocore.session import AioSession
 
-    from efs_csi.adapters.aws import client_config
+    from efs_csi.adapters.aws.client import client_config
     from efs_csi.adapters.aws.tuning import tune_client, tune_session
 
     session = AioSession()

@@ -75,7 +75,7 @@ import boto3  # noqa: E402
 from grpclib.exceptions import GRPCError  # noqa: E402
 
 from efs_csi import csi  # noqa: E402
-from testbed.csi_builders import percentile  # noqa: E402
+from testbed.csi_builders import create_request, percentile  # noqa: E402
 from testbed.efs_proxy import EfsProxy, make_file_system  # noqa: E402
 from testbed.moto_server import CREDENTIALS, REGION, running_moto  # noqa: E402
 from testbed.processes import RunningBinary, start_binary  # noqa: E402
@@ -124,13 +124,7 @@ def request(name: str, file_system_id: str,
             gid_range: tuple[int, int] | None = None) -> csi.CreateVolumeRequest:
     gids = ({"gidRangeStart": str(gid_range[0]), "gidRangeEnd": str(gid_range[1])}
             if gid_range else {})
-    return csi.CreateVolumeRequest(
-        name=name, capacity_range=csi.CapacityRange(required_bytes=1 << 30),
-        volume_capabilities=[csi.VolumeCapability(
-            mount=csi.VolumeCapabilityMountVolume(),
-            access_mode=csi.VolumeCapabilityAccessMode(mode=Mode.MULTI_NODE_MULTI_WRITER))],
-        parameters={"provisioningMode": "efs-ap", "fileSystemId": file_system_id,
-                    "directoryPerms": "700", "basePath": "/bench", **gids})
+    return create_request(name, file_system_id, basePath="/bench", **gids)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -611,7 +605,7 @@ async def scale_part(work: Path, moto_url: str, proxy: EfsProxy,
         proxy.reset_counts()
         failed_deletes, delete_wall, delete_cpu = await controller.burst_delete(created)
         delete_calls = proxy.efs_calls()
-        lone_rows = []
+        lone_rows: list[dict[str, Any]] = []
         for number in range(lone):
             await asyncio.sleep(SCALE_LONE_GAP_S)
             proxy.reset_counts()

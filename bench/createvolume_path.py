@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 from grpclib.client import Channel  # noqa: E402
 
 from efs_csi import csi  # noqa: E402
+from testbed.csi_builders import create_request  # noqa: E402
 from testbed.moto_server import REGION, create_file_system, running_moto  # noqa: E402
 
 DRIVER_PACKAGES = ("efs_csi", "efs_csi_controller", "efs_csi_node")
@@ -128,6 +129,9 @@ def figures(root: Call) -> dict[str, Any]:
             "doors": dict(sorted(doors.items()))}
 
 
+PVC = {"csi.storage.k8s.io/pvc/name": "claim", "csi.storage.k8s.io/pvc/namespace": "default"}
+
+
 def find(calls: list[Call], module: str, function: str) -> Call | None:
     for call in calls:
         if call.module == module and call.function == function:
@@ -136,18 +140,6 @@ def find(calls: list[Call], module: str, function: str) -> Call | None:
         if found is not None:
             return found
     return None
-
-
-def request(name: str, fs_id: str) -> csi.CreateVolumeRequest:
-    return csi.CreateVolumeRequest(
-        name=name, capacity_range=csi.CapacityRange(required_bytes=1 << 30),
-        volume_capabilities=[csi.VolumeCapability(
-            mount=csi.VolumeCapabilityMountVolume(),
-            access_mode=csi.VolumeCapabilityAccessMode(mode=Mode.MULTI_NODE_MULTI_WRITER))],
-        parameters={"provisioningMode": "efs-ap", "fileSystemId": fs_id,
-                    "directoryPerms": "700",
-                    "csi.storage.k8s.io/pvc/name": "claim",
-                    "csi.storage.k8s.io/pvc/namespace": "default"})
 
 
 async def traced_create(socket_path: str, fs_id: str) -> Tracer:
@@ -167,11 +159,12 @@ async def traced_create(socket_path: str, fs_id: str) -> Tracer:
         channel = Channel(path=socket_path)
         try:
             stub = csi.ControllerStub(channel)
-            await stub.create_volume(request("pvc-warm-up", fs_id), timeout=60)
+            await stub.create_volume(create_request("pvc-warm-up", fs_id, **PVC), timeout=60)
             tracer = Tracer()
             sys.setprofile(tracer.profile)
             try:
-                await stub.create_volume(request("pvc-traced", fs_id), timeout=60)
+                await stub.create_volume(create_request("pvc-traced", fs_id, **PVC),
+                                         timeout=60)
             finally:
                 sys.setprofile(None)
         finally:

@@ -19,6 +19,16 @@ def mount_capability(mode: Mode = Mode.MULTI_NODE_MULTI_WRITER,
         access_mode=csi.VolumeCapabilityAccessMode(mode=mode))
 
 
+def create_request(name: str, file_system_id: str, **parameters: str) -> csi.CreateVolumeRequest:
+    """CreateVolume of a 1 GiB access-point volume on ``file_system_id`` (directoryPerms 700),
+    with ``parameters`` added."""
+    return csi.CreateVolumeRequest(
+        name=name, capacity_range=csi.CapacityRange(required_bytes=1 << 30),
+        volume_capabilities=[mount_capability()],
+        parameters={"provisioningMode": "efs-ap", "fileSystemId": file_system_id,
+                    "directoryPerms": "700", **parameters})
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile (the smallest value with ``fraction`` of values at or below)."""
     ordered = sorted(values)

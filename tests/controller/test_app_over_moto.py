@@ -14,6 +14,7 @@ from efs_csi.adapters.aws.roles import CloudFactory
 from efs_csi.errors import CsiError, ResourceExhausted
 from efs_csi_controller.app import build_controller
 from efs_csi_controller.tags import tag_value
+from testbed.csi_builders import create_request
 from testbed.efs_proxy import EfsProxy, make_file_system
 from testbed.efs_rules import tag_violations
 from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
@@ -30,16 +31,6 @@ def proxy(moto: MotoEndpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator[EfsPr
         yield running
 
 
-def request(name: str, fs_id: str, **params: str) -> csi.CreateVolumeRequest:
-    return csi.CreateVolumeRequest(
-        name=name, capacity_range=csi.CapacityRange(required_bytes=1 << 30),
-        volume_capabilities=[csi.VolumeCapability(
-            mount=csi.VolumeCapabilityMountVolume(),
-            access_mode=csi.VolumeCapabilityAccessMode(mode=Mode.MULTI_NODE_MULTI_WRITER))],
-        parameters={"provisioningMode": "efs-ap", "fileSystemId": fs_id,
-                    "directoryPerms": "700", **params})
-
-
 @pytest.mark.asyncio
 async def test_near_full_range_concurrent_restart_and_cleanup(proxy: EfsProxy) -> None:
     fs_id = make_file_system(proxy.url).file_system_id
@@ -48,7 +39,7 @@ async def test_near_full_range_concurrent_restart_and_cleanup(proxy: EfsProxy) -
         first = build_controller(clouds, access_point_limit=1000,
                                  extra_tags={}).service
         results = await asyncio.gather(
-            *(first.create_volume(request(f"pv-{i}", fs_id, **narrow)) for i in range(25)),
+            *(first.create_volume(create_request(f"pv-{i}", fs_id, **narrow)) for i in range(25)),
             return_exceptions=True)
         made = {r.volume.volume_id: i for i, r in enumerate(results)
                 if isinstance(r, csi.CreateVolumeResponse) and r.volume}
@@ -63,11 +54,11 @@ async def test_near_full_range_concurrent_restart_and_cleanup(proxy: EfsProxy) -
         restarted = build_controller(clouds, access_point_limit=1000,
                                      extra_tags={}).service
         index = next(iter(made.values()))
-        again = await restarted.create_volume(request(f"pv-{index}", fs_id, **narrow))
+        again = await restarted.create_volume(create_request(f"pv-{index}", fs_id, **narrow))
         assert again.volume is not None and again.volume.volume_id in made
         assert proxy.calls["CreateAccessPoint"] == 0
         with pytest.raises(CsiError) as raised:
-            await restarted.create_volume(request("pv-new", fs_id, **narrow))
+            await restarted.create_volume(create_request("pv-new", fs_id, **narrow))
         assert raised.value.status == Status.RESOURCE_EXHAUSTED
         for volume_id in [*made, *made]:  # twice: deleting is idempotent
             await restarted.delete_volume(csi.DeleteVolumeRequest(volume_id=volume_id))
@@ -81,7 +72,7 @@ async def test_throttled_creates_all_succeed(proxy: EfsProxy) -> None:
     async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
         service = build_controller(clouds, access_point_limit=1000,
                                    extra_tags={}).service
-        replies = await asyncio.gather(*(service.create_volume(request(f"pv-{i}", fs_id))
+        replies = await asyncio.gather(*(service.create_volume(create_request(f"pv-{i}", fs_id))
                                          for i in range(20)))
         assert proxy.injected["CreateAccessPoint"] > 0
         ids = {r.volume.volume_id for r in replies if r.volume}
@@ -102,7 +93,7 @@ async def test_base_paths_efs_tags_cannot_hold_still_provision(proxy: EfsProxy,
     async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
         service = build_controller(clouds, access_point_limit=1000,
                                    extra_tags={"team": "storage"}).service
-        reply = await service.create_volume(request("pv-1", fs_id, basePath=base_path))
+        reply = await service.create_volume(create_request("pv-1", fs_id, basePath=base_path))
         assert reply.volume is not None
         [access_point] = [ap async for ap in clouds.default.access_points(fs_id)]
     assert access_point.root_path.startswith(base_path + "/pv-1-")
@@ -118,11 +109,11 @@ async def test_same_name_on_another_file_system_is_already_exists(proxy: EfsProx
     async with CloudFactory(REGION, endpoint_url=proxy.url, adaptive_retry=False) as clouds:
         made = build_controller(clouds, access_point_limit=1000,
                                 extra_tags={}).service
-        await made.create_volume(request("pv-1", first_fs))
+        await made.create_volume(create_request("pv-1", first_fs))
         fresh = build_controller(clouds, access_point_limit=1000,
                                  extra_tags={}).service  # knows nothing of the first
         with pytest.raises(CsiError) as raised:
-            await fresh.create_volume(request("pv-1", second_fs))
+            await fresh.create_volume(create_request("pv-1", second_fs))
         assert [ap async for ap in clouds.default.access_points(second_fs)] == []
     assert raised.value.status == Status.ALREADY_EXISTS
     assert second_fs in raised.value.message and "unique per account" in raised.value.message

@@ -25,6 +25,7 @@ from efs_csi.errors import CsiError, to_grpc_error
 from efs_csi_controller.app import build_controller
 from efs_csi_controller.service import ControllerService
 from efs_csi_controller.tags import CLUSTER_TAG, PV_NAME_TAG
+from testbed.csi_builders import create_request
 from testbed.efs_proxy import EfsProxy, make_file_system
 from testbed.iam_policy import IamAuthorizer, IdentityPolicy, efs_authorizations
 from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint
@@ -77,16 +78,6 @@ def made_elsewhere(moto: MotoEndpoint, fs_id: str, cluster: str) -> str:
         PosixUser={"Uid": 1, "Gid": 1},
         Tags=[{"Key": CLUSTER_TAG, "Value": cluster}, {"Key": PV_NAME_TAG, "Value": "pv-x"}])
     return str(reply["AccessPointId"])
-
-
-def create_request(name: str, fs_id: str) -> csi.CreateVolumeRequest:
-    return csi.CreateVolumeRequest(
-        name=name, capacity_range=csi.CapacityRange(required_bytes=1 << 30),
-        volume_capabilities=[csi.VolumeCapability(
-            mount=csi.VolumeCapabilityMountVolume(),
-            access_mode=csi.VolumeCapabilityAccessMode(mode=Mode.MULTI_NODE_MULTI_WRITER))],
-        parameters={"provisioningMode": "efs-ap", "fileSystemId": fs_id,
-                    "directoryPerms": "700"})
 
 
 def controller(clouds: CloudFactory, cluster_id: str = CLUSTER) -> ControllerService:
