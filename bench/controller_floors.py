@@ -162,7 +162,7 @@ async def aws_row(tuned: bool, endpoint: str, moto_url: str) -> dict[str, float]
 
 async def measure(repeats: int) -> list[dict[str, Any]]:
     samples: dict[str, list[dict[str, float]]] = {row: [] for row in ROWS}
-    with (running_moto() as moto, EfsProxy(moto.url, seed=7) as proxy,
+    with (running_moto(own_process=True) as moto, EfsProxy(moto.url, seed=7) as proxy,
           tempfile.TemporaryDirectory(prefix="bench-floors-") as tmp):
         for repeat in range(repeats):
             samples[ROWS[0]].append(await grpc_row(False, Path(tmp)))

@@ -126,7 +126,7 @@ def attributed(raw: dict[Key, Any]) -> dict[str, float]:
 
 
 async def profile(rounds: int, output: Path) -> dict[str, float]:
-    with (running_moto() as moto, EfsProxy(moto.url, seed=7) as proxy,
+    with (running_moto(own_process=True) as moto, EfsProxy(moto.url, seed=7) as proxy,
           tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp):
         work = Path(tmp)
         script = work / "profiled.py"

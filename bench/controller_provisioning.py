@@ -776,7 +776,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 async def run(quick: bool, repeats: int, parts: set[str]) -> dict[str, Any]:
     report: dict[str, Any] = {"benchmark": "controller_provisioning", "quick": quick,
                               "load_average_at_start": load_average()}
-    with (running_moto() as moto, EfsProxy(moto.url, seed=7) as proxy,
+    with (running_moto(own_process=True) as moto, EfsProxy(moto.url, seed=7) as proxy,
           tempfile.TemporaryDirectory(prefix="bench-controller-") as tmp):
         work = Path(tmp)
         if "cpu" in parts:

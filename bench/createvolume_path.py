@@ -196,7 +196,7 @@ def main() -> int:
     from efs_csi.logging import configure_logging
 
     configure_logging("console", "error")
-    with running_moto() as moto, tempfile.TemporaryDirectory() as scratch:
+    with running_moto(own_process=True) as moto, tempfile.TemporaryDirectory() as scratch:
         for key, value in moto.environment().items():
             os.environ[key] = value
         fs_id = create_file_system(moto)

@@ -229,7 +229,7 @@ def main() -> int:
     dev = dict.fromkeys(TARGETS, Path(sys.executable).parent)
     bins = dev if args.dev_venv else image_venvs()
     load_at_start = list(os.getloadavg())
-    with running_moto() as moto:
+    with running_moto(own_process=True) as moto:
         file_system_id = create_file_system(moto)
         rows = asyncio.run(measure(repeats, bins, moto, file_system_id,
                                    (args.only,) if args.only else tuple(TARGETS)))
