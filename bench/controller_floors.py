@@ -12,8 +12,8 @@ Rows (median of ``--repeats``, runs alternating between rows):
   variables, in-flight count, the error mapping and the per-call log line, JSON to a file).
 - ``aiobotocore, plain``: an EFS client as the controller configures it
   (``efs_csi.adapters.aws.client_config``) sending 200 CreateAccessPoint calls at once, then
-  the 200 DeleteAccessPoint calls, to moto behind the EFS proxy (both in this process, not
-  counted); CPU per create and per delete.
+  the 200 DeleteAccessPoint calls, to moto (a process of its own) behind the EFS proxy (in
+  this process); neither is counted; CPU per create and per delete.
 - ``aiobotocore, tuned``: the same client with ``efs_csi.adapters.aws.tuning``.
 
 A delete in the controller is one CSI call and one EFS call: the sum of a grpclib row and an
