@@ -31,7 +31,7 @@ and POSIX identity (a *mirror*), looked up in a listing made after the create be
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -352,8 +352,8 @@ class Provisioner:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
             # What the settling listing showed (the duplicates given up below carry our own
             # token, which the shared-root check ignores).
-            live = list(settlement.known)
-            kept = await self._without_duplicates(cloud, access_point, live)
+            kept = await self._without_duplicates(cloud, access_point,
+                                                  settlement.duplicates)
             if kept is not access_point:
                 access_point = kept  # the same token: the same yields
                 continue  # the survivor is settled in turn
@@ -399,18 +399,15 @@ class Provisioner:
         return replacement
 
     async def _without_duplicates(self, cloud: Cloud, access_point: AccessPoint,
-                                  live: list[AccessPoint]) -> AccessPoint:
-        """Right after ``settle`` listed the file system (``live``): the one access point kept when
-        others carry ``access_point``'s very token (a yield's are under other tokens). EFS
-        answers a repeated ClientToken with the access point it made, so this never happens
-        there; an EFS-compatible API that makes a new one each time (moto: a leader that died
-        mid-create, then its successor's retry) leaves duplicates. Every controller keeps the
-        lowest id and deletes the rest, so two of them at once agree, and a dead one's
-        leftovers are not left behind."""
+                                  copies: Sequence[AccessPoint]) -> AccessPoint:
+        """Right after ``settle`` listed the file system (``copies``: the others it knows with
+        ``access_point``'s very token; a yield's are under other tokens): the one access point
+        kept. EFS answers a repeated ClientToken with the access point it made, so this never
+        happens there; an EFS-compatible API that makes a new one each time (moto: a leader
+        that died mid-create, then its successor's retry) leaves duplicates. Every controller
+        keeps the lowest id and deletes the rest, so two of them at once agree, and a dead
+        one's leftovers are not left behind."""
         fs_id = access_point.file_system_id
-        copies = [other for other in live
-                  if other.client_token == access_point.client_token
-                  and other.access_point_id != access_point.access_point_id]
         if not copies:
             return access_point
         survivor, *doomed = sorted([access_point, *copies], key=lambda ap: ap.access_point_id)
