@@ -612,6 +612,19 @@ class GidAllocator:
         inventory = await self._ensure_learned(cloud, file_system_id, None)
         return inventory.expand_all(list(inventory.access_points))
 
+    async def known_overlapping_listed(self, cloud: Cloud, file_system_id: str,
+                                       root_path: str) -> list[AccessPoint]:
+        """``known_overlapping`` in a listing younger than ``max_age`` (what ``known`` lists
+        first), without expanding every known access point."""
+        await self._ensure_learned(cloud, file_system_id, None)
+        return self.known_overlapping(file_system_id, root_path)
+
+    def known_with_token(self, file_system_id: str, client_token: str) -> list[AccessPoint]:
+        """Every known access point carrying ``client_token`` (one, but for an API that does
+        not honour ClientToken), without any API call."""
+        inventory = self._inventories.get(file_system_id)
+        return [] if inventory is None else inventory.expand_all(inventory.carrying(client_token))
+
     def known_now(self, file_system_id: str) -> list[AccessPoint]:
         """What is known of the file system's access points, without any API call (right
         after ``settle``: everything that existed before the settled create)."""

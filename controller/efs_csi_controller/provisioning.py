@@ -204,7 +204,8 @@ class Provisioner:
                          if overlaps(root)]
             conflict = conflicting_access_point(
                 plan.root_path, namespace, live + in_flight,
-                self._own_tokens(plan, self._allocator.known_now(fs_id)
+                self._own_tokens(plan, self._allocator.known_with_token(fs_id,
+                                                                        plan.reference_token)
                                  if plan.reference_token is not None else []))
             if conflict is not None:
                 raise self._shared_root_refused(fs_id, plan.root_path, namespace, conflict,
@@ -491,7 +492,9 @@ class Provisioner:
         namespace already uses it, or None."""
         namespace = tag_value(plan.params.metadata.pvc_namespace or "")
         root = reference.root_path.rstrip("/") or "/"
-        for other in await self._allocator.known(cloud, reference.file_system_id):
+        # Only an access point whose root overlaps can be on the same directory.
+        for other in await self._allocator.known_overlapping_listed(
+                cloud, reference.file_system_id, reference.root_path):
             tagged = other.tags.get(PVC_NAMESPACE_TAG)
             if (tagged is not None and tagged != namespace
                     and other.life_cycle_state not in _GONE_STATES
@@ -628,7 +631,9 @@ class Provisioner:
             evidence = await self._pv_evidence(access_point)
         keep = ownership_refusal(access_point, self._cluster_id, evidence)
         if keep is None:
-            keep = refusal(access_point, await self._allocator.known(cloud, fs_id))
+            # Only the access points whose root overlaps can be a reason to keep it.
+            keep = refusal(access_point, await self._allocator.known_overlapping_listed(
+                cloud, fs_id, access_point.root_path))
         try:
             await cloud.delete_access_point(ap_id)
         except NotFound:
@@ -643,7 +648,8 @@ class Provisioner:
 
     async def _remove_root_dir(self, cloud: Cloud, access_point: AccessPoint) -> None:
         assert self._root_dirs is not None
-        live = await self._allocator.known(cloud, access_point.file_system_id)
+        live = await self._allocator.known_overlapping_listed(
+            cloud, access_point.file_system_id, access_point.root_path)
         await self._root_dirs.remove(access_point, live)
         del self._unfinished_removals[access_point.access_point_id]
 
