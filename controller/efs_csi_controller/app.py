@@ -36,7 +36,6 @@ from efs_csi.rpc.server import BackgroundTask
 from efs_csi.serving import serve_binary
 from efs_csi_controller.config import ControllerConfig, RootDirectories
 from efs_csi_controller.gid import DEFAULT_MAX_AGE, GidAllocator
-from efs_csi_controller.heap import trim_heap
 from efs_csi_controller.metrics import ApiMetrics, ProvisioningCollector
 from efs_csi_controller.provisioning import ObjectReader, Provisioner
 from efs_csi_controller.root_dir import RootDirectoryRemover
@@ -68,8 +67,7 @@ def build_controller(clouds: Clouds, *, access_point_limit: int, extra_tags: Map
                      inventory_max_age: float = DEFAULT_MAX_AGE,
                      cluster_id: str = LEGACY_CLUSTER_ID,
                      allow_shared_roots: bool = False) -> ControllerParts:
-    allocator = GidAllocator(access_point_limit=access_point_limit, max_age=inventory_max_age,
-                             after_large_listing=trim_heap)
+    allocator = GidAllocator(access_point_limit=access_point_limit, max_age=inventory_max_age)
     provisioner = Provisioner(clouds=clouds, allocator=allocator,
                               kube=kube, extra_tags=extra_tags, root_dirs=root_dirs,
                               cluster_id=cluster_id, allow_shared_roots=allow_shared_roots)

@@ -87,9 +87,6 @@ SETTLE_QUIET = 0.5
 #: long enough for another controller to settle its own create (its ``settle_delay``, a
 #: listing and a delete), short enough for a create's deadline.
 RECHECK_PAUSES = (0.5, 1.0, 2.0, 2.0)
-#: A listing that changes this many known access points (the first of a large file system)
-#: leaves its parse's memory free in the allocator: ``after_large_listing`` may give it back.
-LARGE_LISTING = 1000
 
 Clock = Callable[[], float]
 RandomIndex = Callable[[int], int]  # n -> an index in [0, n)
@@ -384,12 +381,11 @@ class _Inventory:
             del self.by_token[token]
 
     def update(self, listed: Mapping[str, CompactAccessPoint],
-               kept: Mapping[str, CompactAccessPoint | None]) -> int:
+               kept: Mapping[str, CompactAccessPoint | None]) -> None:
         """Make what is known ``listed`` (by id) with ``kept`` over it (an access point, or
         None for one gone, that the listing does not have the last word on), in place: only
         the access points that came, went or changed are touched (one the listing shows
-        unchanged is the very record already known, ``_learn``); reservations stay. Returns
-        how many were touched."""
+        unchanged is the very record already known, ``_learn``); reservations stay."""
         touched = 0
         for access_point_id in [access_point_id for access_point_id in self.access_points
                                 if access_point_id not in listed
@@ -408,7 +404,6 @@ class _Inventory:
                 touched += 1
         if touched:
             self.taken = sorted(set(self.gid_refs) | set(self.reserved))
-        return touched
 
     def reserve(self, gid: int) -> None:
         self.reserved[gid] += 1
@@ -449,8 +444,7 @@ class GidAllocator:
                  random_index: RandomIndex = _SYSTEM_RANDOM.randrange,
                  recent_grace: float = RECENT_GRACE, settle_delay: float = SETTLE_DELAY,
                  settle_batch: int = SETTLE_BATCH, settle_quiet: float = SETTLE_QUIET,
-                 recheck_pauses: tuple[float, ...] = RECHECK_PAUSES,
-                 after_large_listing: Callable[[], object] = lambda: None) -> None:
+                 recheck_pauses: tuple[float, ...] = RECHECK_PAUSES) -> None:
         self._limit = access_point_limit
         self._max_age = max_age
         self._clock = clock
@@ -462,9 +456,6 @@ class GidAllocator:
         self._recheck_pauses = recheck_pauses
         self._inventories: dict[str, _Inventory] = {}
         self._compactor = Compactor()
-        # Called once a listing changed at least LARGE_LISTING known access points (the
-        # controller gives the memory its parse used back to the system there).
-        self._after_large_listing = after_large_listing
 
     def now(self) -> float:
         """The allocator's clock: what a create passes back as ``as_of``."""
@@ -537,8 +528,7 @@ class GidAllocator:
             elif ours is not None:
                 kept[access_point_id] = ours
         kept.update(changes)
-        if inventory.update(listed, kept) >= LARGE_LISTING:
-            self._after_large_listing()
+        inventory.update(listed, kept)
         inventory.listed_at = started
         inventory.stale = False
 

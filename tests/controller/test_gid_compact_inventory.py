@@ -10,7 +10,7 @@ import pytest
 
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi_controller.compact import Compactor
-from efs_csi_controller.gid import LARGE_LISTING, GidAllocator
+from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.params import GidRange
 from efs_csi_controller.tags import CAPACITY_TAG, CLUSTER_TAG, PV_NAME_TAG
 from tests.support.fakes.cloud import FakeCloud
@@ -129,19 +129,3 @@ async def test_the_listing_that_settled_is_let_go_once_no_create_waits() -> None
     assert allocator._inventory(FS).listing is None
     await allocator.known(cloud, FS)  # a listing no create waits for is not kept either
     assert allocator._inventory(FS).listing is None
-
-
-@pytest.mark.asyncio
-async def test_only_a_listing_that_changed_many_access_points_gives_memory_back() -> None:
-    cloud = FakeCloud(FS, page_size=1000)
-    calls: list[int] = []
-    allocator = GidAllocator(access_point_limit=10 * LARGE_LISTING, max_age=0.0,
-                             after_large_listing=lambda: calls.append(1))
-    for number in range(LARGE_LISTING):
-        add(cloud, f"t{number}", 10 + number)
-    await allocator.known(cloud, FS)
-    assert calls == [1]
-    await allocator.known(cloud, FS)  # nothing changed
-    await cloud.delete_access_point(next(iter(cloud.access_points_by_id)))
-    await allocator.known(cloud, FS)  # one gone
-    assert calls == [1]
