@@ -6,7 +6,7 @@ A file system holds up to 10,000 access points, and the controller keeps each on
 ``CreationInfo`` (their four ints, equal but separate objects), a permissions string and a tag
 map: ~350 bytes beside its id, token and root strings, allocated in the middle of the listing's
 page of parsed replies, which then pins the allocator's memory around it. Kept as a
-``CompactAccessPoint``, it is one 5-tuple (80 bytes): its root and token strings, its GID (the
+``CompactAccessPoint``, it is one 5-tuple (88 bytes): its root and token strings, its GID (the
 one int object of its POSIX user), a *shape* shared by every access point alike (its uid when
 not its GID, secondary GIDs, the permissions of a root directory owned by its POSIX user, its
 state) and its tags as one flat tuple with their repeating values shared.

@@ -46,7 +46,11 @@ file system of many pages is listed about as often as it takes to list it). So
 a lone create costs its create and one listing, and a burst about one call per create (its
 creates and a few shared listings). It also refreshes the inventory. Picking the n-th free GID
 is a binary search over the sorted taken GIDs, so its cost does not grow with the width of the
-range. ``clock`` and ``random_index`` are injectable for tests.
+range. The inventory keeps each access point as a compact record
+(``efs_csi_controller.compact``: ~90 bytes beside its id, token and root strings, rather than
+~350) and a listing updates it in place, touching only what came, went or changed: a file
+system of 10,000 access points is known in ~4 MiB. ``clock`` and ``random_index`` are
+injectable for tests.
 """
 
 from __future__ import annotations
@@ -149,7 +153,8 @@ class Shown(Protocol):
 @dataclass(frozen=True)
 class Listing:
     """What one listing of a file system showed, as EFS answered it; ``number`` counts the
-    listings of the file system started by this process (this one included)."""
+    listings of the file system started by this process (this one included). The allocator
+    keeps its listings compact (``_CompactListing``); ``judge`` takes either."""
 
     number: int
     access_points: Mapping[str, AccessPoint]
@@ -337,7 +342,8 @@ class _Inventory:
     def add(self, access_point_id: str, known: CompactAccessPoint, *,
             sorting: bool = True) -> None:
         """Know ``known`` under ``access_point_id`` (replacing what was known under it);
-        ``sorting=False`` leaves ``taken`` for ``_resort`` (a listing's many changes)."""
+        ``sorting=False`` leaves ``taken`` to ``update``, which sorts it once for a listing's
+        many changes."""
         if self.access_points.get(access_point_id) is known:
             return
         self.remove(access_point_id, sorting=sorting)
