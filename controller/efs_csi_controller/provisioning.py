@@ -31,7 +31,7 @@ and POSIX identity (a *mirror*), looked up in a listing made after the create be
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -204,7 +204,8 @@ class Provisioner:
                          if overlaps(root)]
             conflict = conflicting_access_point(
                 plan.root_path, namespace, live + in_flight,
-                self._own_tokens(plan, self._allocator.known_now(fs_id)
+                self._own_tokens(plan, self._allocator.known_with_token(fs_id,
+                                                                        plan.reference_token)
                                  if plan.reference_token is not None else []))
             if conflict is not None:
                 raise self._shared_root_refused(fs_id, plan.root_path, namespace, conflict,
@@ -352,8 +353,8 @@ class Provisioner:
             settlement = await self._allocator.settle(cloud, access_point, settles_gids)
             # What the settling listing showed (the duplicates given up below carry our own
             # token, which the shared-root check ignores).
-            live = list(settlement.known)
-            kept = await self._without_duplicates(cloud, access_point, live)
+            kept = await self._without_duplicates(cloud, access_point,
+                                                  settlement.duplicates)
             if kept is not access_point:
                 access_point = kept  # the same token: the same yields
                 continue  # the survivor is settled in turn
@@ -399,18 +400,15 @@ class Provisioner:
         return replacement
 
     async def _without_duplicates(self, cloud: Cloud, access_point: AccessPoint,
-                                  live: list[AccessPoint]) -> AccessPoint:
-        """Right after ``settle`` listed the file system (``live``): the one access point kept when
-        others carry ``access_point``'s very token (a yield's are under other tokens). EFS
-        answers a repeated ClientToken with the access point it made, so this never happens
-        there; an EFS-compatible API that makes a new one each time (moto: a leader that died
-        mid-create, then its successor's retry) leaves duplicates. Every controller keeps the
-        lowest id and deletes the rest, so two of them at once agree, and a dead one's
-        leftovers are not left behind."""
+                                  copies: Sequence[AccessPoint]) -> AccessPoint:
+        """Right after ``settle`` listed the file system (``copies``: the others it knows with
+        ``access_point``'s very token; a yield's are under other tokens): the one access point
+        kept. EFS answers a repeated ClientToken with the access point it made, so this never
+        happens there; an EFS-compatible API that makes a new one each time (moto: a leader
+        that died mid-create, then its successor's retry) leaves duplicates. Every controller
+        keeps the lowest id and deletes the rest, so two of them at once agree, and a dead
+        one's leftovers are not left behind."""
         fs_id = access_point.file_system_id
-        copies = [other for other in live
-                  if other.client_token == access_point.client_token
-                  and other.access_point_id != access_point.access_point_id]
         if not copies:
             return access_point
         survivor, *doomed = sorted([access_point, *copies], key=lambda ap: ap.access_point_id)
@@ -494,7 +492,9 @@ class Provisioner:
         namespace already uses it, or None."""
         namespace = tag_value(plan.params.metadata.pvc_namespace or "")
         root = reference.root_path.rstrip("/") or "/"
-        for other in await self._allocator.known(cloud, reference.file_system_id):
+        # Only an access point whose root overlaps can be on the same directory.
+        for other in await self._allocator.known_overlapping_listed(
+                cloud, reference.file_system_id, reference.root_path):
             tagged = other.tags.get(PVC_NAMESPACE_TAG)
             if (tagged is not None and tagged != namespace
                     and other.life_cycle_state not in _GONE_STATES
@@ -631,7 +631,9 @@ class Provisioner:
             evidence = await self._pv_evidence(access_point)
         keep = ownership_refusal(access_point, self._cluster_id, evidence)
         if keep is None:
-            keep = refusal(access_point, await self._allocator.known(cloud, fs_id))
+            # Only the access points whose root overlaps can be a reason to keep it.
+            keep = refusal(access_point, await self._allocator.known_overlapping_listed(
+                cloud, fs_id, access_point.root_path))
         try:
             await cloud.delete_access_point(ap_id)
         except NotFound:
@@ -646,7 +648,8 @@ class Provisioner:
 
     async def _remove_root_dir(self, cloud: Cloud, access_point: AccessPoint) -> None:
         assert self._root_dirs is not None
-        live = await self._allocator.known(cloud, access_point.file_system_id)
+        live = await self._allocator.known_overlapping_listed(
+            cloud, access_point.file_system_id, access_point.root_path)
         await self._root_dirs.remove(access_point, live)
         del self._unfinished_removals[access_point.access_point_id]
 

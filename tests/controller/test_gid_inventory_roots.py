@@ -91,11 +91,15 @@ async def test_a_listing_keeps_the_known_object_of_an_unchanged_access_point() -
     await allocator.known(cloud, FS)
     first = {ap.access_point_id: ap for ap in allocator.known_now(FS)}
     assert first[same.access_point_id] == same  # what is kept equals what EFS answered
+    # The inventory keeps compact records (efs_csi_controller.compact): the object kept.
+    first_kept = dict(allocator._inventory(FS).access_points)
     cloud.with_root(moved.access_point_id, "/moved")
     allocator.mark_stale(FS)
     await allocator.known(cloud, FS)
     second = {ap.access_point_id: ap for ap in allocator.known_now(FS)}
-    assert second[same.access_point_id] is first[same.access_point_id]
+    assert second[same.access_point_id] == first[same.access_point_id]
+    assert (allocator._inventory(FS).access_points[same.access_point_id]
+            is first_kept[same.access_point_id])
     assert second[moved.access_point_id].root_path == "/moved"
     assert indexed(allocator, "/moves") == [] and indexed(allocator, "/moved") == [
         moved.access_point_id]

@@ -277,9 +277,13 @@ class AwsCloud:
             if token:
                 args["NextToken"] = token
             reply = await self._call("DescribeAccessPoints", "describe_access_points", **args)
+            token = reply.get("NextToken")
             for item in reply.get("AccessPoints") or []:
                 yield access_point_from_api(item)
-            token = reply.get("NextToken")
+            # Let this page's parsed reply go before the next is parsed: one page of 1,000
+            # parsed access points alive at a time, not two (issue 22: the controller's RSS
+            # with 10,000 access points, docs/performance.md).
+            reply = item = None
             if not token:
                 return
 
