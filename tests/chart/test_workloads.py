@@ -80,11 +80,13 @@ def test_controller_deployment(defaults: list[Manifest]) -> None:
     assert "liveness-probe" in {c["name"] for c in spec["containers"]}
 
 
-def test_controller_runs_with_one_malloc_arena_unless_the_user_says_otherwise() -> None:
+def test_controller_runs_with_its_memory_settings_unless_the_user_says_otherwise() -> None:
     env = container(pod_spec(render(), "Deployment", "efs-csi-controller"), "efs-plugin")["env"]
     assert {"name": "MALLOC_ARENA_MAX", "value": "1"} in env
+    assert {"name": "FROZENLIST_NO_EXTENSIONS", "value": "1"} in env
     node = container(pod_spec(render(), "DaemonSet", "efs-csi-node"), "efs-plugin")
-    assert "MALLOC_ARENA_MAX" not in {item["name"] for item in node.get("env", [])}
+    assert not {"MALLOC_ARENA_MAX", "FROZENLIST_NO_EXTENSIONS"} & {
+        item["name"] for item in node.get("env", [])}
     own = container(pod_spec(render(sets=["controller.env[0].name=MALLOC_ARENA_MAX",
                                           "controller.env[0].value=4"]),
                              "Deployment", "efs-csi-controller"), "efs-plugin")["env"]
