@@ -80,6 +80,20 @@ def test_controller_deployment(defaults: list[Manifest]) -> None:
     assert "liveness-probe" in {c["name"] for c in spec["containers"]}
 
 
+def test_controller_runs_with_its_memory_settings_unless_the_user_says_otherwise() -> None:
+    env = container(pod_spec(render(), "Deployment", "efs-csi-controller"), "efs-plugin")["env"]
+    assert {"name": "MALLOC_ARENA_MAX", "value": "1"} in env
+    assert {"name": "FROZENLIST_NO_EXTENSIONS", "value": "1"} in env
+    node = container(pod_spec(render(), "DaemonSet", "efs-csi-node"), "efs-plugin")
+    assert not {"MALLOC_ARENA_MAX", "FROZENLIST_NO_EXTENSIONS"} & {
+        item["name"] for item in node.get("env", [])}
+    own = container(pod_spec(render(sets=["controller.env[0].name=MALLOC_ARENA_MAX",
+                                          "controller.env[0].value=4"]),
+                             "Deployment", "efs-csi-controller"), "efs-plugin")["env"]
+    arenas = [str(item["value"]) for item in own if item["name"] == "MALLOC_ARENA_MAX"]
+    assert arenas[-1] == "4"  # the last of a name is what the container gets
+
+
 def test_controller_is_unprivileged_by_default(defaults: list[Manifest]) -> None:
     spec = pod_spec(defaults, "Deployment", "efs-csi-controller")
     plugin = container(spec, "efs-plugin")
