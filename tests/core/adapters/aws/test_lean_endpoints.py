@@ -15,13 +15,12 @@ import pytest
 from aiobotocore.session import AioSession
 from botocore.loaders import create_loader
 
-from efs_csi.adapters.aws.client import (
+from efs_csi.adapters.aws.client import client_config, new_client
+from efs_csi.adapters.aws.endpoints_data import (
     BUILTIN_ENDPOINTS,
     ENDPOINT_SERVICES,
     LeanEndpointsFileLoader,
-    client_config,
     lean_endpoints,
-    new_client,
 )
 
 
