@@ -66,7 +66,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import Protocol
 
 from efs_csi.cloud import GONE_STATES, AccessPoint, Cloud
 from efs_csi.errors import AccessPointLimitReached, ResourceExhausted, Unavailable
@@ -138,47 +137,12 @@ class Reservation:
     gid: int | None  # None: the caller fixed the GID itself (StorageClass ``gid``)
 
 
-class Shown(Protocol):
-    """What ``judge`` asks of one listing of a file system."""
-
-    @property
-    def number(self) -> int:
-        """The listings of the file system this process started, this one included."""
-
-    def shows(self, access_point_id: str) -> bool: ...
-
-    def with_gid(self, gid: int) -> list[AccessPoint]: ...
-
-
-@dataclass(frozen=True)
 class Listing:
     """What one listing of a file system showed, as EFS answered it; ``number`` counts the
-    listings of the file system started by this process (this one included). The allocator
-    keeps its listings compact (``_CompactListing``); ``judge`` takes either."""
-
-    number: int
-    access_points: Mapping[str, AccessPoint]
-
-    @cached_property
-    def _by_gid(self) -> dict[int, list[AccessPoint]]:
-        by_gid: dict[int, list[AccessPoint]] = {}
-        for access_point in self.access_points.values():
-            if access_point.posix_user is not None:
-                by_gid.setdefault(access_point.posix_user.gid, []).append(access_point)
-        return by_gid
-
-    def shows(self, access_point_id: str) -> bool:
-        return access_point_id in self.access_points
-
-    def with_gid(self, gid: int) -> list[AccessPoint]:
-        return list(self._by_gid.get(gid, ()))
-
-
-class _CompactListing:
-    """A ``Listing`` as the allocator keeps it: the compact access points it showed (the very
-    records the inventory holds where they did not change), and, once a create is judged
-    against it, their ids by GID (one id held bare: a GID has one access point but in a
-    conflict)."""
+    listings of the file system started by this process (this one included). Kept compact:
+    the records it showed (the very ones the inventory holds where they did not change), and,
+    once a create is judged against it, their ids by GID (one id held bare: a GID has one
+    access point but in a conflict)."""
 
     def __init__(self, number: int, file_system_id: str,
                  access_points: dict[str, CompactAccessPoint]) -> None:
@@ -217,7 +181,7 @@ class Verdict(Enum):
     UNSEEN = "unseen"  # the listing does not show ours yet: it lags behind the create
 
 
-def judge(candidate: AccessPoint, listing: Shown,
+def judge(candidate: AccessPoint, listing: Listing,
           settles: Settles) -> tuple[Verdict, tuple[AccessPoint, ...]]:
     """What ``candidate`` (an access point with a POSIX user) must do about the other live
     access points ``listing`` shows with its GID (see the module docstring)."""
@@ -295,7 +259,7 @@ class _Inventory:
     # creates waiting for a listing: (listings started when it began to wait, when), in the
     # order they began (both figures never decrease along it).
     listings_started: int = 0
-    listing: _CompactListing | None = None
+    listing: Listing | None = None
     settling: list[tuple[int, float]] = field(default_factory=list)
     # Set (and replaced) whenever a listing ends or a create of ours stops being in flight.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -522,7 +486,7 @@ class GidAllocator:
         inventory.last_listing_seconds = max(0.0, self._clock() - started)
         # Kept for the creates waiting to settle; none waits: only a later listing can serve
         # the next one.
-        inventory.listing = (_CompactListing(number, file_system_id, listed)
+        inventory.listing = (Listing(number, file_system_id, listed)
                              if inventory.settling else None)
         # What the listing does not have the last word on: our recent creates it does not
         # show yet (listings may lag), and what changed while it ran.
@@ -756,7 +720,7 @@ class GidAllocator:
             if access_point_id != access_point.access_point_id))
 
     async def _listing_after(self, cloud: Cloud, file_system_id: str, inventory: _Inventory,
-                             after: int) -> Shown:
+                             after: int) -> Listing:
         """The first listing started after the ``after``-th; one serves every create waiting
         when it starts, and starts when ``_settling_due``."""
         waiting = (after, self._clock())

@@ -10,6 +10,7 @@ import pytest
 
 from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.errors import Unavailable
+from efs_csi_controller.compact import Compactor
 from efs_csi_controller.gid import GidAllocator, Listing, Verdict, judge
 from efs_csi_controller.params import GidRange
 from tests.support.fakes.cloud import FakeCloud
@@ -30,7 +31,8 @@ def settles(access_point: AccessPoint) -> bool:
 
 
 def listing(*access_points: AccessPoint) -> Listing:
-    return Listing(1, {ap.access_point_id: ap for ap in access_points})
+    compactor = Compactor()
+    return Listing(1, FS, {ap.access_point_id: compactor.compact(ap) for ap in access_points})
 
 
 OURS = point("fsap-5", 100)
