@@ -136,11 +136,6 @@ class RootIndex(Generic[Item]):
             return
         self._count -= 1
 
-    def clear(self) -> None:
-        self._items.clear()
-        self._sorted.clear()
-        self._count = 0
-
     def overlapping(self, root_path: str) -> list[Item]:
         """The items whose root overlaps ``root_path``: equal, above it, or inside it."""
         root = _normal_text(root_path)
