@@ -78,7 +78,7 @@ from efs_csi import csi  # noqa: E402
 from testbed.csi_builders import create_request, percentile  # noqa: E402
 from testbed.efs_proxy import EfsProxy, make_file_system  # noqa: E402
 from testbed.moto_server import CREDENTIALS, REGION, running_moto  # noqa: E402
-from testbed.processes import RunningBinary, start_binary  # noqa: E402
+from testbed.processes import RunningBinary, rss_mib, start_binary  # noqa: E402
 
 Mode = csi.VolumeCapabilityAccessModeMode
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -570,13 +570,6 @@ SCALE_LONE = 5
 SCALE_LONE_GAP_S = 6.0
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 async def scale_part(work: Path, moto_url: str, proxy: EfsProxy,
                      lone: int = SCALE_LONE) -> dict[str, Any]:
     """A file system at EFS's limit: 9,900 access points made behind the controller's back, a
@@ -593,7 +586,7 @@ async def scale_part(work: Path, moto_url: str, proxy: EfsProxy,
     try:
         await warm_up(controller, moto_url)
         await asyncio.sleep(2.0)
-        idle_rss = rss_mib(controller.pid)
+        idle_rss = round(rss_mib(controller.pid), 1)
         proxy.clear_faults()
         proxy.reset_counts()
         names = [f"pvc-scale-{index}" for index in range(SCALE_BURST)]
@@ -601,7 +594,7 @@ async def scale_part(work: Path, moto_url: str, proxy: EfsProxy,
         burst_calls = proxy.efs_calls()
         gids = all_gids(moto_url, file_system_id)
         created = [volume_id for volume_id in volume_ids if volume_id]
-        rss_after_burst = rss_mib(controller.pid)
+        rss_after_burst = round(rss_mib(controller.pid), 1)
         proxy.reset_counts()
         failed_deletes, delete_wall, delete_cpu = await controller.burst_delete(created)
         delete_calls = proxy.efs_calls()
@@ -617,7 +610,7 @@ async def scale_part(work: Path, moto_url: str, proxy: EfsProxy,
                               "cpu_ms": round(lone_cpu * 1000, 1), "volume_id": ids[0]})
             print(f"  scale: lone create {number + 1}/{lone}: {lone_rows[-1]}", flush=True)
         lone_gids = all_gids(moto_url, file_system_id)
-        rss_after_lone = rss_mib(controller.pid)
+        rss_after_lone = round(rss_mib(controller.pid), 1)
         await controller.burst_delete([row["volume_id"] for row in lone_rows
                                        if row["volume_id"]])
     finally:

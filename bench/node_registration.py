@@ -77,6 +77,7 @@ from testbed.in_cluster import (  # noqa: E402
     service_account_files,
 )
 from testbed.kube_api import FakeKubeApi, TlsFiles  # noqa: E402
+from testbed.processes import rss_bytes  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 VALUES = REPO / "helm" / "values.yaml"
@@ -123,9 +124,7 @@ def tree_rss_bytes(pid: int) -> int:
     while pending:
         current = pending.pop()
         with contextlib.suppress(OSError, ValueError, IndexError):
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+            total += rss_bytes(current)
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
     return total
@@ -141,13 +140,6 @@ def pod_made(pid: int) -> bool:
 def children(pid: int) -> list[int]:
     return [int(child) for child in
             Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 @dataclass

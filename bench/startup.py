@@ -64,6 +64,7 @@ from _image_venv import image_venvs  # noqa: E402
 
 from efs_csi import csi  # noqa: E402
 from testbed.moto_server import REGION, MotoEndpoint, create_file_system, running_moto  # noqa: E402
+from testbed.processes import rss_mib  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 #: (exec to ready Probe, idle RSS) per binary; the controller's RSS with its AWS client built
@@ -117,13 +118,6 @@ async def first_create(socket: Path, file_system_id: str, index: int) -> None:
                         "directoryPerms": "700"}), timeout=30)
     finally:
         channel.close()
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 _create_names = itertools.count()  # each first CreateVolume its own volume

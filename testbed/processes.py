@@ -1,4 +1,5 @@
-"""Start either binary as a real subprocess on a temporary unix socket, and stop it."""
+"""Start either binary as a real subprocess on a temporary unix socket, and stop it; read a
+process's resident memory (the benchmarks)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,23 @@ from pathlib import Path
 from grpclib.client import Channel
 
 from efs_csi import csi
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory (VmRSS) of process ``pid``; 0 for one that has none (a zombie)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def rss_mib(pid: int) -> float:
+    """``rss_bytes`` in MiB, for a process that must have some."""
+    resident = rss_bytes(pid)
+    if not resident:
+        raise RuntimeError(f"no VmRSS for {pid}")
+    return resident / 2**20
+
 
 #: The ``binary`` fixture of tests/conftest.py: start(kind, args, env, socket_name).
 StartBinary = Callable[..., Awaitable["RunningBinary"]]
