@@ -64,6 +64,7 @@ class NodeParts:
     ops: MountOps
     stats: VolumeStatsSource
     blocking: BlockingCalls
+    locks: KeyLocksInFlight
 
 
 def build_node(config: NodeServiceConfig, mounter: Mounter, commands: MountCommands, *,
@@ -78,12 +79,13 @@ def build_node(config: NodeServiceConfig, mounter: Mounter, commands: MountComma
     ops = MountOps(probe, BindMounts(commands), blocking, read_table=read_table)
     locks = KeyLocksInFlight()
     slots = MountSlots(max_inflight_mounts)
-    stager = Stager(mounter, ops, locks, slots)
-    publisher = Publisher(ops, locks, slots, stager.restage_if_stale, stager.staged)
-    stats = VolumeStatsSource(probe, read_table, usage)
+    stats = VolumeStatsSource(probe, read_table, locks, usage)
+    stager = Stager(mounter, ops, locks, slots, stop_reading=stats.stop_reading)
+    publisher = Publisher(ops, locks, slots, stager.restage_if_stale, stager.staged,
+                          stop_reading=stats.stop_reading)
     service = NodeService(config, stager=stager, publisher=publisher, stats=stats, mounts=ops,
                           zone=zone)
-    return NodeParts(service, stager, publisher, ops, stats, blocking)
+    return NodeParts(service, stager, publisher, ops, stats, blocking, locks)
 
 
 @dataclass
@@ -201,7 +203,7 @@ async def run_node(*, config: NodeConfig) -> None:
         stat_timeout=min(STAT_TIMEOUT, config.mount_timeout), blocking=blocking, usage=usage)
     parts.ops.on_stale = node_metrics.on_stale
     node_metrics.track_volume_counts(lambda: volume_counts(parts))
-    health = MountHealth(parts.stager.staged, parts.ops.probe, parts.ops.table,
+    health = MountHealth(parts.stager.staged, parts.ops.probe, parts.ops.table, parts.locks,
                          period=config.mount_health_period)
     node_metrics.track_mount_health(health.snapshot)
     if config.mount_health_period > 0:

@@ -1,5 +1,10 @@
 """Keeping node operations apart: per-key serialisation and the bound on concurrent mounts.
 
+A path's key (``path_key``) is held by whatever mounts or unmounts there, and also by the
+node's own readers of a mounted path (NodeGetVolumeStats's probe, the mount-health check): an
+unmount then never meets one of our own calls in flight on the path, which would make it fail
+with "target is busy".
+
 Both wait at most until the caller's gRPC deadline (``efs_csi.rpc.hook.seconds_left``): a call
 that would wait past it is answered ABORTED at once, so the CO retries instead of timing out
 while holding nothing.
@@ -11,11 +16,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from efs_csi.errors import Aborted
 from efs_csi.rpc.hook import seconds_left
 
 DeadlineClock = Callable[[], float | None]
+
+
+def path_key(path: Path) -> str:
+    return f"path:{path}"
 
 
 async def _acquire(lock: asyncio.Lock | asyncio.Semaphore, wait: float | None,
@@ -58,6 +68,16 @@ class KeyLocksInFlight:
             for key in reversed(taken):
                 self._locks[key][0].release()
                 self._unref(key)
+
+    @contextlib.asynccontextmanager
+    async def hold_if_free(self, keys: Sequence[str]) -> AsyncIterator[bool]:
+        """Hold every key's lock when none is held now, and yield True; else hold nothing and
+        yield False (for background work that comes back later rather than wait)."""
+        if any(key in self._locks for key in keys):
+            yield False
+            return
+        async with self.hold(keys):  # free: taken without waiting
+            yield True
 
     def _ref(self, key: str) -> asyncio.Lock:
         lock, count = self._locks.get(key, (asyncio.Lock(), 0))

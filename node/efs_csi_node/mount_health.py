@@ -13,6 +13,11 @@ lazily and mount again, ``efs_csi_node.mount_ops``), because the pods' bind moun
 mount keep it however the staging path is repaired; the pods must be restarted, which the
 alert's runbook says.
 
+A staging path that a stage or an unstage holds (its ``efs_csi_node.locks.path_key``) is not
+probed that round, and a probe holds the key while it runs: an unstage never meets a probe of
+ours in flight, which would make its unmount fail with "target is busy". The path's previous
+result stands until the next round.
+
 A result belongs to the mount it was taken on (its mount id in the kernel's table): once the
 volume is mounted again, or unstaged, the old result no longer counts.
 """
@@ -25,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from efs_csi.logging import get_logger
-from efs_csi.mounting.health import PathProbe, PathState
+from efs_csi.mounting.health import Health, PathProbe, PathState
 from efs_csi.mounting.mountinfo import MountTable
+from efs_csi_node.locks import KeyLocksInFlight, path_key
 from efs_csi_node.staging import StagedVolumes
 
 _log = get_logger("node.mount_health")
@@ -52,11 +58,12 @@ class _Checked:
 
 class MountHealth:
     def __init__(self, staged: StagedVolumes, probe: PathProbe,
-                 read_table: Callable[[], MountTable], *,
+                 read_table: Callable[[], MountTable], locks: KeyLocksInFlight, *,
                  period: float = DEFAULT_PERIOD_S) -> None:
         self._staged = staged
         self._probe = probe
         self._read_table = read_table
+        self._locks = locks
         self._period = period
         self._checked: dict[Path, _Checked] = {}
 
@@ -71,10 +78,14 @@ class MountHealth:
         table = self._read_table()
         mounted = [(request, entry) for request in self._staged.all()
                    if (entry := table.at(request.staging_path)) is not None]
-        results = await asyncio.gather(*(self._probe.check(request.staging_path)
+        results = await asyncio.gather(*(self._check_if_free(request.staging_path)
                                          for request, _ in mounted), return_exceptions=True)
         checked: dict[Path, _Checked] = {}
         for (request, entry), result in zip(mounted, results, strict=True):
+            if result is None:  # being staged or unstaged now: the last result stands
+                if (last := self._checked.get(request.staging_path)) is not None:
+                    checked[request.staging_path] = last
+                continue
             if isinstance(result, BaseException):  # a probe error other than staleness
                 _log.warning("mount health check failed", volume_id=request.volume_id,
                              path=str(request.staging_path), error=repr(result))
@@ -87,6 +98,10 @@ class MountHealth:
                              path=str(request.staging_path), detail=result.detail)
             checked[request.staging_path] = _Checked(entry.mount_id, stale)
         self._checked = checked
+
+    async def _check_if_free(self, path: Path) -> Health | None:
+        async with self._locks.hold_if_free([path_key(path)]) as free:
+            return await self._probe.check(path) if free else None
 
     def snapshot(self) -> list[VolumeHealth]:
         """Every staged and mounted volume, stale when its current mount was found so (read at

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from efs_csi.errors import AlreadyExists, FailedPrecondition, Internal
-from efs_csi_node.locks import KeyLocksInFlight, MountSlots
+from efs_csi_node.locks import KeyLocksInFlight, MountSlots, path_key
 from efs_csi_node.mount_ops import MAX_STACKED_MOUNTS, MountOps
-from efs_csi_node.staging import StagedVolumes
+from efs_csi_node.staging import StagedVolumes, StopReading
 
 Restage = Callable[[str, Path], Awaitable[None]]
 
@@ -36,6 +36,7 @@ class Publisher:
     slots: MountSlots
     restage_if_stale: Restage
     staged: StagedVolumes
+    stop_reading: StopReading
 
     async def publish(self, request: PublishRequest) -> None:
         if self.ops.table().at(request.staging_path) is None:
@@ -48,7 +49,7 @@ class Publisher:
             raise FailedPrecondition(f"staging_target_path {request.staging_path} holds volume "
                                      f"{known.volume_id}, not {request.volume_id}")
         await self.restage_if_stale(request.volume_id, request.staging_path)
-        async with self.locks.hold([f"path:{request.target_path}"]):
+        async with self.locks.hold([path_key(request.target_path)]):
             await self.ops.clear_if_stale(request.target_path)
             table = self.ops.table()
             staged = table.at(request.staging_path)
@@ -69,8 +70,9 @@ class Publisher:
                                             read_only=request.read_only)
 
     async def unpublish(self, target_path: Path) -> None:
-        async with self.locks.hold([f"path:{target_path}"]):
+        async with self.locks.hold([path_key(target_path)]):
             await self.ops.clear_if_stale(target_path)
+            await self.stop_reading(target_path)
             for _ in range(MAX_STACKED_MOUNTS):
                 if self.ops.table().at(target_path) is None:
                     await self.ops.remove_dir(target_path)

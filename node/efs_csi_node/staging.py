@@ -10,6 +10,7 @@ twice).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +18,15 @@ from efs_csi.contract.volume_id import VolumeHandle
 from efs_csi.errors import AlreadyExists, FailedPrecondition, Internal
 from efs_csi.logging import get_logger
 from efs_csi.mounting.mount import Mounter
-from efs_csi_node.locks import KeyLocksInFlight, MountSlots
+from efs_csi_node.locks import KeyLocksInFlight, MountSlots, path_key
 from efs_csi_node.mount_ops import MAX_STACKED_MOUNTS, MountOps
 
 _log = get_logger("node.staging")
+
+# Stops the node's own reading under a path about to be unmounted (a usage walk), returning once
+# it has stopped: an unmount that met it would fail with "target is busy" for as long as the
+# walk runs, hours on a large volume.
+StopReading = Callable[[Path], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class StagedVolumes:
 
 
 def staging_keys(volume_id: str, path: Path) -> list[str]:
-    return [f"volume:{volume_id}", f"path:{path}"]
+    return [f"volume:{volume_id}", path_key(path)]
 
 
 @dataclass
@@ -58,6 +64,7 @@ class Stager:
     ops: MountOps
     locks: KeyLocksInFlight
     slots: MountSlots
+    stop_reading: StopReading
     staged: StagedVolumes = field(default_factory=StagedVolumes)
 
     async def stage(self, request: StageRequest) -> None:
@@ -98,6 +105,7 @@ class Stager:
     async def unstage(self, volume_id: str, staging_path: Path) -> None:
         async with self.locks.hold(staging_keys(volume_id, staging_path)):
             await self.ops.clear_if_stale(staging_path)
+            await self.stop_reading(staging_path)
             for _ in range(MAX_STACKED_MOUNTS):
                 if self.ops.table().at(staging_path) is None:
                     self.staged.remove(staging_path)

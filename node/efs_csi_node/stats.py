@@ -6,6 +6,10 @@ stale or hung mount is answered with an abnormal condition and no figures; a hea
 its figures from a ``UsageSource``: the file system's own (``FileSystemUsage``, the default), or
 the rate-limited background collector of ``efs_csi_node.volume_stats`` (``--vol-metrics-opt-in``).
 
+The probe holds the path's lock (``efs_csi_node.locks.path_key``), as the usage source's
+scheduling does, so an unpublish or unstage of the path never meets a probe of ours in flight;
+and before they unmount, ``stop_reading`` stops a usage walk under way there.
+
 It also keeps each volume's requested size (the PV's ``capacityBytes``, from the volume context
 of NodeStage and NodePublish: kubelet repeats NodePublish after a plugin restart, so it comes
 back), which both usage sources report as the total.
@@ -22,6 +26,7 @@ from typing import Protocol
 from efs_csi.errors import NotFound
 from efs_csi.mounting.health import PathProbe, PathState
 from efs_csi.mounting.mountinfo import MountTable
+from efs_csi_node.locks import KeyLocksInFlight, path_key
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,9 @@ class UsageSource(Protocol):
         """The figures of a healthy volume whose file system answered ``fs``. Answer promptly:
         never wait on a slow file system walk beyond a short bound."""
 
+    async def stop_reading(self, path: Path) -> None:
+        """Stop reading under ``path`` (it is about to be unmounted); return once stopped."""
+
 
 class FileSystemUsage:
     """The figures of ``statvfs`` alone (when the usage collector is off).
@@ -80,12 +88,16 @@ class FileSystemUsage:
             used_inodes=fs.f_files - fs.f_ffree, total_inodes=fs.f_files,
             available_inodes=fs.f_favail)
 
+    async def stop_reading(self, path: Path) -> None:
+        """Nothing reads a volume past its ``statvfs``."""
+
 
 class VolumeStatsSource:
     def __init__(self, probe: PathProbe, read_table: Callable[[], MountTable],
-                 usage: UsageSource | None = None) -> None:
+                 locks: KeyLocksInFlight, usage: UsageSource | None = None) -> None:
         self._probe = probe
         self._read_table = read_table
+        self._locks = locks
         self._usage = usage or FileSystemUsage()
         self._capacities: dict[str, int] = {}
 
@@ -96,7 +108,14 @@ class VolumeStatsSource:
     def forget(self, volume_id: str) -> None:
         self._capacities.pop(volume_id, None)
 
+    async def stop_reading(self, path: Path) -> None:
+        await self._usage.stop_reading(path)
+
     async def stats(self, volume_id: str, file_system_id: str, path: Path) -> VolumeStats:
+        async with self._locks.hold([path_key(path)]):
+            return await self._stats(volume_id, file_system_id, path)
+
+    async def _stats(self, volume_id: str, file_system_id: str, path: Path) -> VolumeStats:
         health, fs = await self._probe.measure(path)
         if health.state is PathState.MISSING:
             raise NotFound(f"volume_path {path} does not exist")

@@ -25,6 +25,10 @@ as unknown rather than as a real size.
 
 The collector owns its tasks and threads: cancelling a walk's task (``run`` ending, or
 ``aclose``) tells that walk's threads to stop and waits, up to ``stop_grace_s``, until they have.
+``stop_reading`` does the same for the walks under a path about to be unmounted (an unpublish,
+an unstage), whose open directories would otherwise keep the unmount failing with "target is
+busy" until the walk ended, hours on a large volume. Such a walk is not a failure: the next
+NodeGetVolumeStats of the volume, through a path still mounted, walks it again at once.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class _Volume:
     retry_at: float = 0.0
     asked_at: float = 0.0
     walk_started: float | None = None  # while a walk of it runs (holding its slot)
+    walk_path: Path | None = None  # while a walk of it is scheduled or runs
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,19 @@ class VolumeStatsCollector:
         finally:
             await self.aclose()
 
+    async def stop_reading(self, path: Path) -> None:
+        """Stop the walks scheduled or running under ``path`` and return once their threads have
+        ended (or their grace passed), without counting them as failed."""
+        walks = [volume.task for volume in self._volumes.values()
+                 if volume.task is not None and volume.walk_path is not None
+                 and volume.walk_path.is_relative_to(path)]
+        for task in walks:
+            task.cancel()  # the walk's threads are told to stop (BlockingCalls.run)
+        if walks:
+            _log.info("usage walks stopped: their path is being unmounted", path=str(path),
+                      walks=len(walks))
+            await asyncio.wait(walks)  # never cancels them again if this call is cancelled
+
     async def aclose(self) -> None:
         """Stop every walk and return once their threads have ended (or their grace passed)."""
         self._closed = True
@@ -176,6 +194,7 @@ class VolumeStatsCollector:
         if self._closed or fresh or volume.walking or now < volume.retry_at:
             return
         volume.walking = True
+        volume.walk_path = request.volume_path
         task = asyncio.create_task(self._walk(request, volume),
                                    name=f"volume-stats-walk:{request.volume_id}")
         volume.task = task
@@ -194,7 +213,7 @@ class VolumeStatsCollector:
     async def _walk(self, request: StatsRequest, volume: _Volume) -> None:
         slots = self._walk_slots.setdefault(
             request.file_system_id, asyncio.Semaphore(self._settings.walks_per_file_system))
-        ok = False
+        ok = ended = False  # ended: with a figure or a failure, not stopped (cancelled)
         unreadable = 0
         started = self._clock()
         stop = threading.Event()
@@ -208,7 +227,8 @@ class VolumeStatsCollector:
                     lambda: self._walker(request.volume_path, stop), None,
                     stop=stop, grace_s=self._settings.stop_grace_s)
             volume.usage, volume.measured_at, volume.failures = usage, self._clock(), 0
-            ok, unreadable = True, usage.unreadable
+            ok = ended = True
+            unreadable = usage.unreadable
             if usage.approximate:
                 _log.warning("hard-link table full; usage may count some links twice",
                              volume_id=request.volume_id)
@@ -216,6 +236,7 @@ class VolumeStatsCollector:
                 _log.warning("volume usage counts only what the node may read",
                              volume_id=request.volume_id, unreadable_entries=usage.unreadable)
         except (OSError, WalkCancelled) as exc:
+            ended = True
             volume.failures += 1
             delay = min(self._settings.retry_base_s * 2 ** (volume.failures - 1),
                         self._settings.retry_max_s)
@@ -228,7 +249,8 @@ class VolumeStatsCollector:
             volume.walking = False
             volume.task = None
             volume.walk_started = None
-            if self._observer is not None:
+            volume.walk_path = None
+            if ended and self._observer is not None:
                 self._observer.observe_walk(self._clock() - started, ok, unreadable)
 
 def _answer(request: StatsRequest, usage: Usage | None, fs: os.statvfs_result) -> VolumeStats:

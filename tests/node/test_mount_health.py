@@ -35,7 +35,7 @@ async def test_a_stale_volume_is_reported_until_mounted_again_and_forgotten_when
     registry, port, _ = metrics_server
     table, dead = FakeMountTable(), DeadServer()
     parts = fake_parts(table, dead=dead)
-    health = MountHealth(parts.stager.staged, parts.ops.probe, table.read_table)
+    health = MountHealth(parts.stager.staged, parts.ops.probe, table.read_table, parts.locks)
     NodeMetrics(registry).track_mount_health(health.snapshot)
     sick, well = tmp_path / "sick", tmp_path / "well"
     try:
@@ -79,7 +79,7 @@ async def test_a_stale_volume_is_reported_until_mounted_again_and_forgotten_when
 async def test_a_hung_mount_is_stale_and_does_not_hold_up_the_others(tmp_path: Path) -> None:
     table, dead = FakeMountTable(), DeadServer()
     parts = fake_parts(table, dead=dead)  # the probe's time limit: 0.5 s
-    health = MountHealth(parts.stager.staged, parts.ops.probe, table.read_table)
+    health = MountHealth(parts.stager.staged, parts.ops.probe, table.read_table, parts.locks)
     hung, well = tmp_path / "hung", tmp_path / "well"
     try:
         async with ChannelFor([instrument(parts.service, CallsInFlight())]) as channel:

@@ -15,6 +15,7 @@ from efs_csi.errors import NotFound
 from efs_csi.mounting.blocking import BlockingCalls
 from efs_csi.mounting.health import PathProbe
 from efs_csi.mounting.mountinfo import MountEntry, MountTable
+from efs_csi_node.locks import KeyLocksInFlight
 from efs_csi_node.stats import FileSystemUsage, StatsRequest, VolumeStats, VolumeStatsSource
 from tests.support.fakes.dead_server import DeadServer
 
@@ -44,7 +45,7 @@ def source(volume: Path, *, dead: DeadServer | None = None, timeout: float = 0.5
     usage = RecordingUsage()
     table = mounted_at(volume) if mounted else mounted_at()
     probe = PathProbe(BlockingCalls(), timeout, dead.stat, dead.statvfs)
-    return VolumeStatsSource(probe, lambda: table, usage), usage
+    return VolumeStatsSource(probe, lambda: table, KeyLocksInFlight(), usage), usage
 
 
 @pytest.mark.asyncio
