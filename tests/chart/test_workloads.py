@@ -84,8 +84,9 @@ def test_controller_runs_with_its_memory_settings_unless_the_user_says_otherwise
     env = container(pod_spec(render(), "Deployment", "efs-csi-controller"), "efs-plugin")["env"]
     assert {"name": "MALLOC_ARENA_MAX", "value": "1"} in env
     assert {"name": "FROZENLIST_NO_EXTENSIONS", "value": "1"} in env
+    assert {"name": "SSL_CERT_FILE", "value": "/dev/null"} in env
     node = container(pod_spec(render(), "DaemonSet", "efs-csi-node"), "efs-plugin")
-    assert not {"MALLOC_ARENA_MAX", "FROZENLIST_NO_EXTENSIONS"} & {
+    assert not {"MALLOC_ARENA_MAX", "FROZENLIST_NO_EXTENSIONS", "SSL_CERT_FILE"} & {
         item["name"] for item in node.get("env", [])}
     own = container(pod_spec(render(sets=["controller.env[0].name=MALLOC_ARENA_MAX",
                                           "controller.env[0].value=4"]),
