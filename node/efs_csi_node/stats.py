@@ -6,9 +6,10 @@ stale or hung mount is answered with an abnormal condition and no figures; a hea
 its figures from a ``UsageSource``: the file system's own (``FileSystemUsage``, the default), or
 the rate-limited background collector of ``efs_csi_node.volume_stats`` (``--vol-metrics-opt-in``).
 
-The probe holds the path's lock (``efs_csi_node.locks.path_key``), as the usage source's
-scheduling does, so an unpublish or unstage of the path never meets a probe of ours in flight;
-and before they unmount, ``stop_reading`` stops a usage walk under way there.
+An answer holds the path's lock (``efs_csi_node.locks.path_key``) from its probe to its
+figures (a walk the usage source schedules included; the wait for a first walk is short), so
+an unpublish or unstage of the path never meets a probe of ours in flight; and before they
+unmount, ``stop_reading`` stops a usage walk still under way there.
 
 It also keeps each volume's requested size (the PV's ``capacityBytes``, from the volume context
 of NodeStage and NodePublish: kubelet repeats NodePublish after a plugin restart, so it comes
