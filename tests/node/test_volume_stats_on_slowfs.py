@@ -29,7 +29,7 @@ from efs_csi.mounting.commands import CommandRunner
 from efs_csi.mounting.health import PathProbe
 from efs_csi.mounting.local import LocalMounter
 from efs_csi.mounting.mount import MountCommands
-from efs_csi_node.app import NodeParts, build_node
+from efs_csi_node.app import STAT_TIMEOUT, NodeParts, build_node
 from efs_csi_node.locks import path_key
 from efs_csi_node.mount_health import MountHealth
 from efs_csi_node.service import NodeServiceConfig
@@ -117,7 +117,7 @@ async def stats_node() -> AsyncIterator[StatsNodeFactory]:
         parts = build_node(NodeServiceConfig("node-a", 16, volume_stats=True),
                            LocalMounter(root, commands, blocking, None), commands,
                            zone=NodeZone.known("us-east-1a"), blocking=blocking, usage=collector,
-                           probe=PathProbe(blocking, 5.0, statvfs=statvfs))
+                           probe=PathProbe(blocking, STAT_TIMEOUT, statvfs=statvfs))
         try:
             async with ChannelFor([parts.service]) as channel:
                 yield StatsNode(csi.NodeStub(channel), collector, parts)
