@@ -1,9 +1,10 @@
-"""The chart as ``helm template`` renders it, for benchmarks that run a binary with the
-environment the chart gives its container (the tests render through ``tests/chart/render``,
-which checks far more; a benchmark must not import from the test suite).
+"""The chart as ``helm template`` renders it: the command (``template_args``) and its output
+read back (``parse_manifests``), shared by the tests (``tests/chart/render``, which finds helm
+its own way and checks far more) and the benchmarks, which run a binary with the environment
+the chart gives its container (``container_env``) and must not import from the test suite.
 
-helm is found as the tests find it: ``$HELM``, then ``.tools/bin/helm`` (``make tools``), then
-``PATH``.
+The benchmarks find helm as the tests do: ``$HELM``, then ``.tools/bin/helm`` (``make tools``),
+then ``PATH``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,34 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml  # type: ignore[import-untyped]  # no stubs in the dev group
 
-from testbed.pods import container, pod_spec
+from testbed.pods import Manifest, container, pod_spec
 
 REPO = Path(__file__).resolve().parent.parent
-#: The oldest Kubernetes the chart supports (as tests/chart/render renders first).
-KUBE_VERSION = "1.30.0"
+CHART = REPO / "helm"
+NAMESPACE = "kube-system"
+# Validated Kubernetes versions: the bundled schema sets of kubernetes-validate.
+KUBE_VERSIONS = ("1.30.0", "1.34.0")
+
+
+def template_args(values: Path | None, sets: Sequence[str] = (),
+                  kube_version: str = KUBE_VERSIONS[0]) -> list[str]:
+    """helm's arguments to render the chart with a values file (None: the defaults)."""
+    args = ["template", "efs-csi", str(CHART), "--namespace", NAMESPACE,
+            "--kube-version", kube_version]
+    if values is not None:
+        args += ["--values", str(values)]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+def parse_manifests(rendered: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
 def helm_binary() -> str | None:
@@ -36,12 +56,9 @@ def container_env(kind: str, name: str, container_name: str = "efs-plugin") -> d
     helm = helm_binary()
     if helm is None:
         raise FileNotFoundError("helm not found: make tools installs it (or set HELM)")
-    rendered = subprocess.run(
-        [helm, "template", "efs-csi", str(REPO / "helm"), "--namespace", "kube-system",
-         "--kube-version", KUBE_VERSION, "--set", "region=us-east-1"],
-        capture_output=True, text=True, check=False, timeout=60)
+    rendered = subprocess.run([helm, *template_args(None, ["region=us-east-1"])],
+                              capture_output=True, text=True, check=False, timeout=60)
     if rendered.returncode != 0:
         raise RuntimeError(f"helm template failed:\n{rendered.stderr}")
-    manifests = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
-    spec = container(pod_spec(manifests, kind, name), container_name)
+    spec = container(pod_spec(parse_manifests(rendered.stdout), kind, name), container_name)
     return {item["name"]: str(item["value"]) for item in spec.get("env", []) if "value" in item}

@@ -12,17 +12,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from testbed.chart import (
+    CHART,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    parse_manifests,
+    template_args,
+)
+from testbed.pods import Manifest
 from tests.support.ci import REPO, tool
 
-CHART = REPO / "helm"
-NAMESPACE = "kube-system"
-# Validated Kubernetes versions: the bundled schema sets of kubernetes-validate.
-KUBE_VERSIONS = ("1.30.0", "1.34.0")
-BINARIES = ("efs-csi-controller", "efs-csi-node")
+__all__ = ["CHART", "KUBE_VERSIONS", "NAMESPACE", "Manifest", "template_args"]
 
-Manifest = dict[str, Any]
+BINARIES = ("efs-csi-controller", "efs-csi-node")
 
 
 def values_files() -> list[Path | None]:
@@ -42,23 +44,12 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
                           check=check, timeout=50)
 
 
-def template_args(values: Path | None, sets: Sequence[str] = (),
-                  kube_version: str = KUBE_VERSIONS[0]) -> list[str]:
-    args = ["template", "efs-csi", str(CHART), "--namespace", NAMESPACE,
-            "--kube-version", kube_version]
-    if values is not None:
-        args += ["--values", str(values)]
-    for item in sets:
-        args += ["--set", item]
-    return args
-
-
 def render(values: Path | None = None, sets: Sequence[str] = (),
            kube_version: str = KUBE_VERSIONS[0]) -> list[Manifest]:
     result = helm(*template_args(values, sets, kube_version), check=False)
     if result.returncode != 0:
         raise AssertionError(f"helm template failed:\n{result.stderr}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return parse_manifests(result.stdout)
 
 
 def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
