@@ -1,16 +1,13 @@
 """The chart as ``helm template`` renders it: the command (``template_args``) and its output
-read back (``parse_manifests``), shared by the tests (``tests/chart/render``, which finds helm
-its own way and checks far more) and the benchmarks, which run a binary with the environment
+read back (``parse_manifests``), shared by the tests (``tests/chart/render``, which checks
+far more) and the benchmarks, which run a binary with the environment
 the chart gives its container (``container_env``) and must not import from the test suite.
 
-The benchmarks find helm as the tests do: ``$HELM``, then ``.tools/bin/helm`` (``make tools``),
-then ``PATH``.
+helm is found as the tests find it (``testbed.tools.find_tool``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +15,7 @@ from pathlib import Path
 import yaml  # type: ignore[import-untyped]  # no stubs in the dev group
 
 from testbed.pods import Manifest, container, pod_spec
+from testbed.tools import find_tool
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "helm"
@@ -42,18 +40,10 @@ def parse_manifests(rendered: str) -> list[Manifest]:
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
-def helm_binary() -> str | None:
-    for candidate in (os.environ.get("HELM", ""), str(REPO / ".tools" / "bin" / "helm"),
-                      shutil.which("helm") or ""):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def container_env(kind: str, name: str, container_name: str = "efs-plugin") -> dict[str, str]:
     """The literal environment (``value``, not ``valueFrom``) the chart's defaults give one
     container of one workload."""
-    helm = helm_binary()
+    helm = find_tool("helm", "HELM")
     if helm is None:
         raise FileNotFoundError("helm not found: make tools installs it (or set HELM)")
     rendered = subprocess.run([helm, *template_args(None, ["region=us-east-1"])],

@@ -8,11 +8,12 @@ install step can never turn into a silently green run.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+from testbed.tools import find_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,10 +34,8 @@ def require_root() -> None:
 
 
 def tool(name: str, env_var: str) -> str:
-    """Path of a Go tool: $ENV_VAR, then .tools/bin (installed by make), then PATH."""
-    candidates = [os.environ.get(env_var, ""), str(REPO / ".tools" / "bin" / name),
-                  shutil.which(name) or ""]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    skip_or_fail(f"{name} not found (make tools installs it with Go)")
+    """Path of a Go tool (``testbed.tools.find_tool``: $ENV_VAR, .tools/bin, PATH)."""
+    found = find_tool(name, env_var)
+    if found is None:
+        skip_or_fail(f"{name} not found (make tools installs it with Go)")
+    return found

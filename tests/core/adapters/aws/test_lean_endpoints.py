@@ -1,4 +1,5 @@
-"""efs_csi.adapters.aws.client's lean endpoints data: of botocore's own endpoints data a session
+"""The lean endpoints data (efs_csi.adapters.aws.endpoints_data, every client of
+efs_csi.adapters.aws.client.new_client): of botocore's own endpoints data a session
 of the driver keeps the partitions and the entries of the services its clients use, exactly as
 botocore parses them, and every request of those clients goes where, and is signed for what, a
 stock botocore session's would; a copy of the user's own is loaded whole."""
