@@ -6,13 +6,13 @@ development packages (``rich``, which structlog's console renderer picks up when
 import time. Here the three wheels are built from the checkout, and one venv per binary gets
 efs-csi-core's wheel and that binary's (the node with its ``local`` extra, as the kind image:
 the benchmarks use the local backend), its dependencies from the package index (pip's cache),
-then, as the image build does, pip and setuptools removed, every module's bytecode compiled, and
-the controller's console script run at ``-OO``, its bytecode of that level (docker/venv.sh).
-The image compiles its standard library at that level; here the interpreter's own is used,
-compiled by the first start (the benchmarks' warm-up run) where it has none yet. The venvs are
-cached under ``.cache/bench-venv/<hash>``, keyed by the wheels' contents (member names and
-bytes, not zip timestamps) and the version of these steps, so a change to the driver's code or
-packaging makes new ones.
+then, as the image build does, pip and setuptools removed, each console script run at ``-OO``
+and every module's bytecode compiled at that level (docker/venv.sh). The image compiles its
+standard library at that level; here the interpreter's own is used, compiled by the first start
+(the benchmarks' warm-up run) where it has none yet. The venvs are cached under
+``.cache/bench-venv/<hash>``, keyed by the wheels' contents (member names and bytes, not zip
+timestamps) and the version of these steps, so a change to the driver's code or packaging makes
+new ones.
 """
 
 from __future__ import annotations
@@ -35,10 +35,8 @@ CACHE = REPO / ".cache" / "bench-venv"
 # What each binary's venv installs: the distributions, with extras, as wheel requirements.
 INSTALLS = {"efs-csi-node": ("efs-csi-core", "efs-csi-node[local]"),
             "efs-csi-controller": ("efs-csi-core", "efs-csi-controller")}
-#: The binaries whose console script runs ``python -OO`` (docker/venv.sh).
-OPTIMIZED = ("efs-csi-controller",)
 #: Bumped when the steps below change, so the cached venvs are made again.
-STEPS_VERSION = b"2: the controller at -OO only"
+STEPS_VERSION = b"2: the binaries at -OO"
 
 
 def run_optimized(script: Path) -> None:
@@ -76,18 +74,15 @@ def image_venvs() -> dict[str, Path]:
                             *(wheel_requirement(spec, wheels) for spec in specs)],
                            check=True, timeout=900)
             # As the image build does (docker/venv.sh): no pip or setuptools (their .pth hook
-            # would run at every start), every module's bytecode up front.
+            # would run at every start), the binary at -OO, every module's bytecode up front.
             subprocess.run([str(python), "-m", "pip", "uninstall", "--quiet", "-y",
                             "--disable-pip-version-check", "pip", "setuptools"],
                            check=True, timeout=300)
             site = subprocess.run(
                 [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                 check=True, capture_output=True, text=True).stdout.strip()
-            level = "0"
-            if binary in OPTIMIZED:  # its console script runs `python -OO`, as in the image
-                level = "2"
-                run_optimized(root / "bin" / binary)
-            subprocess.run([str(python), "-m", "compileall", "-q", "-f", "-j", "0", "-o", level,
+            run_optimized(root / "bin" / binary)
+            subprocess.run([str(python), "-m", "compileall", "-q", "-f", "-j", "0", "-o", "2",
                             "--invalidation-mode", "unchecked-hash", site],
                            check=True, timeout=600, capture_output=True)
             (root / "bin" / ".complete").touch()

@@ -13,7 +13,7 @@
 # other binary. scripts/images/lock.py (make lock) writes the locks from the pyproject files.
 # "driver" checks that the environment is complete (pip check; the binary's composition root
 # imports), removes pip and setuptools (nothing runs them at run time), compiles every module's
-# bytecode (below; the controller's at the level its console script runs, -OO) and cuts
+# bytecode (below, at the level the binary's script runs: -OO) and cuts
 # botocore's API models to the services the driver and efs-utils call: efs, sts (roles), ec2
 # (efs-utils: the zone of a mount target), logs (efs-utils: CloudWatch logs), and the SSO and
 # sign-in services botocore's credential providers call. tests/images creates a client for each
@@ -53,21 +53,19 @@ case "${step}" in
     # without it a start compiles ~1,500 modules: seconds, not tenths: bench/startup.py).
     # unchecked-hash: valid whatever the sources' mtimes become in the layers (an image's files
     # never change); tests/images checks every module has it.
-    # The controller runs optimized (its console script's `python -OO`: no docstrings, no
-    # asserts; 2.4 MiB less idle memory, docs/performance.md), so its venv's bytecode is of
-    # that level only: nothing else in its images runs the venv's modules.
+    # Each binary runs optimized (its console script's `python -OO`: no docstrings, no asserts;
+    # idle memory 2.3 MiB less in the controller, 1.5 in the node: docs/performance.md), so
+    # the venv's bytecode is of that level only: nothing in the images runs its modules at
+    # another (the node's start-up helper runs at the node's level).
+    script="${venv}/bin/efs-csi-${binary}"
+    sed -i '1s|^#!\(/[^ ]*/python[0-9.]*\)$|#!\1 -OO|' "${script}"
+    head -n 1 "${script}" | grep -q ' -OO$' || {
+      echo "venv.sh: ${script} does not run -OO" >&2; exit 1; }
     site="$("${venv}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    level=0
-    if [ "${binary}" = controller ]; then
-      level=2
-      sed -i '1s|^#!\(/[^ ]*/python[0-9.]*\)$|#!\1 -OO|' "${venv}/bin/efs-csi-controller"
-      head -n 1 "${venv}/bin/efs-csi-controller" | grep -q ' -OO$' || {
-        echo "venv.sh: the controller's script does not run -OO" >&2; exit 1; }
-      # pip wrote level-0 bytecode at install: nothing would read it (13 MB).
-      find "${site}" -name '*.pyc' ! -name '*.opt-*.pyc' -delete
-    fi
-    "${venv}/bin/python" -m compileall -q -f -j 0 -o "${level}" \
-      --invalidation-mode unchecked-hash "${site}"
+    # pip wrote level-0 bytecode at install: nothing would read it.
+    find "${site}" -name '*.pyc' ! -name '*.opt-*.pyc' -delete
+    "${venv}/bin/python" -m compileall -q -f -j 0 -o 2 --invalidation-mode unchecked-hash \
+      "${site}"
     data="$("${venv}/bin/python" -c 'import botocore, os; print(os.path.join(os.path.dirname(botocore.__file__), "data"))')"
     find "${data}" -mindepth 1 -maxdepth 1 -type d \
       ! -name efs ! -name sts ! -name ec2 ! -name logs ! -name sso ! -name sso-oidc \

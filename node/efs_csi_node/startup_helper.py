@@ -76,6 +76,12 @@ def helper_arguments(work: StartupWork, *, zone_label: bool, remove_taint: bool)
     return argv
 
 
+def optimization_flags(level: int) -> list[str]:
+    """The interpreter option of optimization ``level`` (``sys.flags.optimize``): the helper
+    runs at the node's own level, the one whose bytecode the image holds (docker/venv.sh)."""
+    return [f"-{'O' * level}"] if level else []
+
+
 def as_oom_victim(argv: list[str]) -> list[str]:
     """``argv`` run as the kernel's first choice when the container's memory runs out.
 
@@ -114,10 +120,10 @@ def exit_cause(code: int) -> tuple[str, str]:
 
 class StartupHelper:
     def __init__(self, work: StartupWork, zone: NodeZone, *, python: str = sys.executable,
-                 stop_timeout: float = 5.0) -> None:
+                 optimize: int = sys.flags.optimize, stop_timeout: float = 5.0) -> None:
         self._work = work
         self._zone = zone
-        self._python = python
+        self._interpreter = [python, *optimization_flags(optimize)]
         self._stop_timeout = stop_timeout
         self._label_done = False
         self._taint_done = not work.remove_taint
@@ -141,7 +147,7 @@ class StartupHelper:
                                 remove_taint=not self._taint_done)
         # -P: the node's working directory is not put on the child's sys.path.
         child = await asyncio.create_subprocess_exec(
-            *as_oom_victim([self._python, "-P", "-m", MODULE, *argv]),
+            *as_oom_victim([*self._interpreter, "-P", "-m", MODULE, *argv]),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE)  # stderr: the node's, for the child's logs
         self.pid = child.pid

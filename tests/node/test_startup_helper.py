@@ -17,7 +17,12 @@ import pytest
 from efs_csi.contract import NOT_READY_TAINT, PLUGIN_NAME, TOPOLOGY_ZONE_KEY
 from efs_csi.kube import KubeEndpoint
 from efs_csi.rpc.supervision import RestartPolicy, supervise
-from efs_csi_node.startup_helper import StartupHelper, StartupHelperFailed, StartupWork
+from efs_csi_node.startup_helper import (
+    StartupHelper,
+    StartupHelperFailed,
+    StartupWork,
+    optimization_flags,
+)
 from efs_csi_node.zone import NodeZone
 from testbed.kube_api import FakeKubeApi
 
@@ -125,6 +130,27 @@ async def test_a_failed_child_is_restarted_and_asked_only_for_what_is_missing(
     # Zone known, taint gone: a further run has nothing to do and starts no child.
     await helper.run()
     assert helper.pid is None and fake_kube_api.count("GET", f"/api/v1/nodes/{NODE}") == reads
+
+
+@pytest.mark.asyncio
+async def test_the_child_runs_at_the_nodes_optimization_level(fake_kube_api: FakeKubeApi,
+                                                              tmp_path: Path) -> None:
+    """The images hold bytecode of the node's level only (-OO, docker/venv.sh): a child at
+    another level would compile every module it imports at each start. The interpreter is
+    wrapped to record its arguments; the child is the real one, at -OO."""
+    fake_kube_api.add_node(NODE, labels={TOPOLOGY_ZONE_KEY: "zone-o"})
+    recorded = tmp_path / "arguments"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{recorded}"\n'
+                       f'exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    zone = zone_after_imds()
+    helper = StartupHelper(work_for(fake_kube_api, tmp_path, remove_taint=False), zone,
+                           python=str(wrapper), optimize=2)
+    await asyncio.wait_for(helper.run(), 120)
+    assert recorded.read_text().splitlines()[:3] == ["-OO", "-P", "-m"]
+    assert zone.settled and await zone.wait() == "zone-o"
+    assert optimization_flags(0) == [] and optimization_flags(1) == ["-O"]
 
 
 @pytest.mark.asyncio
