@@ -6,8 +6,10 @@ measures the controller (its CPU time from ``/proc/<pid>/stat``, 200 calls at on
 
 Rows (median of ``--repeats``, runs alternating between rows):
 
-- ``grpclib, bare``: a grpclib server over a unix socket whose DeleteVolume answers at once
-  (betterproto2's messages, nothing else): the server side of a CSI call.
+- ``grpclib, bare``: a grpclib server over a unix socket whose CreateVolume and DeleteVolume
+  answer at once (betterproto2's messages, nothing else): the server side of a CSI call. The
+  creates are the requests the controller's benchmark sends (the parameters csi-provisioner
+  passes), the answers of the controller's shape.
 - ``grpclib + the driver's hook``: the same behind ``efs_csi.rpc.hook.instrument`` (context
   variables, in-flight count, the error mapping and the per-call log line, JSON to a file).
 - ``aiobotocore, plain``: an EFS client as the controller configures it
@@ -16,8 +18,8 @@ Rows (median of ``--repeats``, runs alternating between rows):
   this process); neither is counted; CPU per create and per delete.
 - ``aiobotocore, tuned``: the same client with ``efs_csi.adapters.aws.tuning``.
 
-A delete in the controller is one CSI call and one EFS call: the sum of a grpclib row and an
-aiobotocore row is the floor under its CPU per delete. Saved in
+A create or a delete in the controller is one CSI call and one EFS call: the sum of a grpclib
+row and an aiobotocore row is the floor under its CPU per create or per delete. Saved in
 ``bench/results/controller_floors.json``.
 """
 
@@ -39,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from controller_provisioning import cpu_seconds, load_average  # noqa: E402
+from controller_provisioning import cpu_seconds, load_average, request  # noqa: E402
 from grpclib.client import Channel  # noqa: E402
 
 from efs_csi import csi  # noqa: E402
@@ -54,6 +56,13 @@ ROWS = ("grpclib, bare", "grpclib + the driver's hook", "aiobotocore, plain",
 
 
 class _Controller(csi.ControllerBase):
+    async def create_volume(self, message: csi.CreateVolumeRequest) -> csi.CreateVolumeResponse:
+        """The answer's shape is the controller's (an id, the capacity, no context)."""
+        capacity = message.capacity_range.required_bytes if message.capacity_range else 0
+        return csi.CreateVolumeResponse(volume=csi.Volume(
+            volume_id=f"{message.parameters['fileSystemId']}::fsap-0123456789abcdef0",
+            capacity_bytes=capacity))
+
     async def delete_volume(self, message: csi.DeleteVolumeRequest) -> csi.DeleteVolumeResponse:
         return csi.DeleteVolumeResponse()
 
@@ -136,17 +145,22 @@ async def grpc_row(hooked: bool, work: Path) -> dict[str, float]:
         await process.stdout.readline()
         channel = Channel(path=str(socket_path))
         stub = csi.ControllerStub(channel)
-        request = csi.DeleteVolumeRequest(volume_id="fs-12345678::fsap-0123456789abcdef0")
-        await stub.delete_volume(request)  # warm up
-        before = cpu_seconds(process.pid)
-        for _ in range(GRPC_ROUNDS):
-            await asyncio.gather(*(stub.delete_volume(request) for _ in range(CALLS)))
-        cpu = cpu_seconds(process.pid) - before
+        creates = [request(f"pvc-floor-{index}", "fs-12345678") for index in range(CALLS)]
+        delete = csi.DeleteVolumeRequest(volume_id="fs-12345678::fsap-0123456789abcdef0")
+        await stub.create_volume(creates[0])  # warm up
+        await stub.delete_volume(delete)
+        figures = {}
+        for key, call in (("create_cpu_ms", lambda index: stub.create_volume(creates[index])),
+                          ("delete_cpu_ms", lambda index: stub.delete_volume(delete))):
+            before = cpu_seconds(process.pid)
+            for _ in range(GRPC_ROUNDS):
+                await asyncio.gather(*(call(index) for index in range(CALLS)))
+            figures[key] = (cpu_seconds(process.pid) - before) * 1000 / (CALLS * GRPC_ROUNDS)
         channel.close()
     finally:
         process.stdin.close()
         await process.wait()
-    return {"delete_cpu_ms": cpu * 1000 / (CALLS * GRPC_ROUNDS)}
+    return figures
 
 
 async def aws_row(tuned: bool, endpoint: str, moto_url: str) -> dict[str, float]:
@@ -204,12 +218,15 @@ def main() -> int:
         print(f"{row['floor']:<30} {row.get('create_cpu_ms', '-')!s:>18} "
               f"{row.get('delete_cpu_ms', '-')!s:>18}")
     by = {row["floor"]: row for row in rows}
-    floor = round(by[ROWS[0]]["delete_cpu_ms"] + by[ROWS[3]]["delete_cpu_ms"], 3)
-    print(f"floor under a delete (bare grpclib + tuned aiobotocore): {floor} ms; load "
-          f"{load_at_start} at start, {load_average()} at end")
+    floors = {call: round(by[ROWS[0]][f"{call}_cpu_ms"] + by[ROWS[3]][f"{call}_cpu_ms"], 3)
+              for call in ("create", "delete")}
+    print(f"floor under a create / a delete (bare grpclib + tuned aiobotocore): "
+          f"{floors['create']} / {floors['delete']} ms; load {load_at_start} at start, "
+          f"{load_average()} at end")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "controller_floors.json").write_text(json.dumps(
-        {"benchmark": "controller_floors", "rows": rows, "delete_floor_ms": floor,
+        {"benchmark": "controller_floors", "rows": rows, "create_floor_ms": floors["create"],
+         "delete_floor_ms": floors["delete"],
          "load_average_at_start": load_at_start, "load_average_at_end": load_average()},
         indent=1) + "\n")
     return 0

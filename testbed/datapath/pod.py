@@ -34,6 +34,15 @@ class Process:
     def name(self) -> str:
         return os.path.basename(self.command[0]) if self.command else "?"
 
+    @property
+    def naming_words(self) -> list[str]:
+        """The words that name the process: the executable and its first argument, a Python
+        interpreter's options skipped (the binaries' scripts run ``python3 -OO``)."""
+        words = self.command
+        if words and os.path.basename(words[0]).startswith("python"):
+            words = [words[0], *(word for word in words[1:] if not word.startswith("-"))]
+        return words[:2]
+
 
 def _rollup(pid: int) -> tuple[int, int]:
     rss = pss = 0
@@ -121,7 +130,7 @@ class Container:
 
     def kill_process(self, name: str) -> int:
         """SIGKILL the one process whose command line names ``name``; its host pid."""
-        matches = [p for p in self.processes() if any(name in part for part in p.command[:2])]
+        matches = [p for p in self.processes() if any(name in word for word in p.naming_words)]
         if len(matches) != 1:
             raise AssertionError(f"{len(matches)} processes named {name}: {matches}")
         os.kill(matches[0].pid, signal.SIGKILL)
