@@ -19,7 +19,12 @@ Rows (median of ``--repeats``, runs alternating between rows):
 - ``aiobotocore, tuned``: the same client with ``efs_csi.adapters.aws.tuning``.
 
 A create or a delete in the controller is one CSI call and one EFS call: the sum of a grpclib
-row and an aiobotocore row is the floor under its CPU per create or per delete. Saved in
+row and an aiobotocore row is the floor under its CPU per create or per delete.
+
+And the floor under the controller's start-up rows (``bench/startup.py``): ``libraries
+alone`` (``bench/_libraries_alone.py``), the controller's libraries without the driver, run
+as the image runs the controller (its image-like venv, ``-OO``, the chart's environment):
+exec until one EFS call is answered, and the idle RSS after it. Saved in
 ``bench/results/controller_floors.json``.
 """
 
@@ -41,18 +46,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from _image_venv import image_venvs  # noqa: E402
 from controller_provisioning import cpu_seconds, load_average, request  # noqa: E402
 from grpclib.client import Channel  # noqa: E402
 
 from efs_csi import csi  # noqa: E402
+from testbed.chart import container_env  # noqa: E402
 from testbed.efs_proxy import EfsProxy, make_file_system  # noqa: E402
-from testbed.moto_server import CREDENTIALS, REGION, running_moto  # noqa: E402
+from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint, running_moto  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 CALLS = 200
 GRPC_ROUNDS = 5  # rounds of CALLS deletes per run: the clock ticks are 10 ms
 ROWS = ("grpclib, bare", "grpclib + the driver's hook", "aiobotocore, plain",
         "aiobotocore, tuned")
+LIBRARIES_ROW = "libraries alone (image-like venv, -OO, chart env)"
+LIBRARIES_ALONE = REPO / "bench" / "_libraries_alone.py"
 
 
 class _Controller(csi.ControllerBase):
@@ -174,26 +183,68 @@ async def aws_row(tuned: bool, endpoint: str, moto_url: str) -> dict[str, float]
     return figures
 
 
-async def measure(repeats: int) -> list[dict[str, Any]]:
+async def libraries_row(python: Path, env: dict[str, str], endpoint: str,
+                        work: Path) -> dict[str, float]:
+    """One start of the libraries alone: exec until its EFS call is answered, its idle RSS."""
+    started = time.perf_counter()
+    # -P and a working directory outside the repository: nothing of it on sys.path.
+    process = await asyncio.create_subprocess_exec(
+        str(python), "-OO", "-P", str(LIBRARIES_ALONE), endpoint, env=env, cwd=work,
+        stdout=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    try:
+        if await process.stdout.readline() != b"answered\n":
+            raise RuntimeError("the libraries-alone child made no EFS call")
+        answered = time.perf_counter() - started
+        figures = json.loads(await process.stdout.readline())
+    finally:
+        await process.wait()
+    if figures["optimize"] != 2:
+        raise RuntimeError(f"the libraries-alone child ran at level {figures['optimize']}")
+    return {"exec_to_first_call_s": answered, "idle_rss_mib": figures["rss_mib"]}
+
+
+def libraries_env(moto: MotoEndpoint) -> dict[str, str]:
+    """The chart's controller environment, and an AWS SDK pointed at moto."""
+    env = {**os.environ, **container_env("Deployment", "efs-csi-controller"),
+           **moto.environment()}
+    for variable in ("PYTHONPATH", "VIRTUAL_ENV", "AWS_ENDPOINT_URL"):
+        env.pop(variable, None)
+    return env
+
+
+def medians(samples: dict[str, list[dict[str, float]]], label: str) -> list[dict[str, Any]]:
+    rows = []
+    for row, runs in samples.items():
+        summary: dict[str, Any] = {label: row, "runs": len(runs)}
+        for key in runs[0] if runs else ():
+            summary[key] = round(statistics.median(run[key] for run in runs), 3)
+        rows.append(summary)
+    return rows
+
+
+async def measure(repeats: int, python: Path | None
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     samples: dict[str, list[dict[str, float]]] = {row: [] for row in ROWS}
+    alone: dict[str, list[dict[str, float]]] = {LIBRARIES_ROW: []}
     with (running_moto(own_process=True) as moto, EfsProxy(moto.url, seed=7) as proxy,
           tempfile.TemporaryDirectory(prefix="bench-floors-") as tmp):
+        env = libraries_env(moto) if python else {}
+        if python:  # warm-up, not counted: the first exec pays the page cache
+            await libraries_row(python, env, moto.url, Path(tmp))
         for repeat in range(repeats):
             samples[ROWS[0]].append(await grpc_row(False, Path(tmp)))
             samples[ROWS[1]].append(await grpc_row(True, Path(tmp)))
             samples[ROWS[2]].append(await aws_row(False, proxy.url, moto.url))
             samples[ROWS[3]].append(await aws_row(True, proxy.url, moto.url))
+            if python:
+                alone[LIBRARIES_ROW].append(await libraries_row(python, env, moto.url,
+                                                                Path(tmp)))
             print(f"  run {repeat + 1}/{repeats}: "
-                  + "; ".join(f"{row}: {samples[row][-1]}" for row in ROWS), flush=True)
-    rows = []
-    for row, runs in samples.items():
-        summary: dict[str, Any] = {"floor": row, "runs": len(runs)}
-        for key in ("create_cpu_ms", "delete_cpu_ms"):
-            values = [run[key] for run in runs if key in run]
-            if values:
-                summary[key] = round(statistics.median(values), 3)
-        rows.append(summary)
-    return rows
+                  + "; ".join(f"{row}: {runs[-1]}"
+                              for row, runs in (*samples.items(), *alone.items()) if runs),
+                  flush=True)
+    return medians(samples, "floor"), medians(alone, "floor") if python else []
 
 
 def main() -> int:
@@ -212,7 +263,13 @@ def main() -> int:
     if args.child:
         return child(args)
     load_at_start = load_average()
-    rows = asyncio.run(measure(1 if args.quick else args.repeats))
+    python: Path | None = None
+    try:
+        container_env("Deployment", "efs-csi-controller")  # helm renders the chart's env
+        python = image_venvs()["efs-csi-controller"] / "python"
+    except FileNotFoundError as exc:
+        print(f"note: no \"{LIBRARIES_ROW}\" row: {exc}")
+    rows, alone = asyncio.run(measure(1 if args.quick else args.repeats, python))
     print(f"\n{'floor':<30} {'CPU ms per create':>18} {'CPU ms per delete':>18}")
     for row in rows:
         print(f"{row['floor']:<30} {row.get('create_cpu_ms', '-')!s:>18} "
@@ -221,12 +278,15 @@ def main() -> int:
     floors = {call: round(by[ROWS[0]][f"{call}_cpu_ms"] + by[ROWS[3]][f"{call}_cpu_ms"], 3)
               for call in ("create", "delete")}
     print(f"floor under a create / a delete (bare grpclib + tuned aiobotocore): "
-          f"{floors['create']} / {floors['delete']} ms; load {load_at_start} at start, "
-          f"{load_average()} at end")
+          f"{floors['create']} / {floors['delete']} ms")
+    for row in alone:
+        print(f"{row['floor']}: exec to one EFS call answered {row['exec_to_first_call_s']} s, "
+              f"idle RSS {row['idle_rss_mib']} MiB (the controller: bench/startup.py)")
+    print(f"load {load_at_start} at start, {load_average()} at end")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "controller_floors.json").write_text(json.dumps(
         {"benchmark": "controller_floors", "rows": rows, "create_floor_ms": floors["create"],
-         "delete_floor_ms": floors["delete"],
+         "delete_floor_ms": floors["delete"], "libraries_alone": alone,
          "load_average_at_start": load_at_start, "load_average_at_end": load_average()},
         indent=1) + "\n")
     return 0
