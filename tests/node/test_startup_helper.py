@@ -49,6 +49,14 @@ def zone_after_imds() -> NodeZone:
     return zone
 
 
+def wrapped_python(tmp_path: Path, first: str) -> Path:
+    """This interpreter behind a shell script that runs ``first`` before it."""
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\n{first}\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return wrapper
+
+
 def alive(pid: int) -> bool:
     """Whether the process still exists (a reaped child's /proc entry is gone)."""
     return Path(f"/proc/{pid}").exists()
@@ -112,10 +120,8 @@ async def test_a_failed_child_is_restarted_and_asked_only_for_what_is_missing(
     fake_kube_api.add_node(NODE, taints=[OURS], labels={TOPOLOGY_ZONE_KEY: "zone-l"})
     fake_kube_api.set_csinode(NODE, [PLUGIN_NAME])
     crashed = tmp_path / "crashed"
-    wrapper = tmp_path / "python"
-    wrapper.write_text(f'#!/bin/sh\nif [ ! -e "{crashed}" ]; then touch "{crashed}"; exit 3; fi\n'
-                       f'exec "{sys.executable}" "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    wrapper = wrapped_python(tmp_path,
+                             f'if [ ! -e "{crashed}" ]; then touch "{crashed}"; exit 3; fi')
     zone = zone_after_imds()
     helper = StartupHelper(work_for(fake_kube_api, tmp_path), zone, python=str(wrapper))
     with pytest.raises(StartupHelperFailed, match="status 3"):
@@ -140,10 +146,7 @@ async def test_the_child_runs_at_the_nodes_optimization_level(fake_kube_api: Fak
     wrapped to record its arguments; the child is the real one, at -OO."""
     fake_kube_api.add_node(NODE, labels={TOPOLOGY_ZONE_KEY: "zone-o"})
     recorded = tmp_path / "arguments"
-    wrapper = tmp_path / "python"
-    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{recorded}"\n'
-                       f'exec "{sys.executable}" "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    wrapper = wrapped_python(tmp_path, f'printf "%s\\n" "$@" > "{recorded}"')
     zone = zone_after_imds()
     helper = StartupHelper(work_for(fake_kube_api, tmp_path, remove_taint=False), zone,
                            python=str(wrapper), optimize=2)
