@@ -57,7 +57,7 @@ from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint, running_moto 
 
 RESULTS = REPO / "bench" / "results"
 CALLS = 200
-GRPC_ROUNDS = 5  # rounds of CALLS deletes per run: the clock ticks are 10 ms
+GRPC_ROUNDS = 5  # rounds of CALLS creates, then deletes, per run: the clock ticks are 10 ms
 ROWS = ("grpclib, bare", "grpclib + the driver's hook", "aiobotocore, plain",
         "aiobotocore, tuned")
 LIBRARIES_ROW = "libraries alone (image-like venv, -OO, chart env)"

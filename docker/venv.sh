@@ -13,11 +13,10 @@
 # other binary. scripts/images/lock.py (make lock) writes the locks from the pyproject files.
 # "driver" checks that the environment is complete (pip check; the binary's composition root
 # imports), removes pip and setuptools (nothing runs them at run time), compiles every module's
-# bytecode (below, at the level the binary's script runs: -OO) and cuts
-# botocore's API models to the services the driver and efs-utils call: efs, sts (roles), ec2
-# (efs-utils: the zone of a mount target), logs (efs-utils: CloudWatch logs), and the SSO and
-# sign-in services botocore's credential providers call. tests/images creates a client for each
-# in the image.
+# bytecode (below, at the level the binary's script runs: -OO) and cuts botocore's API models
+# to the services the driver and efs-utils call: efs, sts (roles), ec2 (efs-utils: the zone of
+# a mount target), logs (efs-utils: CloudWatch logs), and the SSO and sign-in services
+# botocore's credential providers call. tests/images creates a client for each in the image.
 set -eu
 step="$1"
 binary="$2"
