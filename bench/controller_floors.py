@@ -204,10 +204,9 @@ async def libraries_row(python: Path, env: dict[str, str], endpoint: str,
     return {"exec_to_first_call_s": answered, "idle_rss_mib": figures["rss_mib"]}
 
 
-def libraries_env(moto: MotoEndpoint) -> dict[str, str]:
+def libraries_env(chart_env: dict[str, str], moto: MotoEndpoint) -> dict[str, str]:
     """The chart's controller environment, and an AWS SDK pointed at moto."""
-    env = {**os.environ, **container_env("Deployment", "efs-csi-controller"),
-           **moto.environment()}
+    env = {**os.environ, **chart_env, **moto.environment()}
     for variable in ("PYTHONPATH", "VIRTUAL_ENV", "AWS_ENDPOINT_URL"):
         env.pop(variable, None)
     return env
@@ -223,13 +222,16 @@ def medians(samples: dict[str, list[dict[str, float]]], label: str) -> list[dict
     return rows
 
 
-async def measure(repeats: int, python: Path | None
+async def measure(repeats: int, alone_with: tuple[Path, dict[str, str]] | None
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The CPU rows; and, given the controller's image-like interpreter and the chart's
+    environment, the libraries-alone row."""
     samples: dict[str, list[dict[str, float]]] = {row: [] for row in ROWS}
     alone: dict[str, list[dict[str, float]]] = {LIBRARIES_ROW: []}
     with (running_moto(own_process=True) as moto, EfsProxy(moto.url, seed=7) as proxy,
           tempfile.TemporaryDirectory(prefix="bench-floors-") as tmp):
-        env = libraries_env(moto) if python else {}
+        python = alone_with[0] if alone_with else None
+        env = libraries_env(alone_with[1], moto) if alone_with else {}
         if python:  # warm-up, not counted: the first exec pays the page cache
             await libraries_row(python, env, moto.url, Path(tmp))
         for repeat in range(repeats):
@@ -263,13 +265,13 @@ def main() -> int:
     if args.child:
         return child(args)
     load_at_start = load_average()
-    python: Path | None = None
+    alone_with: tuple[Path, dict[str, str]] | None = None
     try:
-        container_env("Deployment", "efs-csi-controller")  # helm renders the chart's env
-        python = image_venvs()["efs-csi-controller"] / "python"
+        chart_env = container_env("Deployment", "efs-csi-controller")  # helm renders it
+        alone_with = (image_venvs()["efs-csi-controller"] / "python", chart_env)
     except FileNotFoundError as exc:
         print(f"note: no \"{LIBRARIES_ROW}\" row: {exc}")
-    rows, alone = asyncio.run(measure(1 if args.quick else args.repeats, python))
+    rows, alone = asyncio.run(measure(1 if args.quick else args.repeats, alone_with))
     print(f"\n{'floor':<30} {'CPU ms per create':>18} {'CPU ms per delete':>18}")
     for row in rows:
         print(f"{row['floor']:<30} {row.get('create_cpu_ms', '-')!s:>18} "
