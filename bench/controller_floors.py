@@ -17,9 +17,21 @@ Rows (median of ``--repeats``, runs alternating between rows):
   the 200 DeleteAccessPoint calls, to moto (a process of its own) behind the EFS proxy (in
   this process); neither is counted; CPU per create and per delete.
 - ``aiobotocore, tuned``: the same client with ``efs_csi.adapters.aws.tuning``.
+- ``grpclib + tuned aiobotocore, one process``: the bare grpclib server whose CreateVolume
+  makes that tuned client's CreateAccessPoint (the ``aiobotocore`` rows' arguments) and whose
+  DeleteVolume makes its DeleteAccessPoint before answering: the controller's shape (one event
+  loop serving both sides) with none of the driver in it.
+- ``the driver's own logic, EFS in memory``: the controller's service as the binary builds it
+  (``build_controller``) over the in-memory EFS API of the tests (``FakeCloud``: no
+  aiobotocore, no gRPC, no hook), called directly: the parameters, the plan, tokens, tags,
+  the shared-root check, the GID reservation and its settling; the in-memory EFS's own work
+  (making the access points it answers, as the AWS adapter makes them from a reply) counted
+  with it.
 
 A create or a delete in the controller is one CSI call and one EFS call: the sum of a grpclib
-row and an aiobotocore row is the floor under its CPU per create or per delete.
+row and an aiobotocore row is the floor under its CPU per create or per delete, measured
+apart; the one-process row is the same two libraries sharing one event loop, as they do in
+the controller.
 
 And the floor under the controller's start-up rows (``bench/startup.py``): ``libraries
 alone`` (``bench/_libraries_alone.py``), the controller's libraries without the driver, run
@@ -32,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import resource
@@ -39,6 +52,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,44 +74,24 @@ RESULTS = REPO / "bench" / "results"
 CALLS = 200
 GRPC_ROUNDS = 5  # rounds of CALLS creates, then deletes, per run: the clock ticks are 10 ms
 ROWS = ("grpclib, bare", "grpclib + the driver's hook", "aiobotocore, plain",
-        "aiobotocore, tuned")
+        "aiobotocore, tuned", "grpclib + tuned aiobotocore, one process",
+        "the driver's own logic, EFS in memory")
 LIBRARIES_ROW = "libraries alone (image-like venv, -OO, chart env)"
 LIBRARIES_ALONE = REPO / "bench" / "_libraries_alone.py"
 
 
-class _Controller(csi.ControllerBase):
-    async def create_volume(self, message: csi.CreateVolumeRequest) -> csi.CreateVolumeResponse:
-        """The answer's shape is the controller's (an id, the capacity, no context)."""
-        capacity = message.capacity_range.required_bytes if message.capacity_range else 0
-        return csi.CreateVolumeResponse(volume=csi.Volume(
-            volume_id=f"{message.parameters['fileSystemId']}::fsap-0123456789abcdef0",
-            capacity_bytes=capacity))
-
-    async def delete_volume(self, message: csi.DeleteVolumeRequest) -> csi.DeleteVolumeResponse:
-        return csi.DeleteVolumeResponse()
+def create_arguments(token: str, gid: int, file_system_id: str) -> dict[str, Any]:
+    """One CreateAccessPoint's arguments, the same in every row that calls EFS."""
+    return {"ClientToken": token, "FileSystemId": file_system_id,
+            "PosixUser": {"Uid": gid, "Gid": gid},
+            "RootDirectory": {"Path": f"/floor/{token}", "CreationInfo": {
+                "OwnerUid": gid, "OwnerGid": gid, "Permissions": "700"}},
+            "Tags": [{"Key": "efs.csi.aws.com/cluster", "Value": "true"}]}
 
 
-async def serve_grpc(socket_path: str, hooked: bool, log_path: str) -> None:
-    """The grpclib child: serve until stdin closes."""
-    from grpclib.server import Server
-
-    service: Any = _Controller()
-    if hooked:
-        from efs_csi.logging import configure_logging
-        from efs_csi.rpc.hook import CallsInFlight, instrument
-
-        configure_logging("json", "info", stream=open(log_path, "a"))  # noqa: SIM115, ASYNC230
-        service = instrument(service, CallsInFlight())
-    server = Server([service])
-    await server.start(path=socket_path)
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    server.close()
-    await server.wait_closed()
-
-
-async def aws_calls(endpoint: str, file_system_id: str, tuned: bool) -> dict[str, float]:
-    """The aiobotocore child: 200 creates at once, then their deletes; own CPU per call."""
+@asynccontextmanager
+async def efs_client(endpoint: str, tuned: bool) -> AsyncIterator[Any]:
+    """An EFS client as the controller configures it, tuned or not, warmed by one call."""
     from aiobotocore.session import AioSession
 
     from efs_csi.adapters.aws.client import client_config
@@ -109,21 +104,66 @@ async def aws_calls(endpoint: str, file_system_id: str, tuned: bool) -> dict[str
     async with session.create_client("efs", config=config, endpoint_url=endpoint) as client:
         if tuned:
             tune_client(client)
-        await client.describe_file_systems(FileSystemId=file_system_id)  # warm up
+        await client.describe_file_systems()  # warm up
+        yield client
+
+
+class _Controller(csi.ControllerBase):
+    """Answers at once; or, given an EFS client, after one EFS call per CSI call."""
+
+    def __init__(self, efs: Any = None) -> None:
+        self._efs = efs
+        self._gids = itertools.count(50000)
+
+    async def create_volume(self, message: csi.CreateVolumeRequest) -> csi.CreateVolumeResponse:
+        """The answer's shape is the controller's (an id, the capacity, no context)."""
+        capacity = message.capacity_range.required_bytes if message.capacity_range else 0
+        file_system_id = message.parameters["fileSystemId"]
+        access_point = "fsap-0123456789abcdef0"
+        if self._efs is not None:
+            reply = await self._efs.create_access_point(
+                **create_arguments(message.name, next(self._gids), file_system_id))
+            access_point = reply["AccessPointId"]
+        return csi.CreateVolumeResponse(volume=csi.Volume(
+            volume_id=f"{file_system_id}::{access_point}", capacity_bytes=capacity))
+
+    async def delete_volume(self, message: csi.DeleteVolumeRequest) -> csi.DeleteVolumeResponse:
+        if self._efs is not None:
+            await self._efs.delete_access_point(AccessPointId=message.volume_id.split("::")[1])
+        return csi.DeleteVolumeResponse()
+
+
+async def serve_grpc(socket_path: str, hooked: bool, log_path: str,
+                     endpoint: str | None) -> None:
+    """The grpclib child: serve until stdin closes; with an EFS endpoint, call it."""
+    from grpclib.server import Server
+
+    async with AsyncExitStack() as stack:
+        efs = await stack.enter_async_context(efs_client(endpoint, True)) if endpoint else None
+        service: Any = _Controller(efs)
+        if hooked:
+            from efs_csi.logging import configure_logging
+            from efs_csi.rpc.hook import CallsInFlight, instrument
+
+            configure_logging("json", "info", stream=open(log_path, "a"))  # noqa: SIM115, ASYNC230
+            service = instrument(service, CallsInFlight())
+        server = Server([service])
+        await server.start(path=socket_path)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        server.close()
+        await server.wait_closed()
+
+
+async def aws_calls(endpoint: str, file_system_id: str, tuned: bool) -> dict[str, float]:
+    """The aiobotocore child: 200 creates at once, then their deletes; own CPU per call."""
+    async with efs_client(endpoint, tuned) as client:
 
         async def create(index: int) -> str:
             reply = await client.create_access_point(
-                ClientToken=f"floor-{os.getpid()}-{index}", FileSystemId=file_system_id,
-                PosixUser={"Uid": 50000 + index, "Gid": 50000 + index},
-                RootDirectory={"Path": f"/floor/{os.getpid()}/{index}", "CreationInfo": {
-                    "OwnerUid": 50000 + index, "OwnerGid": 50000 + index,
-                    "Permissions": "700"}},
-                Tags=[{"Key": "efs.csi.aws.com/cluster", "Value": "true"}])
+                **create_arguments(f"floor-{os.getpid()}-{index}", 50000 + index,
+                                   file_system_id))
             return str(reply["AccessPointId"])
-
-        def own_cpu() -> float:
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            return usage.ru_utime + usage.ru_stime
 
         before = own_cpu()
         ids = await asyncio.gather(*(create(index) for index in range(CALLS)))
@@ -135,49 +175,97 @@ async def aws_calls(endpoint: str, file_system_id: str, tuned: bool) -> dict[str
             "delete_cpu_ms": (deleted - created) * 1000 / CALLS}
 
 
+async def driver_logic() -> dict[str, float]:
+    """The logic child: GRPC_ROUNDS rounds of CALLS creates at once, then their deletes,
+    straight into the controller's service over the in-memory EFS; own CPU per call."""
+    from efs_csi_controller.app import build_controller
+    from testbed.fake_cloud import FakeCloud
+
+    file_system_id = "fs-12345678"
+    service = build_controller(FakeCloud(file_system_id, page_size=1000),
+                               access_point_limit=10_000, extra_tags={}).service
+    warm = await service.create_volume(request("pvc-floor-warm", file_system_id))
+    await service.delete_volume(delete_of(warm))
+    spent = {"create_cpu_ms": 0.0, "delete_cpu_ms": 0.0}
+    for round_ in range(GRPC_ROUNDS):
+        creates = [request(f"pvc-floor-{round_}-{index}", file_system_id)
+                   for index in range(CALLS)]
+        before = own_cpu()
+        answers = await asyncio.gather(*(service.create_volume(create) for create in creates))
+        created = own_cpu()
+        await asyncio.gather(*(service.delete_volume(delete_of(answer)) for answer in answers))
+        spent["create_cpu_ms"] += created - before
+        spent["delete_cpu_ms"] += own_cpu() - created
+    return {key: seconds * 1000 / (CALLS * GRPC_ROUNDS) for key, seconds in spent.items()}
+
+
+def delete_of(answer: csi.CreateVolumeResponse) -> csi.DeleteVolumeRequest:
+    """The DeleteVolume of the volume a CreateVolume answered."""
+    if answer.volume is None:
+        raise RuntimeError("a CreateVolume answered no volume")
+    return csi.DeleteVolumeRequest(volume_id=answer.volume.volume_id)
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(args: argparse.Namespace) -> int:
     if args.child == "grpc":
-        asyncio.run(serve_grpc(args.socket, args.hooked, args.log))
+        asyncio.run(serve_grpc(args.socket, args.hooked, args.log, args.endpoint))
+    elif args.child == "logic":
+        print(json.dumps(asyncio.run(driver_logic())))
     else:
         print(json.dumps(asyncio.run(aws_calls(args.endpoint, args.file_system, args.tuned))))
     return 0
 
 
-async def grpc_row(hooked: bool, work: Path) -> dict[str, float]:
+async def grpc_row(hooked: bool, work: Path,
+                   efs: tuple[str, str] | None = None) -> dict[str, float]:
+    """GRPC_ROUNDS rounds of CALLS CreateVolume calls at once, then their DeleteVolume calls,
+    to a grpclib child; with ``efs`` (its endpoint, a file system), the child calls EFS."""
     socket_path = work / f"floor-{time.monotonic_ns()}.sock"
+    endpoint, file_system_id = efs or (None, "fs-12345678")
     process = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--child", "grpc", "--socket", str(socket_path),
         "--log", str(work / "hook.log"), *(["--hooked"] if hooked else []),
+        *(["--endpoint", endpoint] if endpoint else []),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     assert process.stdout is not None and process.stdin is not None
     try:
         await process.stdout.readline()
         channel = Channel(path=str(socket_path))
         stub = csi.ControllerStub(channel)
-        creates = [request(f"pvc-floor-{index}", "fs-12345678") for index in range(CALLS)]
-        delete = csi.DeleteVolumeRequest(volume_id="fs-12345678::fsap-0123456789abcdef0")
-        await stub.create_volume(creates[0])  # warm up
-        await stub.delete_volume(delete)
-        figures = {}
-        for key, call in (("create_cpu_ms", lambda index: stub.create_volume(creates[index])),
-                          ("delete_cpu_ms", lambda index: stub.delete_volume(delete))):
+        warm = await stub.create_volume(request("pvc-floor-warm", file_system_id))
+        await stub.delete_volume(delete_of(warm))
+        spent = {"create_cpu_ms": 0.0, "delete_cpu_ms": 0.0}
+        for round_ in range(GRPC_ROUNDS):
+            creates = [request(f"pvc-floor-{round_}-{index}", file_system_id)
+                       for index in range(CALLS)]
             before = cpu_seconds(process.pid)
-            for _ in range(GRPC_ROUNDS):
-                await asyncio.gather(*(call(index) for index in range(CALLS)))
-            figures[key] = (cpu_seconds(process.pid) - before) * 1000 / (CALLS * GRPC_ROUNDS)
+            answers = await asyncio.gather(*(stub.create_volume(create) for create in creates))
+            created = cpu_seconds(process.pid)
+            await asyncio.gather(*(stub.delete_volume(delete_of(answer)) for answer in answers))
+            spent["create_cpu_ms"] += created - before
+            spent["delete_cpu_ms"] += cpu_seconds(process.pid) - created
         channel.close()
     finally:
         process.stdin.close()
         await process.wait()
-    return figures
+    return {key: seconds * 1000 / (CALLS * GRPC_ROUNDS) for key, seconds in spent.items()}
 
 
 async def aws_row(tuned: bool, endpoint: str, moto_url: str) -> dict[str, float]:
     file_system_id = make_file_system(moto_url).file_system_id
+    return await child_figures("aws", "--endpoint", endpoint, "--file-system", file_system_id,
+                               *(["--tuned"] if tuned else []))
+
+
+async def child_figures(*arguments: str) -> dict[str, float]:
+    """Run this script as ``--child``; its figures, printed as JSON."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--child", "aws", "--endpoint", endpoint,
-        "--file-system", file_system_id, *(["--tuned"] if tuned else []),
-        stdout=asyncio.subprocess.PIPE)
+        sys.executable, __file__, "--child", *arguments, stdout=asyncio.subprocess.PIPE)
     out, _ = await process.communicate()
     figures: dict[str, float] = json.loads(out)
     return figures
@@ -239,6 +327,9 @@ async def measure(repeats: int, alone_with: tuple[Path, dict[str, str]] | None
             samples[ROWS[1]].append(await grpc_row(True, Path(tmp)))
             samples[ROWS[2]].append(await aws_row(False, proxy.url, moto.url))
             samples[ROWS[3]].append(await aws_row(True, proxy.url, moto.url))
+            samples[ROWS[4]].append(await grpc_row(False, Path(tmp), (
+                proxy.url, make_file_system(moto.url).file_system_id)))
+            samples[ROWS[5]].append(await child_figures("logic"))
             if python:
                 alone[LIBRARIES_ROW].append(await libraries_row(python, env, moto.url,
                                                                 Path(tmp)))
@@ -253,7 +344,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one run")
-    parser.add_argument("--child", choices=("grpc", "aws"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("grpc", "aws", "logic"), help=argparse.SUPPRESS)
     parser.add_argument("--socket", help=argparse.SUPPRESS)
     parser.add_argument("--log", help=argparse.SUPPRESS)
     parser.add_argument("--hooked", action="store_true", help=argparse.SUPPRESS)
@@ -272,15 +363,20 @@ def main() -> int:
     except FileNotFoundError as exc:
         print(f"note: no \"{LIBRARIES_ROW}\" row: {exc}")
     rows, alone = asyncio.run(measure(1 if args.quick else args.repeats, alone_with))
-    print(f"\n{'floor':<30} {'CPU ms per create':>18} {'CPU ms per delete':>18}")
+    print(f"\n{'floor':<42} {'CPU ms per create':>18} {'CPU ms per delete':>18}")
     for row in rows:
-        print(f"{row['floor']:<30} {row.get('create_cpu_ms', '-')!s:>18} "
+        print(f"{row['floor']:<42} {row.get('create_cpu_ms', '-')!s:>18} "
               f"{row.get('delete_cpu_ms', '-')!s:>18}")
     by = {row["floor"]: row for row in rows}
     floors = {call: round(by[ROWS[0]][f"{call}_cpu_ms"] + by[ROWS[3]][f"{call}_cpu_ms"], 3)
               for call in ("create", "delete")}
     print(f"floor under a create / a delete (bare grpclib + tuned aiobotocore): "
-          f"{floors['create']} / {floors['delete']} ms")
+          f"{floors['create']} / {floors['delete']} ms measured apart, "
+          f"{by[ROWS[4]]['create_cpu_ms']} / {by[ROWS[4]]['delete_cpu_ms']} ms in one process")
+    with_logic = {call: round(by[ROWS[4]][f"{call}_cpu_ms"] + by[ROWS[5]][f"{call}_cpu_ms"], 3)
+                  for call in ("create", "delete")}
+    print(f"the same in one process with the driver's own logic on it: "
+          f"{with_logic['create']} / {with_logic['delete']} ms")
     for row in alone:
         print(f"{row['floor']}: exec to one EFS call answered {row['exec_to_first_call_s']} s, "
               f"idle RSS {row['idle_rss_mib']} MiB (the controller: bench/startup.py)")
@@ -288,7 +384,10 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "controller_floors.json").write_text(json.dumps(
         {"benchmark": "controller_floors", "rows": rows, "create_floor_ms": floors["create"],
-         "delete_floor_ms": floors["delete"], "libraries_alone": alone,
+         "delete_floor_ms": floors["delete"],
+         "one_process_floor_ms": {call: by[ROWS[4]][f"{call}_cpu_ms"]
+                                  for call in ("create", "delete")},
+         "one_process_floor_with_driver_logic_ms": with_logic, "libraries_alone": alone,
          "load_average_at_start": load_at_start, "load_average_at_end": load_average()},
         indent=1) + "\n")
     return 0

@@ -1,7 +1,7 @@
 """What the driver needs from the EFS API, without any boto import.
 
 ``Cloud`` is implemented by ``efs_csi.adapters.aws.cloud.AwsCloud`` (aiobotocore) and by one
-fake in tests (``tests/support/fakes/cloud.py``); ``Clouds`` hands a use case the ``Cloud`` of
+fake in tests (``testbed/fake_cloud.py``); ``Clouds`` hands a use case the ``Cloud`` of
 a request (the controller's own, or an assumed role's). A new EFS call is added to ``Cloud``,
 ``AwsCloud`` and the fake, nowhere else. It raises ``efs_csi.errors`` exceptions only,
 translated in ``efs_csi.adapters.aws.errors``, so use cases never see botocore's error shapes.

@@ -35,7 +35,7 @@ from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
 from testbed.csi_builders import mount_capability, publish_request, stage_request
-from tests.support.fakes.cloud import FakeCloud
+from testbed.fake_cloud import FakeCloud
 from tests.support.fakes.mounts import FakeMountTable
 from tests.support.node import fake_parts
 

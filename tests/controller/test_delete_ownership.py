@@ -33,8 +33,8 @@ from efs_csi_controller.root_dir import RootDirectoryRemover
 from efs_csi_controller.service import ControllerService
 from efs_csi_controller.tags import CLUSTER_TAG, PV_NAME_TAG
 from testbed.csi_builders import mount_capability
+from testbed.fake_cloud import FakeCloud
 from tests.support.ci import require_root
-from tests.support.fakes.cloud import FakeCloud
 from tests.support.fakes.kube import FakeKube
 
 FS = "fs-12345678"

@@ -12,7 +12,7 @@ from efs_csi.cloud import AccessPointRequest, CreationInfo, PosixUser
 from efs_csi.errors import ResourceExhausted
 from efs_csi_controller.gid import GidAllocator, _Inventory
 from efs_csi_controller.params import GidRange
-from tests.support.fakes.cloud import FakeCloud
+from testbed.fake_cloud import FakeCloud
 
 FS = "fs-12345678"
 

@@ -13,7 +13,7 @@ from efs_csi_controller.compact import Compactor
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.params import GidRange
 from efs_csi_controller.tags import CAPACITY_TAG, CLUSTER_TAG, PV_NAME_TAG
-from tests.support.fakes.cloud import FakeCloud
+from testbed.fake_cloud import FakeCloud
 
 FS = "fs-12345678"
 

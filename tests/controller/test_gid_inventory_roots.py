@@ -13,7 +13,7 @@ from efs_csi.cloud import AccessPoint, AccessPointRequest, CreationInfo, PosixUs
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.params import GidRange
 from efs_csi_controller.shared_roots import normalise, overlap
-from tests.support.fakes.cloud import FakeCloud
+from testbed.fake_cloud import FakeCloud
 
 FS = "fs-12345678"
 ROOTS = ["/", "/a", "/a/b", "/a/b/c", "/ab", "/a-b", "/b", "/b/a", "//a/", "/a/bc"]

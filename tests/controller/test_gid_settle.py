@@ -13,7 +13,7 @@ from efs_csi.errors import Unavailable
 from efs_csi_controller.compact import Compactor
 from efs_csi_controller.gid import GidAllocator, Listing, Verdict, judge
 from efs_csi_controller.params import GidRange
-from tests.support.fakes.cloud import FakeCloud
+from testbed.fake_cloud import FakeCloud
 
 FS = "fs-12345678"
 WIDE = GidRange(50000, 7000000)

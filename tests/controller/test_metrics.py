@@ -11,7 +11,7 @@ from efs_csi.cloud import AccessPoint, PosixUser
 from efs_csi_controller.gid import GidAllocator, RangeUse
 from efs_csi_controller.metrics import ApiMetrics, ProvisioningCollector
 from efs_csi_controller.params import GidRange
-from tests.support.fakes.cloud import FakeCloud
+from testbed.fake_cloud import FakeCloud
 from tests.support.scrape import MetricsServer, scrape, value
 
 

@@ -12,6 +12,7 @@ from efs_csi import csi
 from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.service import ControllerService
+from testbed.fake_cloud import FakeCloud
 from tests.support.controller import (
     FS,
     Harness,
@@ -19,7 +20,6 @@ from tests.support.controller import (
     create_request,
     provisioner,
 )
-from tests.support.fakes.cloud import FakeCloud
 
 
 @pytest.mark.asyncio

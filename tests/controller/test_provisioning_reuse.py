@@ -14,13 +14,13 @@ from efs_csi.cloud import (
     CreationInfo,
     PosixUser,
 )
+from testbed.fake_cloud import FakeCloud
 from tests.support.controller import (
     FS,
     Harness,
     code_of,
     create_request,
 )
-from tests.support.fakes.cloud import FakeCloud
 
 
 @pytest.mark.asyncio

@@ -23,7 +23,7 @@ from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
 from testbed.csi_builders import mount_capability
-from tests.support.fakes.cloud import FakeCloud
+from testbed.fake_cloud import FakeCloud
 
 FS = "fs-12345678"
 REFERENCE_ROOT = "/dyn/pvc-0b6c"

@@ -25,8 +25,8 @@ from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.root_dir import RootDirectoryRemover, _remove_tree
 from efs_csi_controller.tags import BASE_PATH_TAG, CLUSTER_TAG, PV_NAME_TAG, tag_value
+from testbed.fake_cloud import FakeCloud
 from tests.support.ci import require_root
-from tests.support.fakes.cloud import FakeCloud
 from tests.support.fakes.kube import FakeKube
 
 FS = "fs-12345678"

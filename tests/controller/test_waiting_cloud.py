@@ -18,8 +18,8 @@ from efs_csi.errors import FailedPrecondition
 from efs_csi.rpc.hook import CallsInFlight, instrument, seconds_left
 from efs_csi_controller.app import build_controller
 from efs_csi_controller.waiting_cloud import NO_REGION, WaitingClouds
+from testbed.fake_cloud import FakeCloud
 from tests.support.controller import FS, create_request
-from tests.support.fakes.cloud import FakeCloud
 
 pytestmark = pytest.mark.asyncio
 ROLE = "arn:aws:iam::123456789012:role/r"

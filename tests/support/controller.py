@@ -17,7 +17,7 @@ from efs_csi.rpc.hook import CallsInFlight, instrument
 from efs_csi_controller.gid import GidAllocator
 from efs_csi_controller.provisioning import Provisioner
 from efs_csi_controller.service import ControllerService
-from tests.support.fakes.cloud import FakeCloud
+from testbed.fake_cloud import FakeCloud
 from tests.support.fakes.kube import FakeKube
 
 FS = "fs-12345678"

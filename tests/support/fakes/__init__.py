@@ -1,8 +1,9 @@
 """The one home of the test fakes. Each stands in for a part a test cannot make do what it needs
 (faults, limits, races, root) and says so; everything else in the tests is real.
 
-- ``cloud.FakeCloud``: the EFS API in memory (races, limits, access points made behind the
-  controller's back); the real adapter runs against moto in tests/core/adapters/aws.
+- ``testbed.fake_cloud.FakeCloud`` (in testbed/, as a benchmark uses it too): the EFS API in
+  memory (races, limits, access points made behind the controller's back); the real adapter
+  runs against moto in tests/core/adapters/aws.
 - ``kube.FakeKube``: the Kubernetes API in memory, for the use cases' logic; the real adapter
   runs against a real kube-apiserver in tests/cluster.
 - ``testbed.kube_api.FakeKubeApi`` (in testbed/, as the benchmarks use it too): an HTTP API

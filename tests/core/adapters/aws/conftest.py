@@ -9,8 +9,8 @@ import pytest_asyncio
 
 from efs_csi.adapters.aws.roles import CloudFactory
 from testbed.efs_proxy import EfsProxy
+from testbed.fake_cloud import RecordingObserver
 from testbed.moto_server import CREDENTIALS, REGION
-from tests.support.fakes.cloud import RecordingObserver
 
 
 @pytest.fixture

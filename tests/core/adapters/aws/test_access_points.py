@@ -11,7 +11,7 @@ from efs_csi.adapters.aws.cloud import AwsCloud
 from efs_csi.adapters.aws.roles import CloudFactory
 from efs_csi.cloud import AccessPointAlreadyExistsError, AccessPointRequest, CreationInfo, PosixUser
 from testbed.efs_proxy import EfsProxy, FileSystemSetup
-from tests.support.fakes.cloud import RecordingObserver
+from testbed.fake_cloud import RecordingObserver
 
 
 def request(file_system_id: str, token: str, gid: int = 50000, path: str = "/dyn/a",

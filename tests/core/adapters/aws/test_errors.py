@@ -11,7 +11,7 @@ from efs_csi.adapters.aws.cloud import AwsCloud
 from efs_csi.adapters.aws.errors import ERROR_TABLE, THROTTLE_CODES, error_for, is_throttle
 from efs_csi.cloud import AccessPointAlreadyExistsError, AccessPointRequest, CreationInfo, PosixUser
 from testbed.efs_proxy import EfsProxy, FileSystemSetup
-from tests.support.fakes.cloud import RecordingObserver
+from testbed.fake_cloud import RecordingObserver
 
 EXPECTED: dict[str, type[errors.CsiError]] = {
     "AccessDenied": errors.PermissionDenied,

@@ -18,8 +18,8 @@ from efs_csi.adapters.aws.roles import CloudFactory
 from efs_csi.adapters.retries import RetrySettings
 from efs_csi.cloud import AccessPointRequest, CreationInfo, PosixUser
 from testbed.efs_proxy import EfsProxy, FileSystemSetup
+from testbed.fake_cloud import RecordingObserver
 from testbed.moto_server import REGION
-from tests.support.fakes.cloud import RecordingObserver
 
 # moto's default account: moto keeps accounts apart, so the assumed role must be in the
 # account that owns the file system for the describe calls below to see it.
