@@ -1,6 +1,7 @@
-"""The floors under the controller's CPU per call: what grpclib and aiobotocore cost by
-themselves, each in a process of its own, measured as ``bench/controller_provisioning.py``
-measures the controller (its CPU time from ``/proc/<pid>/stat``, 200 calls at once).
+"""The floors under the controller's CPU per call, its start-up and its RSS with 10,000 access
+points: what grpclib and aiobotocore cost by themselves, each in a process of its own, and
+together without the driver, measured as ``bench/controller_provisioning.py`` measures the
+controller (its CPU time from ``/proc/<pid>/stat``, 200 calls at once).
 
     python bench/controller_floors.py [--repeats 5] [--quick]
 
@@ -20,7 +21,8 @@ Rows (median of ``--repeats``, runs alternating between rows):
 - ``grpclib + tuned aiobotocore, one process``: the bare grpclib server whose CreateVolume
   makes that tuned client's CreateAccessPoint (the ``aiobotocore`` rows' arguments) and whose
   DeleteVolume makes its DeleteAccessPoint before answering: the controller's shape (one event
-  loop serving both sides) with none of the driver in it.
+  loop serving both sides) with none of the driver in it. Before its CPU is measured, its RSS
+  growth over a burst of 100 creates, as the scale part measures the controller's.
 - ``the driver's own logic, EFS in memory``: the controller's service as the binary builds it
   (``build_controller``) over the in-memory EFS API of the tests (``FakeCloud``: no
   aiobotocore, no gRPC, no hook), called directly: the parameters, the plan, tokens, tags,
@@ -36,8 +38,16 @@ the controller.
 And the floor under the controller's start-up rows (``bench/startup.py``): ``libraries
 alone`` (``bench/_libraries_alone.py``), the controller's libraries without the driver, run
 as the image runs the controller (its image-like venv, ``-OO``, the chart's environment):
-exec until one EFS call is answered, and the idle RSS after it. Saved in
-``bench/results/controller_floors.json``.
+exec until one EFS call is answered, and the idle RSS after it.
+
+And the floor under the scale part's RSS (``bench/controller_provisioning.py --parts scale``:
+a burst of 100 creates on a file system of 9,900 access points, at most 5 MiB over idle): the
+burst's growth in the one-process row (the libraries serving 100 creates at once), and the
+strings of 10,000 access points alone (their ids, client tokens and roots as the benchmark makes
+them, and GIDs, in one list). The creates pick their GIDs from the inventory, so it is alive
+while they are in flight: the two add up, before any index over the strings.
+
+Saved in ``bench/results/controller_floors.json``.
 """
 
 from __future__ import annotations
@@ -62,13 +72,20 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from _image_venv import image_venvs  # noqa: E402
-from controller_provisioning import cpu_seconds, load_average, request  # noqa: E402
+from controller_provisioning import (  # noqa: E402
+    SCALE_BURST,
+    SCALE_EXISTING,
+    cpu_seconds,
+    load_average,
+    request,
+)
 from grpclib.client import Channel  # noqa: E402
 
 from efs_csi import csi  # noqa: E402
 from testbed.chart import container_env  # noqa: E402
 from testbed.efs_proxy import EfsProxy, make_file_system  # noqa: E402
 from testbed.moto_server import CREDENTIALS, REGION, MotoEndpoint, running_moto  # noqa: E402
+from testbed.processes import rss_mib  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 CALLS = 200
@@ -77,6 +94,7 @@ ROWS = ("grpclib, bare", "grpclib + the driver's hook", "aiobotocore, plain",
         "aiobotocore, tuned", "grpclib + tuned aiobotocore, one process",
         "the driver's own logic, EFS in memory")
 LIBRARIES_ROW = "libraries alone (image-like venv, -OO, chart env)"
+STRINGS_ROW = "the strings of 10,000 access points, alone"
 LIBRARIES_ALONE = REPO / "bench" / "_libraries_alone.py"
 
 
@@ -211,11 +229,26 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def kept_strings() -> dict[str, float]:
+    """The strings child: the id, client token and root strings and the GID of each access
+    point of the scale part's file system, as moto names them and the benchmark makes them
+    (``fsap-`` and 8 hex digits, ``existing-<n>``, ``/existing/<n>``), in one list: what any
+    inventory that keeps a Python object for each holds at least; its RSS growth."""
+    idle = rss_mib(os.getpid())
+    kept: list[object] = []
+    for index in range(SCALE_EXISTING + SCALE_BURST):
+        kept += (f"fsap-{index:08x}", f"existing-{index}", f"/existing/{index}",
+                 int(f"{50000 + 2 * index}"))
+    return {"rss_growth_mib": rss_mib(os.getpid()) - idle, "objects": len(kept)}
+
+
 def child(args: argparse.Namespace) -> int:
     if args.child == "grpc":
         asyncio.run(serve_grpc(args.socket, args.hooked, args.log, args.endpoint))
     elif args.child == "logic":
         print(json.dumps(asyncio.run(driver_logic())))
+    elif args.child == "strings":
+        print(json.dumps(kept_strings()))
     else:
         print(json.dumps(asyncio.run(aws_calls(args.endpoint, args.file_system, args.tuned))))
     return 0
@@ -239,6 +272,14 @@ async def grpc_row(hooked: bool, work: Path,
         stub = csi.ControllerStub(channel)
         warm = await stub.create_volume(request("pvc-floor-warm", file_system_id))
         await stub.delete_volume(delete_of(warm))
+        figures: dict[str, float] = {}
+        if efs:  # as bench/controller_provisioning.py's scale part measures the controller
+            idle = rss_mib(process.pid)
+            answers = await asyncio.gather(*(
+                stub.create_volume(request(f"pvc-floor-burst-{index}", file_system_id))
+                for index in range(SCALE_BURST)))
+            figures["burst_rss_growth_mib"] = rss_mib(process.pid) - idle
+            await asyncio.gather(*(stub.delete_volume(delete_of(answer)) for answer in answers))
         spent = {"create_cpu_ms": 0.0, "delete_cpu_ms": 0.0}
         for round_ in range(GRPC_ROUNDS):
             creates = [request(f"pvc-floor-{round_}-{index}", file_system_id)
@@ -253,7 +294,8 @@ async def grpc_row(hooked: bool, work: Path,
     finally:
         process.stdin.close()
         await process.wait()
-    return {key: seconds * 1000 / (CALLS * GRPC_ROUNDS) for key, seconds in spent.items()}
+    return {**{key: seconds * 1000 / (CALLS * GRPC_ROUNDS) for key, seconds in spent.items()},
+            **figures}
 
 
 async def aws_row(tuned: bool, endpoint: str, moto_url: str) -> dict[str, float]:
@@ -311,11 +353,12 @@ def medians(samples: dict[str, list[dict[str, float]]], label: str) -> list[dict
 
 
 async def measure(repeats: int, alone_with: tuple[Path, dict[str, str]] | None
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The CPU rows; and, given the controller's image-like interpreter and the chart's
-    environment, the libraries-alone row."""
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """The CPU rows; given the controller's image-like interpreter and the chart's
+    environment, the libraries-alone row; the strings row."""
     samples: dict[str, list[dict[str, float]]] = {row: [] for row in ROWS}
     alone: dict[str, list[dict[str, float]]] = {LIBRARIES_ROW: []}
+    strings: dict[str, list[dict[str, float]]] = {STRINGS_ROW: []}
     with (running_moto(own_process=True) as moto, EfsProxy(moto.url, seed=7) as proxy,
           tempfile.TemporaryDirectory(prefix="bench-floors-") as tmp):
         python = alone_with[0] if alone_with else None
@@ -330,21 +373,25 @@ async def measure(repeats: int, alone_with: tuple[Path, dict[str, str]] | None
             samples[ROWS[4]].append(await grpc_row(False, Path(tmp), (
                 proxy.url, make_file_system(moto.url).file_system_id)))
             samples[ROWS[5]].append(await child_figures("logic"))
+            strings[STRINGS_ROW].append(await child_figures("strings"))
             if python:
                 alone[LIBRARIES_ROW].append(await libraries_row(python, env, moto.url,
                                                                 Path(tmp)))
             print(f"  run {repeat + 1}/{repeats}: "
                   + "; ".join(f"{row}: {runs[-1]}"
-                              for row, runs in (*samples.items(), *alone.items()) if runs),
+                              for row, runs in (*samples.items(), *alone.items(),
+                                                *strings.items()) if runs),
                   flush=True)
-    return medians(samples, "floor"), medians(alone, "floor") if python else []
+    return (medians(samples, "floor"), medians(alone, "floor") if python else [],
+            medians(strings, "floor")[0])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one run")
-    parser.add_argument("--child", choices=("grpc", "aws", "logic"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("grpc", "aws", "logic", "strings"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--socket", help=argparse.SUPPRESS)
     parser.add_argument("--log", help=argparse.SUPPRESS)
     parser.add_argument("--hooked", action="store_true", help=argparse.SUPPRESS)
@@ -362,7 +409,7 @@ def main() -> int:
         alone_with = (image_venvs()["efs-csi-controller"] / "python", chart_env)
     except FileNotFoundError as exc:
         print(f"note: no \"{LIBRARIES_ROW}\" row: {exc}")
-    rows, alone = asyncio.run(measure(1 if args.quick else args.repeats, alone_with))
+    rows, alone, strings = asyncio.run(measure(1 if args.quick else args.repeats, alone_with))
     print(f"\n{'floor':<42} {'CPU ms per create':>18} {'CPU ms per delete':>18}")
     for row in rows:
         print(f"{row['floor']:<42} {row.get('create_cpu_ms', '-')!s:>18} "
@@ -377,6 +424,12 @@ def main() -> int:
                   for call in ("create", "delete")}
     print(f"the same in one process with the driver's own logic on it: "
           f"{with_logic['create']} / {with_logic['delete']} ms")
+    burst = by[ROWS[4]]["burst_rss_growth_mib"]
+    rss_floor = round(burst + strings["rss_growth_mib"], 2)
+    print(f"RSS under 10,000 access points and a burst of {SCALE_BURST} creates "
+          f"(bench/controller_provisioning.py --parts scale): the burst in one process "
+          f"+{burst} MiB, and the inventory alive meanwhile, whose strings alone are "
+          f"+{strings['rss_growth_mib']} MiB: +{rss_floor} MiB before any index")
     for row in alone:
         print(f"{row['floor']}: exec to one EFS call answered {row['exec_to_first_call_s']} s, "
               f"idle RSS {row['idle_rss_mib']} MiB (the controller: bench/startup.py)")
@@ -388,6 +441,7 @@ def main() -> int:
          "one_process_floor_ms": {call: by[ROWS[4]][f"{call}_cpu_ms"]
                                   for call in ("create", "delete")},
          "one_process_floor_with_driver_logic_ms": with_logic, "libraries_alone": alone,
+         "strings_of_10000_access_points": strings, "scale_rss_floor_mib": rss_floor,
          "load_average_at_start": load_at_start, "load_average_at_end": load_average()},
         indent=1) + "\n")
     return 0
