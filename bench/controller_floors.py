@@ -42,10 +42,11 @@ exec until one EFS call is answered, and the idle RSS after it.
 
 And the floor under the scale part's RSS (``bench/controller_provisioning.py --parts scale``:
 a burst of 100 creates on a file system of 9,900 access points, at most 5 MiB over idle): the
-burst's growth in the one-process row (the libraries serving 100 creates at once), and the
-strings of 10,000 access points alone (their ids, client tokens and roots as the benchmark makes
-them, and GIDs, in one list). The creates pick their GIDs from the inventory, so it is alive
-while they are in flight: the two add up, before any index over the strings.
+burst's growth in the one-process row (the libraries serving 100 creates at once), and a
+minimal inventory of 10,000 access points alone (``minimal_inventory``: their id, client token
+and root strings and GIDs in three dicts, nothing else), and the floor itself: the one-process
+row's burst with that inventory built after its idle RSS is read (the creates pick their GIDs
+from the inventory, so it is alive while they are in flight).
 
 Saved in ``bench/results/controller_floors.json``.
 """
@@ -94,7 +95,8 @@ ROWS = ("grpclib, bare", "grpclib + the driver's hook", "aiobotocore, plain",
         "aiobotocore, tuned", "grpclib + tuned aiobotocore, one process",
         "the driver's own logic, EFS in memory")
 LIBRARIES_ROW = "libraries alone (image-like venv, -OO, chart env)"
-STRINGS_ROW = "the strings of 10,000 access points, alone"
+INVENTORY_ROW = "a minimal inventory of 10,000 access points, alone"
+COMBINED_ROW = "the one-process burst of 100 with a minimal inventory alive"
 LIBRARIES_ALONE = REPO / "bench" / "_libraries_alone.py"
 
 
@@ -153,7 +155,8 @@ class _Controller(csi.ControllerBase):
 
 async def serve_grpc(socket_path: str, hooked: bool, log_path: str,
                      endpoint: str | None) -> None:
-    """The grpclib child: serve until stdin closes; with an EFS endpoint, call it."""
+    """The grpclib child: serve until stdin closes; with an EFS endpoint, call it. Each line
+    on stdin has it build a minimal inventory (answered by a line: ``built``)."""
     from grpclib.server import Server
 
     async with AsyncExitStack() as stack:
@@ -168,7 +171,10 @@ async def serve_grpc(socket_path: str, hooked: bool, log_path: str,
         server = Server([service])
         await server.start(path=socket_path)
         print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        kept = []
+        while await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline):
+            kept.append(minimal_inventory())  # asked for by a line: alive until the end
+            print("built", flush=True)
         server.close()
         await server.wait_closed()
 
@@ -229,17 +235,29 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def kept_strings() -> dict[str, float]:
-    """The strings child: the id, client token and root strings and the GID of each access
-    point of the scale part's file system, as moto names them and the benchmark makes them
-    (``fsap-`` and 8 hex digits, ``existing-<n>``, ``/existing/<n>``), in one list: what any
-    inventory that keeps a Python object for each holds at least; its RSS growth."""
-    idle = rss_mib(os.getpid())
-    kept: list[object] = []
+def minimal_inventory() -> tuple[dict[str, int], dict[str, str], dict[str, str]]:
+    """What an inventory that answers by id, client token and root (the driver's GID picks,
+    its retried creates and its shared-root check, without a listing per create) holds at
+    least, for the scale part's file system: each access point's id, token and root strings,
+    as moto names them and the benchmark makes them (``fsap-`` and 8 hex digits,
+    ``existing-<n>``, ``/existing/<n>``), and its GID, in three dicts (by id to the GID, by
+    token and by root to the id), nothing else."""
+    by_id: dict[str, int] = {}
+    by_token: dict[str, str] = {}
+    by_root: dict[str, str] = {}
     for index in range(SCALE_EXISTING + SCALE_BURST):
-        kept += (f"fsap-{index:08x}", f"existing-{index}", f"/existing/{index}",
-                 int(f"{50000 + 2 * index}"))
-    return {"rss_growth_mib": rss_mib(os.getpid()) - idle, "objects": len(kept)}
+        access_point = f"fsap-{index:08x}"
+        by_id[access_point] = int(f"{50000 + 2 * index}")  # an int object of its own, as parsed
+        by_token[f"existing-{index}"] = access_point
+        by_root[f"/existing/{index}"] = access_point
+    return by_id, by_token, by_root
+
+
+def inventory_alone() -> dict[str, float]:
+    """The inventory child: a minimal inventory's RSS growth, alone in a process."""
+    idle = rss_mib(os.getpid())
+    inventory = minimal_inventory()
+    return {"rss_growth_mib": rss_mib(os.getpid()) - idle, "access_points": len(inventory[0])}
 
 
 def child(args: argparse.Namespace) -> int:
@@ -247,17 +265,19 @@ def child(args: argparse.Namespace) -> int:
         asyncio.run(serve_grpc(args.socket, args.hooked, args.log, args.endpoint))
     elif args.child == "logic":
         print(json.dumps(asyncio.run(driver_logic())))
-    elif args.child == "strings":
-        print(json.dumps(kept_strings()))
+    elif args.child == "inventory":
+        print(json.dumps(inventory_alone()))
     else:
         print(json.dumps(asyncio.run(aws_calls(args.endpoint, args.file_system, args.tuned))))
     return 0
 
 
-async def grpc_row(hooked: bool, work: Path,
-                   efs: tuple[str, str] | None = None) -> dict[str, float]:
+async def grpc_row(hooked: bool, work: Path, efs: tuple[str, str] | None = None,
+                   with_inventory: bool = False) -> dict[str, float]:
     """GRPC_ROUNDS rounds of CALLS CreateVolume calls at once, then their DeleteVolume calls,
-    to a grpclib child; with ``efs`` (its endpoint, a file system), the child calls EFS."""
+    to a grpclib child; with ``efs`` (its endpoint, a file system), the child calls EFS, and
+    its RSS growth over a burst of SCALE_BURST creates comes first: ``with_inventory``, only
+    that growth, with a minimal inventory built in the child after its idle RSS is read."""
     socket_path = work / f"floor-{time.monotonic_ns()}.sock"
     endpoint, file_system_id = efs or (None, "fs-12345678")
     process = await asyncio.create_subprocess_exec(
@@ -275,13 +295,17 @@ async def grpc_row(hooked: bool, work: Path,
         figures: dict[str, float] = {}
         if efs:  # as bench/controller_provisioning.py's scale part measures the controller
             idle = rss_mib(process.pid)
+            if with_inventory:
+                process.stdin.write(b"inventory\n")
+                if await process.stdout.readline() != b"built\n":
+                    raise RuntimeError("the grpclib child built no inventory")
             answers = await asyncio.gather(*(
                 stub.create_volume(request(f"pvc-floor-burst-{index}", file_system_id))
                 for index in range(SCALE_BURST)))
             figures["burst_rss_growth_mib"] = rss_mib(process.pid) - idle
             await asyncio.gather(*(stub.delete_volume(delete_of(answer)) for answer in answers))
         spent = {"create_cpu_ms": 0.0, "delete_cpu_ms": 0.0}
-        for round_ in range(GRPC_ROUNDS):
+        for round_ in range(0 if with_inventory else GRPC_ROUNDS):
             creates = [request(f"pvc-floor-{round_}-{index}", file_system_id)
                        for index in range(CALLS)]
             before = cpu_seconds(process.pid)
@@ -294,6 +318,8 @@ async def grpc_row(hooked: bool, work: Path,
     finally:
         process.stdin.close()
         await process.wait()
+    if with_inventory:
+        return figures
     return {**{key: seconds * 1000 / (CALLS * GRPC_ROUNDS) for key, seconds in spent.items()},
             **figures}
 
@@ -355,10 +381,10 @@ def medians(samples: dict[str, list[dict[str, float]]], label: str) -> list[dict
 async def measure(repeats: int, alone_with: tuple[Path, dict[str, str]] | None
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """The CPU rows; given the controller's image-like interpreter and the chart's
-    environment, the libraries-alone row; the strings row."""
+    environment, the libraries-alone row; the memory rows under the scale part, by name."""
     samples: dict[str, list[dict[str, float]]] = {row: [] for row in ROWS}
     alone: dict[str, list[dict[str, float]]] = {LIBRARIES_ROW: []}
-    strings: dict[str, list[dict[str, float]]] = {STRINGS_ROW: []}
+    memory: dict[str, list[dict[str, float]]] = {INVENTORY_ROW: [], COMBINED_ROW: []}
     with (running_moto(own_process=True) as moto, EfsProxy(moto.url, seed=7) as proxy,
           tempfile.TemporaryDirectory(prefix="bench-floors-") as tmp):
         python = alone_with[0] if alone_with else None
@@ -373,24 +399,26 @@ async def measure(repeats: int, alone_with: tuple[Path, dict[str, str]] | None
             samples[ROWS[4]].append(await grpc_row(False, Path(tmp), (
                 proxy.url, make_file_system(moto.url).file_system_id)))
             samples[ROWS[5]].append(await child_figures("logic"))
-            strings[STRINGS_ROW].append(await child_figures("strings"))
+            memory[INVENTORY_ROW].append(await child_figures("inventory"))
+            memory[COMBINED_ROW].append(await grpc_row(False, Path(tmp), (
+                proxy.url, make_file_system(moto.url).file_system_id), with_inventory=True))
             if python:
                 alone[LIBRARIES_ROW].append(await libraries_row(python, env, moto.url,
                                                                 Path(tmp)))
             print(f"  run {repeat + 1}/{repeats}: "
                   + "; ".join(f"{row}: {runs[-1]}"
                               for row, runs in (*samples.items(), *alone.items(),
-                                                *strings.items()) if runs),
+                                                *memory.items()) if runs),
                   flush=True)
     return (medians(samples, "floor"), medians(alone, "floor") if python else [],
-            medians(strings, "floor")[0])
+            {row["floor"]: row for row in medians(memory, "floor")})
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one run")
-    parser.add_argument("--child", choices=("grpc", "aws", "logic", "strings"),
+    parser.add_argument("--child", choices=("grpc", "aws", "logic", "inventory"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--socket", help=argparse.SUPPRESS)
     parser.add_argument("--log", help=argparse.SUPPRESS)
@@ -409,7 +437,7 @@ def main() -> int:
         alone_with = (image_venvs()["efs-csi-controller"] / "python", chart_env)
     except FileNotFoundError as exc:
         print(f"note: no \"{LIBRARIES_ROW}\" row: {exc}")
-    rows, alone, strings = asyncio.run(measure(1 if args.quick else args.repeats, alone_with))
+    rows, alone, memory = asyncio.run(measure(1 if args.quick else args.repeats, alone_with))
     print(f"\n{'floor':<42} {'CPU ms per create':>18} {'CPU ms per delete':>18}")
     for row in rows:
         print(f"{row['floor']:<42} {row.get('create_cpu_ms', '-')!s:>18} "
@@ -425,11 +453,12 @@ def main() -> int:
     print(f"the same in one process with the driver's own logic on it: "
           f"{with_logic['create']} / {with_logic['delete']} ms")
     burst = by[ROWS[4]]["burst_rss_growth_mib"]
-    rss_floor = round(burst + strings["rss_growth_mib"], 2)
-    print(f"RSS under 10,000 access points and a burst of {SCALE_BURST} creates "
+    inventory = memory[INVENTORY_ROW]["rss_growth_mib"]
+    rss_floor = memory[COMBINED_ROW]["burst_rss_growth_mib"]
+    print(f"RSS growth under 10,000 access points and a burst of {SCALE_BURST} creates "
           f"(bench/controller_provisioning.py --parts scale): the burst in one process "
-          f"+{burst} MiB, and the inventory alive meanwhile, whose strings alone are "
-          f"+{strings['rss_growth_mib']} MiB: +{rss_floor} MiB before any index")
+          f"+{burst} MiB, a minimal inventory alone +{inventory} MiB, the burst with that "
+          f"inventory alive +{rss_floor} MiB")
     for row in alone:
         print(f"{row['floor']}: exec to one EFS call answered {row['exec_to_first_call_s']} s, "
               f"idle RSS {row['idle_rss_mib']} MiB (the controller: bench/startup.py)")
@@ -441,7 +470,7 @@ def main() -> int:
          "one_process_floor_ms": {call: by[ROWS[4]][f"{call}_cpu_ms"]
                                   for call in ("create", "delete")},
          "one_process_floor_with_driver_logic_ms": with_logic, "libraries_alone": alone,
-         "strings_of_10000_access_points": strings, "scale_rss_floor_mib": rss_floor,
+         "memory": list(memory.values()), "scale_rss_floor_mib": rss_floor,
          "load_average_at_start": load_at_start, "load_average_at_end": load_average()},
         indent=1) + "\n")
     return 0
