@@ -272,14 +272,12 @@ def child(args: argparse.Namespace) -> int:
     return 0
 
 
-async def grpc_row(hooked: bool, work: Path, efs: tuple[str, str] | None = None,
-                   with_inventory: bool = False) -> dict[str, float]:
-    """GRPC_ROUNDS rounds of CALLS CreateVolume calls at once, then their DeleteVolume calls,
-    to a grpclib child; with ``efs`` (its endpoint, a file system), the child calls EFS, and
-    its RSS growth over a burst of SCALE_BURST creates comes first: ``with_inventory``, only
-    that growth, with a minimal inventory built in the child after its idle RSS is read."""
+@asynccontextmanager
+async def grpc_child(work: Path, hooked: bool, endpoint: str | None, file_system_id: str
+                     ) -> AsyncIterator[tuple[asyncio.subprocess.Process, csi.ControllerStub]]:
+    """A grpclib child (calling EFS at ``endpoint`` if given), warmed by one create and its
+    delete, and a stub for it; stopped on leaving."""
     socket_path = work / f"floor-{time.monotonic_ns()}.sock"
-    endpoint, file_system_id = efs or (None, "fs-12345678")
     process = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--child", "grpc", "--socket", str(socket_path),
         "--log", str(work / "hook.log"), *(["--hooked"] if hooked else []),
@@ -289,23 +287,49 @@ async def grpc_row(hooked: bool, work: Path, efs: tuple[str, str] | None = None,
     try:
         await process.stdout.readline()
         channel = Channel(path=str(socket_path))
-        stub = csi.ControllerStub(channel)
-        warm = await stub.create_volume(request("pvc-floor-warm", file_system_id))
-        await stub.delete_volume(delete_of(warm))
-        figures: dict[str, float] = {}
-        if efs:  # as bench/controller_provisioning.py's scale part measures the controller
-            idle = rss_mib(process.pid)
-            if with_inventory:
-                process.stdin.write(b"inventory\n")
-                if await process.stdout.readline() != b"built\n":
-                    raise RuntimeError("the grpclib child built no inventory")
-            answers = await asyncio.gather(*(
-                stub.create_volume(request(f"pvc-floor-burst-{index}", file_system_id))
-                for index in range(SCALE_BURST)))
-            figures["burst_rss_growth_mib"] = rss_mib(process.pid) - idle
-            await asyncio.gather(*(stub.delete_volume(delete_of(answer)) for answer in answers))
+        try:
+            stub = csi.ControllerStub(channel)
+            warm = await stub.create_volume(request("pvc-floor-warm", file_system_id))
+            await stub.delete_volume(delete_of(warm))
+            yield process, stub
+        finally:
+            channel.close()
+    finally:
+        process.stdin.close()
+        await process.wait()
+
+
+async def burst_growth(process: asyncio.subprocess.Process, stub: csi.ControllerStub,
+                       file_system_id: str, with_inventory: bool) -> float:
+    """The child's RSS growth over a burst of SCALE_BURST creates, read as the scale part
+    reads the controller's; ``with_inventory``: a minimal inventory built in the child after
+    its idle RSS is read."""
+    assert process.stdout is not None and process.stdin is not None
+    idle = rss_mib(process.pid)
+    if with_inventory:
+        process.stdin.write(b"inventory\n")
+        if await process.stdout.readline() != b"built\n":
+            raise RuntimeError("the grpclib child built no inventory")
+    answers = await asyncio.gather(*(
+        stub.create_volume(request(f"pvc-floor-burst-{index}", file_system_id))
+        for index in range(SCALE_BURST)))
+    growth = rss_mib(process.pid) - idle
+    await asyncio.gather(*(stub.delete_volume(delete_of(answer)) for answer in answers))
+    return growth
+
+
+async def grpc_row(hooked: bool, work: Path,
+                   efs: tuple[str, str] | None = None) -> dict[str, float]:
+    """GRPC_ROUNDS rounds of CALLS CreateVolume calls at once, then their DeleteVolume calls,
+    to a grpclib child: its CPU per call. With ``efs`` (an endpoint, a file system) the child
+    calls EFS, and its RSS growth over a burst comes first."""
+    endpoint, file_system_id = efs or (None, "fs-12345678")
+    async with grpc_child(work, hooked, endpoint, file_system_id) as (process, stub):
+        figures = ({"burst_rss_growth_mib": await burst_growth(process, stub, file_system_id,
+                                                               with_inventory=False)}
+                   if efs else {})
         spent = {"create_cpu_ms": 0.0, "delete_cpu_ms": 0.0}
-        for round_ in range(0 if with_inventory else GRPC_ROUNDS):
+        for round_ in range(GRPC_ROUNDS):
             creates = [request(f"pvc-floor-{round_}-{index}", file_system_id)
                        for index in range(CALLS)]
             before = cpu_seconds(process.pid)
@@ -314,14 +338,17 @@ async def grpc_row(hooked: bool, work: Path, efs: tuple[str, str] | None = None,
             await asyncio.gather(*(stub.delete_volume(delete_of(answer)) for answer in answers))
             spent["create_cpu_ms"] += created - before
             spent["delete_cpu_ms"] += cpu_seconds(process.pid) - created
-        channel.close()
-    finally:
-        process.stdin.close()
-        await process.wait()
-    if with_inventory:
-        return figures
     return {**{key: seconds * 1000 / (CALLS * GRPC_ROUNDS) for key, seconds in spent.items()},
             **figures}
+
+
+async def floor_with_inventory(work: Path, efs: tuple[str, str]) -> dict[str, float]:
+    """The floor under the scale part's RSS: the one-process child's burst with a minimal
+    inventory alive."""
+    endpoint, file_system_id = efs
+    async with grpc_child(work, False, endpoint, file_system_id) as (process, stub):
+        return {"burst_rss_growth_mib": await burst_growth(process, stub, file_system_id,
+                                                           with_inventory=True)}
 
 
 async def aws_row(tuned: bool, endpoint: str, moto_url: str) -> dict[str, float]:
@@ -400,8 +427,8 @@ async def measure(repeats: int, alone_with: tuple[Path, dict[str, str]] | None
                 proxy.url, make_file_system(moto.url).file_system_id)))
             samples[ROWS[5]].append(await child_figures("logic"))
             memory[INVENTORY_ROW].append(await child_figures("inventory"))
-            memory[COMBINED_ROW].append(await grpc_row(False, Path(tmp), (
-                proxy.url, make_file_system(moto.url).file_system_id), with_inventory=True))
+            memory[COMBINED_ROW].append(await floor_with_inventory(Path(tmp), (
+                proxy.url, make_file_system(moto.url).file_system_id)))
             if python:
                 alone[LIBRARIES_ROW].append(await libraries_row(python, env, moto.url,
                                                                 Path(tmp)))
