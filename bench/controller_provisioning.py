@@ -691,9 +691,9 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                       **({"in_the_way": in_the_way} if in_the_way and not met else {})})
 
     # What stands in the way when the CPU targets are not met (profile: docs/performance.md).
-    sdk_floor = ("a call's CPU is mostly aiobotocore/botocore's request path and grpclib's "
-                 "server side; their floors are measured in docs/performance.md "
-                 "(bench/controller_profile.py)")
+    sdk_floor = ("below the floor of grpclib and tuned aiobotocore serving the call in one "
+                 "process, with the driver's own logic on it (bench/controller_floors.py, "
+                 "docs/performance.md)")
     cpu = report.get("controller_cpu")
     rows: list[dict[str, Any]] = report.get("rows") or []
     throttling: list[dict[str, Any]] = report.get("throttling") or []
@@ -788,9 +788,9 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
               f"+{rss['growth']} MiB ({rss['idle']} idle)",
               rss["growth"] <= SCALE_RSS_GROWTH_MIB,
               f"the same burst on an empty file system grows it by "
-              f"+{rss['burst_on_an_empty_file_system_growth']} MiB; the libraries' burst and "
-              "the inventory's strings alone come to more than 5 MiB: "
-              "bench/controller_floors.py, docs/performance.md")
+              f"+{rss['burst_on_an_empty_file_system_growth']} MiB; the libraries' burst with "
+              "a minimal inventory of 10,000 alive grows more than 5 MiB "
+              "(bench/controller_floors.py, docs/performance.md)")
         check(f"{existing} existing: 0 shared GIDs", burst["shared_gids"] + lone["shared_gids"],
               burst["shared_gids"] + lone["shared_gids"] == 0)
         check(f"{existing} existing: every delete done", scale["deletes"]["failed_deletes"],
