@@ -470,13 +470,17 @@ def main() -> int:
         print(f"{row['floor']:<42} {row.get('create_cpu_ms', '-')!s:>18} "
               f"{row.get('delete_cpu_ms', '-')!s:>18}")
     by = {row["floor"]: row for row in rows}
-    floors = {call: round(by[ROWS[0]][f"{call}_cpu_ms"] + by[ROWS[3]][f"{call}_cpu_ms"], 3)
-              for call in ("create", "delete")}
+
+    def added(first: str, second: str) -> dict[str, float]:
+        """Two rows' CPU per create and per delete, added."""
+        return {call: round(by[first][f"{call}_cpu_ms"] + by[second][f"{call}_cpu_ms"], 3)
+                for call in ("create", "delete")}
+
+    floors = added(ROWS[0], ROWS[3])
     print(f"floor under a create / a delete (bare grpclib + tuned aiobotocore): "
           f"{floors['create']} / {floors['delete']} ms measured apart, "
           f"{by[ROWS[4]]['create_cpu_ms']} / {by[ROWS[4]]['delete_cpu_ms']} ms in one process")
-    with_logic = {call: round(by[ROWS[4]][f"{call}_cpu_ms"] + by[ROWS[5]][f"{call}_cpu_ms"], 3)
-                  for call in ("create", "delete")}
+    with_logic = added(ROWS[4], ROWS[5])
     print(f"the same in one process with the driver's own logic on it: "
           f"{with_logic['create']} / {with_logic['delete']} ms")
     burst = by[ROWS[4]]["burst_rss_growth_mib"]

@@ -787,7 +787,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         check(f"{existing} existing: controller RSS <= idle + {SCALE_RSS_GROWTH_MIB:g} MiB",
               f"+{rss['growth']} MiB ({rss['idle']} idle)",
               rss["growth"] <= SCALE_RSS_GROWTH_MIB,
-              f"the same burst on an empty file system grows it by "
+              "the same burst on an empty file system grows it by "
               f"+{rss['burst_on_an_empty_file_system_growth']} MiB; the libraries' burst with "
               "a minimal inventory of 10,000 alive grows more than 5 MiB "
               "(bench/controller_floors.py, docs/performance.md)")
